@@ -1,0 +1,281 @@
+"""Model adapter for models that cannot call tools: they act through fenced code blocks.
+
+No tools are sent. The system prompt explains the protocol, the reply is parsed into
+synthetic tool calls (ids ``cb_<n>``), and when the conversation goes back to the API,
+tool calls are rendered as the assistant's text and tool results as user messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import openai
+from pydantic import BaseModel
+
+from kernelagent.agent.chat_model import ChatCompletionsModel
+from kernelagent.agent.model import (
+    AssistantItem,
+    Conversation,
+    ConversationItem,
+    ModelTurn,
+    TextDeltaCallback,
+    ToolCall,
+    ToolResultItem,
+    ToolSpec,
+    UserItem,
+)
+
+PYTHON_LANGUAGES = frozenset({"python", "py", "python3", "ipython", "ipython3", "jupyter"})
+SHELL_LANGUAGES = frozenset({"bash", "sh", "shell", "zsh", "console"})
+
+Action = Literal["python", "shell", "final_answer"]
+
+_FENCE = re.compile(r"^[ \t]*(`{3,})[ \t]*([^\s`{]*)")
+_ONE_LINE_BLOCK = re.compile(r"^[ \t]*(`{3,})(.+?)\1[ \t]*$")
+_FINAL_ANSWER = re.compile(
+    r"^[ \t>#*_]*final[ _-]?answer[ \t*_]*:[ \t*_]*", re.IGNORECASE | re.MULTILINE
+)
+
+
+class ParsedReply(BaseModel):
+    prose: str
+    """What the model said before its action."""
+    action: Action | None = None
+    payload: str = ""
+    """The code, the command or the answer."""
+
+
+class _Block(BaseModel):
+    language: str
+    code: str
+    start: int
+    end: int
+
+
+class CodeBlockModel:
+    """Wraps a chat adapter; the model acts with ```python / ```bash blocks or FINAL ANSWER."""
+
+    def __init__(self, inner: ChatCompletionsModel) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.supports_images = inner.supports_images
+
+    @classmethod
+    def over_client(
+        cls,
+        client: openai.AsyncOpenAI,
+        model: str,
+        *,
+        stream: bool = True,
+        supports_images: bool = False,
+        max_output_tokens: int | None = None,
+        extra_params: Mapping[str, Any] | None = None,
+    ) -> CodeBlockModel:
+        return cls(
+            ChatCompletionsModel(
+                client,
+                model,
+                stream=stream,
+                supports_images=supports_images,
+                max_output_tokens=max_output_tokens,
+                extra_params=extra_params,
+            )
+        )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def turn(
+        self,
+        conversation: Conversation,
+        tools: list[ToolSpec],
+        on_text_delta: TextDeltaCallback | None = None,
+    ) -> ModelTurn:
+        inner_turn = await self.inner.turn(
+            as_text_conversation(conversation, tools), [], on_text_delta
+        )
+        parsed = parse_reply(inner_turn.text)
+        tool_calls: list[ToolCall] = []
+        if parsed.action is not None:
+            tool_calls.append(
+                ToolCall(
+                    id=f"cb_{conversation.tool_call_count() + 1}",
+                    name=parsed.action,
+                    arguments=json.dumps({_ARGUMENT_NAMES[parsed.action]: parsed.payload}),
+                )
+            )
+        return ModelTurn(text=parsed.prose, tool_calls=tool_calls, usage=inner_turn.usage)
+
+
+_ARGUMENT_NAMES: dict[str, str] = {"python": "code", "shell": "command", "final_answer": "answer"}
+
+
+def protocol_instructions(tools: list[ToolSpec]) -> str:
+    names = {tool.name for tool in tools} or set(_ARGUMENT_NAMES)
+    lines = [
+        "## How to act",
+        "You cannot call tools. You act through the text of your reply:",
+    ]
+    if "python" in names:
+        lines += [
+            "- To run Python code in the Jupyter kernel, reply with one fenced block:",
+            "```python",
+            'print("hello")',
+            "```",
+        ]
+    if "shell" in names:
+        lines += [
+            "- To run a shell command, reply with one fenced block:",
+            "```bash",
+            "ls -la",
+            "```",
+        ]
+    lines += [
+        "- When the task is done, reply with a line `FINAL ANSWER: <your answer>`.",
+        (
+            "Put at most one code block in a reply and stop right after it. The output is sent "
+            "back to you in the next message; never write the output yourself."
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def parse_reply(text: str) -> ParsedReply:
+    """Find the action in a reply: the first runnable block, else a FINAL ANSWER line.
+
+    A runnable block before a FINAL ANSWER line wins: the model must see its output
+    first. A block without a language counts as Python only when there is no FINAL
+    ANSWER (such blocks often quote output).
+    """
+    blocks = _fenced_blocks(text)
+    final = next(
+        (match for match in _FINAL_ANSWER.finditer(text) if not _inside(match.start(), blocks)),
+        None,
+    )
+    cutoff = final.start() if final is not None else len(text)
+    candidates = [block for block in blocks if block.start < cutoff]
+    chosen = next((block for block in candidates if _block_action(block.language)), None)
+    if chosen is None and final is None:
+        chosen = next((block for block in candidates if block.language == ""), None)
+    if chosen is not None:
+        action = _block_action(chosen.language) or "python"
+        return ParsedReply(prose=text[: chosen.start].strip(), action=action, payload=chosen.code)
+    if final is not None:
+        answer = text[final.end() :].strip().strip("*_").strip()
+        return ParsedReply(
+            prose=text[: final.start()].strip(), action="final_answer", payload=answer
+        )
+    return ParsedReply(prose=text.strip())
+
+
+def as_text_conversation(conversation: Conversation, tools: list[ToolSpec]) -> Conversation:
+    """The conversation as plain text: tool calls become reply text, results user messages."""
+    items: list[ConversationItem] = []
+    for item in conversation.items:
+        if isinstance(item, UserItem):
+            items.append(item)
+        elif isinstance(item, AssistantItem):
+            parts = [item.text] if item.text else []
+            parts += [render_tool_call(call) for call in item.tool_calls]
+            if parts:
+                items.append(AssistantItem(text="\n\n".join(parts)))
+        else:
+            call = conversation.find_tool_call(item.call_id)
+            items.append(UserItem(text=render_tool_result(item, call), images=item.images))
+    system = f"{conversation.system}\n\n{protocol_instructions(tools)}"
+    return Conversation(system=system, items=items)
+
+
+def render_tool_call(call: ToolCall) -> str:
+    try:
+        arguments = json.loads(call.arguments)
+    except json.JSONDecodeError:
+        arguments = None
+    if isinstance(arguments, dict):
+        if call.name == "python" and isinstance(arguments.get("code"), str):
+            return _fenced("python", arguments["code"])
+        if call.name == "shell" and isinstance(arguments.get("command"), str):
+            return _fenced("bash", arguments["command"])
+        if call.name == "final_answer" and isinstance(arguments.get("answer"), str):
+            return f"FINAL ANSWER: {arguments['answer']}"
+    return f"(called tool {call.name} with arguments {call.arguments})"
+
+
+def render_tool_result(result: ToolResultItem, call: ToolCall | None) -> str:
+    output = result.output if result.output.strip() else "(no output)"
+    name = call.name if call is not None else None
+    if name == "python":
+        return f"Output of your code:\n{output}"
+    if name == "shell":
+        return f"Output of your command:\n{output}"
+    if name is None:
+        return f"Output:\n{output}"
+    return f"Result of {name}:\n{output}"
+
+
+def _fenced(language: str, code: str) -> str:
+    longest_run = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    fence = "`" * max(3, longest_run + 1)
+    return f"{fence}{language}\n{code.rstrip(chr(10))}\n{fence}"
+
+
+def _block_action(language: str) -> Action | None:
+    language = language.lower()
+    if language in PYTHON_LANGUAGES:
+        return "python"
+    if language in SHELL_LANGUAGES:
+        return "shell"
+    return None
+
+
+def _fenced_blocks(text: str) -> list[_Block]:
+    """Fenced blocks with their spans; an unclosed block runs to the end of the text."""
+    blocks: list[_Block] = []
+    lines = text.splitlines(keepends=True)
+    offset = 0
+    index = 0
+    while index < len(lines):
+        one_line = _ONE_LINE_BLOCK.match(lines[index].rstrip("\r\n"))
+        if one_line is not None:
+            language, code = _split_language(one_line.group(2))
+            blocks.append(
+                _Block(language=language, code=code, start=offset, end=offset + len(lines[index]))
+            )
+        opening = _FENCE.match(lines[index])
+        if opening is None or one_line is not None:
+            offset += len(lines[index])
+            index += 1
+            continue
+        fence, language = opening.group(1), opening.group(2)
+        start = offset
+        offset += len(lines[index])
+        index += 1
+        code_lines: list[str] = []
+        while index < len(lines):
+            line = lines[index]
+            offset += len(line)
+            index += 1
+            stripped = line.strip()
+            if stripped.startswith(fence) and set(stripped) == {"`"}:
+                break
+            code_lines.append(line)
+        blocks.append(
+            _Block(
+                language=language, code="".join(code_lines).rstrip("\n"), start=start, end=offset
+            )
+        )
+    return blocks
+
+
+def _split_language(inner: str) -> tuple[str, str]:
+    first, _, rest = inner.strip().partition(" ")
+    if rest.strip() and _block_action(first):
+        return first, rest.strip()
+    return "", inner.strip()
+
+
+def _inside(position: int, blocks: list[_Block]) -> bool:
+    return any(block.start <= position < block.end for block in blocks)

@@ -1,0 +1,159 @@
+"""The model protocol and the neutral, serialisable conversation it works on.
+
+The conversation is independent of any wire API, so a session can switch adapters
+(Responses, Chat Completions, code blocks) and be stored in notebook metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from kernelagent.events import Usage
+
+
+class ImagePart(BaseModel):
+    media_type: str = "image/png"
+    data_base64: str
+
+    @property
+    def data_url(self) -> str:
+        return f"data:{self.media_type};base64,{self.data_base64}"
+
+
+class UserItem(BaseModel):
+    type: Literal["user"] = "user"
+    text: str
+    images: list[ImagePart] = Field(default_factory=list)
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: str
+    """The raw JSON string exactly as the model sent it (may be malformed)."""
+
+
+class AssistantItem(BaseModel):
+    type: Literal["assistant"] = "assistant"
+    text: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    response_id: str | None = None
+    """The Responses API id of the response that produced this item, if any."""
+
+
+class ToolResultItem(BaseModel):
+    type: Literal["tool_result"] = "tool_result"
+    call_id: str
+    output: str
+    images: list[ImagePart] = Field(default_factory=list)
+
+
+ConversationItem = Annotated[UserItem | AssistantItem | ToolResultItem, Field(discriminator="type")]
+
+
+class Conversation(BaseModel):
+    system: str
+    items: list[ConversationItem] = Field(default_factory=list)
+
+    def append(self, item: UserItem | AssistantItem | ToolResultItem) -> None:
+        self.items.append(item)
+
+    def add_user(self, text: str, images: list[ImagePart] | None = None) -> UserItem:
+        item = UserItem(text=text, images=images or [])
+        self.items.append(item)
+        return item
+
+    def add_assistant(self, turn: ModelTurn) -> AssistantItem:
+        item = turn.to_item()
+        self.items.append(item)
+        return item
+
+    def add_tool_result(
+        self, call_id: str, output: str, images: list[ImagePart] | None = None
+    ) -> ToolResultItem:
+        item = ToolResultItem(call_id=call_id, output=output, images=images or [])
+        self.items.append(item)
+        return item
+
+    def find_tool_call(self, call_id: str) -> ToolCall | None:
+        for item in reversed(self.items):
+            if isinstance(item, AssistantItem):
+                for call in item.tool_calls:
+                    if call.id == call_id:
+                        return call
+        return None
+
+    def tool_call_count(self) -> int:
+        return sum(len(item.tool_calls) for item in self.items if isinstance(item, AssistantItem))
+
+
+class ToolSpec(BaseModel):
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    """A JSON schema."""
+
+
+class ModelTurn(BaseModel):
+    text: str
+    tool_calls: list[ToolCall]
+    usage: Usage
+    response_id: str | None = None
+
+    def to_item(self) -> AssistantItem:
+        return AssistantItem(
+            text=self.text, tool_calls=list(self.tool_calls), response_id=self.response_id
+        )
+
+
+class ModelError(Exception):
+    """A model call failed; ``message`` says what happened, ``hint`` what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ModelAuthError(ModelError):
+    """Missing or rejected API key (401/403)."""
+
+
+class ModelUnavailableError(ModelError):
+    """The server could not be reached or kept failing (connection, timeout, 5xx)."""
+
+
+class ModelRateLimitError(ModelError):
+    """The provider rate-limited the request (429) after the SDK's own retries."""
+
+
+class ModelNotFoundError(ModelError):
+    """The model name or the endpoint does not exist on the server (404)."""
+
+
+def images_omitted_note(count: int) -> str:
+    """Stands in for images sent to a model that cannot see them."""
+    plural = "image" if count == 1 else "images"
+    return f"[{count} {plural} omitted: this model does not accept images]"
+
+
+TextDeltaCallback = Callable[[str], None]
+
+
+@runtime_checkable
+class Model(Protocol):
+    name: str
+    supports_images: bool
+
+    async def turn(
+        self,
+        conversation: Conversation,
+        tools: list[ToolSpec],
+        on_text_delta: TextDeltaCallback | None = None,
+    ) -> ModelTurn: ...

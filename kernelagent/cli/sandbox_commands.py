@@ -1,0 +1,99 @@
+"""``kernelagent image``, ``kernelagent kernelspec`` and ``kernelagent cleanup``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from kernelagent.cli.app import app, console, fail
+from kernelagent.sandbox.docker_provisioner import DockerUnavailableError, docker_client
+from kernelagent.sandbox.images import (
+    DEFAULT_IMAGE,
+    ImageBuildError,
+    build_dockerfile_image,
+    build_rootfs_image,
+    image_is_current,
+)
+from kernelagent.sandbox.settings import SandboxSettings
+
+image_app = typer.Typer(help="Build the sandbox image.", no_args_is_help=True)
+kernelspec_app = typer.Typer(help="Install a Jupyter kernelspec that runs in the sandbox.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+app.add_typer(kernelspec_app, name="kernelspec")
+
+
+@image_app.command("build")
+def image_build(
+    name: Annotated[str, typer.Option(help="Image name.")] = DEFAULT_IMAGE,
+    route: Annotated[
+        str, typer.Option(help="rootfs: Debian packages + docker import (no registry); dockerfile: docker build.")
+    ] = "rootfs",
+    base: Annotated[str, typer.Option(help="Base image for the dockerfile route.")] = "python:3.12-slim",
+    force: Annotated[bool, typer.Option(help="Rebuild even if the image is current.")] = False,
+) -> None:
+    """Build the sandbox image (python3, ipykernel, numpy, pandas, matplotlib, non-root user)."""
+    if route not in ("rootfs", "dockerfile"):
+        raise fail(f"unknown route {route!r}: use rootfs or dockerfile")
+    try:
+        client = docker_client()
+        if not force and image_is_current(client, name, route):
+            console.print(f"{name} is up to date (use --force to rebuild)")
+            return
+        progress = lambda line: console.print(f"[dim]·[/] {line}")  # noqa: E731
+        if route == "rootfs":
+            build_rootfs_image(client, name, progress=progress)
+        else:
+            build_dockerfile_image(client, name, base=base, progress=progress)
+    except (DockerUnavailableError, ImageBuildError) as error:
+        raise fail(str(error)) from None
+
+
+@kernelspec_app.command("install")
+def kernelspec_install(
+    name: Annotated[str, typer.Option(help="Kernelspec name.")] = "kernelagent",
+    image: Annotated[str, typer.Option(help="Sandbox image.")] = DEFAULT_IMAGE,
+    memory: Annotated[str, typer.Option(help="Memory limit (Docker syntax).")] = "1g",
+    cpus: Annotated[float, typer.Option(help="CPU limit in cores.")] = 1.0,
+    pids: Annotated[int, typer.Option(help="Process/thread limit.")] = 256,
+    user: Annotated[bool, typer.Option("--user/--system", help="Install for this user or system-wide.")] = True,
+    sys_prefix: Annotated[bool, typer.Option(help="Install into sys.prefix (e.g. a virtualenv).")] = False,
+) -> None:
+    """Install a kernelspec so JupyterLab, nbclient, papermill and jupyter console can use the sandbox."""
+    import sys
+
+    settings = SandboxSettings(image=image, mem_limit=memory, cpus=cpus, pids_limit=pids)
+    from kernelagent.sandbox.maintenance import install_kernelspec
+
+    path = install_kernelspec(settings, name, user=user, prefix=sys.prefix if sys_prefix else None)
+    console.print(f"installed kernelspec [bold]{name}[/] in {path}")
+
+
+@app.command()
+def cleanup(
+    all_: Annotated[bool, typer.Option("--all", help="Remove every kernelagent sandbox, not just orphans.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Only list what would be removed.")] = False,
+) -> None:
+    """Remove orphaned sandbox containers (their owner process is gone, or they stopped)."""
+    from kernelagent.sandbox.maintenance import list_sandboxes, remove_sandboxes
+
+    try:
+        found = list_sandboxes(keep_kernel_ids=_kept_kernel_ids())
+    except DockerUnavailableError as error:
+        raise fail(str(error)) from None
+    targets = [s for s in found if all_ or s.orphan]
+    table = Table("container", "status", "owner pid", "action", "why")
+    for sandbox in found:
+        action = ("would remove" if dry_run else "removed") if sandbox in targets else "kept"
+        table.add_row(sandbox.name, sandbox.status, str(sandbox.owner_pid or ""), action, sandbox.why)
+    if found:
+        console.print(table)
+    if not dry_run:
+        removed = remove_sandboxes(targets)
+        console.print(f"removed {removed} sandbox(es)")
+
+
+def _kept_kernel_ids() -> frozenset[str]:
+    """Kernel ids of sandboxes that durable sessions will re-attach to (none yet)."""
+    return frozenset()

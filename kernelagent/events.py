@@ -1,0 +1,205 @@
+"""The typed event stream of a session.
+
+One union describes everything that happens in a session. The CLI renders it, the
+recorder writes it into the notebook, the server sends it over the WebSocket.
+Every event carries the session id and a per-session sequence number (assigned by
+the session when it emits the event), so a client that reconnects can catch up.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+#: An nbformat v4 output dict (stream, display_data, execute_result, error).
+NotebookOutput = dict[str, Any]
+
+SessionStatus = Literal[
+    "starting",
+    "running",
+    "awaiting_approval",
+    "paused",
+    "completed",
+    "failed",
+    "interrupted",
+]
+
+CellStatus = Literal["ok", "error", "timeout", "kernel_died", "interrupted", "rejected"]
+
+
+class Usage(BaseModel):
+    """Tokens used by model calls, summed over a session."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    requests: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
+            requests=self.requests + other.requests,
+        )
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str = ""
+    seq: int = 0
+    time: float = Field(default_factory=time.time)
+
+
+class SessionStarted(_Event):
+    type: Literal["session_started"] = "session_started"
+    task: str
+    model: str
+    sandbox: str
+    image: str | None = None
+    workspace: str
+    notebook_path: str
+
+
+class StatusChanged(_Event):
+    type: Literal["status_changed"] = "status_changed"
+    status: SessionStatus
+    reason: str = ""
+
+
+class UserMessage(_Event):
+    """A task or follow-up instruction from a person."""
+
+    type: Literal["user_message"] = "user_message"
+    text: str
+
+
+class AssistantText(_Event):
+    """Text the model said (complete, not a delta)."""
+
+    type: Literal["assistant_text"] = "assistant_text"
+    text: str
+
+
+class AssistantTextDelta(_Event):
+    """A streamed fragment of assistant text; not recorded, only rendered live."""
+
+    type: Literal["assistant_text_delta"] = "assistant_text_delta"
+    delta: str
+
+
+class CellStarted(_Event):
+    type: Literal["cell_started"] = "cell_started"
+    cell_id: str
+    tool_call_id: str
+    kind: Literal["python", "shell"]
+    code: str
+    """The cell source as recorded (shell commands as a ``%%bash`` cell)."""
+
+
+class CellOutput(_Event):
+    type: Literal["output"] = "output"
+    cell_id: str
+    output: NotebookOutput
+
+
+class CellFinished(_Event):
+    type: Literal["cell_finished"] = "cell_finished"
+    cell_id: str
+    status: CellStatus
+    outputs: list[NotebookOutput]
+    """All outputs the cell kept, in order (after clear_output and capping)."""
+    execution_count: int | None = None
+    started_at: float
+    finished_at: float
+    truncated: bool = False
+    detail: str = ""
+    """Why a cell did not end ok: the timeout, the kernel's death reason, ..."""
+    manifest: list[dict[str, Any]] | None = None
+    """Names the cell defined or changed, with type and fingerprint."""
+
+
+class ApprovalRequested(_Event):
+    type: Literal["approval_requested"] = "approval_requested"
+    cell_id: str
+    tool_call_id: str
+    kind: Literal["python", "shell"]
+    code: str
+    code_sha256: str
+    reason: str
+
+
+class ApprovalDecided(_Event):
+    type: Literal["approval_decided"] = "approval_decided"
+    cell_id: str
+    decision: Literal["approved", "edited", "rejected"]
+    decided_by: str
+    code: str
+    reason: str = ""
+
+
+class KernelRestarted(_Event):
+    """The kernel died or was replaced; state was restored by replay where possible."""
+
+    type: Literal["kernel_restarted"] = "kernel_restarted"
+    reason: str
+    restored_cells: int = 0
+
+
+class UsageUpdated(_Event):
+    type: Literal["usage"] = "usage"
+    usage: Usage
+    total: Usage
+
+
+class Error(_Event):
+    """Something went wrong that the session reports but may survive."""
+
+    type: Literal["error"] = "error"
+    message: str
+    hint: str = ""
+
+
+class SessionFinished(_Event):
+    type: Literal["session_finished"] = "session_finished"
+    status: SessionStatus
+    answer: str | None = None
+    reason: str = ""
+    usage: Usage = Field(default_factory=Usage)
+
+
+Event = Annotated[
+    Union[
+        SessionStarted,
+        StatusChanged,
+        UserMessage,
+        AssistantText,
+        AssistantTextDelta,
+        CellStarted,
+        CellOutput,
+        CellFinished,
+        ApprovalRequested,
+        ApprovalDecided,
+        KernelRestarted,
+        UsageUpdated,
+        Error,
+        SessionFinished,
+    ],
+    Field(discriminator="type"),
+]
+
+event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(data: str | bytes | dict[str, Any]) -> Event:
+    """Parse an event from its JSON form (as sent over the WebSocket)."""
+    if isinstance(data, dict):
+        return event_adapter.validate_python(data)
+    return event_adapter.validate_json(data)

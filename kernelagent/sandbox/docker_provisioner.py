@@ -1,0 +1,358 @@
+"""A jupyter_client kernel provisioner that runs ipykernel in a hardened Docker container.
+
+Registered under the ``jupyter_client.kernel_provisioners`` entry point as
+``kernelagent-docker``, so any Jupyter frontend (JupyterLab, nbclient, papermill,
+``jupyter console``) can use it through a kernelspec, and the agent is just another
+client.
+
+The container has no network. The kernel talks ZMQ over ``ipc`` sockets that live
+in a per-kernel runtime directory bind-mounted into the container; the host's
+jupyter_client connects to the same socket files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import KernelProvisionerBase
+from jupyter_core.paths import jupyter_runtime_dir
+from traitlets import Bool, Dict, Float, Int, Unicode
+
+from kernelagent.sandbox.images import DEFAULT_IMAGE
+
+CONTAINER_RUNTIME_DIR = "/run/kernelagent"
+CONTAINER_WORKSPACE = "/workspace"
+LABEL_MANAGED = "kernelagent.managed"
+LABEL_KERNEL_ID = "kernelagent.kernel_id"
+LABEL_OWNER_PID = "kernelagent.owner_pid"
+LABEL_OWNER_HOST = "kernelagent.owner_host"
+LABEL_WORKSPACE = "kernelagent.workspace"
+SANDBOX_UID_WHEN_HOST_IS_ROOT = 1000
+
+#: The only environment the kernel sees. Nothing from the host is copied in.
+CONTAINER_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "HOME": "/tmp/home",
+    "IPYTHONDIR": "/tmp/home/.ipython",
+    "MPLCONFIGDIR": "/tmp/home/.matplotlib",
+    "XDG_CACHE_HOME": "/tmp/home/.cache",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+
+
+class DockerUnavailableError(RuntimeError):
+    """No Docker engine answers; says how to get one."""
+
+
+def docker_client() -> docker.DockerClient:
+    """A client for the local Docker engine, or a clear error saying what to do."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise DockerUnavailableError(
+            "No Docker engine is reachable "
+            f"({error.__class__.__name__}). Install and start one "
+            "(Debian: `apt-get install docker.io && dockerd --bridge=none &`), "
+            "or use `--sandbox local` (not isolated)."
+        ) from error
+    return client
+
+
+def kernel_runtime_dir(kernel_id: str) -> Path:
+    return Path(jupyter_runtime_dir()) / f"kernelagent-{kernel_id}"
+
+
+def container_name(kernel_id: str) -> str:
+    return f"kernelagent-{kernel_id}"
+
+
+def describe_exit(state: dict[str, Any]) -> str:
+    """Why a container stopped, from its ``State`` as Docker reports it."""
+    if state.get("OOMKilled"):
+        return "OOM-killed: the kernel exceeded the sandbox memory limit"
+    code = state.get("ExitCode", 0)
+    if code > 128:
+        signum = code - 128
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        if signum == signal.SIGSEGV:
+            return f"crashed: the kernel died of {name} (segmentation fault)"
+        if signum == signal.SIGKILL:
+            return f"killed: the kernel received {name}"
+        return f"crashed: the kernel died of {name}"
+    if state.get("Error"):
+        return f"failed: {state['Error']}"
+    return f"exited: the kernel process exited with code {code}"
+
+
+class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+    """Runs the kernel in a Docker container: no network, non-root, read-only root.
+
+    Created by jupyter_client's ``KernelProvisionerFactory`` for a kernelspec whose
+    metadata names ``kernelagent-docker``; the kernelspec's ``config`` sets the traits
+    below.
+    """
+
+    image = Unicode(DEFAULT_IMAGE, config=True, help="Sandbox image to run.")
+    workspace = Unicode(
+        "",
+        config=True,
+        help="Host directory mounted read-write at /workspace. Empty: the `cwd` the "
+        "kernel is started with (the notebook's directory in JupyterLab).",
+    )
+    mem_limit = Unicode("1g", config=True, help="Memory limit (Docker syntax, e.g. 1g).")
+    cpus = Float(1.0, config=True, help="CPU limit in cores.")
+    pids_limit = Int(256, config=True, help="Maximum number of processes and threads.")
+    tmpfs_size = Unicode("64m", config=True, help="Size of the writable /tmp tmpfs.")
+    network = Unicode(
+        "none", config=True, help="Docker network mode. 'none' cuts the sandbox off."
+    )
+    read_only = Bool(True, config=True, help="Mount the image's root filesystem read-only.")
+    runtime = Unicode(
+        "", config=True, help="OCI runtime, e.g. 'runsc' for gVisor. Empty: Docker's default."
+    )
+    user = Unicode(
+        "",
+        config=True,
+        help="uid:gid in the container. Empty: the host user, or 1000 when the host runs as root.",
+    )
+    extra_labels = Dict(config=True, help="Extra labels for the container.")
+
+    container_id: str | None = None
+    runtime_dir: Path | None = None
+    workspace_dir: Path | None = None
+    _docker: docker.DockerClient | None = None
+
+    @property
+    def docker(self) -> docker.DockerClient:
+        if self._docker is None:
+            self._docker = docker_client()
+        return self._docker
+
+    @property
+    def has_process(self) -> bool:
+        return self.container_id is not None
+
+    # -- launch ----------------------------------------------------------------------
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        """Called by the KernelManager before launch: writes the connection files."""
+        km = self.parent
+        self.runtime_dir = kernel_runtime_dir(self.kernel_id)
+        self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.workspace_dir = Path(self.workspace or kwargs.get("cwd") or os.getcwd()).resolve()
+        self.workspace_dir.mkdir(parents=True, exist_ok=True)
+        uid, gid = self._sandbox_user()
+        if os.geteuid() == 0:
+            os.chown(self.runtime_dir, uid, gid)
+
+        km.transport = "ipc"
+        km.ip = str(self.runtime_dir / "ipc")
+        km.connection_file = str(self.runtime_dir / "connection.json")
+        km.write_connection_file()
+        self.connection_info = km.get_connection_info()
+        self._write_container_connection_file()
+
+        argv = [
+            CONTAINER_RUNTIME_DIR + "/container-connection.json" if arg == "{connection_file}" else arg
+            for arg in self.kernel_spec.argv
+        ]
+        kwargs.pop("env", None)  # the host environment never enters the sandbox
+        kwargs.pop("extra_arguments", None)
+        return {"cmd": argv, **kwargs}
+
+    def _write_container_connection_file(self) -> None:
+        assert self.runtime_dir is not None
+        info = dict(self.connection_info)
+        info["ip"] = CONTAINER_RUNTIME_DIR + "/ipc"
+        for key, value in list(info.items()):
+            if isinstance(value, bytes):
+                info[key] = value.decode()
+        path = self.runtime_dir / "container-connection.json"
+        path.write_text(json.dumps(info))
+        uid, gid = self._sandbox_user()
+        if os.geteuid() == 0:
+            os.chown(path, uid, gid)
+        path.chmod(0o600)
+
+    def _sandbox_user(self) -> tuple[int, int]:
+        if self.user:
+            uid, _, gid = self.user.partition(":")
+            return int(uid), int(gid or uid)
+        if os.geteuid() == 0:
+            return SANDBOX_UID_WHEN_HOST_IS_ROOT, SANDBOX_UID_WHEN_HOST_IS_ROOT
+        return os.geteuid(), os.getegid()
+
+    def container_options(self, cmd: list[str]) -> dict[str, Any]:
+        """The ``docker run`` options: the hardening lives here, in one place."""
+        assert self.runtime_dir is not None and self.workspace_dir is not None
+        uid, gid = self._sandbox_user()
+        options: dict[str, Any] = {
+            "image": self.image,
+            "command": cmd,
+            "name": container_name(self.kernel_id),
+            "detach": True,
+            "init": True,
+            "user": f"{uid}:{gid}",
+            "environment": dict(CONTAINER_ENV),
+            "working_dir": CONTAINER_WORKSPACE,
+            "volumes": {
+                str(self.runtime_dir): {"bind": CONTAINER_RUNTIME_DIR, "mode": "rw"},
+                str(self.workspace_dir): {"bind": CONTAINER_WORKSPACE, "mode": "rw"},
+            },
+            "network_mode": self.network,
+            "read_only": self.read_only,
+            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size},mode=1777"},
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "mem_limit": self.mem_limit,
+            "memswap_limit": self.mem_limit,
+            "nano_cpus": int(self.cpus * 1e9),
+            "pids_limit": self.pids_limit,
+            "ipc_mode": "private",
+            "labels": {
+                LABEL_MANAGED: "1",
+                LABEL_KERNEL_ID: self.kernel_id,
+                LABEL_OWNER_PID: str(os.getpid()),
+                LABEL_OWNER_HOST: socket.gethostname(),
+                LABEL_WORKSPACE: str(self.workspace_dir),
+                **self.extra_labels,
+            },
+        }
+        if self.runtime:
+            options["runtime"] = self.runtime
+        return options
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        """Called by the KernelManager to start the kernel: creates the container."""
+        options = self.container_options(cmd)
+        await asyncio.to_thread(self._remove_stale_container)
+        container: Container = await asyncio.to_thread(self.docker.containers.run, **options)
+        self.container_id = container.id
+        return self.connection_info
+
+    def _remove_stale_container(self) -> None:
+        try:
+            self.docker.containers.get(container_name(self.kernel_id)).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+    # -- process-like interface (mirrors subprocess.Popen) ----------------------------
+
+    def _container(self) -> Container | None:
+        if self.container_id is None:
+            return None
+        try:
+            return self.docker.containers.get(self.container_id)
+        except docker.errors.NotFound:
+            return None
+
+    async def poll(self) -> int | None:
+        """None while the kernel runs, else its exit code (-1 if the container is gone)."""
+        container = await asyncio.to_thread(self._container)
+        if container is None:
+            return -1
+        state = container.attrs["State"]
+        if state.get("Running"):
+            return None
+        return int(state.get("ExitCode", -1))
+
+    async def wait(self) -> int | None:
+        container = await asyncio.to_thread(self._container)
+        if container is None:
+            return -1
+        try:
+            result = await asyncio.to_thread(container.wait)
+        except docker.errors.NotFound:
+            return -1
+        return int(result.get("StatusCode", -1))
+
+    async def send_signal(self, signum: int) -> None:
+        """Interrupts arrive here (SIGINT); docker-init forwards them to the kernel."""
+        container = await asyncio.to_thread(self._container)
+        if container is not None:
+            try:
+                await asyncio.to_thread(container.kill, signal=int(signum))
+            except docker.errors.APIError:
+                pass  # the container already stopped
+
+    async def kill(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGKILL)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGTERM)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """Called after the kernel stopped: removes the container (and, unless this
+        is a restart, the runtime directory). The workspace always stays."""
+        container = await asyncio.to_thread(self._container)
+        if container is not None:
+            try:
+                await asyncio.to_thread(container.remove, force=True)
+            except docker.errors.NotFound:
+                pass
+        self.container_id = None
+        if not restart and self.runtime_dir is not None:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+    async def exit_reason(self) -> str | None:
+        """Why the kernel is not running, or None if it is."""
+        if self.container_id is None:
+            return "not started"
+        container = await asyncio.to_thread(self._container)
+        if container is None:
+            return "removed: the sandbox container no longer exists"
+        state = container.attrs["State"]
+        if state.get("Running"):
+            return None
+        return describe_exit(state)
+
+    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
+        return max(recommended, 5.0)
+
+    def get_stable_start_time(self, recommended: float = 10.0) -> float:
+        return max(recommended, 20.0)
+
+    # -- re-attach from another process -----------------------------------------------
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info = await super().get_provisioner_info()
+        info.update(
+            container_id=self.container_id,
+            runtime_dir=str(self.runtime_dir) if self.runtime_dir else None,
+            workspace_dir=str(self.workspace_dir) if self.workspace_dir else None,
+            image=self.image,
+        )
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict[str, Any]) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        self.container_id = provisioner_info.get("container_id")
+        runtime_dir = provisioner_info.get("runtime_dir")
+        workspace_dir = provisioner_info.get("workspace_dir")
+        self.runtime_dir = Path(runtime_dir) if runtime_dir else None
+        self.workspace_dir = Path(workspace_dir) if workspace_dir else None
+        self.image = provisioner_info.get("image", self.image)
+
+    def resolve_path(self, path: str) -> str | None:
+        """Map a container path (as reported by the kernel) to the host workspace."""
+        if self.workspace_dir and path.startswith(CONTAINER_WORKSPACE):
+            relative = path[len(CONTAINER_WORKSPACE) :].lstrip("/")
+            return str(self.workspace_dir / relative)
+        return None

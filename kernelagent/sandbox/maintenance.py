@@ -1,0 +1,105 @@
+"""Finding and removing sandboxes nobody owns any more, and installing the kernelspec."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+from jupyter_client.kernelspec import KernelSpecManager
+
+from kernelagent.sandbox.docker_provisioner import (
+    LABEL_KERNEL_ID,
+    LABEL_MANAGED,
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    docker_client,
+    kernel_runtime_dir,
+)
+from kernelagent.sandbox.sandbox import kernel_spec_for
+from kernelagent.sandbox.settings import SandboxSettings
+
+
+@dataclass
+class SandboxContainer:
+    name: str
+    kernel_id: str
+    status: str
+    owner_pid: int | None
+    orphan: bool
+    why: str
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def list_sandboxes(keep_kernel_ids: frozenset[str] = frozenset()) -> list[SandboxContainer]:
+    """Every kernelagent container, and whether it is an orphan.
+
+    An orphan is stopped, or was started on this host by a process that is gone and
+    is not kept (``keep_kernel_ids``: sandboxes that paused sessions will re-attach to).
+    """
+    client = docker_client()
+    found = []
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=1"}):
+        labels = container.labels
+        kernel_id = labels.get(LABEL_KERNEL_ID, "")
+        pid_text = labels.get(LABEL_OWNER_PID, "")
+        owner_pid = int(pid_text) if pid_text.isdigit() else None
+        same_host = labels.get(LABEL_OWNER_HOST) == socket.gethostname()
+        if container.status != "running":
+            orphan, why = True, f"container is {container.status}"
+        elif kernel_id in keep_kernel_ids:
+            orphan, why = False, "kept by a session"
+        elif same_host and owner_pid is not None and not _pid_alive(owner_pid):
+            orphan, why = True, f"owner process {owner_pid} is gone"
+        else:
+            orphan, why = False, f"owned by live process {owner_pid}"
+        found.append(SandboxContainer(container.name, kernel_id, container.status, owner_pid, orphan, why))
+    return found
+
+
+def remove_sandboxes(targets: list[SandboxContainer]) -> int:
+    client = docker_client()
+    removed = 0
+    for target in targets:
+        try:
+            client.containers.get(target.name).remove(force=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+        if target.kernel_id:
+            shutil.rmtree(kernel_runtime_dir(target.kernel_id), ignore_errors=True)
+    return removed
+
+
+def install_kernelspec(
+    settings: SandboxSettings,
+    name: str = "kernelagent",
+    *,
+    user: bool = True,
+    prefix: str | None = None,
+    display_name: str | None = None,
+) -> str:
+    """Write a kernelspec that runs the kernel in the Docker sandbox; returns its directory."""
+    spec = kernel_spec_for(settings)
+    data = spec.to_dict()
+    data["display_name"] = display_name or "Python 3 (kernelagent sandbox)"
+    data.setdefault("metadata", {})["kernelagent"] = {"sandbox": "docker", "image": settings.image}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "kernel.json").write_text(json.dumps(data, indent=1))
+        return KernelSpecManager().install_kernel_spec(
+            tmp, kernel_name=name, user=user and prefix is None, prefix=prefix, replace=True
+        )

@@ -1,0 +1,351 @@
+"""A Sandbox: one kernel (in Docker or a local subprocess) plus its workspace.
+
+This is the agent's computer. Both kinds are ordinary jupyter_client kernels: the
+Docker one through the ``kernelagent-docker`` provisioner, the local one through
+jupyter_client's ``local-provisioner``. Everything above this layer only sees
+:class:`Sandbox`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import KernelProvisionerFactory
+from jupyter_core.paths import jupyter_runtime_dir
+
+from kernelagent.execution import ExecutionResult, OutputCallback, execute
+from kernelagent.sandbox.docker_provisioner import (
+    CONTAINER_WORKSPACE,
+    DockerProvisioner,
+    docker_client,
+)
+from kernelagent.sandbox.settings import SandboxSettings
+
+log = logging.getLogger(__name__)
+
+KERNEL_NAME = "kernelagent"
+LOCAL_WARNING = (
+    "kernelagent: the local sandbox is NOT isolated: code runs as you, on this machine, "
+    "with your files and network. Use --sandbox docker for isolation."
+)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not start or be reached; the message says what to do."""
+
+
+class SandboxDeadError(SandboxError):
+    pass
+
+
+def kernel_spec_for(settings: SandboxSettings) -> KernelSpec:
+    """An in-memory kernelspec that runs ipykernel in the requested sandbox kind."""
+    if settings.kind == "docker":
+        return KernelSpec(
+            argv=["python3", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            display_name="Python 3 (kernelagent sandbox)",
+            language="python",
+            interrupt_mode="signal",
+            metadata={
+                "kernel_provisioner": {
+                    "provisioner_name": "kernelagent-docker",
+                    "config": settings.provisioner_config(),
+                }
+            },
+        )
+    return KernelSpec(
+        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        display_name="Python 3 (kernelagent local, not isolated)",
+        language="python",
+        interrupt_mode="signal",
+        metadata={"kernel_provisioner": {"provisioner_name": "local-provisioner", "config": {}}},
+    )
+
+
+class _OneSpecManager(KernelSpecManager):
+    """A KernelSpecManager that knows exactly one, in-memory, kernelspec."""
+
+    def __init__(self, spec: KernelSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._spec = spec
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        if kernel_name != KERNEL_NAME:
+            raise NoSuchKernel(kernel_name)
+        return self._spec
+
+    def find_kernel_specs(self) -> dict[str, str]:
+        return {KERNEL_NAME: ""}
+
+
+def _local_env(workspace: Path) -> dict[str, str]:
+    """The local kernel's environment: enough to run, and no host secrets."""
+    keep = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
+    env = {key: os.environ[key] for key in keep if key in os.environ}
+    env["HOME"] = os.environ.get("HOME", str(workspace))
+    return env
+
+
+class Sandbox:
+    """A running kernel with a host workspace. Create with :meth:`start` or :meth:`attach`."""
+
+    def __init__(
+        self,
+        manager: AsyncKernelManager,
+        settings: SandboxSettings,
+        workspace: Path,
+    ) -> None:
+        self.manager = manager
+        self.settings = settings
+        self.workspace = workspace
+        self.client = manager.client()
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @classmethod
+    async def start(
+        cls, settings: SandboxSettings | None = None, workspace: str | Path | None = None
+    ) -> Sandbox:
+        """Start a kernel in a fresh sandbox and wait until it answers."""
+        settings = settings or SandboxSettings()
+        if workspace is None:
+            workspace = tempfile.mkdtemp(prefix="kernelagent-workspace-")
+        workspace = Path(workspace).resolve()
+        workspace.mkdir(parents=True, exist_ok=True)
+        if settings.kind == "local":
+            print(LOCAL_WARNING, file=sys.stderr)
+        else:
+            await asyncio.to_thread(_check_image, settings.image)
+            _share_with_sandbox_user(workspace)
+        manager = _manager(settings, kernel_id=str(uuid.uuid4()))
+        try:
+            if settings.kind == "docker":
+                await manager.start_kernel(cwd=str(workspace))
+            else:
+                await manager.start_kernel(cwd=str(workspace), env=_local_env(workspace))
+        except Exception as error:
+            await _quietly_shutdown(manager)
+            raise SandboxError(f"the sandbox kernel failed to start: {error}") from error
+        sandbox = cls(manager, settings, workspace)
+        await sandbox._wait_ready()
+        return sandbox
+
+    async def _wait_ready(self) -> None:
+        self.client.start_channels()
+        try:
+            await self.client.wait_for_ready(timeout=self.settings.startup_timeout)
+        except (RuntimeError, TimeoutError) as error:
+            reason = await self.death_reason()
+            await self.shutdown()
+            raise SandboxError(
+                f"the sandbox kernel did not become ready: {reason or error}"
+            ) from error
+
+    def state(self) -> dict[str, Any]:
+        """What another process needs to re-attach to this running sandbox (JSON-safe)."""
+        info = self.manager.get_connection_info(session=False)
+        connection = {k: v.decode() if isinstance(v, bytes) else v for k, v in info.items()}
+        provisioner = self.manager.provisioner
+        provisioner_info: dict[str, Any] = {}
+        if isinstance(provisioner, DockerProvisioner):
+            provisioner_info = {
+                "container_id": provisioner.container_id,
+                "runtime_dir": str(provisioner.runtime_dir),
+                "workspace_dir": str(provisioner.workspace_dir),
+                "image": provisioner.image,
+            }
+        elif provisioner is not None and getattr(provisioner, "pid", None):
+            provisioner_info = {"pid": provisioner.pid, "pgid": getattr(provisioner, "pgid", None)}
+        return {
+            "kernel_id": self.manager.kernel_id,
+            "settings": self.settings.model_dump(),
+            "workspace": str(self.workspace),
+            "connection_info": connection,
+            "connection_file": self.manager.connection_file,
+            "provisioner_info": provisioner_info,
+        }
+
+    @classmethod
+    async def attach(cls, state: dict[str, Any]) -> Sandbox:
+        """Re-attach to a sandbox started by another (possibly dead) process."""
+        settings = SandboxSettings.model_validate(state["settings"])
+        manager = _manager(settings, kernel_id=state["kernel_id"])
+        manager.load_connection_info(state["connection_info"])
+        manager.connection_file = state["connection_file"]
+        manager.provisioner = KernelProvisionerFactory.instance().create_provisioner_instance(
+            state["kernel_id"], manager.kernel_spec, parent=manager
+        )
+        await manager.provisioner.load_provisioner_info(
+            {
+                "kernel_id": state["kernel_id"],
+                "connection_info": state["connection_info"],
+                **state["provisioner_info"],
+            }
+        )
+        sandbox = cls(manager, settings, Path(state["workspace"]))
+        reason = await sandbox.death_reason()
+        if reason is not None:
+            raise SandboxDeadError(f"cannot re-attach: the sandbox is gone ({reason})")
+        await sandbox._wait_ready()
+        return sandbox
+
+    async def shutdown(self) -> None:
+        """Stop the kernel and remove its container. The workspace stays."""
+        self.client.stop_channels()
+        await _quietly_shutdown(self.manager)
+
+    async def restart(self) -> None:
+        """A new kernel in the same workspace; all in-memory state is lost."""
+        await self.manager.restart_kernel(now=True)
+        await self.client.wait_for_ready(timeout=self.settings.startup_timeout)
+
+    async def interrupt(self) -> None:
+        await self.manager.interrupt_kernel()
+
+    async def death_reason(self) -> str | None:
+        """None while the kernel lives; otherwise why it died (exited, OOM-killed, crashed)."""
+        provisioner = self.manager.provisioner
+        if isinstance(provisioner, DockerProvisioner):
+            return await provisioner.exit_reason()
+        if provisioner is None:
+            return "not started"
+        code = await provisioner.poll()
+        if code is None:
+            return None
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            if -code == signal.SIGSEGV:
+                return f"crashed: the kernel died of {name} (segmentation fault)"
+            return f"killed: the kernel died of {name}"
+        return f"exited: the kernel process exited with code {code}"
+
+    async def is_alive(self) -> bool:
+        return await self.death_reason() is None
+
+    # -- running code ----------------------------------------------------------------
+
+    async def execute(
+        self,
+        code: str,
+        timeout: float | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> ExecutionResult:
+        """Run a cell; outputs come back as nbformat v4 dicts."""
+        async with self._lock:
+            result = await execute(
+                self.client,
+                code,
+                timeout=timeout,
+                output_limit=self.settings.output_limit,
+                on_output=on_output,
+                check_death=self.death_reason,
+                interrupt=self.interrupt,
+                interrupt_grace=self.settings.interrupt_grace,
+            )
+            if result.interrupt_ignored:
+                await self.restart()
+                result.detail += "; the kernel was restarted and its variables are lost"
+            return result
+
+    async def shell(
+        self, command: str, timeout: float | None = None, on_output: OutputCallback | None = None
+    ) -> ExecutionResult:
+        """Run a shell command inside the sandbox (as a ``%%bash`` cell)."""
+        return await self.execute(shell_cell(command), timeout=timeout, on_output=on_output)
+
+    # -- files -----------------------------------------------------------------------
+
+    @property
+    def kernel_workspace(self) -> str:
+        """The workspace path as the code in the kernel sees it."""
+        return CONTAINER_WORKSPACE if self.settings.kind == "docker" else str(self.workspace)
+
+    def workspace_path(self, relative: str | Path) -> Path:
+        """A host path inside the workspace; refuses paths that escape it."""
+        relative = Path(relative)
+        if relative.is_absolute() and self.settings.kind == "docker":
+            relative = relative.relative_to(CONTAINER_WORKSPACE)
+        path = (self.workspace / relative).resolve()
+        if path != self.workspace and self.workspace not in path.parents:
+            raise ValueError(f"{relative} is outside the sandbox workspace {self.workspace}")
+        return path
+
+    def put_file(self, source: str | Path, destination: str | Path | None = None) -> Path:
+        """Copy a host file into the workspace; returns its host path."""
+        source = Path(source)
+        if not source.is_file():
+            raise FileNotFoundError(f"{source} does not exist or is not a file")
+        target = self.workspace_path(destination or source.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        _share_with_sandbox_user(target)
+        return target
+
+    def get_file(self, relative: str | Path, destination: str | Path) -> Path:
+        """Copy a workspace file out to the host."""
+        source = self.workspace_path(relative)
+        if not source.is_file():
+            raise FileNotFoundError(f"{relative} is not a file in the workspace")
+        return Path(shutil.copyfile(source, destination))
+
+
+def shell_cell(command: str) -> str:
+    return "%%bash\n" + command
+
+
+def _manager(settings: SandboxSettings, kernel_id: str) -> AsyncKernelManager:
+    manager = AsyncKernelManager(
+        kernel_name=KERNEL_NAME,
+        kernel_id=kernel_id,
+        kernel_spec_manager=_OneSpecManager(kernel_spec_for(settings)),
+    )
+    if settings.kind == "local":
+        # ZMQ over ipc sockets, as in Docker: nothing listens on a TCP port.
+        runtime = Path(jupyter_runtime_dir())
+        runtime.mkdir(parents=True, exist_ok=True)
+        manager.transport = "ipc"
+        manager.connection_file = str(runtime / f"kernelagent-local-{kernel_id}.json")
+        manager.ip = str(runtime / f"kernelagent-local-{kernel_id}-ipc")
+    return manager
+
+
+async def _quietly_shutdown(manager: AsyncKernelManager) -> None:
+    try:
+        if manager.provisioner is not None:
+            await manager.shutdown_kernel(now=True)
+    except Exception as error:  # the kernel may already be gone; cleanup must go on
+        log.debug("shutdown: %s", error)
+        if manager.provisioner is not None:
+            await manager.provisioner.cleanup(restart=False)
+
+
+def _share_with_sandbox_user(path: Path) -> None:
+    """Hand workspace files to the sandbox's uid when we run as root (it runs as 1000)."""
+    from kernelagent.sandbox.docker_provisioner import SANDBOX_UID_WHEN_HOST_IS_ROOT as uid
+
+    if os.geteuid() == 0 and path.exists():
+        os.chown(path, uid, uid)
+
+
+def _check_image(image: str) -> None:
+    import docker.errors
+
+    client = docker_client()
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        raise SandboxError(
+            f"The sandbox image {image} is not built yet: run `kernelagent image build`."
+        ) from None

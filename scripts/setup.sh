@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine for kernelagent: Docker engine, the sandbox image,
+# and the package itself. Idempotent: re-running skips what is already there.
+#   bash scripts/setup.sh          # the package and the sandbox
+#   bash scripts/setup.sh --test   # plus the test dependencies
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[[ "${1:-}" == "--test" ]] && extras="[test]"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -q
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q "${missing[@]}"
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd (no bridge network: sandboxes never get one)"
+  as_root sh -c 'nohup dockerd --bridge=none >/var/log/kernelagent-dockerd.log 2>&1 &'
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { tail -20 /var/log/kernelagent-dockerd.log; say "dockerd did not start"; exit 1; }
+fi
+
+say "installing kernelagent${extras}"
+python3 -m pip install -q --disable-pip-version-check -e ".${extras}"
+
+say "building the sandbox image (first time: ~3 minutes, from Debian's packages)"
+as_root "$(command -v kernelagent)" image build

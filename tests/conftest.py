@@ -1,0 +1,65 @@
+"""Shared fixtures. Docker tests fail (not skip) when CI=true and Docker is unusable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kernelagent.sandbox.images import DEFAULT_IMAGE
+from kernelagent.sandbox.sandbox import Sandbox
+from kernelagent.sandbox.settings import SandboxSettings
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _docker_problem() -> str | None:
+    try:
+        from kernelagent.sandbox.docker_provisioner import docker_client
+
+        client = docker_client()
+    except Exception as error:  # noqa: BLE001
+        return str(error)
+    try:
+        client.images.get(DEFAULT_IMAGE)
+    except Exception:  # noqa: BLE001
+        return f"the sandbox image {DEFAULT_IMAGE} is missing: run `kernelagent image build`"
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_available() -> None:
+    problem = _docker_problem()
+    if problem is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true but Docker tests cannot run: {problem}")
+    pytest.skip(f"Docker unavailable: {problem}")
+
+
+@pytest.fixture
+def docker_settings(docker_available: None) -> SandboxSettings:
+    return SandboxSettings(kind="docker")
+
+
+@pytest.fixture
+async def docker_sandbox(docker_settings: SandboxSettings, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    sandbox = await Sandbox.start(docker_settings, tmp_path / "workspace")
+    try:
+        yield sandbox
+    finally:
+        await sandbox.shutdown()
+
+
+@pytest.fixture(params=["docker", "local"])
+async def any_sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Sandbox]:
+    """The same behaviour on both kinds of sandbox."""
+    if request.param == "docker":
+        request.getfixturevalue("docker_available")
+    sandbox = await Sandbox.start(SandboxSettings(kind=request.param), tmp_path / "workspace")
+    try:
+        yield sandbox
+    finally:
+        await sandbox.shutdown()
