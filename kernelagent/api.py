@@ -1,0 +1,180 @@
+"""The Python API: run an agent session from code, async first.
+
+    result = kernelagent.run("Summarise sales.csv", data=["sales.csv"])        # sync
+    result = await kernelagent.arun("...", on_event=print)                      # async
+    async for event in kernelagent.astream("..."): ...                          # events
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from kernelagent.agent.model import Model, ModelAuthError
+from kernelagent.agent.models_factory import make_model, resolve_api_key
+from kernelagent.agent.openai_errors import to_model_error
+from kernelagent.events import Event, SessionStatus, Usage
+from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.session.session import ApiKind, Session, SessionConfig
+from kernelagent.session.stream import EventStream
+
+DEFAULT_MODEL = os.environ.get("KERNELAGENT_MODEL", "gpt-4.1-mini")
+
+
+@dataclass
+class SessionResult:
+    session_id: str
+    status: SessionStatus
+    answer: str | None
+    reason: str
+    notebook_path: Path
+    workspace: Path
+    usage: Usage
+    events: list[Event] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The machine-readable summary ``kernelagent run --json`` prints."""
+        return {
+            "session_id": self.session_id,
+            "status": self.status,
+            "answer": self.answer,
+            "reason": self.reason,
+            "notebook": str(self.notebook_path),
+            "workspace": str(self.workspace),
+            "usage": {**self.usage.model_dump(), "total_tokens": self.usage.total_tokens},
+        }
+
+
+def build_config(
+    *,
+    model: str | None = None,
+    api: ApiKind = "responses",
+    base_url: str | None = None,
+    sandbox: str = "docker",
+    image: str | None = None,
+    max_steps: int = 30,
+    cell_timeout: float = 300.0,
+    max_tokens: int | None = None,
+    max_cost: float | None = None,
+    price_per_million: tuple[float, float] | None = None,
+) -> SessionConfig:
+    sandbox_settings = SandboxSettings(kind=sandbox)  # type: ignore[arg-type]
+    if image:
+        sandbox_settings.image = image
+    return SessionConfig(
+        model=model or DEFAULT_MODEL,
+        api=api,
+        base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
+        sandbox=sandbox_settings,
+        max_steps=max_steps,
+        cell_timeout=cell_timeout,
+        max_tokens=max_tokens,
+        max_cost=max_cost,
+        price_per_million=price_per_million,
+    )
+
+
+async def check_model_server(config: SessionConfig, api_key: str | None = None) -> None:
+    """Fail fast, before any sandbox starts, when there is no key or no server.
+
+    Asks ``GET /models`` once without retries. A server without that endpoint
+    (404, 405) is fine: only a missing key, a rejected key or no answer stop here.
+    """
+    key = resolve_api_key(api_key, config.base_url)
+    client = openai.AsyncOpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=15)
+    try:
+        await client.models.list()
+    except (openai.NotFoundError, openai.UnprocessableEntityError):
+        pass
+    except openai.APIStatusError as error:
+        if error.status_code in (401, 403) or error.status_code >= 500:
+            raise to_model_error(error, base_url=str(client.base_url), model=config.model, endpoint="/models") from error
+    except openai.OpenAIError as error:
+        raise to_model_error(error, base_url=str(client.base_url), model=config.model, endpoint="/models") from error
+    finally:
+        await client.close()
+
+
+def model_for(config: SessionConfig, api_key: str | None = None) -> Model:
+    return make_model(config.api, config.model, base_url=config.base_url, api_key=api_key)
+
+
+async def arun(
+    task: str,
+    *,
+    data: Sequence[str | Path] = (),
+    workspace: str | Path | None = None,
+    notebook: str | Path | None = None,
+    config: SessionConfig | None = None,
+    model_adapter: Model | None = None,
+    api_key: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    on_session: Callable[[Session], None] | None = None,
+    check_server: bool = True,
+    keep_sandbox: bool = False,
+    **config_options: Any,
+) -> SessionResult:
+    """Run one agent session to its end; the notebook is written as it goes."""
+    config = config or build_config(**config_options)
+    missing = [str(path) for path in data if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"data file not found: {', '.join(missing)}")
+    model = model_adapter
+    if model is None:
+        if check_server:
+            await check_model_server(config, api_key)
+        model = model_for(config, api_key)
+    stream = EventStream("")
+    if on_event is not None:
+        stream.subscribe(on_event)
+    session = await Session.start(
+        config, model, workspace=workspace, notebook=notebook, data=list(data), stream=stream
+    )
+    if on_session is not None:
+        on_session(session)
+    try:
+        outcome = await session.run(task)
+    finally:
+        if not keep_sandbox:
+            await session.close()
+        await _close_model(model)
+    return SessionResult(
+        session_id=session.id,
+        status=outcome.status,
+        answer=outcome.answer,
+        reason=outcome.reason,
+        notebook_path=session.notebook_path,
+        workspace=session.workspace,
+        usage=session.loop.state.usage,
+        events=list(stream.history),
+    )
+
+
+async def astream(task: str, **options: Any) -> AsyncIterator[Event]:
+    """The session's events as they happen."""
+    queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    runner = asyncio.create_task(arun(task, on_event=queue.put_nowait, **options))
+    runner.add_done_callback(lambda _: queue.put_nowait(None))
+    while (event := await queue.get()) is not None:
+        yield event
+    await runner  # re-raise what ended the session, if anything
+
+
+def run(task: str, **options: Any) -> SessionResult:
+    """Synchronous wrapper around :func:`arun`."""
+    return asyncio.run(arun(task, **options))
+
+
+async def _close_model(model: Model) -> None:
+    close = getattr(model, "aclose", None)
+    if close is not None:
+        await close()
+
+
+__all__ = ["ModelAuthError", "SessionResult", "arun", "astream", "build_config", "run"]

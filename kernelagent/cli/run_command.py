@@ -1,0 +1,111 @@
+"""``kernelagent run``: one agent session from the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kernelagent.agent.model import ModelError
+from kernelagent.api import SessionResult, arun, build_config
+from kernelagent.cli.app import app, console, fail
+from kernelagent.cli.render import EventRenderer
+from kernelagent.notebook.recorder import RecordingError
+from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
+from kernelagent.sandbox.sandbox import SandboxError
+
+#: Exit codes, documented in the README.
+EXIT_COMPLETED = 0
+EXIT_FAILED = 1
+EXIT_PAUSED = 3
+EXIT_AWAITING_APPROVAL = 4
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = {
+    "completed": EXIT_COMPLETED,
+    "failed": EXIT_FAILED,
+    "paused": EXIT_PAUSED,
+    "awaiting_approval": EXIT_AWAITING_APPROVAL,
+    "interrupted": EXIT_INTERRUPTED,
+}
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="What the agent should do.")],
+    data: Annotated[Optional[list[Path]], typer.Option("--data", "-d", help="File to copy into the workspace (repeatable).")] = None,
+    workspace: Annotated[Optional[Path], typer.Option(help="Workspace directory (default: a new one per session).")] = None,
+    notebook: Annotated[Optional[Path], typer.Option(help="Where to record the session notebook.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name (default: $KERNELAGENT_MODEL or gpt-4.1-mini).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL).")] = None,
+    api: Annotated[str, typer.Option(help="responses | chat | code-blocks")] = "responses",
+    sandbox: Annotated[str, typer.Option(help="docker | local (local is NOT isolated)")] = "docker",
+    image: Annotated[Optional[str], typer.Option(help="Sandbox image.")] = None,
+    max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
+    timeout: Annotated[float, typer.Option(help="Seconds per cell before it is interrupted.")] = 300.0,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the session.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option(help="Cost budget in USD (needs --price).")] = None,
+    price: Annotated[Optional[str], typer.Option(help="USD per million tokens, 'INPUT,OUTPUT'.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")] = False,
+) -> None:
+    """Run an agent session on TASK; it is recorded as a notebook while it runs."""
+    if api not in ("responses", "chat", "code-blocks"):
+        raise fail(f"unknown --api {api!r}: use responses, chat or code-blocks", 2)
+    if sandbox not in ("docker", "local"):
+        raise fail(f"unknown --sandbox {sandbox!r}: use docker or local", 2)
+    missing = [str(path) for path in data or [] if not path.is_file()]
+    if missing:
+        raise fail(f"data file not found: {', '.join(missing)} (check the --data paths)", 2)
+    price_per_million = _parse_price(price)
+    if max_cost is not None and price_per_million is None:
+        raise fail("--max-cost needs --price INPUT,OUTPUT (USD per million tokens)", 2)
+    config = build_config(
+        model=model, api=api, base_url=base_url, sandbox=sandbox, image=image,  # type: ignore[arg-type]
+        max_steps=max_steps, cell_timeout=timeout, max_tokens=max_tokens, max_cost=max_cost,
+        price_per_million=price_per_million,
+    )
+    renderer = None if quiet else EventRenderer(console)
+    try:
+        result = asyncio.run(_run(task, data or [], workspace, notebook, config, renderer))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: the notebook was saved")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except ModelError as error:
+        raise fail(f"{error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")) from None
+    except (DockerUnavailableError, SandboxError, RecordingError, FileNotFoundError) as error:
+        raise fail(str(error)) from None
+    if json_output:
+        print(json.dumps(result.summary()), file=sys.stdout)
+    elif quiet:
+        console.print(result.answer if result.answer is not None else f"{result.status}: {result.reason}")
+    console.print(f"[dim]notebook: {result.notebook_path}[/]")
+    raise typer.Exit(EXIT_CODES.get(result.status, EXIT_FAILED))
+
+
+async def _run(task, data, workspace, notebook, config, renderer) -> SessionResult:  # type: ignore[no-untyped-def]
+    with console.status("starting the sandbox…", spinner="dots") as status:
+        started = asyncio.Event()
+
+        def on_event(event) -> None:  # type: ignore[no-untyped-def]
+            if not started.is_set():
+                started.set()
+                status.stop()
+            if renderer is not None:
+                renderer(event)
+
+        return await arun(task, data=data, workspace=workspace, notebook=notebook, config=config, on_event=on_event)
+
+
+def _parse_price(price: str | None) -> tuple[float, float] | None:
+    if price is None:
+        return None
+    try:
+        price_in, price_out = (float(part) for part in price.split(","))
+    except ValueError:
+        raise fail("--price must be 'INPUT,OUTPUT' in USD per million tokens, e.g. 0.4,1.6", 2) from None
+    return price_in, price_out

@@ -1,0 +1,208 @@
+"""A Session: sandbox + conversation + recorder + event stream, for one task.
+
+This is what the CLI, the Python API and the server drive. The notebook is written
+as the session runs; it holds everything needed to continue the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from jupyter_core.paths import jupyter_data_dir
+from pydantic import BaseModel, Field
+
+from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome, workspace_files
+from kernelagent.agent.model import Conversation, Model
+from kernelagent.agent.prompts import system_prompt
+from kernelagent.events import (
+    SessionFinished,
+    SessionStarted,
+    StatusChanged,
+    UserMessage,
+)
+from kernelagent.notebook.recorder import NotebookRecorder
+from kernelagent.sandbox.sandbox import Sandbox
+from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.session.stream import EventStream
+
+ApiKind = Literal["responses", "chat", "code-blocks"]
+
+
+def sessions_home() -> Path:
+    return Path(jupyter_data_dir()) / "kernelagent" / "sessions"
+
+
+class SessionConfig(BaseModel):
+    """Everything a session is started with (stored in the notebook metadata)."""
+
+    model: str = "gpt-4.1-mini"
+    api: ApiKind = "responses"
+    base_url: str | None = None
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    max_steps: int = 30
+    cell_timeout: float = 300.0
+    shell_timeout: float = 120.0
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    price_per_million: tuple[float, float] | None = None
+
+    def limits(self) -> LoopLimits:
+        return LoopLimits(
+            max_steps=self.max_steps,
+            cell_timeout=self.cell_timeout,
+            shell_timeout=self.shell_timeout,
+            max_tokens=self.max_tokens,
+            max_cost=self.max_cost,
+            price_per_million=self.price_per_million,
+        )
+
+
+class Session:
+    """One agent session. Create with :meth:`start`; call :meth:`run`; then :meth:`close`."""
+
+    def __init__(
+        self,
+        session_id: str,
+        config: SessionConfig,
+        model: Model,
+        sandbox: Sandbox,
+        recorder: NotebookRecorder,
+        conversation: Conversation,
+        stream: EventStream,
+    ) -> None:
+        self.id = session_id
+        self.config = config
+        self.model = model
+        self.sandbox = sandbox
+        self.recorder = recorder
+        self.conversation = conversation
+        self.stream = stream
+        self.loop = AgentLoop(
+            model,
+            sandbox,
+            conversation,
+            stream.emit,
+            limits=config.limits(),
+            state=LoopState(),
+            checkpoint=lambda: recorder.set_conversation(self.conversation_state()),
+        )
+        self.status = "starting"
+
+    @property
+    def workspace(self) -> Path:
+        return self.sandbox.workspace
+
+    @property
+    def notebook_path(self) -> Path:
+        return self.recorder.path
+
+    @classmethod
+    async def start(
+        cls,
+        config: SessionConfig,
+        model: Model,
+        *,
+        workspace: str | Path | None = None,
+        notebook: str | Path | None = None,
+        data: list[str | Path] | None = None,
+        stream: EventStream | None = None,
+        sandbox: Sandbox | None = None,
+    ) -> Session:
+        """Check inputs, start (or adopt) a sandbox, copy data in, open the notebook."""
+        data_files = [Path(path) for path in data or []]
+        missing = [str(path) for path in data_files if not path.is_file()]
+        if missing:
+            raise FileNotFoundError(f"data file not found: {', '.join(missing)}")
+        session_id = uuid.uuid4().hex[:12]
+        session_dir = sessions_home() / session_id
+        if sandbox is None:
+            workspace_dir = Path(workspace) if workspace else session_dir / "workspace"
+            sandbox = await Sandbox.start(config.sandbox, workspace_dir)
+        for path in data_files:
+            sandbox.put_file(path, path.name)
+        notebook_path = Path(notebook) if notebook else session_dir / "session.ipynb"
+        notebook_path.parent.mkdir(parents=True, exist_ok=True)
+        stream = stream or EventStream(session_id)
+        stream.session_id = session_id
+        recorder = NotebookRecorder(notebook_path, session_id=session_id)
+        stream.subscribe(recorder.handle, critical=True)
+        conversation = Conversation(
+            system=system_prompt(sandbox.kernel_workspace, workspace_files(sandbox.workspace))
+        )
+        return cls(session_id, config, model, sandbox, recorder, conversation, stream)
+
+    async def run(self, instruction: str) -> Outcome:
+        """Work on a task or follow-up instruction; the notebook is saved at every step."""
+        first = self.loop.state.steps == 0
+        if first:
+            self.stream.emit(
+                SessionStarted(
+                    task=instruction,
+                    model=self.config.model,
+                    sandbox=self.config.sandbox.kind,
+                    image=self.config.sandbox.image if self.config.sandbox.kind == "docker" else None,
+                    workspace=str(self.workspace),
+                    notebook_path=str(self.notebook_path),
+                )
+            )
+        self.stream.emit(UserMessage(text=instruction))
+        self._set_status("running")
+        try:
+            outcome = await self.loop.run(instruction)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            outcome = Outcome("interrupted", reason="stopped by the user")
+            await self._interrupt_running_cell()
+            self._finish(outcome)
+            raise
+        except Exception as error:
+            outcome = Outcome("failed", reason=f"{error.__class__.__name__}: {error}")
+            self._finish(outcome)
+            raise
+        self._finish(outcome)
+        return outcome
+
+    async def _interrupt_running_cell(self) -> None:
+        if self.loop.current_cell is not None:
+            try:
+                await asyncio.wait_for(self.sandbox.interrupt(), timeout=5)
+            except Exception:  # noqa: BLE001 - best effort while stopping
+                pass
+
+    def _set_status(self, status: str, reason: str = "") -> None:
+        self.status = status
+        self.stream.emit(StatusChanged(status=status, reason=reason))  # type: ignore[arg-type]
+
+    def _finish(self, outcome: Outcome) -> None:
+        self.recorder.set_conversation(self.conversation_state())
+        self.recorder.update_metadata(
+            usage=self.loop.state.usage.model_dump(),
+            answer=outcome.answer,
+            config=self.config.model_dump(mode="json"),
+        )
+        self._set_status(outcome.status, outcome.reason)
+        self.stream.emit(
+            SessionFinished(
+                status=outcome.status,
+                answer=outcome.answer,
+                reason=outcome.reason,
+                usage=self.loop.state.usage,
+            )
+        )
+
+    def conversation_state(self) -> dict[str, Any]:
+        return {
+            "conversation": self.conversation.model_dump(mode="json"),
+            "steps": self.loop.state.steps,
+            "cells": self.loop.state.cells,
+            "saved_at": time.time(),
+        }
+
+    async def close(self, *, remove_workspace: bool = False) -> None:
+        await self.sandbox.shutdown()
+        if remove_workspace:
+            shutil.rmtree(self.workspace, ignore_errors=True)

@@ -1,0 +1,64 @@
+"""The event stream of one session: numbering, history for catch-up, subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from kernelagent.events import Event, SessionFinished
+
+log = logging.getLogger(__name__)
+
+Subscriber = Callable[[Event], None]
+
+
+class EventStream:
+    """Numbers events and hands each to every subscriber, in order.
+
+    Subscribers are synchronous (the recorder, the CLI renderer); a subscriber that
+    raises does not stop the others, except ``critical`` ones (the recorder), whose
+    errors propagate so that a session never runs on without its record.
+    """
+
+    def __init__(self, session_id: str, first_seq: int = 1) -> None:
+        self.session_id = session_id
+        self._next_seq = first_seq
+        self.history: list[Event] = []
+        self._subscribers: list[tuple[Subscriber, bool]] = []
+        self._queues: list[asyncio.Queue[Event | None]] = []
+
+    def subscribe(self, subscriber: Subscriber, *, critical: bool = False) -> None:
+        self._subscribers.append((subscriber, critical))
+
+    def emit(self, event: Event) -> Event:
+        event.session_id = self.session_id
+        event.seq = self._next_seq
+        self._next_seq += 1
+        self.history.append(event)
+        for subscriber, critical in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:
+                if critical:
+                    raise
+                log.exception("event subscriber failed on %s", event.type)
+        for queue in self._queues:
+            queue.put_nowait(event)
+            if isinstance(event, SessionFinished):
+                queue.put_nowait(None)
+        return event
+
+    def since(self, seq: int) -> list[Event]:
+        """Events after ``seq``, for a client that reconnects."""
+        return [event for event in self.history if event.seq > seq]
+
+    async def iterate(self) -> AsyncIterator[Event]:
+        """Events from now until the session finishes."""
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._queues.append(queue)
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+        finally:
+            self._queues.remove(queue)
