@@ -44,6 +44,7 @@ class ExecutionResult(BaseModel):
     detail: str = ""
     interrupt_ignored: bool = False
     """The kernel did not stop on interrupt after a timeout; the caller must restart it."""
+    user_expressions: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def duration(self) -> float:
@@ -164,6 +165,7 @@ async def execute(
     check_death: DeathCheck | None = None,
     interrupt: Interrupt | None = None,
     interrupt_grace: float = 5.0,
+    user_expressions: dict[str, str] | None = None,
 ) -> ExecutionResult:
     """Execute ``code`` and wait for it to finish, time out, or kill the kernel.
 
@@ -172,7 +174,14 @@ async def execute(
     """
     started_at = time.time()
     collector = _OutputCollector(output_limit, on_output)
-    msg_id = client.execute(code, allow_stdin=False, store_history=True)
+    # stop_on_error=False: a failed cell must not make the kernel abort the next request.
+    msg_id = client.execute(
+        code,
+        allow_stdin=False,
+        store_history=True,
+        user_expressions=user_expressions or {},
+        stop_on_error=False,
+    )
     deadline = None if timeout is None else time.monotonic() + timeout
     timed_out = False
     status: ExecutionStatus = "ok"
@@ -233,10 +242,15 @@ async def execute(
             collector.handle(msg)
 
     reply = await _shell_reply(client, msg_id)
+    expressions: dict[str, Any] = {}
     if reply is not None:
         execution_count = reply["content"].get("execution_count", execution_count)
-        if reply["content"].get("status") == "error" and not timed_out:
+        expressions = reply["content"].get("user_expressions") or {}
+        reply_status = reply["content"].get("status")
+        if reply_status == "error" and not timed_out:
             status = "error"
+        elif reply_status == "aborted":
+            status, detail = "error", "the kernel aborted the request"
     collector.finish()
     return ExecutionResult(
         status=status,
@@ -247,6 +261,7 @@ async def execute(
         truncated=bool(collector.dropped),
         dropped_bytes=collector.dropped,
         detail=detail,
+        user_expressions=expressions,
     )
 
 

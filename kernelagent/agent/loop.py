@@ -29,6 +29,7 @@ from kernelagent.events import (
     UsageUpdated,
 )
 from kernelagent.execution import ExecutionResult
+from kernelagent.manifest import as_list, parse_expression
 from kernelagent.sandbox.sandbox import Sandbox, shell_cell
 
 Emit = Callable[[Event], Event]
@@ -168,7 +169,9 @@ class AgentLoop:
             source,
             timeout=timeout,
             on_output=lambda output: self.emit(CellOutput(cell_id=cell_id, output=output)),
+            manifest=True,
         )
+        manifest = parse_expression(result.user_expressions)
         self.state.cells += 1
         self.current_cell = None
         self.emit(
@@ -181,6 +184,7 @@ class AgentLoop:
                 finished_at=result.finished_at,
                 truncated=result.truncated,
                 detail=result.detail,
+                manifest=as_list(manifest) if manifest is not None else None,
             )
         )
         feedback = build_feedback(

@@ -25,6 +25,13 @@ from jupyter_client.provisioning import KernelProvisionerFactory
 from jupyter_core.paths import jupyter_runtime_dir
 
 from kernelagent.execution import ExecutionResult, OutputCallback, execute
+from kernelagent.manifest import (
+    EXPRESSION,
+    EXPRESSION_NAME,
+    KERNEL_SETUP,
+    SNAPSHOT_EXPRESSION,
+    parse_expression,
+)
 from kernelagent.sandbox.docker_provisioner import (
     CONTAINER_WORKSPACE,
     DockerProvisioner,
@@ -111,6 +118,7 @@ class Sandbox:
         self.workspace = workspace
         self.client = manager.client()
         self._lock = asyncio.Lock()
+        self._manifest_ready = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -208,6 +216,7 @@ class Sandbox:
 
     async def restart(self) -> None:
         """A new kernel in the same workspace; all in-memory state is lost."""
+        self._manifest_ready = False
         await self.manager.restart_kernel(now=True)
         await self.client.wait_for_ready(timeout=self.settings.startup_timeout)
 
@@ -241,9 +250,19 @@ class Sandbox:
         code: str,
         timeout: float | None = None,
         on_output: OutputCallback | None = None,
+        *,
+        manifest: bool = False,
     ) -> ExecutionResult:
-        """Run a cell; outputs come back as nbformat v4 dicts."""
+        """Run a cell; outputs come back as nbformat v4 dicts.
+
+        With ``manifest``, the result's ``manifest`` lists the names the cell defined
+        or changed (computed in the kernel, returned with the reply).
+        """
         async with self._lock:
+            expressions = None
+            if manifest:
+                await self._install_manifest()
+                expressions = {EXPRESSION_NAME: EXPRESSION}
             result = await execute(
                 self.client,
                 code,
@@ -253,11 +272,38 @@ class Sandbox:
                 check_death=self.death_reason,
                 interrupt=self.interrupt,
                 interrupt_grace=self.settings.interrupt_grace,
+                user_expressions=expressions,
             )
             if result.interrupt_ignored:
                 await self.restart()
                 result.detail += "; the kernel was restarted and its variables are lost"
             return result
+
+    async def _install_manifest(self) -> None:
+        if not self._manifest_ready:
+            await self._run_hidden(KERNEL_SETUP)
+            self._manifest_ready = True
+
+    async def _run_hidden(self, code: str) -> dict[str, Any]:
+        """Run code that leaves no trace in the history or the outputs; returns the reply."""
+        msg_id = self.client.execute(code, silent=True, store_history=False)
+        while True:
+            reply = await self.client.get_shell_msg(timeout=self.settings.startup_timeout)
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return reply
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Fingerprints of every name in the kernel's namespace (for restore checks)."""
+        async with self._lock:
+            await self._install_manifest()
+            msg_id = self.client.execute(
+                "", silent=True, store_history=False, user_expressions={"snapshot": SNAPSHOT_EXPRESSION}
+            )
+            while True:
+                reply = await self.client.get_shell_msg(timeout=self.settings.startup_timeout)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+        return parse_expression(reply["content"].get("user_expressions", {}), "snapshot") or {}
 
     async def shell(
         self, command: str, timeout: float | None = None, on_output: OutputCallback | None = None

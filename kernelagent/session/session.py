@@ -7,6 +7,7 @@ as the session runs; it holds everything needed to continue the conversation.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 import time
 import uuid
@@ -31,6 +32,15 @@ from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.stream import EventStream
 
 ApiKind = Literal["responses", "chat", "code-blocks"]
+
+
+def describe_input(path: Path) -> dict[str, Any]:
+    """Name, size and sha256 of a workspace input, so a replay can check it has the same data."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": path.name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
 def sessions_home() -> Path:
@@ -92,6 +102,8 @@ class Session:
             checkpoint=lambda: recorder.set_conversation(self.conversation_state()),
         )
         self.status = "starting"
+        self.continued = False
+        """True when this session continues a recorded one (no new SessionStarted)."""
 
     @property
     def workspace(self) -> Path:
@@ -130,6 +142,7 @@ class Session:
         stream = stream or EventStream(session_id)
         stream.session_id = session_id
         recorder = NotebookRecorder(notebook_path, session_id=session_id)
+        recorder.update_metadata(inputs=[describe_input(sandbox.workspace / p.name) for p in data_files])
         stream.subscribe(recorder.handle, critical=True)
         conversation = Conversation(
             system=system_prompt(sandbox.kernel_workspace, workspace_files(sandbox.workspace))
@@ -138,7 +151,7 @@ class Session:
 
     async def run(self, instruction: str) -> Outcome:
         """Work on a task or follow-up instruction; the notebook is saved at every step."""
-        first = self.loop.state.steps == 0
+        first = self.loop.state.steps == 0 and not self.continued
         if first:
             self.stream.emit(
                 SessionStarted(
@@ -201,6 +214,31 @@ class Session:
             "cells": self.loop.state.cells,
             "saved_at": time.time(),
         }
+
+    @classmethod
+    async def continue_from(
+        cls,
+        notebook_path: Path,
+        config: SessionConfig,
+        model: Model,
+        sandbox: Sandbox,
+        conversation: Conversation,
+        *,
+        stream: EventStream | None = None,
+        steps: int = 0,
+    ) -> Session:
+        """A session that appends to an existing notebook, with a restored sandbox."""
+        recorder = NotebookRecorder.open(notebook_path)
+        recorded = recorder.notebook.metadata.get("kernelagent", {})
+        session_id = recorded.get("session_id") or uuid.uuid4().hex[:12]
+        stream = stream or EventStream(session_id)
+        stream.session_id = session_id
+        stream.subscribe(recorder.handle, critical=True)
+        recorder.update_metadata(workspace=str(sandbox.workspace), model=config.model)
+        session = cls(session_id, config, model, sandbox, recorder, conversation, stream)
+        session.continued = True
+        session.loop.state.steps = steps
+        return session
 
     async def close(self, *, remove_workspace: bool = False) -> None:
         await self.sandbox.shutdown()
