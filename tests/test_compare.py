@@ -46,11 +46,16 @@ def ipython_traceback(execution_count: int, pid: int, cell_file: int) -> list[st
     return [
         "\x1b[0;31m----------------------------------------------------------------\x1b[0m",
         "\x1b[0;31mZeroDivisionError\x1b[0m                         Traceback (most recent call last)",
-        f"Cell \x1b[0;32mIn[{execution_count}], line 3\x1b[0m\n"
-        "\x1b[1;32m      1\x1b[0m \x1b[38;5;28;01mdef\x1b[39;00m \x1b[38;5;21mf\x1b[39m():\n"
-        "\x1b[0;32m----> 3\x1b[0m \x1b[43mf\x1b[49m\x1b[43m(\x1b[49m\x1b[43m)\x1b[49m\n",
-        f"File \x1b[0;32m/tmp/ipykernel_{pid}/{cell_file}.py:2\x1b[0m, in \x1b[0;36mf\x1b[0;34m()\x1b[0m\n"
-        "\x1b[0;32m----> 2\x1b[0m     \x1b[38;5;28;01mreturn\x1b[39;00m \x1b[38;5;241;43m1\x1b[39;49m\n",
+        (
+            f"Cell \x1b[0;32mIn[{execution_count}], line 3\x1b[0m\n"
+            "\x1b[1;32m      1\x1b[0m \x1b[38;5;28;01mdef\x1b[39;00m \x1b[38;5;21mf\x1b[39m():\n"
+            "\x1b[0;32m----> 3\x1b[0m \x1b[43mf\x1b[49m\x1b[43m(\x1b[49m\x1b[43m)\x1b[49m\n"
+        ),
+        (
+            f"File \x1b[0;32m/tmp/ipykernel_{pid}/{cell_file}.py:2\x1b[0m, in \x1b[0;36mf\x1b[0;34m()"
+            "\x1b[0m\n\x1b[0;32m----> 2\x1b[0m     \x1b[38;5;28;01mreturn\x1b[39;00m \x1b[38;5;241;43m1"
+            "\x1b[39;49m\n"
+        ),
         "\x1b[0;31mZeroDivisionError\x1b[0m: division by zero",
     ]
 
@@ -120,9 +125,11 @@ FALLING = [(i / 10, 1 - (i / 10) ** 0.5) for i in range(11)]
             "<duration>\n",
         ),
         (
-            "The slowest run took 5.12 times longer than the fastest. This could mean that an "
-            "intermediate result is being cached.\n10.2 µs ± 3 µs per loop (mean ± std. dev. of "
-            "7 runs, 100,000 loops each)\n",
+            (
+                "The slowest run took 5.12 times longer than the fastest. This could mean that an "
+                "intermediate result is being cached.\n10.2 µs ± 3 µs per loop (mean ± std. dev. of "
+                "7 runs, 100,000 loops each)\n"
+            ),
             "<duration>\n",
         ),
         ("1000 loops, best of 3: 2.5 ms per loop", "<duration>"),
@@ -418,6 +425,39 @@ def test_the_same_image_re_encoded_matches() -> None:
 def test_a_nearly_identical_size_matches() -> None:
     recorded = [figure(png(plot(RISING, (320, 240))))]
     assert compare_outputs(recorded, [figure(png(plot(RISING, (321, 240))))]).matched
+
+
+def test_a_tight_bounding_box_one_pixel_wider_matches() -> None:
+    image = plot(RISING)
+    wider = Image.new("RGBA", (image.width + 1, image.height), (255, 255, 255, 0))
+    wider.paste(image, (1, 0))
+    assert compare_outputs([figure(png(image))], [figure(png(wider))]).matched
+
+
+def matplotlib_png(function: str, **rc: Any) -> str:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    with plt.rc_context(rc):
+        fig, axes = plt.subplots()
+        x = np.linspace(0, 6, 100)
+        axes.plot(x, getattr(np, function)(x))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight")
+        plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_matplotlib_line_plots() -> None:
+    """A different curve changes ~1% of a plot's pixels: it must still diverge."""
+    sine = [figure(matplotlib_png("sin"))]
+    assert compare_outputs(sine, [figure(matplotlib_png("sin"))]).matched
+    assert compare_outputs(
+        sine, [figure(matplotlib_png("sin", **{"text.antialiased": False}))]
+    ).matched
+    assert compare_outputs(sine, [figure(matplotlib_png("cos"))]).status == "diverged"
 
 
 def test_a_different_plot_diverges() -> None:

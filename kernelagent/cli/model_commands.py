@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Optional
@@ -101,6 +102,7 @@ def serve(
             server.start()
     except (UnknownModelError, LocalModelError) as error:
         raise fail(str(error)) from None
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `kill` stops the server cleanly too
     try:
         console.print(f"serving [bold]{server.model_name}[/] at [bold]{server.base_url}[/]  (Ctrl-C stops)")
         console.print(f"[dim]log: {server.log_path}[/]")
@@ -115,6 +117,10 @@ def serve(
         console.print("stopping the server")
     finally:
         server.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @model_app.command("list")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import importlib.util
 import io
 import math
 import re
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kernelagent.notebook.normalize import (
     NormalizedImage,
@@ -37,6 +38,8 @@ from kernelagent.notebook.normalize import (
 
 
 class CompareOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     normalize: NormalizeOptions = Field(default_factory=NormalizeOptions)
     float_rel_tol: float = 1e-6
     float_abs_tol: float = 1e-9
@@ -272,9 +275,7 @@ def image_difference(
     """
     if recorded.base64_data == replayed.base64_data:
         return None
-    try:
-        from PIL import Image  # noqa: F401 - only to report a missing Pillow clearly
-    except ImportError:
+    if importlib.util.find_spec("PIL") is None:
         return "images differ and Pillow is not installed to compare their pixels"
     try:
         left = _decode(recorded)

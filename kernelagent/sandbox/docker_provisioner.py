@@ -57,8 +57,14 @@ class DockerUnavailableError(RuntimeError):
     """No Docker engine answers; says how to get one."""
 
 
+_shared_client: docker.DockerClient | None = None
+
+
 def docker_client() -> docker.DockerClient:
-    """A client for the local Docker engine, or a clear error saying what to do."""
+    """A client for the local Docker engine (shared), or a clear error saying what to do."""
+    global _shared_client
+    if _shared_client is not None:
+        return _shared_client
     try:
         client = docker.from_env(timeout=120)
         client.ping()
@@ -69,6 +75,7 @@ def docker_client() -> docker.DockerClient:
             "(Debian: `apt-get install docker.io && dockerd --bridge=none &`), "
             "or use `--sandbox local` (not isolated)."
         ) from error
+    _shared_client = client
     return client
 
 
@@ -207,7 +214,6 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             "image": self.image,
             "command": cmd,
             "name": container_name(self.kernel_id),
-            "detach": True,
             "init": True,
             "user": f"{uid}:{gid}",
             "environment": dict(CONTAINER_ENV),
@@ -242,16 +248,25 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         """Called by the KernelManager to start the kernel: creates the container."""
         options = self.container_options(cmd)
-        await asyncio.to_thread(self._remove_stale_container)
-        container: Container = await asyncio.to_thread(self.docker.containers.run, **options)
+        container = await asyncio.to_thread(self._run_container, options)
         self.container_id = container.id
         return self.connection_info
 
-    def _remove_stale_container(self) -> None:
+    def _run_container(self, options: dict[str, Any]) -> Container:
+        # create + start, never ``run``: the SDK's ``run`` would try to pull a missing image.
         try:
-            self.docker.containers.get(container_name(self.kernel_id)).remove(force=True)
-        except docker.errors.NotFound:
-            pass
+            container = self.docker.containers.create(**options)
+        except docker.errors.ImageNotFound:
+            raise RuntimeError(
+                f"The sandbox image {self.image} is not built yet: run `kernelagent image build`."
+            ) from None
+        except docker.errors.APIError as error:
+            if error.status_code != 409:  # 409: a container with this name is left over
+                raise
+            self.docker.containers.get(options["name"]).remove(force=True)
+            container = self.docker.containers.create(**options)
+        container.start()
+        return container
 
     # -- process-like interface (mirrors subprocess.Popen) ----------------------------
 

@@ -15,9 +15,14 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from queue import Empty
 from typing import Any
+
+from jupyter_client.asynchronous.client import AsyncKernelClient
 
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
@@ -135,7 +140,6 @@ class Sandbox:
         if settings.kind == "local":
             print(LOCAL_WARNING, file=sys.stderr)
         else:
-            await asyncio.to_thread(_check_image, settings.image)
             _share_with_sandbox_user(workspace)
         manager = _manager(settings, kernel_id=str(uuid.uuid4()))
         try:
@@ -153,7 +157,7 @@ class Sandbox:
     async def _wait_ready(self) -> None:
         self.client.start_channels()
         try:
-            await self.client.wait_for_ready(timeout=self.settings.startup_timeout)
+            await wait_for_kernel(self.client, self.settings.startup_timeout, self.death_reason)
         except (RuntimeError, TimeoutError) as error:
             reason = await self.death_reason()
             await self.shutdown()
@@ -218,7 +222,7 @@ class Sandbox:
         """A new kernel in the same workspace; all in-memory state is lost."""
         self._manifest_ready = False
         await self.manager.restart_kernel(now=True)
-        await self.client.wait_for_ready(timeout=self.settings.startup_timeout)
+        await wait_for_kernel(self.client, self.settings.startup_timeout, self.death_reason)
 
     async def interrupt(self) -> None:
         await self.manager.interrupt_kernel()
@@ -347,6 +351,48 @@ class Sandbox:
         return Path(shutil.copyfile(source, destination))
 
 
+async def wait_for_kernel(
+    client: AsyncKernelClient,
+    timeout: float,
+    death_reason: Callable[[], Awaitable[str | None]] | None = None,
+) -> None:
+    """Wait until the kernel answers kernel_info and its iopub messages reach us.
+
+    Like ``wait_for_ready``, with short polls (the kernel queues requests sent before it
+    binds), so a fresh sandbox is used as soon as it is up.
+    """
+    deadline = time.monotonic() + timeout
+    next_liveness_check = time.monotonic() + 1.0
+    sent: set[str] = set()
+    while time.monotonic() < deadline:
+        sent.add(client.kernel_info())
+        try:
+            reply = await client.get_shell_msg(timeout=0.05)
+        except Empty:
+            reply = None
+        if reply is not None and reply["parent_header"].get("msg_id") in sent:
+            try:
+                await client.get_iopub_msg(timeout=0.05)
+            except Empty:
+                continue
+            while True:  # drain the status messages of the other kernel_info requests
+                try:
+                    await client.get_iopub_msg(timeout=0.01)
+                except Empty:
+                    break
+            while True:
+                try:
+                    await client.get_shell_msg(timeout=0.001)
+                except Empty:
+                    return
+        if death_reason is not None and time.monotonic() >= next_liveness_check:
+            next_liveness_check = time.monotonic() + 1.0
+            reason = await death_reason()
+            if reason is not None:
+                raise RuntimeError(f"the kernel died while starting: {reason}")
+    raise TimeoutError(f"the kernel did not answer within {timeout:g} s")
+
+
 def shell_cell(command: str) -> str:
     return "%%bash\n" + command
 
@@ -383,15 +429,3 @@ def _share_with_sandbox_user(path: Path) -> None:
 
     if os.geteuid() == 0 and path.exists():
         os.chown(path, uid, uid)
-
-
-def _check_image(image: str) -> None:
-    import docker.errors
-
-    client = docker_client()
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        raise SandboxError(
-            f"The sandbox image {image} is not built yet: run `kernelagent image build`."
-        ) from None
