@@ -177,3 +177,13 @@ async def test_a_missing_data_file_is_named(recorded: Path, tmp_path: Path) -> N
 async def test_replay_until_a_cell(recorded: Path) -> None:
     report = await replay_notebook(recorded, ReplayOptions(until=2))
     assert [cell.outcome for cell in report.cells] == ["matched", "matched"]
+
+
+@pytest.mark.parametrize("name", ["sales-summary", "growth-question"])
+def test_the_example_notebooks_replay_and_match(docker_available: None, name: str) -> None:
+    path = Path(__file__).parent.parent / "notebooks" / f"{name}.ipynb"
+    before = path.read_bytes()
+    done = cli("replay", str(path), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {cell["outcome"] for cell in json.loads(done.stdout)["cells"]} == {"matched"}
+    assert path.read_bytes() == before

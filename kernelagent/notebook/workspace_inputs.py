@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from nbformat import NotebookNode
+
+from kernelagent.sandbox.docker_provisioner import SANDBOX_UID_WHEN_HOST_IS_ROOT
 
 MAX_COPY_BYTES = 2 * 1024**3
 
@@ -63,6 +66,19 @@ def check_inputs(notebook: NotebookNode, directory: Path) -> list[str]:
 
 def copy_workspace(source: Path, destination: Path, *, only_inputs: list[str] | None = None) -> None:
     """Copy what a replay needs into a fresh workspace, never touching the source."""
+    _copy(source, destination, only_inputs)
+    share_with_sandbox_user(destination)
+
+
+def share_with_sandbox_user(directory: Path) -> None:
+    """When we run as root, hand a workspace we made to the sandbox's non-root user."""
+    if os.geteuid() != 0:
+        return
+    for path in [directory, *directory.rglob("*")]:
+        os.chown(path, SANDBOX_UID_WHEN_HOST_IS_ROOT, SANDBOX_UID_WHEN_HOST_IS_ROOT)
+
+
+def _copy(source: Path, destination: Path, only_inputs: list[str] | None) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     if only_inputs is not None:
         for name in only_inputs:
