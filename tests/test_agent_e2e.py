@@ -181,7 +181,7 @@ def test_max_steps_pauses_the_session(tmp_path: Path) -> None:
 
 def test_missing_api_key(tmp_path: Path) -> None:
     env = {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
-    done = cli("run", "task", "--notebook", str(tmp_path / "s.ipynb"), env=env)
+    done = cli("run", "task", "--model", "gpt-4.1-mini", "--notebook", str(tmp_path / "s.ipynb"), env=env)
     assert done.returncode == 1
     assert "no API key" in done.stderr and "OPENAI_API_KEY" in done.stderr
     assert not (tmp_path / "s.ipynb").exists()

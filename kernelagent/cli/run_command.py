@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,6 +15,7 @@ from kernelagent.agent.model import ModelError
 from kernelagent.api import SessionResult, arun, build_config
 from kernelagent.cli.app import app, console, fail
 from kernelagent.cli.render import EventRenderer
+from kernelagent.localmodel.store import LocalModelError
 from kernelagent.notebook.recorder import RecordingError
 from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
 from kernelagent.sandbox.sandbox import SandboxError
@@ -40,9 +42,9 @@ def run(
     data: Annotated[Optional[list[Path]], typer.Option("--data", "-d", help="File to copy into the workspace (repeatable).")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Workspace directory (default: a new one per session).")] = None,
     notebook: Annotated[Optional[Path], typer.Option(help="Where to record the session notebook.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name (default: $KERNELAGENT_MODEL or gpt-4.1-mini).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name; 'local' or 'local:NAME|PATH.gguf' serves a local GGUF model (the default when no API key and no base URL are set).")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL).")] = None,
-    api: Annotated[str, typer.Option(help="responses | chat | code-blocks")] = "responses",
+    api: Annotated[Optional[str], typer.Option(help="responses | chat | code-blocks (default: responses; for local models, what suits them)")] = None,
     sandbox: Annotated[str, typer.Option(help="docker | local (local is NOT isolated)")] = "docker",
     image: Annotated[Optional[str], typer.Option(help="Sandbox image.")] = None,
     max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
@@ -54,7 +56,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")] = False,
 ) -> None:
     """Run an agent session on TASK; it is recorded as a notebook while it runs."""
-    if api not in ("responses", "chat", "code-blocks"):
+    if api not in (None, "responses", "chat", "code-blocks"):
         raise fail(f"unknown --api {api!r}: use responses, chat or code-blocks", 2)
     if sandbox not in ("docker", "local"):
         raise fail(f"unknown --sandbox {sandbox!r}: use docker or local", 2)
@@ -64,19 +66,24 @@ def run(
     price_per_million = _parse_price(price)
     if max_cost is not None and price_per_million is None:
         raise fail("--max-cost needs --price INPUT,OUTPUT (USD per million tokens)", 2)
+    local = local_model_choice(model, base_url)
+    if local is not None and model is None:
+        console.print(f"[dim]no API key or base URL configured: using the local model {local or 'default'} (offline)[/]")
     config = build_config(
-        model=model, api=api, base_url=base_url, sandbox=sandbox, image=image,  # type: ignore[arg-type]
+        model=model, api=api or "responses", base_url=base_url, sandbox=sandbox, image=image,  # type: ignore[arg-type]
         max_steps=max_steps, cell_timeout=timeout, max_tokens=max_tokens, max_cost=max_cost,
         price_per_million=price_per_million,
     )
     renderer = None if quiet else EventRenderer(console)
     try:
-        result = asyncio.run(_run(task, data or [], workspace, notebook, config, renderer))
+        result = asyncio.run(_run(task, data or [], workspace, notebook, config, renderer, local, api))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the notebook was saved")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except ModelError as error:
         raise fail(f"{error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")) from None
+    except LocalModelError as error:
+        raise fail(f"{error}\n  hint: or set OPENAI_API_KEY / pass --base-url for a model server") from None
     except (DockerUnavailableError, SandboxError, RecordingError, FileNotFoundError) as error:
         raise fail(str(error)) from None
     if json_output:
@@ -87,7 +94,36 @@ def run(
     raise typer.Exit(EXIT_CODES.get(result.status, EXIT_FAILED))
 
 
-async def _run(task, data, workspace, notebook, config, renderer) -> SessionResult:  # type: ignore[no-untyped-def]
+def local_model_choice(model: str | None, base_url: str | None) -> str | None:
+    """The local model to serve ('' for the default), or None to use an API."""
+    if model is not None:
+        if model == "local":
+            return ""
+        return model.removeprefix("local:") if model.startswith("local:") else None
+    if base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
+        return None
+    return ""
+
+
+async def _run(task, data, workspace, notebook, config, renderer, local, api) -> SessionResult:  # type: ignore[no-untyped-def]
+    if local is None:
+        return await _run_session(task, data, workspace, notebook, config, renderer)
+    from kernelagent.localmodel import start_local_model
+    from kernelagent.localmodel.server import ensure_llama_cpp_server_installed
+
+    ensure_llama_cpp_server_installed()
+    with console.status("starting the local model server (first use: pulls the model)…"):
+        handle = await start_local_model(local or None, on_notice=lambda line: console.print(f"[dim]{line}[/]"))
+    try:
+        config.model = handle.model_name
+        config.base_url = handle.base_url
+        config.api = api or handle.recommended_api
+        return await _run_session(task, data, workspace, notebook, config, renderer)
+    finally:
+        await handle.aclose()
+
+
+async def _run_session(task, data, workspace, notebook, config, renderer) -> SessionResult:  # type: ignore[no-untyped-def]
     with console.status("starting the sandbox…", spinner="dots") as status:
         started = asyncio.Event()
 
