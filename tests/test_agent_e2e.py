@@ -223,3 +223,32 @@ def test_missing_data_file_fails_before_any_sandbox(tmp_path: Path) -> None:
     done = cli("run", "task", "--data", str(tmp_path / "nope.csv"), "--base-url", "http://127.0.0.1:9/v1")
     assert done.returncode == 2
     assert "data file not found" in done.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_the_notebook_stays_valid(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    slow = "import time\nfor i in range(100):\n    print(i, flush=True)\n    time.sleep(0.2)"
+    with ScriptedModelServer([ScriptedTurn.python("x = 1"), ScriptedTurn.python(slow)]) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kernelagent.cli", "run", "count", "--sandbox", "local",
+             "--base-url", server.base_url, "--notebook", str(tmp_path / "s.ipynb"),
+             "--workspace", str(tmp_path / "ws")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if (tmp_path / "s.ipynb").exists() and '"status": "running"' in (tmp_path / "s.ipynb").read_text():
+                break
+            time.sleep(0.2)
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    assert process.returncode == 130
+    nb = nbformat.read(tmp_path / "s.ipynb", as_version=4)
+    nbformat.validate(nb)
+    cells = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.metadata.kernelagent.status for c in cells] == ["ok", "interrupted"]
+    assert cells[1].outputs and cells[1].outputs[0]["text"].startswith("0\n")
+    assert nb.metadata.kernelagent.status == "interrupted"

@@ -6,6 +6,7 @@ session's subscribers (recorder, CLI, WebSocket) do the rest.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -94,6 +95,8 @@ class AgentLoop:
         self.checkpoint = checkpoint or (lambda: None)
         """Called before every model call, so the stored conversation is never behind."""
         self.current_cell: str | None = None
+        self.current_outputs: list[dict] = []
+        self.current_started = 0.0
         self._last_death = ""
 
     async def run(self, instruction: str) -> Outcome:
@@ -158,7 +161,7 @@ class AgentLoop:
     async def _run_cell(self, call: ToolCall, action: Action) -> ExecutionResult:
         cell_id = uuid.uuid4().hex[:12]
         source = action.text if action.kind == "python" else shell_cell(action.text)
-        self.current_cell = cell_id
+        self.current_cell, self.current_outputs, self.current_started = cell_id, [], time.time()
         self.emit(CellStarted(cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source))
         timeout = (
             self.limits.cell_timeout
@@ -168,7 +171,7 @@ class AgentLoop:
         result = await self.sandbox.execute(
             source,
             timeout=timeout,
-            on_output=lambda output: self.emit(CellOutput(cell_id=cell_id, output=output)),
+            on_output=lambda output: self._output(cell_id, output),
             manifest=True,
         )
         manifest = parse_expression(result.user_expressions)
@@ -205,6 +208,23 @@ class AgentLoop:
         self.conversation.add_tool_result(call.id, text, images)
         return result
 
+    def _output(self, cell_id: str, output: dict) -> None:
+        self.current_outputs.append(output)
+        self.emit(CellOutput(cell_id=cell_id, output=output))
+
+    def interrupted_cell_event(self) -> CellFinished | None:
+        """The end of the cell that was running when the session was stopped, if any."""
+        if self.current_cell is None:
+            return None
+        return CellFinished(
+            cell_id=self.current_cell,
+            status="interrupted",
+            outputs=merge_streams(self.current_outputs),
+            started_at=self.current_started,
+            finished_at=time.time(),
+            detail="stopped by the user while running",
+        )
+
     async def _restart_kernel(self) -> str:
         await self.sandbox.restart()
         return "its variables are gone, so re-create what you need (files in the workspace remain)."
@@ -238,6 +258,22 @@ class AgentLoop:
                 "paused", reason=f"cost budget reached (${cost:.4f} of ${self.limits.max_cost:.2f})"
             )
         return None
+
+
+def merge_streams(outputs: list[dict]) -> list[dict]:
+    """Join consecutive chunks of the same stream, as a notebook shows them."""
+    merged: list[dict] = []
+    for output in outputs:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and output["output_type"] == last["output_type"] == "stream"
+            and output["name"] == last["name"]
+        ):
+            merged[-1] = {**last, "text": last["text"] + output["text"]}
+        else:
+            merged.append(dict(output))
+    return merged
 
 
 def workspace_files(workspace: Path, limit: int = 30) -> list[str]:

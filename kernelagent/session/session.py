@@ -180,11 +180,14 @@ class Session:
         return outcome
 
     async def _interrupt_running_cell(self) -> None:
-        if self.loop.current_cell is not None:
-            try:
-                await asyncio.wait_for(self.sandbox.interrupt(), timeout=5)
-            except Exception:  # noqa: BLE001 - best effort while stopping
-                pass
+        finished = self.loop.interrupted_cell_event()
+        if finished is None:
+            return
+        self.stream.emit(finished)
+        try:
+            await asyncio.wait_for(self.sandbox.interrupt(), timeout=5)
+        except Exception:  # noqa: BLE001 - best effort while stopping
+            pass
 
     def _set_status(self, status: str, reason: str = "") -> None:
         self.status = status
