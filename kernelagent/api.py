@@ -21,7 +21,10 @@ from kernelagent.agent.models_factory import make_model, resolve_api_key
 from kernelagent.agent.openai_errors import to_model_error
 from kernelagent.events import Event, SessionStatus, Usage
 from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.agent.loop import Decision, Outcome
+from kernelagent.session.durable import WAITING, register, resume_session
 from kernelagent.session.session import ApiKind, Session, SessionConfig
+from kernelagent.session.store import SessionStore
 from kernelagent.session.stream import EventStream
 
 DEFAULT_MODEL = os.environ.get("KERNELAGENT_MODEL", "gpt-4.1-mini")
@@ -118,6 +121,7 @@ async def arun(
     on_session: Callable[[Session], None] | None = None,
     check_server: bool = True,
     keep_sandbox: bool = False,
+    store: SessionStore | None = None,
     **config_options: Any,
 ) -> SessionResult:
     """Run one agent session to its end; the notebook is written as it goes."""
@@ -136,13 +140,29 @@ async def arun(
     session = await Session.start(
         config, model, workspace=workspace, notebook=notebook, data=list(data), stream=stream
     )
+    store = store or SessionStore()
+    register(store, session, task)
     if on_session is not None:
         on_session(session)
+    return await _run_to_stop(session, task, store, model, keep_sandbox)
+
+
+async def _run_to_stop(
+    session: Session, instruction: str | None, store: SessionStore, model: Model, keep_sandbox: bool = False
+) -> SessionResult:
+    """Run, then keep the sandbox for a session that waits for a person, or shut it down."""
+    outcome: Outcome | None = None
     try:
-        outcome = await session.run(task)
+        outcome = await session.run(instruction)
     finally:
-        if not keep_sandbox:
+        waiting = session.status in WAITING and session.config.sandbox.kind == "docker"
+        if keep_sandbox:
+            pass
+        elif waiting:
+            session.sandbox.client.stop_channels()  # the container stays for `resume`/`approve`
+        else:
             await session.close()
+            store.update(session.id, sandbox_state=None)
         await _close_model(model)
     return SessionResult(
         session_id=session.id,
@@ -152,8 +172,38 @@ async def arun(
         notebook_path=session.notebook_path,
         workspace=session.workspace,
         usage=session.loop.state.usage,
-        events=list(stream.history),
+        events=list(session.stream.history),
     )
+
+
+async def aresume(
+    session_id: str,
+    instruction: str | None = None,
+    *,
+    decision: Decision | None = None,
+    model_adapter: Model | None = None,
+    api_key: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    store: SessionStore | None = None,
+    check_server: bool = True,
+    **config_overrides: Any,
+) -> SessionResult:
+    """Resume a stored session (after approval, a restart or a crash) and run it on."""
+    store = store or SessionStore()
+    record = store.get(session_id)
+    config = SessionConfig.model_validate({**record.config, **{k: v for k, v in config_overrides.items() if v is not None}})
+    model = model_adapter
+    if model is None:
+        if check_server:
+            await check_model_server(config, api_key)
+        model = model_for(config, api_key)
+    stream = EventStream(record.id)
+    if on_event is not None:
+        stream.subscribe(on_event)
+    session, _ = await resume_session(
+        store, record.id, model, instruction=instruction, decision=decision, stream=stream, config=config
+    )
+    return await _run_to_stop(session, instruction, store, model)
 
 
 async def astream(task: str, **options: Any) -> AsyncIterator[Event]:

@@ -63,3 +63,9 @@ async def any_sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         yield sandbox
     finally:
         await sandbox.shutdown()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Sessions made by the tests go to a temporary store, not the user's."""
+    os.environ["KERNELAGENT_HOME"] = str(tmp_path_factory.mktemp("kernelagent-home"))

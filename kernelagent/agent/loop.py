@@ -11,12 +11,17 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
 
 from kernelagent.agent import prompts
 from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
 from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
 from kernelagent.events import (
+    ApprovalDecided,
+    ApprovalRequested,
     AssistantText,
     AssistantTextDelta,
     CellFinished,
@@ -32,6 +37,7 @@ from kernelagent.events import (
 from kernelagent.execution import ExecutionResult
 from kernelagent.manifest import as_list, parse_expression
 from kernelagent.sandbox.sandbox import Sandbox, shell_cell
+from kernelagent.agent.approvals import ApprovalPolicy, code_sha256
 
 Emit = Callable[[Event], Event]
 KernelRecovery = Callable[[], Awaitable[str]]
@@ -62,6 +68,31 @@ class Outcome:
     reason: str = ""
 
 
+class PendingApproval(BaseModel):
+    """An action waiting for a person: exactly this code, for this reason."""
+
+    cell_id: str
+    tool_call_id: str
+    kind: str
+    code: str
+    code_sha256: str
+    reason: str
+
+
+class Decision(BaseModel):
+    """A person's decision on a pending action, bound to the code they saw."""
+
+    tool_call_id: str
+    cell_id: str
+    decision: Literal["approved", "edited", "rejected"]
+    code: str
+    """The code to run: the pending code, or the person's edit."""
+    approved_sha256: str
+    """sha256 of the pending code the person saw; rechecked before running."""
+    decided_by: str
+    reason: str = ""
+
+
 @dataclass
 class LoopState:
     """What the loop accumulates; stored with the session so it can continue."""
@@ -84,6 +115,7 @@ class AgentLoop:
         state: LoopState | None = None,
         recover_kernel: KernelRecovery | None = None,
         checkpoint: Callable[[], None] | None = None,
+        approval: ApprovalPolicy | None = None,
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -93,16 +125,36 @@ class AgentLoop:
         self.state = state or LoopState()
         self.recover_kernel = recover_kernel or self._restart_kernel
         self.checkpoint = checkpoint or (lambda: None)
-        """Called before every model call, so the stored conversation is never behind."""
+        """Called after every change to the conversation, so the stored one is never behind."""
+        self.approval = approval
+        self.decisions: dict[str, Decision] = {}
+        """Decisions on pending actions, by tool-call id, applied when the loop runs them."""
+        self.pending: PendingApproval | None = None
+        self.resume_note = ""
+        """Told to the model once the pending tool calls have their results."""
         self.current_cell: str | None = None
         self.current_outputs: list[dict] = []
         self.current_started = 0.0
         self._last_death = ""
 
-    async def run(self, instruction: str) -> Outcome:
-        """Work on ``instruction`` until an answer, a limit, or a failure."""
-        self.conversation.add_user(instruction)
+    async def run(self, instruction: str | None = None) -> Outcome:
+        """Work on ``instruction`` until an answer, a limit, a pending approval or a failure.
+
+        With no instruction the loop carries on where the conversation stands: it first
+        answers the tool calls of the last model turn that have no result yet (after an
+        approval, or after the host process died).
+        """
+        if instruction is not None:
+            self.conversation.add_user(instruction)
         idle_turns = 0
+        unanswered = self.conversation.unanswered_calls()
+        if unanswered:
+            outcome = await self._after_calls(unanswered, 0)
+            if isinstance(outcome, Outcome):
+                return outcome
+        if self.resume_note:
+            self.conversation.add_user(self.resume_note)
+            self.resume_note = ""
         for _ in range(self.limits.max_steps):
             if (stop := self._budget_exhausted()) is not None:
                 return stop
@@ -111,6 +163,7 @@ class AgentLoop:
             self.state.steps += 1
             self._account(turn)
             self.conversation.add_assistant(turn)
+            self.checkpoint()
             if turn.text.strip():
                 self.emit(AssistantText(text=turn.text))
             if not turn.tool_calls:
@@ -121,22 +174,30 @@ class AgentLoop:
                     )
                 self.conversation.add_user(prompts.NO_ACTION_NUDGE)
                 continue
-            answer, usable = await self._run_calls(turn.tool_calls)
-            if answer is not None:
-                return Outcome("completed", answer=answer)
-            idle_turns = 0 if usable else idle_turns + 1
-            if idle_turns >= self.limits.max_idle_turns:
-                return Outcome(
-                    "failed", reason=f"{idle_turns} turns in a row had only unusable tool calls"
-                )
-            if self.state.kernel_deaths > self.limits.max_kernel_deaths:
-                return Outcome(
-                    "failed",
-                    reason=f"the kernel died {self.state.kernel_deaths} times; the last: {self._last_death}",
-                )
+            outcome = await self._after_calls(turn.tool_calls, idle_turns)
+            if isinstance(outcome, Outcome):
+                return outcome
+            idle_turns = outcome
         return Outcome(
             "paused", reason=f"reached the step limit ({self.limits.max_steps}) without an answer"
         )
+
+    async def _after_calls(self, calls: list[ToolCall], idle_turns: int) -> Outcome | int:
+        """Run a turn's calls; an Outcome ends the run, an int is the new idle-turn count."""
+        answer, usable = await self._run_calls(calls)
+        if self.pending is not None:
+            return Outcome("awaiting_approval", reason=self.pending.reason)
+        if answer is not None:
+            return Outcome("completed", answer=answer)
+        idle_turns = 0 if usable else idle_turns + 1
+        if idle_turns >= self.limits.max_idle_turns:
+            return Outcome("failed", reason=f"{idle_turns} turns in a row had only unusable tool calls")
+        if self.state.kernel_deaths > self.limits.max_kernel_deaths:
+            return Outcome(
+                "failed",
+                reason=f"the kernel died {self.state.kernel_deaths} times; the last: {self._last_death}",
+            )
+        return idle_turns
 
     # -- one turn's tool calls -------------------------------------------------------
 
@@ -155,12 +216,52 @@ class AgentLoop:
                 answer = action.text
                 self.conversation.add_tool_result(call.id, "[answer recorded]")
                 continue
-            await self._run_cell(call, action)
+            source = action.text if action.kind == "python" else shell_cell(action.text)
+            gate = self._approval_gate(call, action, source)
+            if gate is None:
+                return None, usable  # waiting for a person; later calls wait too
+            cell_id, source = gate
+            if cell_id is not None:
+                await self._run_cell(call, action, source, cell_id)
+            self.checkpoint()
         return answer, usable
 
-    async def _run_cell(self, call: ToolCall, action: Action) -> ExecutionResult:
-        cell_id = uuid.uuid4().hex[:12]
-        source = action.text if action.kind == "python" else shell_cell(action.text)
+    def _approval_gate(self, call: ToolCall, action: Action, source: str) -> tuple[str | None, str] | None:
+        """(cell id, code to run), (None, _) when rejected, or None when approval is pending."""
+        reason = self.approval.reason(action.kind, source) if self.approval else None
+        decision = self.decisions.pop(call.id, None)
+        if reason is None and decision is None:
+            return uuid.uuid4().hex[:12], source
+        if decision is None or decision.approved_sha256 != code_sha256(source):
+            cell_id = decision.cell_id if decision else uuid.uuid4().hex[:12]
+            if decision is not None:
+                reason = f"the approved code no longer matches the pending action; {reason}"
+            self.pending = PendingApproval(
+                cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source,
+                code_sha256=code_sha256(source), reason=reason or "approval required",
+            )
+            self.emit(
+                ApprovalRequested(
+                    cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source,
+                    code_sha256=code_sha256(source), reason=self.pending.reason,
+                )
+            )
+            return None
+        self.emit(
+            ApprovalDecided(
+                cell_id=decision.cell_id, decision=decision.decision, decided_by=decision.decided_by,
+                code=decision.code, reason=decision.reason,
+            )
+        )
+        if decision.decision == "rejected":
+            because = f": {decision.reason}" if decision.reason else ""
+            self.conversation.add_tool_result(
+                call.id, f"[rejected by {decision.decided_by}{because}] The action was not run."
+            )
+            return None, source
+        return decision.cell_id, decision.code
+
+    async def _run_cell(self, call: ToolCall, action: Action, source: str, cell_id: str) -> ExecutionResult:
         self.current_cell, self.current_outputs, self.current_started = cell_id, [], time.time()
         self.emit(CellStarted(cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source))
         timeout = (

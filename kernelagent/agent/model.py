@@ -86,6 +86,16 @@ class Conversation(BaseModel):
                         return call
         return None
 
+    def unanswered_calls(self) -> list[ToolCall]:
+        """The last model turn's tool calls that have no result yet, in order."""
+        answered = set()
+        for item in reversed(self.items):
+            if isinstance(item, ToolResultItem):
+                answered.add(item.call_id)
+            elif isinstance(item, AssistantItem):
+                return [call for call in item.tool_calls if call.id not in answered]
+        return []
+
     def tool_call_count(self) -> int:
         return sum(len(item.tool_calls) for item in self.items if isinstance(item, AssistantItem))
 

@@ -25,3 +25,4 @@ from kernelagent.cli import sandbox_commands  # noqa: E402,F401  (registers comm
 from kernelagent.cli import run_command  # noqa: E402,F401
 from kernelagent.cli import model_commands  # noqa: E402,F401
 from kernelagent.cli import replay_commands  # noqa: E402,F401
+from kernelagent.cli import session_commands  # noqa: E402,F401

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.progress import (
@@ -75,14 +75,17 @@ def pull(
         _pull(store, name, force)
     except (UnknownModelError, LocalModelError) as error:
         raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: the partial download was removed")
+        raise typer.Exit(130) from None
 
 
 @model_app.command("serve")
 def serve(
     model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file.")] = DEFAULT_MODEL,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (another is picked if it is in use).")] = DEFAULT_PORT,
-    ctx: Annotated[Optional[int], typer.Option("--ctx", help="Context length in tokens (default: the model's).")] = None,
-    chat_format: Annotated[Optional[str], typer.Option(help="llama.cpp chat format (default: the GGUF's template).")] = None,
+    ctx: Annotated[int | None, typer.Option("--ctx", help="Context length in tokens (default: the model's).")] = None,
+    chat_format: Annotated[str | None, typer.Option(help="llama.cpp chat format (default: the GGUF's template).")] = None,
 ) -> None:
     """Serve a model with an OpenAI-compatible API until Ctrl-C (pulls it first if needed)."""
     store = ModelStore()

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.model import ModelError
 from kernelagent.api import SessionResult, arun, build_config
 from kernelagent.cli.app import app, console, fail
@@ -52,6 +53,9 @@ def run(
     max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the session.")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="Cost budget in USD (needs --price).")] = None,
     price: Annotated[Optional[str], typer.Option(help="USD per million tokens, 'INPUT,OUTPUT'.")] = None,
+    approve: Annotated[str, typer.Option(help="Which actions need a person's approval: never | shell | always")] = "never",
+    approve_pattern: Annotated[Optional[list[str]], typer.Option(help="Regex; matching code or commands need approval (repeatable).")] = None,
+    approve_outside_writes: Annotated[bool, typer.Option(help="Writes outside the workspace need approval.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")] = False,
 ) -> None:
@@ -64,6 +68,8 @@ def run(
     if missing:
         raise fail(f"data file not found: {', '.join(missing)} (check the --data paths)", 2)
     price_per_million = _parse_price(price)
+    if approve not in ("never", "shell", "always"):
+        raise fail(f"unknown --approve {approve!r}: use never, shell or always", 2)
     if max_cost is not None and price_per_million is None:
         raise fail("--max-cost needs --price INPUT,OUTPUT (USD per million tokens)", 2)
     local = local_model_choice(model, base_url)
@@ -73,6 +79,9 @@ def run(
         model=model, api=api or "responses", base_url=base_url, sandbox=sandbox, image=image,  # type: ignore[arg-type]
         max_steps=max_steps, cell_timeout=timeout, max_tokens=max_tokens, max_cost=max_cost,
         price_per_million=price_per_million,
+    )
+    config.approval = ApprovalPolicy(
+        mode=approve, patterns=approve_pattern or [], writes_outside_workspace=approve_outside_writes  # type: ignore[arg-type]
     )
     renderer = None if quiet else EventRenderer(console)
     try:
@@ -90,6 +99,9 @@ def run(
         print(json.dumps(result.summary()), file=sys.stdout)
     elif quiet:
         console.print(result.answer if result.answer is not None else f"{result.status}: {result.reason}")
+    if result.status == "awaiting_approval":
+        console.print(f"[bold yellow]waiting for approval[/]: kernelagent show {result.session_id}, "
+                      f"then approve {result.session_id} or reject {result.session_id}")
     console.print(f"[dim]notebook: {result.notebook_path}[/]")
     raise typer.Exit(EXIT_CODES.get(result.status, EXIT_FAILED))
 

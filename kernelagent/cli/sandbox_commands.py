@@ -95,5 +95,11 @@ def cleanup(
 
 
 def _kept_kernel_ids() -> frozenset[str]:
-    """Kernel ids of sandboxes that durable sessions will re-attach to (none yet)."""
-    return frozenset()
+    """Kernel ids of sandboxes that durable sessions will re-attach to."""
+    from kernelagent.session.store import SessionStore
+
+    return frozenset(
+        record.sandbox_state["kernel_id"]
+        for record in SessionStore().sessions_with_live_sandboxes()
+        if record.sandbox_state and "kernel_id" in record.sandbox_state
+    )

@@ -11,22 +11,25 @@ import hashlib
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from jupyter_core.paths import jupyter_data_dir
 from pydantic import BaseModel, Field
 
+from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome, workspace_files
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.agent.prompts import system_prompt
 from kernelagent.events import (
+    Usage,
     SessionFinished,
     SessionStarted,
     StatusChanged,
     UserMessage,
 )
 from kernelagent.notebook.recorder import NotebookRecorder
+from kernelagent.notebook.restore import restore_state
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.stream import EventStream
@@ -44,7 +47,9 @@ def describe_input(path: Path) -> dict[str, Any]:
 
 
 def sessions_home() -> Path:
-    return Path(jupyter_data_dir()) / "kernelagent" / "sessions"
+    from kernelagent.session.store import default_home
+
+    return default_home() / "sessions"
 
 
 class SessionConfig(BaseModel):
@@ -60,6 +65,8 @@ class SessionConfig(BaseModel):
     max_tokens: int | None = None
     max_cost: float | None = None
     price_per_million: tuple[float, float] | None = None
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    max_kernel_deaths: int = 3
 
     def limits(self) -> LoopLimits:
         return LoopLimits(
@@ -69,6 +76,7 @@ class SessionConfig(BaseModel):
             max_tokens=self.max_tokens,
             max_cost=self.max_cost,
             price_per_million=self.price_per_million,
+            max_kernel_deaths=self.max_kernel_deaths,
         )
 
 
@@ -100,8 +108,13 @@ class Session:
             limits=config.limits(),
             state=LoopState(),
             checkpoint=lambda: recorder.set_conversation(self.conversation_state()),
+            approval=config.approval,
+            recover_kernel=self._recover_kernel,
         )
         self.status = "starting"
+        self.restored_cells = 0
+        self.sandbox_listeners: list[Callable[[Sandbox], None]] = []
+        """Told when the session moves to a new sandbox (after a kernel death)."""
         self.continued = False
         """True when this session continues a recorded one (no new SessionStarted)."""
 
@@ -149,10 +162,11 @@ class Session:
         )
         return cls(session_id, config, model, sandbox, recorder, conversation, stream)
 
-    async def run(self, instruction: str) -> Outcome:
-        """Work on a task or follow-up instruction; the notebook is saved at every step."""
+    async def run(self, instruction: str | None) -> Outcome:
+        """Work on a task or follow-up instruction (None: carry on where the session
+        stopped, e.g. after an approval); the notebook is saved at every step."""
         first = self.loop.state.steps == 0 and not self.continued
-        if first:
+        if first and instruction is not None:
             self.stream.emit(
                 SessionStarted(
                     task=instruction,
@@ -163,7 +177,8 @@ class Session:
                     notebook_path=str(self.notebook_path),
                 )
             )
-        self.stream.emit(UserMessage(text=instruction))
+        if instruction is not None:
+            self.stream.emit(UserMessage(text=instruction))
         self._set_status("running")
         try:
             outcome = await self.loop.run(instruction)
@@ -210,13 +225,37 @@ class Session:
             )
         )
 
+    async def _recover_kernel(self) -> str:
+        """The kernel died: a fresh sandbox on the same workspace, state rebuilt by replay."""
+        old = self.sandbox
+        try:
+            await old.shutdown()
+        except Exception:  # noqa: BLE001 - it is already dead; cleanup is best effort
+            pass
+        self.sandbox = await Sandbox.start(self.config.sandbox, old.workspace)
+        self.loop.sandbox = self.sandbox
+        report = await restore_state(self.recorder.notebook, self.sandbox, timeout=self.config.cell_timeout)
+        self.restored_cells = len(report.ran)
+        for listener in self.sandbox_listeners:
+            listener(self.sandbox)
+        return f"The recorded cells were re-run to restore your variables: {report.summary()}"
+
     def conversation_state(self) -> dict[str, Any]:
         return {
             "conversation": self.conversation.model_dump(mode="json"),
             "steps": self.loop.state.steps,
             "cells": self.loop.state.cells,
+            "usage": self.loop.state.usage.model_dump(),
+            "kernel_deaths": self.loop.state.kernel_deaths,
             "saved_at": time.time(),
         }
+
+    def restore_loop_state(self, stored: dict[str, Any]) -> None:
+        """Counters saved by :meth:`conversation_state`, so limits and usage carry over."""
+        self.loop.state.steps = int(stored.get("steps", 0) or 0)
+        self.loop.state.cells = int(stored.get("cells", 0) or 0)
+        if stored.get("usage"):
+            self.loop.state.usage = Usage.model_validate(stored["usage"])
 
     @classmethod
     async def continue_from(
@@ -240,7 +279,7 @@ class Session:
         recorder.update_metadata(workspace=str(sandbox.workspace), model=config.model)
         session = cls(session_id, config, model, sandbox, recorder, conversation, stream)
         session.continued = True
-        session.loop.state.steps = steps
+        session.restore_loop_state(recorded.get("conversation") or {"steps": steps})
         return session
 
     async def close(self, *, remove_workspace: bool = False) -> None:

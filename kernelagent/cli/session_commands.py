@@ -1,0 +1,160 @@
+"""``kernelagent sessions | show | resume | approve | reject``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.syntax import Syntax
+from rich.table import Table
+
+from kernelagent.agent.model import ModelError
+from kernelagent.api import SessionResult, aresume
+from kernelagent.cli.app import app, console, fail
+from kernelagent.cli.render import EventRenderer
+from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED
+from kernelagent.notebook.recorder import RecordingError
+from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
+from kernelagent.sandbox.sandbox import SandboxError
+from kernelagent.session.durable import decide, stop_idle_sandboxes
+from kernelagent.session.store import SessionNotFoundError, SessionRecord, SessionStateError, SessionStore
+
+STATUS_STYLE = {
+    "completed": "green", "running": "cyan", "awaiting_approval": "bold yellow", "paused": "yellow",
+    "interrupted": "magenta", "failed": "red", "starting": "dim",
+}
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _store() -> SessionStore:
+    store = SessionStore()
+    try:
+        asyncio.run(stop_idle_sandboxes(store))
+    except (DockerUnavailableError, OSError):
+        pass
+    return store
+
+
+@app.command()
+def sessions(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List sessions: id, status, task, age, steps, usage."""
+    records = _store().list()
+    if json_output:
+        print(json.dumps([r.model_dump(mode="json", exclude={"config", "sandbox_state"}) for r in records]))
+        return
+    table = Table("id", "status", "task", "age", "steps", "cells", "tokens")
+    now = time.time()
+    for record in records:
+        style = STATUS_STYLE.get(record.status, "white")
+        task = record.task if len(record.task) <= 50 else record.task[:47] + "…"
+        table.add_row(
+            record.id, f"[{style}]{record.status}[/]", task, _age(now - record.created_at),
+            str(record.steps), str(record.cells), str(record.input_tokens + record.output_tokens),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(session_id: Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")]) -> None:
+    """Show a session: status, paths, usage, and the pending action if any."""
+    record = _get(_store(), session_id)
+    console.print(f"[bold]{record.id}[/] · [{STATUS_STYLE.get(record.status, 'white')}]{record.status}[/]"
+                  + (f" · {record.reason}" if record.reason else ""))
+    console.print(f"task: {record.task}")
+    console.print(f"notebook: {record.notebook}\nworkspace: {record.workspace}")
+    console.print(f"steps {record.steps} · cells {record.cells} · tokens in {record.input_tokens} out {record.output_tokens}")
+    console.print("sandbox: " + ("running (re-attachable)" if record.sandbox_state else "stopped (resume restores it by replay)"))
+    if record.pending:
+        console.print(f"[bold yellow]waiting for approval[/] ({record.pending.reason}):")
+        language = "bash" if record.pending.kind == "shell" else "python"
+        console.print(Syntax(record.pending.code.removeprefix("%%bash\n"), language, theme="ansi_dark"))
+        console.print(f"sha256 {record.pending.code_sha256}")
+
+
+@app.command()
+def resume(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    instruction: Annotated[Optional[str], typer.Argument(help="A next instruction (optional).")] = None,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Resume a session: re-attach to its sandbox or restore it, and carry on."""
+    _finish(_resume(session_id, instruction=instruction), json_output)
+
+
+@app.command()
+def approve(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    edit: Annotated[Optional[Path], typer.Option(help="Run this file's code instead (the edit is recorded).")] = None,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Approve the pending action (exactly the code shown by `show`) and continue the session."""
+    store = _store()
+    record = _get(store, session_id)
+    edited = None
+    if edit is not None:
+        if not edit.is_file():
+            raise fail(f"--edit file not found: {edit}", 2)
+        edited = edit.read_text()
+        if record.pending and record.pending.kind == "shell" and not edited.startswith("%%bash"):
+            edited = "%%bash\n" + edited
+    try:
+        decision = decide(record, "approved", edited_code=edited)
+    except SessionStateError as error:
+        raise fail(str(error)) from None
+    _finish(_resume(record.id, decision=decision), json_output)
+
+
+@app.command()
+def reject(
+    session_id: Annotated[str, typer.Argument(help="Session id.")],
+    reason: Annotated[str, typer.Option(help="Why; the model reads it.")] = "",
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Reject the pending action; the model is told (with your reason) and goes on."""
+    store = _store()
+    record = _get(store, session_id)
+    try:
+        decision = decide(record, "rejected", reason=reason)
+    except SessionStateError as error:
+        raise fail(str(error)) from None
+    _finish(_resume(record.id, decision=decision), json_output)
+
+
+def _get(store: SessionStore, session_id: str) -> SessionRecord:
+    try:
+        return store.get(session_id)
+    except SessionNotFoundError as error:
+        raise fail(str(error)) from None
+
+
+def _resume(session_id: str, **options) -> SessionResult:  # type: ignore[no-untyped-def]
+    try:
+        return asyncio.run(aresume(session_id, on_event=EventRenderer(console), **options))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: the notebook was saved")
+        raise typer.Exit(EXIT_CODES["interrupted"]) from None
+    except ModelError as error:
+        raise fail(f"{error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")) from None
+    except (SessionNotFoundError, SessionStateError, DockerUnavailableError, SandboxError, RecordingError) as error:
+        raise fail(str(error)) from None
+
+
+def _finish(result: SessionResult, json_output: bool) -> None:
+    if json_output:
+        print(json.dumps(result.summary()), file=sys.stdout)
+    if result.status == "awaiting_approval":
+        console.print(f"[bold yellow]waiting for approval[/]: kernelagent show {result.session_id}, "
+                      f"then approve {result.session_id} or reject {result.session_id}")
+    console.print(f"[dim]notebook: {result.notebook_path}[/]")
+    raise typer.Exit(EXIT_CODES.get(result.status, EXIT_FAILED))
