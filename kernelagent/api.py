@@ -22,7 +22,7 @@ from kernelagent.agent.openai_errors import to_model_error
 from kernelagent.events import Event, SessionStatus, Usage
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.agent.loop import Decision, Outcome
-from kernelagent.session.durable import WAITING, register, resume_session
+from kernelagent.session.durable import WAITING, check_resumable, register, resume_session
 from kernelagent.session.session import ApiKind, Session, SessionConfig
 from kernelagent.session.store import SessionStore
 from kernelagent.session.stream import EventStream
@@ -122,6 +122,7 @@ async def arun(
     check_server: bool = True,
     keep_sandbox: bool = False,
     store: SessionStore | None = None,
+    stream: EventStream | None = None,
     **config_options: Any,
 ) -> SessionResult:
     """Run one agent session to its end; the notebook is written as it goes."""
@@ -134,7 +135,7 @@ async def arun(
         if check_server:
             await check_model_server(config, api_key)
         model = model_for(config, api_key)
-    stream = EventStream("")
+    stream = stream or EventStream("")
     if on_event is not None:
         stream.subscribe(on_event)
     session = await Session.start(
@@ -186,18 +187,20 @@ async def aresume(
     on_event: Callable[[Event], None] | None = None,
     store: SessionStore | None = None,
     check_server: bool = True,
+    stream: EventStream | None = None,
     **config_overrides: Any,
 ) -> SessionResult:
     """Resume a stored session (after approval, a restart or a crash) and run it on."""
     store = store or SessionStore()
     record = store.get(session_id)
+    check_resumable(record, instruction, decision)
     config = SessionConfig.model_validate({**record.config, **{k: v for k, v in config_overrides.items() if v is not None}})
     model = model_adapter
     if model is None:
         if check_server:
             await check_model_server(config, api_key)
         model = model_for(config, api_key)
-    stream = EventStream(record.id)
+    stream = stream or EventStream(record.id)
     if on_event is not None:
         stream.subscribe(on_event)
     session, _ = await resume_session(

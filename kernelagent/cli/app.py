@@ -17,7 +17,7 @@ console = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one clear error line and return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     return typer.Exit(code)
 
 

@@ -85,7 +85,26 @@ def register(store: SessionStore, session: Session, task: str) -> None:
     session.stream.subscribe(StoreUpdater(store, session))
 
 
-def _check_resumable(record: SessionRecord, instruction: str | None, decision: Decision | None) -> None:
+def check_resumable(record: SessionRecord, instruction: str | None, decision: Decision | None) -> Any:
+    """Refuse clearly what cannot be resumed; returns the session's notebook."""
+    _check_status(record, instruction, decision)
+    try:
+        notebook = load_notebook(record.notebook)
+    except NotebookFormatError as error:
+        raise SessionStateError(
+            f"session {record.id} cannot be resumed: its notebook is damaged ({error}); "
+            f"the session directory is {record.directory}"
+        ) from None
+    stored = notebook.metadata.get("kernelagent", {}).get("conversation") or {}
+    if not stored.get("conversation"):
+        raise SessionStateError(
+            f"session {record.id} cannot be resumed: its notebook holds no conversation state "
+            f"({record.notebook})"
+        )
+    return notebook
+
+
+def _check_status(record: SessionRecord, instruction: str | None, decision: Decision | None) -> None:
     if record.status == "running" and record.owner_pid and _alive(record.owner_pid):
         raise SessionStateError(f"session {record.id} is running in process {record.owner_pid}")
     if record.status == "completed" and instruction is None:
@@ -150,20 +169,8 @@ async def resume_session(
 ) -> tuple[Session, str]:
     """Bring a stored session back; returns it (ready to ``run``) and what happened, in words."""
     record = store.get(session_id)
-    _check_resumable(record, instruction, decision)
-    try:
-        notebook = load_notebook(record.notebook)
-    except NotebookFormatError as error:
-        raise SessionStateError(
-            f"session {record.id} cannot be resumed: its notebook is damaged ({error}); "
-            f"the session directory is {record.directory}"
-        ) from None
-    stored = notebook.metadata.get("kernelagent", {}).get("conversation") or {}
-    if not stored.get("conversation"):
-        raise SessionStateError(
-            f"session {record.id} cannot be resumed: its notebook holds no conversation state "
-            f"({record.notebook})"
-        )
+    notebook = check_resumable(record, instruction, decision)
+    stored = notebook.metadata["kernelagent"]["conversation"]
     config = config or SessionConfig.model_validate(record.config)
     sandbox, how = await _sandbox_for(record, config, notebook)
     conversation = Conversation.model_validate(stored["conversation"])
