@@ -105,7 +105,7 @@ async def check_model_server(config: SessionConfig, api_key: str | None = None) 
 
 
 def model_for(config: SessionConfig, api_key: str | None = None) -> Model:
-    return make_model(config.api, config.model, base_url=config.base_url, api_key=api_key)
+    return make_model(config.api, config.model, base_url=config.base_url, api_key=api_key, stream=config.stream)
 
 
 async def arun(

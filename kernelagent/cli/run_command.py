@@ -130,6 +130,7 @@ async def _run(task, data, workspace, notebook, config, renderer, local, api) ->
         config.model = handle.model_name
         config.base_url = handle.base_url
         config.api = api or handle.recommended_api
+        config.stream = False  # llama.cpp's server reports token usage only without streaming
         return await _run_session(task, data, workspace, notebook, config, renderer)
     finally:
         await handle.aclose()

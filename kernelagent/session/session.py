@@ -65,6 +65,8 @@ class SessionConfig(BaseModel):
     max_tokens: int | None = None
     max_cost: float | None = None
     price_per_million: tuple[float, float] | None = None
+    stream: bool = True
+    """Stream model output; off for servers that report usage only without streaming."""
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     max_kernel_deaths: int = 3
 
