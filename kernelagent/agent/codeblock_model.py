@@ -58,6 +58,11 @@ class _Block(BaseModel):
 class CodeBlockModel:
     """Wraps a chat adapter; the model acts with ```python / ```bash blocks or FINAL ANSWER."""
 
+    nudge = (
+        "Reply with one ```python block to run code in the kernel, or with a line "
+        "`FINAL ANSWER: <answer>` when the task is done."
+    )
+
     def __init__(self, inner: ChatCompletionsModel) -> None:
         self.inner = inner
         self.name = inner.name

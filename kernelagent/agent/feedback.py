@@ -124,6 +124,22 @@ def build_feedback(
     return Feedback(text=text, images=images)
 
 
+def _error_text(output: NotebookOutput, max_lines: int) -> str:
+    """The error first, then where it happened in the cell, then the end of the traceback."""
+    summary = f"{output.get('ename')}: {strip_ansi(str(output.get('evalue', '')))}"
+    lines = strip_ansi("\n".join(output.get("traceback", []))).splitlines()
+    cell_frame: list[str] = []
+    for index, line in enumerate(lines):
+        if line.startswith(("Cell In[", "Input In [", "File <ipython-input")):
+            cell_frame = lines[index : index + 6]
+            break
+    tail = lines[-max_lines // 2 :] if len(lines) > max_lines // 2 else lines
+    if cell_frame and cell_frame[0] in tail:
+        cell_frame = []
+    body = [*cell_frame, "[...]", *tail] if cell_frame else tail
+    return "\n".join([f"Error: {summary}", *body])
+
+
 def _status_line(result: ExecutionResult) -> str:
     seconds = f"{result.duration:.1f}s"
     if result.status == "ok":

@@ -59,6 +59,8 @@ class LoopLimits:
     max_idle_turns: int = 3
     """Consecutive turns with no usable tool call before giving up."""
     max_kernel_deaths: int = 3
+    require_evidence: bool = True
+    """Refuse (once) a final answer given before any code ran, when the workspace has files."""
 
 
 @dataclass
@@ -132,6 +134,9 @@ class AgentLoop:
         self.pending: PendingApproval | None = None
         self.resume_note = ""
         """Told to the model once the pending tool calls have their results."""
+        self.ok_cells = 0
+        self.ok_cells_at_instruction = 0
+        self.evidence_requested = False
         self.current_cell: str | None = None
         self.current_outputs: list[dict] = []
         self.current_started = 0.0
@@ -146,6 +151,8 @@ class AgentLoop:
         """
         if instruction is not None:
             self.conversation.add_user(instruction)
+            self.ok_cells_at_instruction = self.ok_cells
+            self.evidence_requested = False
         idle_turns = 0
         unanswered = self.conversation.unanswered_calls()
         if unanswered:
@@ -172,7 +179,7 @@ class AgentLoop:
                     return Outcome(
                         "failed", reason=f"the model made no tool call in {idle_turns} turns"
                     )
-                self.conversation.add_user(prompts.NO_ACTION_NUDGE)
+                self.conversation.add_user(getattr(self.model, "nudge", prompts.NO_ACTION_NUDGE))
                 continue
             outcome = await self._after_calls(turn.tool_calls, idle_turns)
             if isinstance(outcome, Outcome):
@@ -213,6 +220,10 @@ class AgentLoop:
                 continue
             usable = True
             if action.kind == "final_answer":
+                if self._answer_needs_evidence():
+                    self.evidence_requested = True
+                    self.conversation.add_tool_result(call.id, prompts.ANSWER_WITHOUT_EVIDENCE)
+                    continue
                 answer = action.text
                 self.conversation.add_tool_result(call.id, "[answer recorded]")
                 continue
@@ -225,6 +236,15 @@ class AgentLoop:
                 await self._run_cell(call, action, source, cell_id)
             self.checkpoint()
         return answer, usable
+
+    def _answer_needs_evidence(self) -> bool:
+        """A first answer given without running any code, while there is data to look at."""
+        return (
+            self.limits.require_evidence
+            and not self.evidence_requested
+            and self.ok_cells == self.ok_cells_at_instruction
+            and bool(workspace_files(self.sandbox.workspace, limit=1))
+        )
 
     def _approval_gate(self, call: ToolCall, action: Action, source: str) -> tuple[str | None, str] | None:
         """(cell id, code to run), (None, _) when rejected, or None when approval is pending."""
@@ -277,6 +297,7 @@ class AgentLoop:
         )
         manifest = parse_expression(result.user_expressions)
         self.state.cells += 1
+        self.ok_cells += result.ok
         self.current_cell = None
         self.emit(
             CellFinished(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 SYSTEM_PROMPT = """\
 You are a careful data analyst working in a live Jupyter (IPython) kernel.
 
@@ -25,6 +27,12 @@ NO_ACTION_NUDGE = (
     "when you have the answer."
 )
 
+ANSWER_WITHOUT_EVIDENCE = (
+    "[not accepted yet] No code has run successfully for this task yet. Compute the answer "
+    "from the data in the workspace first (load it, check its columns, fix any error), then "
+    "give the final answer."
+)
+
 BUDGET_NOTE = "Step {step} of at most {max_steps}."
 
 KERNEL_DIED = (
@@ -33,6 +41,57 @@ KERNEL_DIED = (
 )
 
 
-def system_prompt(workspace: str, files: list[str], extra_libraries: str = ", scipy") -> str:
+CODE_BLOCK_SYSTEM_PROMPT = """You are a careful data analyst. You answer by running Python code in a live Jupyter kernel
+and reading its output. You never guess: every number in your answer comes from code you ran.
+
+Your working directory is `{workspace}`. {files} pandas, numpy, matplotlib and scipy are
+installed; there is no internet access. Variables persist between your code blocks.
+
+Each reply is EITHER one ```python block (it runs, and you get its output in the next
+message) OR, once you have computed the answer, one line `FINAL ANSWER: <answer>`.
+
+Example of the protocol (the file and the question are only an example):
+
+User: How many rows does data.csv have?
+Assistant:
+```python
+import pandas as pd
+df = pd.read_csv('data.csv')
+print(df.shape)
+print(df.head())
+```
+User: Output: (120, 4) ...
+Assistant: FINAL ANSWER: 120
+"""
+
+
+PREVIEW_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".jsonl", ".md")
+
+
+def file_previews(workspace: Path, files: list[str], lines: int = 3, width: int = 200) -> str:
+    """The first lines of small text files, so the model sees column names up front."""
+    previews = []
+    for name in files[:10]:
+        path = workspace / name
+        if not path.is_file() or path.suffix.lower() not in PREVIEW_SUFFIXES:
+            continue
+        with path.open(errors="replace") as file:
+            head = [file.readline().rstrip("\n")[:width] for _ in range(lines)]
+        shown = "\n".join(f"    {line}" for line in head if line)
+        previews.append(f"{name} ({path.stat().st_size} bytes) begins:\n{shown}")
+    return ("\n" + "\n".join(previews) + "\n") if previews else ""
+
+
+def system_prompt(
+    workspace: str,
+    files: list[str],
+    extra_libraries: str = ", scipy",
+    *,
+    code_blocks: bool = False,
+    host_workspace: Path | None = None,
+) -> str:
     listed = f"Files: {', '.join(files)}." if files else "The workspace starts empty."
-    return SYSTEM_PROMPT.format(workspace=workspace, files=listed, extra_libraries=extra_libraries)
+    if host_workspace is not None and files:
+        listed += file_previews(host_workspace, files)
+    template = CODE_BLOCK_SYSTEM_PROMPT if code_blocks else SYSTEM_PROMPT
+    return template.format(workspace=workspace, files=listed, extra_libraries=extra_libraries)

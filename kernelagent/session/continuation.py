@@ -78,7 +78,12 @@ async def continue_notebook(
     try:
         report = await restore_state(notebook, sandbox, timeout=config.cell_timeout)
         conversation = recorded_conversation(
-            notebook, system_prompt(sandbox.kernel_workspace, workspace_files(sandbox.workspace))
+            notebook,
+            system_prompt(
+                sandbox.kernel_workspace,
+                workspace_files(sandbox.workspace),
+                code_blocks=config.api == "code-blocks",
+            ),
         )
         stream = EventStream("")
         if on_event is not None:

@@ -160,7 +160,12 @@ class Session:
         recorder.update_metadata(inputs=[describe_input(sandbox.workspace / p.name) for p in data_files])
         stream.subscribe(recorder.handle, critical=True)
         conversation = Conversation(
-            system=system_prompt(sandbox.kernel_workspace, workspace_files(sandbox.workspace))
+            system=system_prompt(
+                sandbox.kernel_workspace,
+                workspace_files(sandbox.workspace),
+                code_blocks=config.api == "code-blocks",
+                host_workspace=sandbox.workspace,
+            )
         )
         return cls(session_id, config, model, sandbox, recorder, conversation, stream)
 

@@ -58,9 +58,10 @@ class Record:
 @pytest.fixture
 def record(request: pytest.FixtureRequest) -> Record:
     rec = Record(request.node)
-    doc = (getattr(request.node, "function", None).__doc__ or "").strip()
+    function = getattr(request.node, "function", None)
+    doc = " ".join((getattr(function, "__doc__", None) or "").split())
     if doc:
-        rec(attack=doc.splitlines()[0].strip())
+        rec(attack=doc)
     return rec
 
 

@@ -1,4 +1,5 @@
-"""Files: the host's files stay out of reach; only the workspace (and /tmp) is writable.
+"""Host files and environment: the host's files, processes and secrets stay out of reach;
+only the workspace (and /tmp) is writable.
 
 Host-side canaries are plain files under the test's ``tmp_path``: attacks aim at them,
 never at real host files.
@@ -101,7 +102,9 @@ async def test_docker_socket_absent(sandbox: Sandbox, record: Record) -> None:
 
 async def test_host_processes_invisible(sandbox: Sandbox, record: Record) -> None:
     """List every process and its command line"""
-    record(expected="only the sandbox's own processes (PID 1 docker-init, the kernel); no host process")
+    record(
+        expected="only the sandbox's own processes (PID 1 docker-init, the kernel); no host process"
+    )
     out = await probe(
         sandbox,
         """
@@ -116,7 +119,9 @@ async def test_host_processes_invisible(sandbox: Sandbox, record: Record) -> Non
         """,
     )
     procs: dict[str, str] = out["procs"]
-    host_like = [cmd for cmd in procs.values() if "pytest" in cmd or "dockerd" in cmd or "containerd" in cmd]
+    host_like = [
+        cmd for cmd in procs.values() if "pytest" in cmd or "dockerd" in cmd or "containerd" in cmd
+    ]
     record(
         observed=f"{len(procs)} processes; PID 1 = {procs.get('1', '?')[:40]!r}; "
         f"host processes seen: {len(host_like)}"
@@ -124,6 +129,48 @@ async def test_host_processes_invisible(sandbox: Sandbox, record: Record) -> Non
     assert procs.get("1", "").startswith(("/sbin/docker-init", "docker-init", "/dev/init"))
     assert host_like == []
     assert len(procs) < 10
+
+
+async def test_host_api_key_not_in_sandbox(
+    start_sandbox: StartSandbox, record: Record, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Set OPENAI_API_KEY=sk-adversarial-secret on the host, start a sandbox, search every
+    process environment, command line and the runtime files inside"""
+    record(
+        expected="the secret appears in no /proc/*/environ, /proc/*/cmdline, os.environ or runtime file"
+    )
+    secret = "sk-adversarial-secret"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    assert os.environ["OPENAI_API_KEY"] == secret
+    box = await start_sandbox()
+    out = await probe(
+        box,
+        f"""
+        import glob, os
+        hits = []
+        for path in glob.glob('/proc/[0-9]*/environ') + glob.glob('/proc/[0-9]*/cmdline') + \\
+                    glob.glob('/run/kernelagent/*.json') + ['/proc/self/environ']:
+            try:
+                if {secret.encode()!r} in open(path, 'rb').read():
+                    hits.append(path)
+            except OSError:
+                pass
+        out['hits'] = hits
+        out['env_keys'] = sorted(os.environ)
+        out['in_environ'] = any({secret!r} in v for v in os.environ.values()) or 'OPENAI_API_KEY' in os.environ
+        out['searched'] = len(glob.glob('/proc/[0-9]*/environ'))
+        """,
+    )
+    config_env = box.manager.provisioner._container().attrs["Config"]["Env"]  # type: ignore[union-attr]
+    in_config = any(secret in entry for entry in config_env)
+    record(
+        observed=f"files with the secret: {out['hits'] or 'none'} (searched {out['searched']} processes); "
+        f"in os.environ: {out['in_environ']}; in the container's Config.Env: {in_config}; "
+        f"env keys: {out['env_keys']}"
+    )
+    assert out["hits"] == []
+    assert not out["in_environ"]
+    assert not in_config
 
 
 async def test_only_expected_host_mounts(sandbox: Sandbox, record: Record) -> None:
@@ -150,13 +197,21 @@ async def test_only_expected_host_mounts(sandbox: Sandbox, record: Record) -> No
     read_only = sorted(point for point, mode in out["mounts"] if mode != "rw")
     record(observed=f"writable: {writable}; read-only: {read_only}")
     assert writable == ["/run/kernelagent", "/workspace"]
-    assert set(read_only) <= {"/usr/sbin/docker-init", "/sbin/docker-init", "/dev/init",
-                              "/etc/hosts", "/etc/hostname", "/etc/resolv.conf"}
+    assert set(read_only) <= {
+        "/usr/sbin/docker-init",
+        "/sbin/docker-init",
+        "/dev/init",
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/resolv.conf",
+    }
 
 
 async def test_write_outside_workspace_fails(sandbox: Sandbox, record: Record) -> None:
     """Create files in /, /usr, /etc, /var, /home, /opt, /run, /sbin"""
-    record(expected="OSError (read-only file system / permission denied) everywhere; /workspace works")
+    record(
+        expected="OSError (read-only file system / permission denied) everywhere; /workspace works"
+    )
     out = await probe(
         sandbox,
         """
@@ -193,7 +248,9 @@ async def test_tmp_is_a_small_tmpfs(start_sandbox: StartSandbox, record: Record)
         out['size_mb'] = st.f_blocks * st.f_frsize / 2**20
         """,
     )
-    record(observed=f"fstype={out['fstype']}, size={out['size_mb']:.0f} MB, options={out['options']}")
+    record(
+        observed=f"fstype={out['fstype']}, size={out['size_mb']:.0f} MB, options={out['options']}"
+    )
     assert out["fstype"] == "tmpfs"
     assert out["size_mb"] <= 16
     assert {"nosuid", "nodev", "noexec"} <= set(out["options"].split(","))
@@ -286,7 +343,9 @@ async def test_runtime_dir_symlink_does_not_redirect_host_io(
         record.observe(f"restart raised {type(error).__name__}: {str(error)[:80]}")
     now = canary.stat()
     content = canary.read_text()
-    changed = content != "host data\n" or now.st_uid != before.st_uid or now.st_mode != before.st_mode
+    changed = (
+        content != "host data\n" or now.st_uid != before.st_uid or now.st_mode != before.st_mode
+    )
     record.observe(
         f"host canary CHANGED: content {content[:32]!r}..., uid {before.st_uid}->{now.st_uid}, "
         f"mode {stat.filemode(before.st_mode)}->{stat.filemode(now.st_mode)}"

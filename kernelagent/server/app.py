@@ -1,0 +1,112 @@
+"""The Jupyter server extension: kernelagent sessions for the JupyterLab panel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Enum, Float, Integer, Unicode
+
+from kernelagent.api import DEFAULT_MODEL
+from kernelagent.server.handlers import default_handlers
+from kernelagent.server.manager import Defaults, SessionManager
+from kernelagent.session.store import SessionStore
+
+
+class KernelAgentExtension(ExtensionApp):
+    """Runs agent sessions inside the Jupyter server, for the JupyterLab panel."""
+
+    name = "kernelagent"
+    description = "Agent sessions whose computer is a sandboxed Jupyter kernel, recorded as notebooks."
+
+    default_model = Unicode(
+        DEFAULT_MODEL,
+        config=True,
+        help="Model for sessions that do not name one (default: $KERNELAGENT_MODEL or gpt-4.1-mini).",
+    )
+    default_base_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="OpenAI-compatible endpoint for sessions that do not name one "
+        "(default: $OPENAI_BASE_URL, else the OpenAI API).",
+    )
+    default_api = Enum(
+        ["responses", "chat", "code-blocks"],
+        "responses",
+        config=True,
+        help="Model API for sessions that do not name one: responses, chat (Chat Completions, "
+        "for most local servers) or code-blocks (for models that cannot call tools).",
+    )
+    default_sandbox = Enum(
+        ["docker", "local"],
+        "docker",
+        config=True,
+        help="Where kernels run: docker (isolated container) or local (a plain subprocess, NOT isolated). "
+        "Also used by replay.",
+    )
+    default_max_steps = Integer(30, config=True, help="Model calls per run when a session does not say.")
+    cell_timeout = Float(300.0, config=True, help="Seconds a cell may run before it is interrupted.")
+    sessions_dir = Unicode(
+        "kernelagent-sessions",
+        config=True,
+        help="Where the notebooks of sessions started from JupyterLab are written, relative to the "
+        "server's root_dir (so JupyterLab can open them).",
+    )
+    workspaces_next_to_notebooks = Bool(
+        True,
+        config=True,
+        help="Give each session its workspace (the sandbox's /workspace) in sessions_dir, next to its "
+        "notebook, so its files show in JupyterLab; if False, workspaces go under store_home.",
+    )
+    store_home = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="The kernelagent session store (index, event logs) "
+        "(default: $KERNELAGENT_HOME or <jupyter data dir>/kernelagent, as for the CLI).",
+    )
+    persist_events = Bool(
+        True,
+        config=True,
+        help="Keep each session's event log in <store_home>/server-events/ so a restarted server "
+        "still serves its history and keeps numbering events after it.",
+    )
+
+    manager: SessionManager
+
+    def initialize_settings(self) -> None:
+        assert self.serverapp is not None
+        store = SessionStore(Path(self.store_home).expanduser() if self.store_home else None)
+        self.manager = SessionManager(
+            store=store,
+            root_dir=self.serverapp.root_dir,
+            sessions_dir=self.sessions_dir,
+            defaults=Defaults(
+                model=self.default_model,
+                base_url=self.default_base_url or None,
+                api=self.default_api,
+                sandbox=self.default_sandbox,
+                max_steps=self.default_max_steps,
+                cell_timeout=self.cell_timeout,
+            ),
+            workspaces_next_to_notebooks=self.workspaces_next_to_notebooks,
+            persist_events=self.persist_events,
+            logger=self.log,
+        )
+        self.log.info("kernelagent: session store %s, notebooks in %s", store.home, self.manager.sessions_path)
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(default_handlers)
+
+    def current_activity(self) -> Any:
+        """Running sessions count as activity (the server is not idle-culled under them)."""
+        running = self.manager.running_ids() if hasattr(self, "manager") else []
+        return running or None
+
+    async def stop_extension(self) -> None:
+        """Stop running sessions (they become interrupted; notebooks stay valid) and
+        shut down the sandboxes of sessions run by this server."""
+        if hasattr(self, "manager"):
+            await self.manager.shutdown()

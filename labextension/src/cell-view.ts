@@ -1,0 +1,118 @@
+/**
+ * One code cell the agent ran: its highlighted code, a spinner while it runs, and its
+ * outputs rendered by JupyterLab's output area (so plots appear as images).
+ */
+import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
+import * as nbformat from '@jupyterlab/nbformat';
+import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { Panel, Widget } from '@lumino/widgets';
+
+import { CellKind, CellStatus, ICellFinished } from './api';
+import { formatSeconds, h, spinner } from './dom';
+import { codeBlock } from './render';
+
+export interface ICellViewOptions {
+  cellId: string;
+  kind: CellKind;
+  code: string;
+  rendermime: IRenderMimeRegistry;
+  languages: IEditorLanguageRegistry;
+}
+
+export class CellView extends Panel {
+  readonly cellId: string;
+  private readonly model = new OutputAreaModel({ trusted: false });
+  private readonly statusSlot: HTMLElement;
+
+  constructor(options: ICellViewOptions) {
+    super();
+    this.cellId = options.cellId;
+    this.addClass('jp-KernelAgent-cell');
+    this.addClass('jp-mod-running');
+    this.node.dataset.cellId = options.cellId;
+
+    this.statusSlot = h('span', { class: 'jp-KernelAgent-cellStatus' }, spinner());
+    const header = new Widget({
+      node: h(
+        'div',
+        { class: 'jp-KernelAgent-cellHeader' },
+        h('span', { class: 'jp-KernelAgent-cellKind' }, options.kind),
+        this.statusSlot
+      )
+    });
+    const code = new Widget({
+      node: codeBlock(options.languages, options.code, options.kind)
+    });
+    // The output area is not trusted: HTML is sanitized, scripts do not run.
+    const outputs = new OutputArea({ model: this.model, rendermime: options.rendermime });
+    outputs.addClass('jp-KernelAgent-outputs');
+
+    this.addWidget(header);
+    this.addWidget(code);
+    this.addWidget(outputs);
+  }
+
+  get isRunning(): boolean {
+    return this.hasClass('jp-mod-running');
+  }
+
+  /** An output streamed while the cell runs. */
+  addOutput(output: nbformat.IOutput): void {
+    this.model.add(output);
+  }
+
+  /** The cell ended: its status, and the outputs it kept (authoritative). */
+  finish(event: ICellFinished): void {
+    const current = JSON.stringify(this.model.toJSON());
+    if (current !== JSON.stringify(event.outputs)) {
+      this.model.clear();
+      this.model.fromJSON(event.outputs);
+    }
+    const seconds = Math.max(0, event.finished_at - event.started_at);
+    this.setStatus(event.status, event.detail, seconds, event.execution_count);
+    if (event.truncated) {
+      this.node.append(
+        h('div', { class: 'jp-KernelAgent-note' }, 'Output was cut at the size limit.')
+      );
+    }
+  }
+
+  /** The session ended while this cell was still shown as running. */
+  abandon(reason: string): void {
+    if (this.isRunning) {
+      this.setStatus('interrupted', reason, null, null);
+    }
+  }
+
+  private setStatus(
+    status: CellStatus,
+    detail: string,
+    seconds: number | null,
+    executionCount: number | null
+  ): void {
+    this.removeClass('jp-mod-running');
+    this.addClass(`jp-mod-${status}`);
+    const parts: (string | HTMLElement)[] = [];
+    if (executionCount !== null && executionCount !== undefined) {
+      parts.push(h('span', { class: 'jp-KernelAgent-count' }, `[${executionCount}]`));
+    }
+    parts.push(
+      h(
+        'span',
+        {
+          class: `jp-KernelAgent-badge jp-KernelAgent-badge-${status}`,
+          title: detail || status
+        },
+        status
+      )
+    );
+    if (seconds !== null) {
+      parts.push(h('span', { class: 'jp-KernelAgent-muted' }, formatSeconds(seconds)));
+    }
+    this.statusSlot.replaceChildren(...parts);
+    if (detail) {
+      this.statusSlot.append(h('span', { class: 'jp-KernelAgent-muted' }, detail));
+    }
+  }
+}

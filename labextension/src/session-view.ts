@@ -1,0 +1,533 @@
+/**
+ * One session, live: what the person asked, what the model said, each cell it ran with
+ * its outputs, approval cards, the answer; and the session's buttons (Stop, Open
+ * notebook, Replay) and a follow-up box once it has finished.
+ *
+ * It loads the session's events with `GET sessions/{id}`, then follows the WebSocket
+ * from the last seq it rendered. Every event goes through `handle()`.
+ */
+import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { historyIcon, notebookIcon, runIcon, stopIcon } from '@jupyterlab/ui-components';
+import { ISignal, Signal } from '@lumino/signaling';
+import { Panel, Widget } from '@lumino/widgets';
+
+import * as api from './api';
+import { AgentEvent, FINISHED_STATUSES, ISessionInfo, SessionStatus } from './api';
+import { ApprovalCard } from './approval-card';
+import { CellView } from './cell-view';
+import { button, errorText, h, spinner } from './dom';
+import { markdownWidget } from './render';
+import { ReplayView } from './replay-view';
+
+export interface ISessionViewOptions {
+  rendermime: IRenderMimeRegistry;
+  languages: IEditorLanguageRegistry;
+  openNotebook: (path: string) => void;
+  /** The element that scrolls, to keep the newest event in view. */
+  scrollHost: () => HTMLElement;
+}
+
+export interface IStatusChange {
+  sessionId: string;
+  status: SessionStatus;
+}
+
+const STATUS_LABELS: Record<SessionStatus, string> = {
+  starting: 'starting',
+  running: 'running',
+  awaiting_approval: 'awaiting approval',
+  paused: 'paused',
+  completed: 'completed',
+  failed: 'failed',
+  interrupted: 'interrupted'
+};
+
+/** A status badge; `starting`/`running` get a spinner. */
+export function statusBadge(status: SessionStatus): HTMLElement {
+  const badge = h(
+    'span',
+    { class: `jp-KernelAgent-badge jp-KernelAgent-badge-${status}` },
+    STATUS_LABELS[status] ?? status
+  );
+  if (status === 'running' || status === 'starting') {
+    badge.prepend(spinner());
+  }
+  return badge;
+}
+
+export class SessionView extends Panel {
+  private sessionId: string | null = null;
+  private info: ISessionInfo | null = null;
+  private status: SessionStatus | null = null;
+  private stream: api.EventStream | null = null;
+  private lastSeq = 0;
+  private loadCount = 0;
+  private cells = new Map<string, CellView>();
+  private approvals = new Map<string, ApprovalCard>();
+  private liveText: Widget | null = null;
+  private readonly statusChangedSignal = new Signal<this, IStatusChange>(this);
+
+  // the header
+  private readonly titleNode = h('div', { class: 'jp-KernelAgent-sessionTitle' });
+  private readonly badgeSlot = h('span', {});
+  private readonly metaNode = h('span', { class: 'jp-KernelAgent-muted' });
+  private readonly usageNode = h('span', { class: 'jp-KernelAgent-muted' });
+  private readonly connectionNode = h('span', { class: 'jp-KernelAgent-connection' });
+  private readonly stopButton: HTMLButtonElement;
+  private readonly openButton: HTMLButtonElement;
+  private readonly replayButton: HTMLButtonElement;
+  // the body
+  private readonly timeline = new Panel();
+  private readonly replayView = new ReplayView();
+  private readonly followUp: Widget;
+  private readonly followUpText: HTMLTextAreaElement;
+  private readonly followUpError = h('div', { class: 'jp-KernelAgent-error' });
+
+  constructor(private readonly options: ISessionViewOptions) {
+    super();
+    this.addClass('jp-KernelAgent-session');
+
+    this.stopButton = button({
+      label: 'Stop',
+      icon: stopIcon,
+      kind: 'warn',
+      title: 'Interrupt the running cell and stop the session',
+      onClick: () => void this.stop()
+    });
+    this.openButton = button({
+      label: 'Open notebook',
+      icon: notebookIcon,
+      title: 'Open the notebook this session is recorded in',
+      onClick: () => this.openNotebook()
+    });
+    this.replayButton = button({
+      label: 'Replay',
+      icon: historyIcon,
+      title: 'Re-run the notebook in a fresh sandbox and compare every output',
+      onClick: () => void this.replay()
+    });
+    const header = new Widget({
+      node: h(
+        'div',
+        { class: 'jp-KernelAgent-sessionHeader' },
+        this.titleNode,
+        h(
+          'div',
+          { class: 'jp-KernelAgent-sessionStatus' },
+          this.badgeSlot,
+          this.metaNode,
+          this.usageNode,
+          this.connectionNode
+        ),
+        h(
+          'div',
+          { class: 'jp-KernelAgent-actions' },
+          this.stopButton,
+          this.openButton,
+          this.replayButton
+        )
+      )
+    });
+
+    this.timeline.addClass('jp-KernelAgent-timeline');
+
+    this.followUpText = h('textarea', {
+      class: 'jp-mod-styled jp-KernelAgent-textarea',
+      rows: '2',
+      placeholder: 'Follow up: what should the agent do next?',
+      'aria-label': 'Follow-up instruction'
+    });
+    this.followUpText.addEventListener('keydown', event => {
+      if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+        void this.sendFollowUp();
+      }
+    });
+    this.followUp = new Widget({
+      node: h(
+        'div',
+        { class: 'jp-KernelAgent-followUp' },
+        this.followUpText,
+        h(
+          'div',
+          { class: 'jp-KernelAgent-actions' },
+          button({
+            label: 'Send',
+            icon: runIcon,
+            kind: 'accept',
+            onClick: () => void this.sendFollowUp()
+          })
+        ),
+        this.followUpError
+      )
+    });
+
+    this.addWidget(header);
+    this.addWidget(this.timeline);
+    this.addWidget(this.followUp);
+    this.addWidget(this.replayView);
+    this.hide();
+  }
+
+  /** Emitted when the shown session's status changes (the list refreshes on it). */
+  get statusChanged(): ISignal<this, IStatusChange> {
+    return this.statusChangedSignal;
+  }
+
+  get currentId(): string | null {
+    return this.sessionId;
+  }
+
+  dispose(): void {
+    this.stream?.dispose();
+    super.dispose();
+  }
+
+  /** Show a session: its events so far, then live ones. */
+  async load(id: string): Promise<void> {
+    const load = ++this.loadCount;
+    this.reset();
+    this.sessionId = id;
+    this.titleNode.textContent = 'Loading…';
+    this.show();
+    let session: ISessionInfo;
+    let events: AgentEvent[];
+    try {
+      ({ session, events } = await api.getSession(id));
+    } catch (error) {
+      if (load === this.loadCount) {
+        this.titleNode.textContent = `Could not load session ${id}: ${errorText(error)}`;
+      }
+      return;
+    }
+    if (load !== this.loadCount) {
+      return; // another session was chosen meanwhile
+    }
+    this.setInfo(session);
+    for (const event of events) {
+      this.handle(event);
+    }
+    this.scrollToBottom();
+    this.stream = new api.EventStream(
+      id,
+      this.lastSeq,
+      event => this.handle(event),
+      connected => this.setConnected(connected)
+    );
+  }
+
+  /** Render one event. Events at or below the last seq seen are ignored. */
+  handle(event: AgentEvent): void {
+    if (event.seq) {
+      if (event.seq <= this.lastSeq) {
+        return;
+      }
+      this.lastSeq = event.seq;
+    }
+    const stick = this.isNearBottom();
+    this.render(event);
+    if (stick) {
+      this.scrollToBottom();
+    }
+  }
+
+  private render(event: AgentEvent): void {
+    switch (event.type) {
+      case 'session_started':
+        this.metaNode.textContent = `${event.model} · ${event.sandbox}`;
+        break;
+      case 'status_changed':
+        this.setStatus(event.status);
+        break;
+      case 'user_message':
+        this.endLiveText();
+        this.addNode(h('div', { class: 'jp-KernelAgent-user' }, event.text));
+        break;
+      case 'assistant_text_delta':
+        this.appendLiveText(event.delta);
+        break;
+      case 'assistant_text':
+        this.endLiveText();
+        this.addItem(markdownWidget(this.options.rendermime, event.text), 'jp-KernelAgent-assistant');
+        break;
+      case 'cell_started':
+        this.endLiveText();
+        this.addCell(event);
+        break;
+      case 'output':
+        this.cells.get(event.cell_id)?.addOutput(event.output);
+        break;
+      case 'cell_finished':
+        this.cells.get(event.cell_id)?.finish(event);
+        break;
+      case 'approval_requested':
+        this.endLiveText();
+        this.addApproval(event);
+        break;
+      case 'approval_decided':
+        this.approvals.get(event.cell_id)?.decided(event);
+        break;
+      case 'kernel_restarted':
+        this.addNote(
+          `Kernel restarted: ${event.reason}` +
+            (event.restored_cells ? ` (${event.restored_cells} cells re-run to restore state)` : '')
+        );
+        break;
+      case 'usage':
+        this.setUsage(event.total.input_tokens, event.total.output_tokens);
+        break;
+      case 'error':
+        this.addNode(
+          h(
+            'div',
+            { class: 'jp-KernelAgent-error' },
+            event.message,
+            event.hint ? h('div', { class: 'jp-KernelAgent-hint' }, event.hint) : null
+          )
+        );
+        break;
+      case 'session_finished':
+        this.endLiveText();
+        if (event.status === 'awaiting_approval') {
+          // The run stops to wait for a person; the approval card is the way on.
+          this.setStatus(event.status);
+        } else {
+          this.finish(event);
+        }
+        break;
+    }
+  }
+
+  // --- timeline items ----------------------------------------------------------------
+
+  private addItem(widget: Widget, className?: string): void {
+    if (className) {
+      widget.addClass(className);
+    }
+    this.timeline.addWidget(widget);
+  }
+
+  private addNode(node: HTMLElement): void {
+    this.timeline.addWidget(new Widget({ node }));
+  }
+
+  private addNote(text: string): void {
+    this.addNode(h('div', { class: 'jp-KernelAgent-note' }, text));
+  }
+
+  private appendLiveText(delta: string): void {
+    if (!this.liveText) {
+      this.liveText = new Widget({ node: h('div', { class: 'jp-KernelAgent-liveText' }) });
+      this.timeline.addWidget(this.liveText);
+    }
+    this.liveText.node.textContent += delta;
+  }
+
+  /** The streamed text is replaced by the complete text (rendered as markdown). */
+  private endLiveText(): void {
+    this.liveText?.dispose();
+    this.liveText = null;
+  }
+
+  private addCell(event: api.ICellStarted): void {
+    const cell = new CellView({
+      cellId: event.cell_id,
+      kind: event.kind,
+      code: event.code,
+      rendermime: this.options.rendermime,
+      languages: this.options.languages
+    });
+    this.cells.set(event.cell_id, cell);
+    this.timeline.addWidget(cell);
+  }
+
+  private addApproval(event: api.IApprovalRequested): void {
+    const id = this.sessionId!;
+    const card = new ApprovalCard(
+      event,
+      {
+        approve: code => api.approve(id, code),
+        reject: reason => api.reject(id, reason)
+      },
+      this.options.languages
+    );
+    this.approvals.set(event.cell_id, card);
+    this.timeline.addWidget(card);
+  }
+
+  private finish(event: api.ISessionFinished): void {
+    const ended = `the session ended (${event.status})`;
+    this.cells.forEach(cell => cell.abandon(ended));
+    this.approvals.forEach(card => card.expire(`No decision: ${ended}.`));
+    const hasAnswer = event.answer !== null && event.answer !== undefined;
+    const box = new Panel();
+    box.addClass('jp-KernelAgent-final');
+    box.addClass(`jp-mod-${event.status}`);
+    box.addWidget(
+      new Widget({
+        node: h(
+          'div',
+          { class: 'jp-KernelAgent-finalTitle' },
+          hasAnswer ? 'Answer' : STATUS_LABELS[event.status] ?? event.status
+        )
+      })
+    );
+    if (hasAnswer) {
+      const answer = markdownWidget(this.options.rendermime, event.answer!);
+      answer.addClass('jp-KernelAgent-answer');
+      box.addWidget(answer);
+    }
+    if (event.reason) {
+      box.addWidget(new Widget({ node: h('div', { class: 'jp-KernelAgent-muted' }, event.reason) }));
+    }
+    this.timeline.addWidget(box);
+    this.setUsage(event.usage.input_tokens, event.usage.output_tokens);
+    this.setStatus(event.status);
+  }
+
+  // --- header and state --------------------------------------------------------------
+
+  private reset(): void {
+    this.stream?.dispose();
+    this.stream = null;
+    this.info = null;
+    this.status = null;
+    this.lastSeq = 0;
+    this.cells.clear();
+    this.approvals.clear();
+    this.liveText = null;
+    while (this.timeline.widgets.length) {
+      this.timeline.widgets[0].dispose();
+    }
+    this.replayView.hide();
+    this.followUp.hide();
+    this.followUpError.textContent = '';
+    this.badgeSlot.replaceChildren();
+    this.metaNode.textContent = '';
+    this.usageNode.textContent = '';
+    this.connectionNode.textContent = '';
+    this.stopButton.hidden = true;
+  }
+
+  private setInfo(session: ISessionInfo): void {
+    this.info = session;
+    this.titleNode.textContent = session.task;
+    this.titleNode.title = session.task;
+    this.setUsage(session.input_tokens, session.output_tokens);
+    const inside = !!session.notebook && !session.notebook.startsWith('/');
+    this.openButton.disabled = !inside;
+    this.replayButton.disabled = !inside;
+    if (!inside) {
+      const why = `The notebook is outside the Jupyter server's root: ${session.notebook}`;
+      this.openButton.title = why;
+      this.replayButton.title = why;
+    }
+    this.setStatus(session.status);
+  }
+
+  private setStatus(status: SessionStatus): void {
+    if (status === this.status) {
+      return;
+    }
+    this.status = status;
+    this.badgeSlot.replaceChildren(statusBadge(status));
+    const finished = FINISHED_STATUSES.has(status);
+    // Only a run in progress can be stopped; one awaiting approval waits for the card.
+    this.stopButton.hidden = status !== 'running' && status !== 'starting';
+    this.stopButton.disabled = false;
+    if (finished) {
+      this.followUp.show();
+    } else {
+      this.followUp.hide();
+    }
+    if (this.sessionId) {
+      this.statusChangedSignal.emit({ sessionId: this.sessionId, status });
+    }
+  }
+
+  private setUsage(input: number, output: number): void {
+    this.usageNode.textContent = `${(input + output).toLocaleString()} tokens`;
+    this.usageNode.title = `${input.toLocaleString()} in, ${output.toLocaleString()} out`;
+  }
+
+  private setConnected(connected: boolean): void {
+    this.connectionNode.textContent = connected ? '' : 'reconnecting…';
+  }
+
+  // --- actions -----------------------------------------------------------------------
+
+  private async stop(): Promise<void> {
+    if (!this.sessionId) {
+      return;
+    }
+    this.stopButton.disabled = true;
+    try {
+      await api.stop(this.sessionId);
+    } catch (error) {
+      this.stopButton.disabled = false;
+      this.addNode(h('div', { class: 'jp-KernelAgent-error' }, `Stop failed: ${errorText(error)}`));
+    }
+  }
+
+  private openNotebook(): void {
+    if (this.info?.notebook) {
+      this.options.openNotebook(this.info.notebook);
+    }
+  }
+
+  private async replay(): Promise<void> {
+    const path = this.info?.notebook;
+    if (!path) {
+      return;
+    }
+    const id = this.sessionId;
+    this.replayButton.disabled = true;
+    this.replayView.showRunning(path);
+    this.scrollToBottom();
+    try {
+      const report = await api.replay(path);
+      if (id === this.sessionId) {
+        this.replayView.showReport(report);
+      }
+    } catch (error) {
+      if (id === this.sessionId) {
+        this.replayView.showError(error);
+      }
+    } finally {
+      this.replayButton.disabled = false;
+      this.scrollToBottom();
+    }
+  }
+
+  private async sendFollowUp(): Promise<void> {
+    const text = this.followUpText.value.trim();
+    if (!text || !this.sessionId) {
+      return;
+    }
+    this.followUpError.textContent = '';
+    this.followUpText.disabled = true;
+    try {
+      await api.sendMessage(this.sessionId, text);
+      this.followUpText.value = '';
+      this.followUp.hide(); // shown again when the session finishes again
+    } catch (error) {
+      this.followUpError.textContent = `Could not send: ${errorText(error)}`;
+    } finally {
+      this.followUpText.disabled = false;
+    }
+  }
+
+  // --- scrolling ---------------------------------------------------------------------
+
+  private isNearBottom(): boolean {
+    const host = this.options.scrollHost();
+    return host.scrollHeight - host.scrollTop - host.clientHeight < 80;
+  }
+
+  /** Scroll to the newest event, now and once images and markdown have rendered. */
+  private scrollToBottom(): void {
+    const host = this.options.scrollHost();
+    host.scrollTop = host.scrollHeight;
+    window.setTimeout(() => (host.scrollTop = host.scrollHeight), 150);
+  }
+}

@@ -1,0 +1,383 @@
+"""The JupyterLab panel end to end, in a real browser.
+
+A real ``jupyter lab`` (the kernelagent server extension enabled, the prebuilt
+labextension from ``kernelagent/labextension/`` found on an extra labextensions path),
+headless Debian Chromium driven by Playwright, the scripted model server, and real
+kernels in the Docker sandbox. The person's path through the panel: open it from the
+command palette, type a task, give a CSV as data, Run; watch cells, outputs and a plot
+appear; approve a shell command; read the answer; open the recorded notebook; replay it.
+
+Screenshots go to ``tests/artifacts/panel.png`` and ``panel-dark.png``.
+Needs: ``pip install playwright`` (no ``playwright install``: Debian's ``chromium``),
+``cd labextension && npm install && npm run build``. With CI=true a missing browser,
+build or Docker fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kernelagent.testing import ScriptedModelServer, ScriptedTurn
+
+REPO = Path(__file__).resolve().parent.parent
+BUILT_EXTENSION = REPO / "kernelagent" / "labextension"
+SALES = REPO / "examples" / "sales.csv"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+PANEL = "#kernelagent-panel"
+ANSWER = "West has the highest total revenue."
+FOLLOW_UP_ANSWER = "North has the lowest."
+SCRIPT = [
+    ScriptedTurn.python(
+        "import time\nimport pandas as pd\ndf = pd.read_csv('sales.csv')\ntime.sleep(2)\n"
+        "totals = df.groupby('region')['revenue'].sum()\ntotals.sort_values()",
+        text="First I'll load the **sales** data and total it by region.",
+    ),
+    ScriptedTurn.python(
+        "import matplotlib.pyplot as plt\ntotals.plot.bar(title='Revenue by region')\nplt.show()",
+        text="Now a plot.",
+    ),
+    ScriptedTurn.shell("wc -l sales.csv", text="Let me count the rows."),  # approved
+    ScriptedTurn.shell("head -n 5 sales.csv"),  # edited to head -n 2, then approved
+    ScriptedTurn.shell("rm sales.csv"),  # rejected
+    # (the loop wants a successful cell in the current run before it takes an answer)
+    ScriptedTurn.python("print(totals.idxmax())", text="I'll keep the file."),
+    ScriptedTurn.final(ANSWER),
+    ScriptedTurn.python("print(totals.idxmin())"),  # the follow-up
+    ScriptedTurn.final(FOLLOW_UP_ANSWER),
+]
+
+
+def unavailable(problem: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true but the browser test cannot run: {problem}")
+    pytest.skip(problem)
+
+
+@pytest.fixture(scope="module")
+def built_extension() -> Path:
+    if not (BUILT_EXTENSION / "package.json").is_file() or not (BUILT_EXTENSION / "static").is_dir():
+        unavailable("the labextension is not built: cd labextension && npm install && npm run build")
+    return BUILT_EXTENSION
+
+
+@pytest.fixture(scope="module")
+def chromium_path(built_extension: Path) -> Path:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        unavailable("Playwright is not installed: pip install playwright")
+    if not CHROMIUM.exists():
+        unavailable("Chromium is missing: apt-get install -y chromium")
+    return CHROMIUM
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Lab:
+    def __init__(self, url: str, token: str, root: Path, log: Path) -> None:
+        self.url, self.token, self.root, self.log = url, token, root, log
+
+
+@pytest.fixture
+def lab(tmp_path: Path, docker_available: None, chromium_path: Path) -> Iterator[tuple[Lab, ScriptedModelServer]]:
+    """``jupyter lab`` with the server extension and the built panel, in a sandboxed home."""
+    root = tmp_path / "root"
+    root.mkdir()
+    labextensions = tmp_path / "labextensions"
+    # The directory must be named like the package: JupyterLab serves its files by name.
+    shutil.copytree(BUILT_EXTENSION, labextensions / "kernelagent-panel")
+    # The sandbox's ZMQ ipc socket paths must fit in 107 bytes: a short runtime dir.
+    runtime = Path(tempfile.mkdtemp(prefix="ka-rt-"))
+    port, token = free_port(), "panel-test-token"
+    env = {
+        **os.environ,
+        "KERNELAGENT_HOME": str(tmp_path / "kernelagent-home"),
+        "JUPYTER_RUNTIME_DIR": str(runtime),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
+    env.pop("OPENAI_BASE_URL", None)
+    # No "get notified about Jupyter news?" toast over the panel in the screenshots.
+    notification = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notification.parent.mkdir(parents=True)
+    notification.write_text(json.dumps({"fetchNews": "false"}))
+    log = tmp_path / "jupyter-lab.log"
+    server = ScriptedModelServer(SCRIPT).start()
+    with log.open("w") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "jupyterlab",
+                "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={root}",
+                '--ServerApp.jpserver_extensions={"kernelagent.server": True}',
+                f"--LabApp.extra_labextensions_path={labextensions}",
+                f"--LabApp.user_settings_dir={tmp_path / 'lab-settings'}",
+                f"--LabApp.workspaces_dir={tmp_path / 'lab-workspaces'}",
+                "--LabApp.expose_app_in_browser=True",
+                # no fetching from the internet, no kernel for the notebook we open
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--LabApp.extension_manager=readonly",
+                "--LabApp.notebook_starts_kernel=False",
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"jupyter lab exited:\n{log.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jupyter lab did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.3)
+        yield Lab(url, token, root, log), server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        server.stop()
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def api_get(lab: Lab, path: str) -> dict:
+    with urllib.request.urlopen(f"{lab.url}/kernelagent/api/{path}?token={lab.token}", timeout=10) as reply:
+        return json.loads(reply.read())
+
+
+def test_labextension_is_listed_enabled_and_ok(built_extension: Path, tmp_path: Path) -> None:
+    """A prebuilt copy on a labextensions path is what `jupyter labextension list` sees."""
+    shutil.copytree(built_extension, tmp_path / "labextensions" / "kernelagent-panel")
+    listing = subprocess.run(
+        [sys.executable, "-c", "from jupyterlab.labextensions import main; main()", "list"],
+        env={**os.environ, "JUPYTER_PATH": str(tmp_path), "NO_COLOR": "1"},
+        capture_output=True, text=True, timeout=60,
+    )
+    line = next(
+        (line for line in (listing.stdout + listing.stderr).splitlines() if "kernelagent-panel" in line), ""
+    )
+    assert "enabled" in line and "OK" in line, listing.stdout + listing.stderr
+
+
+def test_panel_runs_a_session_end_to_end(lab: tuple[Lab, ScriptedModelServer]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    server_lab, model = lab
+    shutil.copy(SALES, server_lab.root / "sales.csv")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page_errors: list[str] = []
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.goto(f"{server_lab.url}/lab?token={server_lab.token}")
+            page.wait_for_function("() => !!window.jupyterapp")
+            page.evaluate("async () => { await window.jupyterapp.restored; }")
+
+            # The panel's icon is in the right sidebar; open it from the command palette.
+            expect(page.locator('.jp-SideBar.jp-mod-right .lm-TabBar-tab[data-id="kernelagent-panel"]')).to_be_visible()
+            run_from_palette(page, "Open kernelagent panel")
+            panel = page.locator(PANEL)
+            expect(panel).to_be_visible()
+            page.evaluate(
+                "() => { const app = window.jupyterapp;"
+                " app.shell.collapseLeft(); app.shell.expandRight(); }"
+            )
+            widen_right_sidebar(page, 620)
+
+            # The task, the data, and the settings (the scripted model, approve shell commands).
+            panel.get_by_label("Task").fill("Which region has the highest total revenue? Plot it.")
+            panel.get_by_label("Data files").fill("sales.csv")
+            panel.get_by_role("button", name="Settings").click()
+            panel.locator("input[name=model]").fill("scripted-model")
+            panel.locator("input[name=base_url]").fill(model.base_url)
+            panel.locator("select[name=approve]").select_option("shell")
+            panel.get_by_role("button", name="Run").click()
+
+            # A cell runs (spinner), then shows its output.
+            running = panel.locator(".jp-KernelAgent-cell.jp-mod-running")
+            expect(running.first).to_be_visible()
+            expect(running.first.locator(".jp-KernelAgent-spinner")).to_be_visible()
+            # the code is syntax-highlighted (CodeMirror's highlighter wraps tokens in spans)
+            expect(running.first.locator(".jp-KernelAgent-code code span[class]").first).to_be_attached()
+            expect(panel.locator(".jp-KernelAgent-sessionHeader .jp-KernelAgent-badge")).to_have_text("running")
+            expect(panel.get_by_role("button", name="Stop")).to_be_visible()
+            panel.evaluate("node => { node.scrollTop = 0; }")
+            page.screenshot(path=str(ARTIFACTS / "panel-running.png"))
+            first_cell = panel.locator(".jp-KernelAgent-cell").first
+            expect(first_cell).to_have_class(lambda_has("jp-mod-ok"))
+            expect(first_cell.locator(".jp-OutputArea-output")).to_contain_text("West")
+            expect(panel.locator(".jp-KernelAgent-assistant").first).to_contain_text("sales")
+
+            # The matplotlib cell's figure is an image in the output area.
+            image = panel.locator(".jp-KernelAgent-outputs img").first
+            expect(image).to_be_visible()
+            assert image.evaluate("img => img.naturalWidth") > 100
+
+            # The shell command waits for approval.
+            card = panel.locator(".jp-KernelAgent-approval").first
+            expect(card).to_be_visible()
+            expect(card).to_contain_text("wc -l sales.csv")
+            expect(panel.locator(".jp-KernelAgent-sessionHeader .jp-KernelAgent-badge")).to_have_text("awaiting approval")
+            card.scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(ARTIFACTS / "panel.png"))
+
+            page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+            page.wait_for_timeout(800)  # the theme's CSS applies
+            page.screenshot(path=str(ARTIFACTS / "panel-dark.png"))
+            page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
+
+            card.get_by_role("button", name="Approve").click()
+            expect(card).to_have_class(lambda_has("jp-mod-decided"))
+            expect(card).to_contain_text("Approved by")
+            shell_cell = panel.locator(".jp-KernelAgent-cell").nth(2)
+            expect(shell_cell).to_contain_text("%%bash")
+            expect(shell_cell.locator(".jp-OutputArea-output")).to_contain_text("sales.csv")
+
+            # Edit: the person changes the command, then approves the edited code.
+            card = panel.locator(".jp-KernelAgent-approval").nth(1)
+            expect(card).to_contain_text("head -n 5 sales.csv")
+            card.get_by_role("button", name="Edit").click()
+            card.get_by_label("Edited code").fill("%%bash\nhead -n 2 sales.csv")
+            card.get_by_role("button", name="Approve edited").click()
+            expect(card).to_contain_text("Approved with edits")
+            edited_cell = panel.locator(".jp-KernelAgent-cell").nth(3)
+            expect(edited_cell).to_contain_text("head -n 2 sales.csv")
+            expect(edited_cell.locator(".jp-OutputArea-output")).to_contain_text("region")
+
+            # Reject, with a reason the model reads.
+            card = panel.locator(".jp-KernelAgent-approval").nth(2)
+            expect(card).to_contain_text("rm sales.csv")
+            card.get_by_role("button", name="Reject").click()
+            card.get_by_label("Reason for rejecting").fill("keep the data")
+            card.get_by_role("button", name="Reject").click()
+            expect(card).to_contain_text("Rejected")
+            expect(card).to_contain_text("keep the data")
+            assert (server_lab.root / "sales.csv").exists()
+
+            # The answer, and the list says completed.
+            final = panel.locator(".jp-KernelAgent-final")
+            expect(final).to_contain_text(ANSWER)
+            expect(panel.locator(".jp-KernelAgent-sessionHeader .jp-KernelAgent-badge")).to_have_text("completed")
+            expect(panel.locator(".jp-KernelAgent-sessionItem.jp-mod-selected .jp-KernelAgent-badge")).to_have_text(
+                "completed", timeout=15_000
+            )
+            expect(panel.get_by_role("button", name="Stop")).to_be_hidden()
+            page.screenshot(path=str(ARTIFACTS / "panel-completed.png"))
+            rejected = json.dumps(model.completion_requests()[5].body)
+            assert "keep the data" in rejected
+
+            # A follow-up continues the same session.
+            panel.get_by_label("Follow-up instruction").fill("Which region is lowest?")
+            panel.get_by_role("button", name="Send").click()
+            expect(panel.locator(".jp-KernelAgent-user").last).to_have_text("Which region is lowest?")
+            expect(final.last).to_contain_text(FOLLOW_UP_ANSWER)
+            expect(panel.locator(".jp-KernelAgent-sessionHeader .jp-KernelAgent-badge")).to_have_text("completed")
+
+            # The recorded notebook opens in the main area.
+            sessions = api_get(server_lab, "sessions")["sessions"]
+            assert len(sessions) == 1 and sessions[0]["status"] == "completed"
+            notebook = sessions[0]["notebook"]
+            assert not notebook.startswith("/") and (server_lab.root / notebook).is_file()
+            panel.get_by_role("button", name="Open notebook").click()
+            tab = page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text=Path(notebook).name)
+            expect(tab).to_be_visible()
+            expect(page.locator(".jp-NotebookPanel:visible .jp-Cell").first).to_be_visible()
+            expect(page.locator(".jp-NotebookPanel:visible")).to_contain_text("wc -l sales.csv")
+
+            # Replay the notebook in a fresh sandbox: one row per code cell.
+            panel.get_by_role("button", name="Replay").click()
+            table = panel.locator(".jp-KernelAgent-replayTable")
+            expect(table).to_be_visible(timeout=150_000)
+            outcomes = table.locator("tbody tr td:nth-child(2)").all_inner_texts()
+            assert len(outcomes) >= 4 and "diverged" not in outcomes and "error" not in outcomes, outcomes
+            expect(panel.locator(".jp-KernelAgent-replayTitle")).to_contain_text("matched")
+            page.screenshot(path=str(ARTIFACTS / "panel-replay.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"))
+            raise
+        finally:
+            browser.close()
+
+    assert model.turns_served == len(SCRIPT)
+    assert not page_errors, page_errors
+
+
+def run_from_palette(page, label: str) -> None:  # noqa: ANN001
+    """Open the command palette, search for `label`, click it.
+
+    The modal palette closes when it loses focus, and JupyterLab may still move the
+    focus around just after it starts, so this tries again a few times.
+    """
+    palette_input = page.locator(".lm-CommandPalette-input")
+    for _ in range(5):
+        page.locator("#jp-main-dock-panel").click(position={"x": 5, "y": 5})
+        page.keyboard.press("Control+Shift+C")
+        try:
+            palette_input.wait_for(state="visible", timeout=3000)
+            palette_input.fill(label, timeout=3000)
+            page.locator(".lm-CommandPalette-item", has_text=label).first.click(timeout=3000)
+            return
+        except Exception:  # noqa: BLE001 - the palette closed under us; again
+            page.keyboard.press("Escape")
+    raise AssertionError(f"could not run {label!r} from the command palette")
+
+
+def lambda_has(class_name: str):  # noqa: ANN201 - a regular expression for to_have_class
+    import re
+
+    return re.compile(rf"(^|\s){re.escape(class_name)}(\s|$)")
+
+
+def widen_right_sidebar(page, width: int) -> None:  # noqa: ANN001
+    """Drag the handle between the main area and the right sidebar to give it `width` px."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle:visible").last
+    box = handle.bounding_box()
+    if box is None:
+        return
+    viewport = page.viewport_size
+    target_x = viewport["width"] - width - 33  # the right sidebar's tab bar is ~33 px
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(target_x, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
