@@ -197,6 +197,7 @@ def test_panel_runs_a_session_end_to_end(lab: tuple[Lab, ScriptedModelServer]) -
     from playwright.sync_api import expect, sync_playwright
 
     server_lab, model = lab
+    expect.set_options(timeout=60_000)  # sandboxes start and sessions resume in seconds
     shutil.copy(SALES, server_lab.root / "sales.csv")
     ARTIFACTS.mkdir(exist_ok=True)
     page_errors: list[str] = []
@@ -313,6 +314,13 @@ def test_panel_runs_a_session_end_to_end(lab: tuple[Lab, ScriptedModelServer]) -
             expect(panel.locator(".jp-KernelAgent-user").last).to_have_text("Which region is lowest?")
             expect(final.last).to_contain_text(FOLLOW_UP_ANSWER)
             expect(panel.locator(".jp-KernelAgent-sessionHeader .jp-KernelAgent-badge")).to_have_text("completed")
+
+            # Choosing the session in the list loads it again from its event log.
+            panel.locator(".jp-KernelAgent-sessionItem").first.click()
+            expect(panel.locator(".jp-KernelAgent-final")).to_have_count(2)
+            expect(panel.locator(".jp-KernelAgent-approval")).to_have_count(3)
+            expect(panel.locator(".jp-KernelAgent-outputs img")).to_have_count(1)
+            expect(panel.locator(".jp-KernelAgent-cell")).to_have_count(6)
 
             # The recorded notebook opens in the main area.
             sessions = api_get(server_lab, "sessions")["sessions"]

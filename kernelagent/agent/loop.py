@@ -60,7 +60,7 @@ class LoopLimits:
     """Consecutive turns with no usable tool call before giving up."""
     max_kernel_deaths: int = 3
     require_evidence: bool = True
-    """Refuse (once) a final answer given before any code ran, when the workspace has files."""
+    """Refuse a final answer until some code ran successfully, when the workspace has files."""
 
 
 @dataclass
@@ -136,7 +136,6 @@ class AgentLoop:
         """Told to the model once the pending tool calls have their results."""
         self.ok_cells = 0
         self.ok_cells_at_instruction = 0
-        self.evidence_requested = False
         self.current_cell: str | None = None
         self.current_outputs: list[dict] = []
         self.current_started = 0.0
@@ -152,7 +151,6 @@ class AgentLoop:
         if instruction is not None:
             self.conversation.add_user(instruction)
             self.ok_cells_at_instruction = self.ok_cells
-            self.evidence_requested = False
         idle_turns = 0
         unanswered = self.conversation.unanswered_calls()
         if unanswered:
@@ -198,7 +196,11 @@ class AgentLoop:
             return Outcome("completed", answer=answer)
         idle_turns = 0 if usable else idle_turns + 1
         if idle_turns >= self.limits.max_idle_turns:
-            return Outcome("failed", reason=f"{idle_turns} turns in a row had only unusable tool calls")
+            return Outcome(
+                "failed",
+                reason=f"{idle_turns} turns in a row had no usable action (malformed or unknown tool "
+                "calls, or answers given before any code ran)",
+            )
         if self.state.kernel_deaths > self.limits.max_kernel_deaths:
             return Outcome(
                 "failed",
@@ -218,12 +220,11 @@ class AgentLoop:
                 self.emit(Error(message=f"unusable tool call {call.name}: {error}"))
                 self.conversation.add_tool_result(call.id, f"[tool error] {error}")
                 continue
+            if action.kind == "final_answer" and self._answer_needs_evidence():
+                self.conversation.add_tool_result(call.id, prompts.ANSWER_WITHOUT_EVIDENCE)
+                continue  # not usable: repeated guesses end the session as failed
             usable = True
             if action.kind == "final_answer":
-                if self._answer_needs_evidence():
-                    self.evidence_requested = True
-                    self.conversation.add_tool_result(call.id, prompts.ANSWER_WITHOUT_EVIDENCE)
-                    continue
                 answer = action.text
                 self.conversation.add_tool_result(call.id, "[answer recorded]")
                 continue
@@ -238,10 +239,9 @@ class AgentLoop:
         return answer, usable
 
     def _answer_needs_evidence(self) -> bool:
-        """A first answer given without running any code, while there is data to look at."""
+        """An answer given before any code ran successfully, while there is data to look at."""
         return (
             self.limits.require_evidence
-            and not self.evidence_requested
             and self.ok_cells == self.ok_cells_at_instruction
             and bool(workspace_files(self.sandbox.workspace, limit=1))
         )

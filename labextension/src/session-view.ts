@@ -82,6 +82,7 @@ export class SessionView extends Panel {
   private readonly replayView = new ReplayView();
   private readonly followUp: Widget;
   private readonly followUpText: HTMLTextAreaElement;
+  private readonly followUpButton: HTMLButtonElement;
   private readonly followUpError = h('div', { class: 'jp-KernelAgent-error' });
 
   constructor(private readonly options: ISessionViewOptions) {
@@ -132,6 +133,13 @@ export class SessionView extends Panel {
 
     this.timeline.addClass('jp-KernelAgent-timeline');
 
+    this.followUpButton = button({
+      label: 'Send',
+      icon: runIcon,
+      kind: 'accept',
+      title: 'Continue the session with this instruction (Ctrl+Enter)',
+      onClick: () => void this.sendFollowUp()
+    });
     this.followUpText = h('textarea', {
       class: 'jp-mod-styled jp-KernelAgent-textarea',
       rows: '2',
@@ -151,12 +159,7 @@ export class SessionView extends Panel {
         h(
           'div',
           { class: 'jp-KernelAgent-actions' },
-          button({
-            label: 'Send',
-            icon: runIcon,
-            kind: 'accept',
-            onClick: () => void this.sendFollowUp()
-          })
+          this.followUpButton
         ),
         this.followUpError
       )
@@ -506,6 +509,8 @@ export class SessionView extends Panel {
     }
     this.followUpError.textContent = '';
     this.followUpText.disabled = true;
+    this.followUpButton.disabled = true;
+    this.followUpButton.lastElementChild!.textContent = 'Sending…';
     try {
       await api.sendMessage(this.sessionId, text);
       this.followUpText.value = '';
@@ -514,6 +519,8 @@ export class SessionView extends Panel {
       this.followUpError.textContent = `Could not send: ${errorText(error)}`;
     } finally {
       this.followUpText.disabled = false;
+      this.followUpButton.disabled = false;
+      this.followUpButton.lastElementChild!.textContent = 'Send';
     }
   }
 

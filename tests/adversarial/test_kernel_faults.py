@@ -139,6 +139,12 @@ FORGED = {
     "unsigned garbage frames": (
         "k.iopub_socket.send_multipart([b'stream', b'<IDS|MSG>', b'bad-signature', b'{', b'{', b'{', b'{'])"
     ),
+    "replay of a valid message (duplicate signature)": textwrap.dedent(
+        """\
+        frames = k.session.serialize(k.session.msg('stream', {'name': 'stdout', 'text': 'x'}, parent=parent))
+        k.iopub_socket.send_multipart(frames)
+        k.iopub_socket.send_multipart(frames)"""
+    ),
     "correctly signed message with invalid JSON": textwrap.dedent(
         """\
         frames = [b'{"msg_id": "forged"', b'{}', b'{}', b'{}']

@@ -269,7 +269,7 @@ async def test_empty_display_flood_is_capped(start_sandbox: StartSandbox, record
             "from IPython.display import display\n"
             "for i in range(5000):\n"
             "    display({'text/plain': ''}, raw=True)",
-            timeout=90,
+            timeout=30,
         )
     kept_outputs, truncated = len(result.outputs), result.truncated
     record(
