@@ -146,6 +146,19 @@ class _OutputCollector:
             self.outputs[index]["data"] = content.get("data", {})
             self.outputs[index]["metadata"] = content.get("metadata", {})
 
+    def result(self, status: ExecutionStatus, started_at: float, **fields: Any) -> ExecutionResult:
+        """The cell's result with the outputs kept so far."""
+        self.finish()
+        return ExecutionResult(
+            status=status,
+            outputs=self.outputs,
+            started_at=started_at,
+            finished_at=time.time(),
+            truncated=bool(self.dropped),
+            dropped_bytes=self.dropped,
+            **fields,
+        )
+
     def finish(self) -> None:
         if self.dropped:
             note = (
@@ -197,14 +210,9 @@ async def execute(
         except (Empty, asyncio.TimeoutError):
             if deadline is not None and time.monotonic() >= deadline:
                 if timed_out:
-                    collector.finish()
-                    return ExecutionResult(
-                        status="timeout",
-                        outputs=collector.outputs,
-                        started_at=started_at,
-                        finished_at=time.time(),
-                        truncated=bool(collector.dropped),
-                        dropped_bytes=collector.dropped,
+                    return collector.result(
+                        "timeout",
+                        started_at,
                         detail=f"timed out after {timeout:g} s and ignored the interrupt",
                         interrupt_ignored=True,
                     )
@@ -217,16 +225,7 @@ async def execute(
             if check_death is not None:
                 reason = await check_death()
                 if reason is not None:
-                    collector.finish()
-                    return ExecutionResult(
-                        status="kernel_died",
-                        outputs=collector.outputs,
-                        started_at=started_at,
-                        finished_at=time.time(),
-                        truncated=bool(collector.dropped),
-                        dropped_bytes=collector.dropped,
-                        detail=reason,
-                    )
+                    return collector.result("kernel_died", started_at, detail=reason)
             continue
         if msg["parent_header"].get("msg_id") != msg_id:
             continue
@@ -251,17 +250,8 @@ async def execute(
             status = "error"
         elif reply_status == "aborted":
             status, detail = "error", "the kernel aborted the request"
-    collector.finish()
-    return ExecutionResult(
-        status=status,
-        outputs=collector.outputs,
-        execution_count=execution_count,
-        started_at=started_at,
-        finished_at=time.time(),
-        truncated=bool(collector.dropped),
-        dropped_bytes=collector.dropped,
-        detail=detail,
-        user_expressions=expressions,
+    return collector.result(
+        status, started_at, execution_count=execution_count, detail=detail, user_expressions=expressions
     )
 
 

@@ -35,7 +35,7 @@ class SandboxContainer:
     why: str
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -63,7 +63,7 @@ def list_sandboxes(keep_kernel_ids: frozenset[str] = frozenset()) -> list[Sandbo
             orphan, why = True, f"container is {container.status}"
         elif kernel_id in keep_kernel_ids:
             orphan, why = False, "kept by a session"
-        elif same_host and owner_pid is not None and not _pid_alive(owner_pid):
+        elif same_host and owner_pid is not None and not pid_alive(owner_pid):
             orphan, why = True, f"owner process {owner_pid} is gone"
         else:
             orphan, why = False, f"owned by live process {owner_pid}"

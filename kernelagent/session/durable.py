@@ -22,6 +22,7 @@ from kernelagent.agent.model import Conversation, Model
 from kernelagent.events import CellFinished, Event, SessionFinished, StatusChanged, UsageUpdated
 from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
 from kernelagent.notebook.restore import restore_state
+from kernelagent.sandbox.maintenance import pid_alive
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.session.session import Session, SessionConfig
 from kernelagent.session.store import SessionRecord, SessionStateError, SessionStore
@@ -105,7 +106,7 @@ def check_resumable(record: SessionRecord, instruction: str | None, decision: De
 
 
 def _check_status(record: SessionRecord, instruction: str | None, decision: Decision | None) -> None:
-    if record.status == "running" and record.owner_pid and _alive(record.owner_pid):
+    if record.status == "running" and record.owner_pid and pid_alive(record.owner_pid):
         raise SessionStateError(f"session {record.id} is running in process {record.owner_pid}")
     if record.status == "completed" and instruction is None:
         raise SessionStateError(
@@ -119,16 +120,6 @@ def _check_status(record: SessionRecord, instruction: str | None, decision: Deci
         )
     if decision is not None and record.status != "awaiting_approval":
         raise SessionStateError(f"session {record.id} has no pending action (it is {record.status})")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def decide(
