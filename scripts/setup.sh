@@ -15,6 +15,9 @@ as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+if [[ -n "$extras" ]]; then
+  command -v chromium >/dev/null || missing+=(chromium)   # the panel's browser test
+fi
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
   as_root apt-get update -q
@@ -26,6 +29,13 @@ if ! docker info >/dev/null 2>&1; then
   as_root sh -c 'nohup dockerd --bridge=none >/var/log/kernelagent-dockerd.log 2>&1 &'
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { tail -20 /var/log/kernelagent-dockerd.log; say "dockerd did not start"; exit 1; }
+fi
+
+if [[ ! -f kernelagent/labextension/package.json ]]; then
+  command -v npm >/dev/null || { say "node >= 20 and npm are needed to build the JupyterLab panel"; exit 1; }
+  say "building the JupyterLab panel (TypeScript; ~1-2 minutes)"
+  python3 -m pip install -q --disable-pip-version-check "jupyterlab>=4.6,<5"
+  (cd labextension && npm install --no-audit --no-fund --loglevel=error && npm run build)
 fi
 
 say "installing kernelagent${extras}"

@@ -136,7 +136,11 @@ def _wait_for_running_cell(home: Path, count: int, timeout: float = 60) -> objec
             records = []
         if records:
             cells = code_cells(records[0].notebook) if records[0].notebook.exists() else []
-            if len(cells) >= count and cells[count - 1].metadata.kernelagent.status == "running":
+            if (
+                len(cells) >= count
+                and cells[count - 1].metadata.kernelagent.status == "running"
+                and cells[count - 1].outputs  # an autosave with output so far has happened
+            ):
                 return records[0]
         time.sleep(0.2)
     raise AssertionError("the session never reached the running cell")

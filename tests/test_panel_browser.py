@@ -5,9 +5,12 @@ labextension from ``kernelagent/labextension/`` found on an extra labextensions 
 headless Debian Chromium driven by Playwright, the scripted model server, and real
 kernels in the Docker sandbox. The person's path through the panel: open it from the
 command palette, type a task, give a CSV as data, Run; watch cells, outputs and a plot
-appear; approve a shell command; read the answer; open the recorded notebook; replay it.
+appear; approve, edit and reject shell commands; read the answer; follow up; reload the
+session from the list; open the recorded notebook; replay it.
 
-Screenshots go to ``tests/artifacts/panel.png`` and ``panel-dark.png``.
+Screenshots go to ``tests/artifacts/``: ``panel.png`` and ``panel-dark.png`` (at the
+first approval), ``panel-running.png``, ``panel-completed.png``, ``panel-replay.png``,
+and ``failure.png`` when a step fails.
 Needs: ``pip install playwright`` (no ``playwright install``: Debian's ``chromium``),
 ``cd labextension && npm install && npm run build``. With CI=true a missing browser,
 build or Docker fails the test instead of skipping it.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,10 +30,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
 
 REPO = Path(__file__).resolve().parent.parent
 BUILT_EXTENSION = REPO / "kernelagent" / "labextension"
@@ -63,6 +71,7 @@ SCRIPT = [
     ScriptedTurn.final(ANSWER),
     ScriptedTurn.python("print(totals.idxmin())"),  # the follow-up
     ScriptedTurn.final(FOLLOW_UP_ANSWER),
+    ScriptedTurn.python("import time\ntime.sleep(120)"),  # a second session, stopped
 ]
 
 
@@ -74,8 +83,10 @@ def unavailable(problem: str) -> None:
 
 @pytest.fixture(scope="module")
 def built_extension() -> Path:
-    if not (BUILT_EXTENSION / "package.json").is_file() or not (BUILT_EXTENSION / "static").is_dir():
-        unavailable("the labextension is not built: cd labextension && npm install && npm run build")
+    """The output of `npm run build` in labextension/ (gitignored)."""
+    static = BUILT_EXTENSION / "static"
+    if not (BUILT_EXTENSION / "package.json").is_file() or not static.is_dir():
+        unavailable("the panel is not built: cd labextension && npm install && npm run build")
     return BUILT_EXTENSION
 
 
@@ -102,7 +113,9 @@ class Lab:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, docker_available: None, chromium_path: Path) -> Iterator[tuple[Lab, ScriptedModelServer]]:
+def lab(
+    tmp_path: Path, docker_available: None, chromium_path: Path
+) -> Iterator[tuple[Lab, ScriptedModelServer]]:
     """``jupyter lab`` with the server extension and the built panel, in a sandboxed home."""
     root = tmp_path / "root"
     root.mkdir()
@@ -121,7 +134,8 @@ def lab(tmp_path: Path, docker_available: None, chromium_path: Path) -> Iterator
     }
     env.pop("OPENAI_BASE_URL", None)
     # No "get notified about Jupyter news?" toast over the panel in the screenshots.
-    notification = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    notification = settings / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True)
     notification.write_text(json.dumps({"fetchNews": "false"}))
     log = tmp_path / "jupyter-lab.log"
@@ -171,11 +185,26 @@ def lab(tmp_path: Path, docker_available: None, chromium_path: Path) -> Iterator
             process.kill()
             process.wait(timeout=10)
         server.stop()
+        leftovers = remove_sandboxes_of(process.pid)
+        if leftovers:  # the server extension should have shut them down when it stopped
+            print(f"removed sandboxes jupyter lab left running: {leftovers}")
         shutil.rmtree(runtime, ignore_errors=True)
 
 
-def api_get(lab: Lab, path: str) -> dict:
-    with urllib.request.urlopen(f"{lab.url}/kernelagent/api/{path}?token={lab.token}", timeout=10) as reply:
+def remove_sandboxes_of(owner_pid: int) -> list[str]:
+    """Remove the sandbox containers a (stopped) process started; their names."""
+    from kernelagent.sandbox.docker_provisioner import LABEL_OWNER_PID, docker_client
+
+    owned = {"label": f"{LABEL_OWNER_PID}={owner_pid}"}
+    containers = docker_client().containers.list(all=True, filters=owned)
+    for container in containers:
+        container.remove(force=True)
+    return [container.name for container in containers]
+
+
+def api_get(lab: Lab, path: str) -> Any:
+    url = f"{lab.url}/kernelagent/api/{path}?token={lab.token}"
+    with urllib.request.urlopen(url, timeout=10) as reply:
         return json.loads(reply.read())
 
 
@@ -185,12 +214,11 @@ def test_labextension_is_listed_enabled_and_ok(built_extension: Path, tmp_path: 
     listing = subprocess.run(
         [sys.executable, "-c", "from jupyterlab.labextensions import main; main()", "list"],
         env={**os.environ, "JUPYTER_PATH": str(tmp_path), "NO_COLOR": "1"},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
     )
-    line = next(
-        (line for line in (listing.stdout + listing.stderr).splitlines() if "kernelagent-panel" in line), ""
-    )
-    assert "enabled" in line and "OK" in line, listing.stdout + listing.stderr
+    output = listing.stdout + listing.stderr
+    line = next((line for line in output.splitlines() if "kernelagent-panel" in line), "")
+    assert "enabled" in line and "OK" in line, output
 
 
 def test_panel_runs_a_session_end_to_end(lab: tuple[Lab, ScriptedModelServer]) -> None:
@@ -204,145 +232,28 @@ def test_panel_runs_a_session_end_to_end(lab: tuple[Lab, ScriptedModelServer]) -
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.on("pageerror", lambda error: page_errors.append(str(error)))
+        socket_urls = drop_the_event_socket_once(page)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.on("pageerror", lambda error: page_errors.append(str(error)))
-            page.goto(f"{server_lab.url}/lab?token={server_lab.token}")
-            page.wait_for_function("() => !!window.jupyterapp")
-            page.evaluate("async () => { await window.jupyterapp.restored; }")
-
-            # The panel's icon is in the right sidebar; open it from the command palette.
-            expect(page.locator('.jp-SideBar.jp-mod-right .lm-TabBar-tab[data-id="kernelagent-panel"]')).to_be_visible()
-            run_from_palette(page, "Open kernelagent panel")
-            panel = page.locator(PANEL)
-            expect(panel).to_be_visible()
-            page.evaluate(
-                "() => { const app = window.jupyterapp;"
-                " app.shell.collapseLeft(); app.shell.expandRight(); }"
-            )
-            widen_right_sidebar(page, 620)
-
-            # The task, the data, and the settings (the scripted model, approve shell commands).
-            panel.get_by_label("Task").fill("Which region has the highest total revenue? Plot it.")
-            panel.get_by_label("Data files").fill("sales.csv")
-            panel.get_by_role("button", name="Settings").click()
-            panel.locator("input[name=model]").fill("scripted-model")
-            panel.locator("input[name=base_url]").fill(model.base_url)
-            panel.locator("select[name=approve]").select_option("shell")
-            panel.get_by_role("button", name="Run").click()
-
-            # A cell runs (spinner), then shows its output.
-            running = panel.locator(".jp-KernelAgent-cell.jp-mod-running")
-            expect(running.first).to_be_visible()
-            expect(running.first.locator(".jp-KernelAgent-spinner")).to_be_visible()
-            # the code is syntax-highlighted (CodeMirror's highlighter wraps tokens in spans)
-            expect(running.first.locator(".jp-KernelAgent-code code span[class]").first).to_be_attached()
-            expect(panel.locator(".jp-KernelAgent-sessionHeader .jp-KernelAgent-badge")).to_have_text("running")
-            expect(panel.get_by_role("button", name="Stop")).to_be_visible()
-            panel.evaluate("node => { node.scrollTop = 0; }")
-            page.screenshot(path=str(ARTIFACTS / "panel-running.png"))
-            first_cell = panel.locator(".jp-KernelAgent-cell").first
-            expect(first_cell).to_have_class(lambda_has("jp-mod-ok"))
-            expect(first_cell.locator(".jp-OutputArea-output")).to_contain_text("West")
-            expect(panel.locator(".jp-KernelAgent-assistant").first).to_contain_text("sales")
-
-            # The matplotlib cell's figure is an image in the output area.
-            image = panel.locator(".jp-KernelAgent-outputs img").first
-            expect(image).to_be_visible()
-            assert image.evaluate("img => img.naturalWidth") > 100
-
-            # The shell command waits for approval.
-            card = panel.locator(".jp-KernelAgent-approval").first
-            expect(card).to_be_visible()
-            expect(card).to_contain_text("wc -l sales.csv")
-            expect(panel.locator(".jp-KernelAgent-sessionHeader .jp-KernelAgent-badge")).to_have_text("awaiting approval")
-            card.scroll_into_view_if_needed()
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(ARTIFACTS / "panel.png"))
-
-            page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
-            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
-            page.wait_for_timeout(800)  # the theme's CSS applies
-            page.screenshot(path=str(ARTIFACTS / "panel-dark.png"))
-            page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
-            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
-
-            card.get_by_role("button", name="Approve").click()
-            expect(card).to_have_class(lambda_has("jp-mod-decided"))
-            expect(card).to_contain_text("Approved by")
-            shell_cell = panel.locator(".jp-KernelAgent-cell").nth(2)
-            expect(shell_cell).to_contain_text("%%bash")
-            expect(shell_cell.locator(".jp-OutputArea-output")).to_contain_text("sales.csv")
-
-            # Edit: the person changes the command, then approves the edited code.
-            card = panel.locator(".jp-KernelAgent-approval").nth(1)
-            expect(card).to_contain_text("head -n 5 sales.csv")
-            card.get_by_role("button", name="Edit").click()
-            card.get_by_label("Edited code").fill("%%bash\nhead -n 2 sales.csv")
-            card.get_by_role("button", name="Approve edited").click()
-            expect(card).to_contain_text("Approved with edits")
-            edited_cell = panel.locator(".jp-KernelAgent-cell").nth(3)
-            expect(edited_cell).to_contain_text("head -n 2 sales.csv")
-            expect(edited_cell.locator(".jp-OutputArea-output")).to_contain_text("region")
-
-            # Reject, with a reason the model reads.
-            card = panel.locator(".jp-KernelAgent-approval").nth(2)
-            expect(card).to_contain_text("rm sales.csv")
-            card.get_by_role("button", name="Reject").click()
-            card.get_by_label("Reason for rejecting").fill("keep the data")
-            card.get_by_role("button", name="Reject").click()
-            expect(card).to_contain_text("Rejected")
-            expect(card).to_contain_text("keep the data")
-            assert (server_lab.root / "sales.csv").exists()
-
-            # The answer, and the list says completed.
-            final = panel.locator(".jp-KernelAgent-final")
-            expect(final).to_contain_text(ANSWER)
-            expect(panel.locator(".jp-KernelAgent-sessionHeader .jp-KernelAgent-badge")).to_have_text("completed")
-            expect(panel.locator(".jp-KernelAgent-sessionItem.jp-mod-selected .jp-KernelAgent-badge")).to_have_text(
-                "completed", timeout=15_000
-            )
-            expect(panel.get_by_role("button", name="Stop")).to_be_hidden()
-            page.screenshot(path=str(ARTIFACTS / "panel-completed.png"))
-            rejected = json.dumps(model.completion_requests()[5].body)
-            assert "keep the data" in rejected
-
-            # A follow-up continues the same session.
-            panel.get_by_label("Follow-up instruction").fill("Which region is lowest?")
-            panel.get_by_role("button", name="Send").click()
-            expect(panel.locator(".jp-KernelAgent-user").last).to_have_text("Which region is lowest?")
-            expect(final.last).to_contain_text(FOLLOW_UP_ANSWER)
-            expect(panel.locator(".jp-KernelAgent-sessionHeader .jp-KernelAgent-badge")).to_have_text("completed")
-
-            # Choosing the session in the list loads it again from its event log.
-            panel.locator(".jp-KernelAgent-sessionItem").first.click()
-            expect(panel.locator(".jp-KernelAgent-final")).to_have_count(2)
-            expect(panel.locator(".jp-KernelAgent-approval")).to_have_count(3)
-            expect(panel.locator(".jp-KernelAgent-outputs img")).to_have_count(1)
+            panel = open_panel(page, server_lab)
+            start_session(panel, model)
+            watch_cells_run(page, panel)
+            take_screenshots_at_the_approval(page, panel)
+            approve_edit_and_reject(panel, server_lab)
+            read_the_answer_and_follow_up(page, panel, model)
+            # The socket was dropped mid-session; the panel came back with since=<last seq>
+            # and showed every event once.
+            assert len(socket_urls) >= 2 and int(socket_urls[1].split("since=")[1]) > 0
             expect(panel.locator(".jp-KernelAgent-cell")).to_have_count(6)
-
-            # The recorded notebook opens in the main area.
-            sessions = api_get(server_lab, "sessions")["sessions"]
-            assert len(sessions) == 1 and sessions[0]["status"] == "completed"
-            notebook = sessions[0]["notebook"]
-            assert not notebook.startswith("/") and (server_lab.root / notebook).is_file()
-            panel.get_by_role("button", name="Open notebook").click()
-            tab = page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text=Path(notebook).name)
-            expect(tab).to_be_visible()
-            expect(page.locator(".jp-NotebookPanel:visible .jp-Cell").first).to_be_visible()
-            expect(page.locator(".jp-NotebookPanel:visible")).to_contain_text("wc -l sales.csv")
-
-            # Replay the notebook in a fresh sandbox: one row per code cell.
-            panel.get_by_role("button", name="Replay").click()
-            table = panel.locator(".jp-KernelAgent-replayTable")
-            expect(table).to_be_visible(timeout=150_000)
-            outcomes = table.locator("tbody tr td:nth-child(2)").all_inner_texts()
-            assert len(outcomes) >= 4 and "diverged" not in outcomes and "error" not in outcomes, outcomes
-            expect(panel.locator(".jp-KernelAgent-replayTitle")).to_contain_text("matched")
-            page.screenshot(path=str(ARTIFACTS / "panel-replay.png"))
+            reload_from_the_list(panel)
+            open_the_notebook(page, panel, server_lab)
+            replay(page, panel)
+            stop_a_running_session(panel)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "failure.png"))
+            print(f"jupyter lab log (end):\n{server_lab.log.read_text()[-5000:]}")
             raise
         finally:
             browser.close()
@@ -351,7 +262,235 @@ def test_panel_runs_a_session_end_to_end(lab: tuple[Lab, ScriptedModelServer]) -
     assert not page_errors, page_errors
 
 
-def run_from_palette(page, label: str) -> None:  # noqa: ANN001
+# --- the steps ---------------------------------------------------------------------------
+
+
+def open_panel(page: Page, server_lab: Lab) -> Locator:
+    """Load JupyterLab; open the panel from the command palette; give it room."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server_lab.url}/lab?token={server_lab.token}")
+    page.wait_for_function("() => !!window.jupyterapp")
+    page.evaluate("async () => { await window.jupyterapp.restored; }")
+    sidebar_tab = '.jp-SideBar.jp-mod-right .lm-TabBar-tab[data-id="kernelagent-panel"]'
+    expect(page.locator(sidebar_tab)).to_be_visible()  # the panel's icon
+    run_from_palette(page, "Open kernelagent panel")
+    panel = page.locator(PANEL)
+    expect(panel).to_be_visible()
+    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+    widen_right_sidebar(page, 620)
+    return panel
+
+
+def start_session(panel: Locator, model: ScriptedModelServer) -> None:
+    """The task, a CSV as data, the settings (the scripted model; approve shell commands)."""
+    panel.get_by_label("Task").fill("Which region has the highest total revenue? Plot it.")
+    panel.get_by_label("Data files").fill("sales.csv")
+    panel.get_by_role("button", name="Settings").click()
+    panel.locator("input[name=model]").fill("scripted-model")
+    panel.locator("input[name=base_url]").fill(model.base_url)
+    panel.locator("select[name=approve]").select_option("shell")
+    panel.get_by_role("button", name="Run").click()
+
+
+def watch_cells_run(page: Page, panel: Locator) -> None:
+    """A highlighted cell runs under a spinner, then shows its output; then a plot."""
+    from playwright.sync_api import expect
+
+    running = panel.locator(".jp-KernelAgent-cell.jp-mod-running").first
+    expect(running).to_be_visible()
+    expect(running.locator(".jp-KernelAgent-spinner")).to_be_visible()
+    # CodeMirror's highlighter wraps the tokens in classed spans
+    expect(running.locator(".jp-KernelAgent-code code span[class]").first).to_be_attached()
+    expect(header_badge(panel)).to_have_text("running")
+    expect(panel.get_by_role("button", name="Stop")).to_be_visible()
+    panel.evaluate("node => { node.scrollTop = 0; }")
+    page.screenshot(path=str(ARTIFACTS / "panel-running.png"))
+
+    first_cell = panel.locator(".jp-KernelAgent-cell").first
+    expect(first_cell).to_have_class(has_class("jp-mod-ok"))
+    expect(first_cell.locator(".jp-OutputArea-output")).to_contain_text("West")
+    expect(panel.locator(".jp-KernelAgent-assistant").first).to_contain_text("sales")
+
+    image = panel.locator(".jp-KernelAgent-outputs img").first  # the matplotlib figure
+    expect(image).to_be_visible()
+    assert image.evaluate("img => img.naturalWidth") > 100
+
+
+def take_screenshots_at_the_approval(page: Page, panel: Locator) -> None:
+    """The shell command waits for approval: screenshots in the light and dark themes."""
+    from playwright.sync_api import expect
+
+    card = panel.locator(".jp-KernelAgent-approval").first
+    expect(card).to_be_visible()
+    expect(card).to_contain_text("wc -l sales.csv")
+    expect(header_badge(panel)).to_have_text("awaiting approval")
+    card.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / "panel.png"))
+
+    change_theme(page, "JupyterLab Dark", light=False)
+    page.screenshot(path=str(ARTIFACTS / "panel-dark.png"))
+    change_theme(page, "JupyterLab Light", light=True)
+
+
+def approve_edit_and_reject(panel: Locator, server_lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    cards = panel.locator(".jp-KernelAgent-approval")
+    cells = panel.locator(".jp-KernelAgent-cell")
+
+    card = cards.nth(0)
+    card.get_by_role("button", name="Approve").click()
+    expect(card).to_have_class(has_class("jp-mod-decided"))
+    expect(card).to_contain_text("Approved by")
+    expect(cells.nth(2)).to_contain_text("%%bash")
+    expect(cells.nth(2).locator(".jp-OutputArea-output")).to_contain_text("sales.csv")
+
+    # Edit: the person changes the command, then approves the edited code.
+    card = cards.nth(1)
+    expect(card).to_contain_text("head -n 5 sales.csv")
+    card.get_by_role("button", name="Edit").click()
+    card.get_by_label("Edited code").fill("%%bash\nhead -n 2 sales.csv")
+    card.get_by_role("button", name="Approve edited").click()
+    expect(card).to_contain_text("Approved with edits")
+    expect(cells.nth(3)).to_contain_text("head -n 2 sales.csv")
+    expect(cells.nth(3).locator(".jp-OutputArea-output")).to_contain_text("region")
+
+    # Reject, with a reason the model reads.
+    card = cards.nth(2)
+    expect(card).to_contain_text("rm sales.csv")
+    card.get_by_role("button", name="Reject").click()
+    card.get_by_label("Reason for rejecting").fill("keep the data")
+    card.get_by_role("button", name="Reject").click()
+    expect(card).to_contain_text("Rejected")
+    expect(card).to_contain_text("keep the data")
+    assert (server_lab.root / "sales.csv").exists()
+
+
+def read_the_answer_and_follow_up(page: Page, panel: Locator, model: ScriptedModelServer) -> None:
+    from playwright.sync_api import expect
+
+    final = panel.locator(".jp-KernelAgent-final")
+    expect(final).to_contain_text(ANSWER)
+    expect(header_badge(panel)).to_have_text("completed")
+    selected = panel.locator(".jp-KernelAgent-sessionItem.jp-mod-selected .jp-KernelAgent-badge")
+    expect(selected).to_have_text("completed")
+    expect(panel.get_by_role("button", name="Stop")).to_be_hidden()
+    page.screenshot(path=str(ARTIFACTS / "panel-completed.png"))
+    assert "keep the data" in json.dumps(model.completion_requests()[5].body)
+
+    panel.get_by_label("Follow-up instruction").fill("Which region is lowest?")
+    panel.get_by_role("button", name="Send").click()
+    expect(panel.locator(".jp-KernelAgent-user").last).to_have_text("Which region is lowest?")
+    expect(final.last).to_contain_text(FOLLOW_UP_ANSWER)
+    expect(header_badge(panel)).to_have_text("completed")
+
+
+def reload_from_the_list(panel: Locator) -> None:
+    """Choosing the session in the list loads it again (GET its events, then the socket)."""
+    from playwright.sync_api import expect
+
+    panel.locator(".jp-KernelAgent-sessionItem").first.click()
+    expect(panel.locator(".jp-KernelAgent-final")).to_have_count(2)
+    expect(panel.locator(".jp-KernelAgent-approval")).to_have_count(3)
+    expect(panel.locator(".jp-KernelAgent-cell")).to_have_count(6)
+    expect(panel.locator(".jp-KernelAgent-outputs img")).to_have_count(1)
+
+
+def open_the_notebook(page: Page, panel: Locator, server_lab: Lab) -> None:
+    """The recorded notebook opens in the main area, next to the panel."""
+    from playwright.sync_api import expect
+
+    sessions = api_get(server_lab, "sessions")["sessions"]
+    assert len(sessions) == 1 and sessions[0]["status"] == "completed"
+    notebook = sessions[0]["notebook"]
+    assert not notebook.startswith("/") and (server_lab.root / notebook).is_file()
+    panel.get_by_role("button", name="Open notebook").click()
+    tab = page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text=Path(notebook).name)
+    expect(tab).to_be_visible()
+    expect(page.locator(".jp-NotebookPanel:visible .jp-Cell").first).to_be_visible()
+    expect(page.locator(".jp-NotebookPanel:visible")).to_contain_text("wc -l sales.csv")
+
+
+def replay(page: Page, panel: Locator) -> None:
+    """Replay the notebook in a fresh sandbox: one report row per code cell."""
+    from playwright.sync_api import expect
+
+    panel.get_by_role("button", name="Replay").click()
+    table = panel.locator(".jp-KernelAgent-replayTable")
+    expect(table).to_be_visible(timeout=150_000)
+    outcomes = table.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    assert len(outcomes) >= 4, outcomes
+    assert "diverged" not in outcomes and "error" not in outcomes, outcomes
+    expect(panel.locator(".jp-KernelAgent-replayTitle")).to_contain_text("matched")
+    page.screenshot(path=str(ARTIFACTS / "panel-replay.png"))
+
+
+def stop_a_running_session(panel: Locator) -> None:
+    """A second session (the settings are remembered); Stop interrupts its long cell."""
+    from playwright.sync_api import expect
+
+    panel.get_by_label("Task").fill("Wait for two minutes.")
+    panel.get_by_label("Data files").fill("")
+    panel.get_by_role("button", name="Run").click()
+    expect(panel.locator(".jp-KernelAgent-sessionItem")).to_have_count(2)
+    running = panel.locator(".jp-KernelAgent-cell.jp-mod-running")
+    expect(running).to_have_count(1)
+    panel.get_by_role("button", name="Stop").click()
+    expect(header_badge(panel)).to_have_text("interrupted")
+    expect(running).to_have_count(0)
+    expect(panel.get_by_role("button", name="Stop")).to_be_hidden()
+    expect(panel.locator(".jp-KernelAgent-sessionItem.jp-mod-selected")).to_contain_text(
+        "interrupted"
+    )
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def drop_the_event_socket_once(page: Page) -> list[str]:
+    """Pass the events WebSocket through, but close the first one after the first
+    cell_finished, as a network blip would. Returns the URLs the page connected to."""
+    urls: list[str] = []
+
+    def route(ws: Any) -> None:
+        urls.append(ws.url)
+        server = ws.connect_to_server()
+        first = len(urls) == 1
+
+        def forward(message: str | bytes) -> None:
+            ws.send(message)
+            if first and '"type": "cell_finished"' in str(message):
+                ws.close()
+                server.close()
+
+        server.on_message(forward)
+
+    page.route_web_socket(re.compile(r"/kernelagent/api/sessions/[^/]+/events"), route)
+    return urls
+
+
+def header_badge(panel: Locator) -> Locator:
+    return panel.locator(".jp-KernelAgent-sessionHeader .jp-KernelAgent-badge")
+
+
+def has_class(class_name: str) -> re.Pattern[str]:
+    """For ``to_have_class``: the element has this class (among others)."""
+    return re.compile(rf"(^|\s){re.escape(class_name)}(\s|$)")
+
+
+def change_theme(page: Page, theme: str, *, light: bool) -> None:
+    page.evaluate(
+        "theme => window.jupyterapp.commands.execute('apputils:change-theme', {theme})", theme
+    )
+    page.wait_for_function(
+        "light => document.body.dataset.jpThemeLight === String(light)", arg=light
+    )
+    page.wait_for_timeout(800)  # the theme's CSS applies
+
+
+def run_from_palette(page: Page, label: str) -> None:
     """Open the command palette, search for `label`, click it.
 
     The modal palette closes when it loses focus, and JupyterLab may still move the
@@ -371,21 +510,16 @@ def run_from_palette(page, label: str) -> None:  # noqa: ANN001
     raise AssertionError(f"could not run {label!r} from the command palette")
 
 
-def lambda_has(class_name: str):  # noqa: ANN201 - a regular expression for to_have_class
-    import re
-
-    return re.compile(rf"(^|\s){re.escape(class_name)}(\s|$)")
-
-
-def widen_right_sidebar(page, width: int) -> None:  # noqa: ANN001
+def widen_right_sidebar(page: Page, width: int) -> None:
     """Drag the handle between the main area and the right sidebar to give it `width` px."""
     handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle:visible").last
     box = handle.bounding_box()
-    if box is None:
-        return
     viewport = page.viewport_size
-    target_x = viewport["width"] - width - 33  # the right sidebar's tab bar is ~33 px
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    if box is None or viewport is None:
+        return
+    target_x = viewport["width"] - width - 33  # the right sidebar's tab bar is ~33 px wide
+    middle_y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] / 2, middle_y)
     page.mouse.down()
-    page.mouse.move(target_x, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.move(target_x, middle_y, steps=5)
     page.mouse.up()

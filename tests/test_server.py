@@ -23,7 +23,7 @@ from tornado.websocket import WebSocketHandler, websocket_connect
 from kernelagent.server import handlers as server_handlers
 from kernelagent.session.store import SessionStore
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
-from tests.server_fixtures import *  # noqa: F403 - pytest-jupyter's fixtures, for this module only
+from tests.server_fixtures import *  # pytest-jupyter's fixtures, for this module only
 from tests.server_fixtures import AgentApi
 
 SALES = "region,revenue\nnorth,10\nsouth,50\n"
@@ -316,6 +316,26 @@ def test_unknown_sessions_and_bad_requests(agent_api: AgentApi, run: Any, jp_roo
         assert not list(jp_root_dir.glob("kernelagent-sessions/*.ipynb"))
 
     run(scenario())
+
+
+def test_model_errors_after_the_session_started_arrive_as_events(
+    docker_available: None, agent_api: AgentApi, run: Any
+) -> None:
+    script = [ScriptedTurn.python("1 + 1"), ScriptedTurn.error(401, "Incorrect API key provided: sk-xx...")]
+    with ScriptedModelServer(script) as model:
+
+        async def scenario() -> None:
+            session = await agent_api.create(task="fails midway", base_url=model.base_url)
+            events = await agent_api.events(session["id"])
+            tail = events[-3:]
+            assert types(tail) == ["error", "status_changed", "session_finished"], types(events)
+            assert "Incorrect API key" in tail[0]["message"] and tail[0]["hint"]
+            assert tail[1]["status"] == tail[2]["status"] == "failed"
+            assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+            failed = await agent_api.wait_status(session["id"], "failed")
+            assert "Incorrect API key" in failed["reason"]
+
+        run(scenario())
 
 
 def test_model_errors_before_the_session_starts_are_http_errors(agent_api: AgentApi, run: Any) -> None:

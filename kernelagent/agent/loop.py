@@ -134,8 +134,8 @@ class AgentLoop:
         self.pending: PendingApproval | None = None
         self.resume_note = ""
         """Told to the model once the pending tool calls have their results."""
-        self.ok_cells = 0
-        self.ok_cells_at_instruction = 0
+        self.evidence_pending = False
+        """A new instruction has had no successful cell yet."""
         self.current_cell: str | None = None
         self.current_outputs: list[dict] = []
         self.current_started = 0.0
@@ -150,7 +150,7 @@ class AgentLoop:
         """
         if instruction is not None:
             self.conversation.add_user(instruction)
-            self.ok_cells_at_instruction = self.ok_cells
+            self.evidence_pending = True
         idle_turns = 0
         unanswered = self.conversation.unanswered_calls()
         if unanswered:
@@ -242,7 +242,7 @@ class AgentLoop:
         """An answer given before any code ran successfully, while there is data to look at."""
         return (
             self.limits.require_evidence
-            and self.ok_cells == self.ok_cells_at_instruction
+            and self.evidence_pending
             and bool(workspace_files(self.sandbox.workspace, limit=1))
         )
 
@@ -297,7 +297,8 @@ class AgentLoop:
         )
         manifest = parse_expression(result.user_expressions)
         self.state.cells += 1
-        self.ok_cells += result.ok
+        if result.ok:
+            self.evidence_pending = False
         self.current_cell = None
         self.emit(
             CellFinished(

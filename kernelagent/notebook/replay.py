@@ -36,6 +36,9 @@ CellOutcome = Literal["matched", "diverged", "error", "skipped"]
 SideEffectPolicy = Literal["run", "skip", "ask"]
 AskSideEffect = Callable[[int, str], Awaitable[bool]]
 
+NEVER_RAN = ("rejected", "awaiting_approval")
+"""Recorded statuses of cells a person kept from running: replay does not run them either."""
+
 EXIT_MATCHED = 0
 EXIT_DIVERGED = 1
 EXIT_FAILED = 2
@@ -186,6 +189,10 @@ async def replay_notebook(
                 continue
             if not cell.source.strip():
                 report.cells.append(CellReport(number, cell_id, "skipped", "empty cell"))
+                continue
+            never_ran = recorded_status(cell)
+            if never_ran in NEVER_RAN:
+                report.cells.append(CellReport(number, cell_id, "skipped", f"not run when recorded ({never_ran})"))
                 continue
             if is_side_effect(cell) and not await _allow_side_effect(options.side_effects, ask, number, cell.source):
                 report.cells.append(CellReport(number, cell_id, "skipped", "side-effect cell, not run"))

@@ -2,7 +2,29 @@
 
 Every HTTP method is ``@web.authenticated`` (then ``@authorized`` on the resource
 ``kernelagent``); the WebSocket is ``@ws_authenticated``. Request and reply bodies are
-JSON; errors are ``{"error": ..., "hint": ...}``.
+JSON; errors are ``{"error": ..., "hint": ...}`` (plus ``message``, the same text).
+
+=====================================  =====================================================
+``GET  sessions``                      200 ``{"sessions": [session, ...]}`` (newest first)
+``POST sessions``                      201 ``{"session"}``; body ``{task, data?, model?,
+                                       base_url?, api?, sandbox?, approve?, max_steps?}``
+``GET  sessions/{id}``                 200 ``{"session", "events": [...]}``
+``POST sessions/{id}/messages``        202 ``{"session"}``; body ``{instruction}``
+``POST sessions/{id}/approve``         202 ``{"session"}``; body ``{code?}`` (edited code)
+``POST sessions/{id}/reject``          202 ``{"session"}``; body ``{reason?}``
+``POST sessions/{id}/stop``            202 ``{"session"}``
+``POST replay``                        200 ``ReplayReport.as_dict()``; body ``{path}``
+``WS   sessions/{id}/events?since=N``  events with seq > N, then live ones
+=====================================  =====================================================
+
+A session is ``{id, status, reason, task, created_at, updated_at, steps, cells,
+input_tokens, output_tokens, notebook, pending}``; ``pending`` is ``{cell_id, kind, code,
+code_sha256, reason}`` or null. While a follow-up or an approval is being resumed the
+status shows ``starting`` (reason ``resuming``). 400: bad input; 404: unknown session;
+409: the session is running, or has nothing pending, or cannot do that now; 502: the
+model server refused or is unreachable (before the session started; later failures are
+events: ``error``, then ``status_changed`` and ``session_finished`` with status failed);
+503: Docker or the sandbox is unavailable, or the server is shutting down.
 """
 
 from __future__ import annotations
@@ -25,7 +47,7 @@ try:  # jupyter_server >= 2.13
 except ImportError:  # pragma: no cover - older servers: the same check, by hand
     import functools
 
-    def ws_authenticated(method):  # type: ignore[no-untyped-def]
+    def ws_authenticated(method):  # type: ignore[no-untyped-def,misc]
         @functools.wraps(method)
         def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
             if self.current_user is None:

@@ -295,7 +295,7 @@ class SessionManager:
         for listener in list(entry.listeners):
             try:
                 listener(data)
-            except Exception:  # noqa: BLE001 - one broken listener must not stop the others
+            except Exception:  # one broken listener must not stop the others
                 self.log.exception("kernelagent: an event listener of session %s failed", entry.id)
                 self.unsubscribe(entry.id, listener)
 
@@ -325,9 +325,12 @@ class SessionManager:
                 data = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a crash
-            if isinstance(data, dict) and isinstance(data.get("seq"), int):
-                if not events or data["seq"] > events[-1]["seq"]:
-                    events.append(data)
+            if (
+                isinstance(data, dict)
+                and isinstance(data.get("seq"), int)
+                and (not events or data["seq"] > events[-1]["seq"])
+            ):
+                events.append(data)
         return events
 
     # -- starting and resuming ---------------------------------------------------------
@@ -516,7 +519,7 @@ class SessionManager:
             if stream.attached and not stream.finished:
                 stream.emit(SessionFinished(status="interrupted", reason="stopped before the session ran"))
             raise
-        except Exception as error:  # noqa: BLE001 - reported to the client as events
+        except Exception as error:  # reported to the client as events
             if not stream.attached:
                 raise  # no session yet: the request that started it answers with the error
             self.log.warning("kernelagent: session %s stopped with %r", stream.session_id, error)
@@ -542,7 +545,7 @@ class SessionManager:
         if until is not None and (isinstance(until, bool) or not isinstance(until, (int, str))):
             raise ApiError(400, "until must be a code-cell number or a cell id")
         sandbox = _choice(body, "sandbox", SANDBOX_KINDS, self.defaults.sandbox)
-        options = ReplayOptions(sandbox=SandboxSettings(kind=sandbox), until=until)  # type: ignore[arg-type]
+        options = ReplayOptions(sandbox=SandboxSettings.model_validate({"kind": sandbox}), until=until)
         try:
             report = await replay_notebook(path, options)
         except (ReplayError, NotebookFormatError, MissingInputError) as error:
@@ -584,11 +587,11 @@ class SessionManager:
             else:
                 sandbox = await asyncio.wait_for(Sandbox.attach(record.sandbox_state), timeout=30)
                 await asyncio.wait_for(sandbox.shutdown(), timeout=30)
-        except Exception as error:  # noqa: BLE001 - gone already, or unreachable: the record is all we can fix
+        except Exception as error:  # noqa: BLE001 - gone already or unreachable: fix the record
             self.log.info("kernelagent: sandbox of %s: %s", entry.id, error)
         try:
             self.store.update(entry.id, sandbox_state=None)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.log.exception("kernelagent: cannot update session %s", entry.id)
 
     # -- helpers ---------------------------------------------------------------------------

@@ -156,11 +156,7 @@ export class SessionView extends Panel {
         'div',
         { class: 'jp-KernelAgent-followUp' },
         this.followUpText,
-        h(
-          'div',
-          { class: 'jp-KernelAgent-actions' },
-          this.followUpButton
-        ),
+        h('div', { class: 'jp-KernelAgent-actions' }, this.followUpButton),
         this.followUpError
       )
     });
@@ -210,6 +206,8 @@ export class SessionView extends Panel {
     for (const event of events) {
       this.handle(event);
     }
+    // The record knows what the log may not (e.g. a run whose server process died).
+    this.setStatus(session.status);
     this.scrollToBottom();
     this.stream = new api.EventStream(
       id,

@@ -1,0 +1,1 @@
+"""The task-success benchmark: generated data sets and questions with computed answers."""
