@@ -34,7 +34,7 @@ RESULTS_ENV = "KERNELAGENT_ADVERSARIAL_RESULTS"
 
 AREAS = {
     "test_network": "network",
-    "test_filesystem": "host files & env",
+    "test_filesystem": "host files / env",
     "test_escalation": "privileges",
     "test_resources": "resources",
     "test_kernel_faults": "kernel faults",
@@ -116,6 +116,9 @@ attacks each of these from inside, through `Sandbox.execute` (the path the agent
 - *A compromised Docker daemon*: whoever controls `dockerd` (or can reach its socket)
   is root on the host; the sandbox relies on the daemon being trusted and unreachable
   from inside (it is: no socket, no network).
+- *Host identity of the sandbox user*: there is no user-namespace remapping, so the
+  sandbox's uid is a host uid (1000 when the host runs as root, which on many hosts is
+  the first login user): files the sandbox writes in the workspace belong to that user.
 - *What the host does with sandbox output*: files the sandbox writes into the workspace
   and messages it sends over ZMQ are attacker-controlled data; host code that reads them
   must treat them as such.

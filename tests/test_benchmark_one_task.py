@@ -1,9 +1,10 @@
 """One benchmark task end to end: ``kernelagent run`` in the Docker sandbox with a scripted
 model, the generated data, and the benchmark's scorer (a plot task, so the saved PNG is
-checked too)."""
+checked too). The real-model run (``python -m tests.benchmarks.run_tasks``) is not in CI."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import nbformat
 
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
+from tests.benchmarks.run_tasks import RecordingProxy, Runner, render
 from tests.benchmarks.scoring import score_task
 from tests.benchmarks.tasks.datasets import generate
 from tests.benchmarks.tasks.suite import BY_ID
@@ -31,36 +33,34 @@ SCRIPT = [
 ]
 
 
-def test_one_task_through_kernelagent_run(docker_available: None, tmp_path: Path) -> None:
+async def test_one_task_through_the_runner(docker_available: None, tmp_path: Path) -> None:
+    """The benchmark's own path: Runner -> recording proxy -> scripted server; kernelagent run
+    in Docker; the answer and the saved plot scored; calls and tokens counted at the proxy."""
     data = tmp_path / "data"
     generate(data)
-    workspace = tmp_path / "workspace"
-    notebook = tmp_path / "task.ipynb"
+    args = argparse.Namespace(max_steps=5, timeout=240.0)
     with ScriptedModelServer(SCRIPT) as server:
-        done = subprocess.run(
-            [
-                sys.executable, "-m", "kernelagent.cli", "run", TASK.prompt(),
-                *[arg for name in TASK.files for arg in ("--data", str(data / name))],
-                "--workspace", str(workspace), "--notebook", str(notebook),
-                "--base-url", server.base_url, "--model", "scripted-model", "--api", "chat",
-                "--max-steps", "5", "--json", "--quiet",
-            ],
-            capture_output=True, text=True, timeout=240, env={**os.environ},
-        )
+        proxy = RecordingProxy(server.base_url, temperature=0.0, max_tokens=1024).start()
+        try:
+            runner = Runner(args, tmp_path / "scratch", data, proxy, "scripted-model", "chat")
+            result = await runner.run("kernelagent", TASK)
+        finally:
+            proxy.stop()
         requests = server.completion_requests()
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["status"] == "completed"
-    # the model was asked the task's question with its answer format
+    assert result.status == "completed", result.agent_reported
+    assert result.passed, result.reason
+    assert (result.answer, result.expected) == ("FINAL ANSWER: 4", 4.0)
+    # every model call went through the proxy with the benchmark's sampling settings
+    assert result.steps == len(SCRIPT) == len(requests)
+    assert result.input_tokens > 0 and result.output_tokens > 0
+    assert all(r.body["temperature"] == 0.0 and not r.body.get("stream") for r in requests)
     assert TASK.answer_format in json.dumps(requests[0].body)
 
-    result = score_task(TASK, summary["answer"], TASK.expected(data), workspace)
-    assert result.passed, result.reason
-    assert result.parsed == 4.0
-
-    nb = nbformat.read(notebook, as_version=4)
+    nb = nbformat.read(result.notebook, as_version=4)
     statuses = [cell.metadata.kernelagent.status for cell in nb.cells if cell.cell_type == "code"]
     assert statuses == ["ok", "ok"]
+    table = render([result], title="t", command="c", notes=[], agents=["kernelagent"])
+    assert "| plot_region_bars | plot | kernelagent | FINAL ANSWER: 4 | 4 | yes | completed | 3 |" in table
 
 
 def test_a_wrong_answer_fails(docker_available: None, tmp_path: Path) -> None:

@@ -245,7 +245,7 @@ async def test_display_flood_is_capped(sandbox: Sandbox, record: Record) -> None
         "from IPython.display import display\n"
         "for i in range(5000):\n"
         "    display({'text/plain': 'x' * 1000, 'text/html': '<b>' + 'y' * 1000 + '</b>'}, raw=True)",
-        timeout=30,
+        timeout=20,
     )
     kept = _kept_bytes(result)
     record(
@@ -269,7 +269,7 @@ async def test_empty_display_flood_is_capped(start_sandbox: StartSandbox, record
             "from IPython.display import display\n"
             "for i in range(5000):\n"
             "    display({'text/plain': ''}, raw=True)",
-            timeout=30,
+            timeout=20,
         )
     kept_outputs, truncated = len(result.outputs), result.truncated
     record(

@@ -21,8 +21,10 @@ from typing import Any
 
 AUTHORIZED_IMPORTS = [
     "pandas", "pandas.*", "numpy", "numpy.*", "matplotlib", "matplotlib.*", "scipy", "scipy.*",
-    "datetime", "statistics", "math", "collections", "os", "os.path",
+    "datetime", "statistics", "math", "collections", "os", "os.path", "csv", "json",
 ]
+"""The brief's pandas/numpy/matplotlib, scipy (kernelagent's prompt names it) and the standard
+modules a data task may reach for: kernelagent's kernel restricts no import."""
 
 
 def answer_text(output: Any) -> str | None:

@@ -44,7 +44,7 @@ import httpx
 
 from tests.benchmarks.scoring import score_task
 from tests.benchmarks.tasks.datasets import generate
-from tests.benchmarks.tasks.suite import Task, select
+from tests.benchmarks.tasks.suite import TASKS, Task, select
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -118,7 +118,6 @@ class RecordingProxy:
             body.pop("top_p", None)
         if self.max_tokens and not (body.get("max_tokens") or body.get("max_completion_tokens")):
             body["max_tokens"] = self.max_tokens
-        body.pop("max_completion_tokens", None) if body.get("max_tokens") else None
         return body
 
 
@@ -476,6 +475,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="output cap per model call when the agent sets none (0: none)")
     parser.add_argument("--order", choices=("agent", "task"), default="agent",
                         help="agent: all tasks of one agent, then the other (keeps the server's prompt cache warm)")
+    parser.add_argument("--budget-minutes", type=float,
+                        help="start no new run after this; tasks not run by every agent are left out of the table")
     parser.add_argument("--out", type=Path, default=RESULTS / "tasks.md")
     parser.add_argument("--append", action="store_true", help="add a section to --out instead of replacing it")
     parser.add_argument("--note", action="append", default=[], help="a note under the table (repeatable)")
@@ -510,6 +511,9 @@ async def amain(args: argparse.Namespace, argv: list[str]) -> Path:
         pairs = ([(agent, task) for agent in args.agents for task in tasks] if args.order == "agent"
                  else [(agent, task) for task in tasks for agent in args.agents])
         for agent, task in pairs:
+            if args.budget_minutes and time.perf_counter() - started > 60 * args.budget_minutes:
+                print(f"budget of {args.budget_minutes} min used: {task.id} not run for {agent}", flush=True)
+                continue
             result = await runner.run(agent, task)
             results.append(result)
             print(f"{task.id:28s} {agent:12s} {'PASS' if result.passed else 'fail'}  {result.seconds:6.0f}s "
@@ -521,6 +525,10 @@ async def amain(args: argparse.Namespace, argv: list[str]) -> Path:
         if handle is not None:
             await handle.aclose()
     wall = time.perf_counter() - started
+    complete = [task.id for task in tasks if all(any(r.task == task.id and r.agent == a for r in results)
+                                                 for a in args.agents)]
+    dropped = [task.id for task in tasks if task.id not in complete]
+    results = [r for r in results if r.task in complete]
     label = f"{model}".replace("/", "_").replace(":", "_")
     kept = keep_notebooks(results, label, args.keep_notebooks) if args.keep_notebooks else []
     selection = ("tasks " + args.tasks if args.tasks else "the representative subset" if args.representative
@@ -529,16 +537,19 @@ async def amain(args: argparse.Namespace, argv: list[str]) -> Path:
         f"Model `{model}` via {'`' + args.base_url + '`' if args.base_url else 'llama.cpp (start_local_model)'}; "
         f"kernelagent `--api {api}`; smolagents `CodeAgent` with `OpenAIServerModel`; max steps {args.max_steps} "
         f"for both; temperature {args.temperature} for both; output cap {args.max_output_tokens or 'none'} tokens "
-        f"per call; {selection}: {len(tasks)} of the suite's tasks; total wall time {wall / 60:.1f} min.",
+        f"per call; {selection}: {len(complete)} of the suite's {len(TASKS)} tasks; total wall time {wall / 60:.1f} min.",
         "smolagents runs the model's code in the host process (pandas/numpy of the host); kernelagent runs it in "
         "its Docker sandbox (the image's pandas/numpy). The expected answers are identical under both.",
         "When smolagents reaches its step limit it asks the model for a final answer without running code; that "
         "answer is scored (status 'step limit (forced answer)'). kernelagent stops without an answer at its limit.",
     ] + args.note
+    if dropped:
+        notes.append(f"Not run by every agent within the {args.budget_minutes} min budget, left out: "
+                     f"{', '.join(dropped)}.")
     if kept:
         notes.append(f"kernelagent notebooks: `{NOTEBOOKS.relative_to(REPO)}/{label}/` ({len(kept)} kept).")
     command = "python -m tests.benchmarks.run_tasks " + " ".join(shlex.quote(a) for a in argv)
-    section = render(results, title=f"{model}, {len(tasks)} tasks", command=command.strip(), notes=notes,
+    section = render(results, title=f"{model}, {len(complete)} tasks", command=command.strip(), notes=notes,
                      agents=[a for a in AGENTS if a in args.agents])
     write_report(args.out, section, args.append)
     print(section)
