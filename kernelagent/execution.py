@@ -31,6 +31,11 @@ DeathCheck = Callable[[], Awaitable[str | None]]
 Interrupt = Callable[[], Awaitable[None]]
 
 _LIVENESS_POLL_SECONDS = 1.0
+_DRAIN_SECONDS = 0.5
+"""After the execute_reply, how long iopub must stay quiet before the cell counts as done."""
+_REPLY_SECONDS = 10.0
+_OUTPUT_OVERHEAD = 200
+"""Bytes charged per output on top of its payload, so floods of empty outputs are capped too."""
 
 
 class ExecutionResult(BaseModel):
@@ -70,10 +75,12 @@ class ExecutionResult(BaseModel):
 
 def _payload_size(output: NotebookOutput) -> int:
     if output["output_type"] == "stream":
-        return len(output["text"])
+        return len(output["text"]) + _OUTPUT_OVERHEAD
     if output["output_type"] == "error":
-        return sum(len(line) for line in output.get("traceback", [])) + len(output.get("evalue", ""))
-    return sum(len(v) if isinstance(v, str) else len(str(v)) for v in output.get("data", {}).values())
+        traceback = sum(len(line) for line in output.get("traceback", []))
+        return traceback + len(output.get("evalue", "")) + _OUTPUT_OVERHEAD
+    data = output.get("data", {})
+    return sum(len(v) if isinstance(v, str) else len(str(v)) for v in data.values()) + _OUTPUT_OVERHEAD
 
 
 class _OutputCollector:
@@ -182,11 +189,16 @@ async def execute(
 ) -> ExecutionResult:
     """Execute ``code`` and wait for it to finish, time out, or kill the kernel.
 
-    On timeout the kernel is interrupted; if it is still busy ``interrupt_grace``
-    seconds later the result says ``interrupt_ignored`` and the caller restarts it.
+    The cell is done at its ``idle`` status on iopub, or, since iopub may drop messages
+    under a flood, when its ``execute_reply`` has arrived and iopub has gone quiet. On
+    timeout the kernel is interrupted; if it is still busy ``interrupt_grace`` seconds
+    later the result says ``interrupt_ignored`` and the caller restarts it. Messages
+    that do not parse (the code in the kernel can write to its own sockets) are dropped.
     """
     started_at = time.time()
     collector = _OutputCollector(output_limit, on_output)
+    if "\x00" in code:
+        return collector.result("error", started_at, detail="the code contains a NUL byte; remove it")
     # stop_on_error=False: a failed cell must not make the kernel abort the next request.
     msg_id = client.execute(
         code,
@@ -198,16 +210,20 @@ async def execute(
     deadline = None if timeout is None else time.monotonic() + timeout
     timed_out = False
     status: ExecutionStatus = "ok"
-    detail = ""
+    details: list[str] = []
     execution_count: int | None = None
+    reply: dict[str, Any] | None = None
+    dropped_messages = 0
 
     while True:
-        wait = _LIVENESS_POLL_SECONDS
+        wait = _LIVENESS_POLL_SECONDS if reply is None else _DRAIN_SECONDS
         if deadline is not None:
             wait = max(0.0, min(wait, deadline - time.monotonic()))
         try:
             msg = await client.get_iopub_msg(timeout=wait)
         except (Empty, asyncio.TimeoutError):
+            if reply is not None:
+                break  # replied, and iopub is quiet: its idle status was dropped
             if deadline is not None and time.monotonic() >= deadline:
                 if timed_out:
                     return collector.result(
@@ -217,50 +233,76 @@ async def execute(
                         interrupt_ignored=True,
                     )
                 timed_out = True
-                status, detail = "timeout", f"timed out after {timeout:g} s; interrupted"
+                status = "timeout"
+                details.append(f"timed out after {timeout:g} s; interrupted")
                 if interrupt is not None:
                     await interrupt()
                 deadline = time.monotonic() + interrupt_grace
+                continue
+            reply = await _shell_reply(client, msg_id, timeout=0)
+            if reply is not None:
                 continue
             if check_death is not None:
                 reason = await check_death()
                 if reason is not None:
                     return collector.result("kernel_died", started_at, detail=reason)
             continue
-        if msg["parent_header"].get("msg_id") != msg_id:
+        except Exception:  # noqa: BLE001 - a message that does not parse
+            dropped_messages += 1
             continue
-        kind = msg["msg_type"]
-        if kind == "status":
-            if msg["content"]["execution_state"] == "idle":
-                break
-        elif kind == "execute_input":
-            execution_count = msg["content"].get("execution_count")
-        else:
-            if kind == "error" and not timed_out:
-                status = "error"
-            collector.handle(msg)
+        try:
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "status":
+                if msg["content"]["execution_state"] == "idle":
+                    break
+            elif kind == "execute_input":
+                execution_count = msg["content"].get("execution_count")
+            else:
+                if kind == "error" and not timed_out:
+                    status = "error"
+                collector.handle(msg)
+        except Exception:  # noqa: BLE001 - a forged or malformed message
+            dropped_messages += 1
 
-    reply = await _shell_reply(client, msg_id)
+    if reply is None:
+        reply = await _shell_reply(client, msg_id, timeout=_REPLY_SECONDS)
     expressions: dict[str, Any] = {}
-    if reply is not None:
-        execution_count = reply["content"].get("execution_count", execution_count)
-        expressions = reply["content"].get("user_expressions") or {}
-        reply_status = reply["content"].get("status")
-        if reply_status == "error" and not timed_out:
+    if reply is None:
+        if not timed_out:
             status = "error"
-        elif reply_status == "aborted":
-            status, detail = "error", "the kernel aborted the request"
+        details.append("the kernel sent no execute_reply for this cell")
+    else:
+        content = reply.get("content", {})
+        execution_count = content.get("execution_count", execution_count)
+        expressions = content.get("user_expressions") or {}
+        if content.get("status") == "error" and not timed_out:
+            status = "error"
+        elif content.get("status") == "aborted":
+            status = "error"
+            details.append("the kernel aborted the request")
+    if dropped_messages:
+        details.append(f"{dropped_messages} malformed kernel message(s) dropped")
     return collector.result(
-        status, started_at, execution_count=execution_count, detail=detail, user_expressions=expressions
+        status,
+        started_at,
+        execution_count=execution_count,
+        detail="; ".join(details),
+        user_expressions=expressions,
     )
 
 
-async def _shell_reply(client: AsyncKernelClient, msg_id: str) -> dict[str, Any] | None:
-    """The execute_reply for ``msg_id``; replies to earlier, abandoned requests are skipped."""
+async def _shell_reply(client: AsyncKernelClient, msg_id: str, timeout: float) -> dict[str, Any] | None:
+    """The execute_reply for ``msg_id``, if it comes within ``timeout``; replies to
+    earlier, abandoned requests and malformed messages are skipped."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            reply = await client.get_shell_msg(timeout=10)
+            reply = await client.get_shell_msg(timeout=max(0.0, deadline - time.monotonic()))
         except (Empty, asyncio.TimeoutError):
             return None
-        if reply["parent_header"].get("msg_id") == msg_id:
+        except Exception:  # noqa: BLE001 - a message that does not parse
+            continue
+        if isinstance(reply, dict) and reply.get("parent_header", {}).get("msg_id") == msg_id:
             return reply

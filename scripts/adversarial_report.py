@@ -108,6 +108,12 @@ attacks each of these from inside, through `Sandbox.execute` (the path the agent
 - *Kernel exploits*: containers share the host's Linux kernel. A kernel vulnerability
   reachable through the syscalls seccomp allows is a host compromise. Keep the host
   kernel patched, or use gVisor (below).
+- *ptrace inside the sandbox*: Docker's default seccomp profile allows ptrace on kernels
+  >= 4.8, so the sandbox's processes (all uid 1000) can trace each other, including
+  docker-init. Nothing outside the container is visible to trace; a stopped docker-init
+  only breaks interrupt forwarding, and the next timeout escalates to a restart. A custom
+  seccomp profile without ptrace would close it; not done, as it would replace Docker's
+  maintained default profile.
 - *Side channels*: timing, cache and speculative-execution attacks (Spectre-class) across
   the shared CPU and kernel are not addressed.
 - *Disk use of the workspace*: the workspace is a bind-mounted host directory with **no

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.benchmarks.scoring import check_png, clean_answer, parse_list, parse_number, score, score_task
+from tests.benchmarks.scoring import (
+    check_png,
+    clean_answer,
+    parse_list,
+    parse_number,
+    score,
+    score_task,
+)
 from tests.benchmarks.tasks.datasets import FILES, generate
 from tests.benchmarks.tasks.suite import BY_ID, REPRESENTATIVE, TASKS, select
 

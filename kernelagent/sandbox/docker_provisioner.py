@@ -44,10 +44,10 @@ SANDBOX_UID_WHEN_HOST_IS_ROOT = 1000
 CONTAINER_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "LANG": "C.UTF-8",
-    "HOME": "/tmp/home",
-    "IPYTHONDIR": "/tmp/home/.ipython",
-    "MPLCONFIGDIR": "/tmp/home/.matplotlib",
-    "XDG_CACHE_HOME": "/tmp/home/.cache",
+    "HOME": "/tmp",
+    "IPYTHONDIR": "/tmp/.ipython",
+    "MPLCONFIGDIR": "/tmp/.matplotlib",
+    "XDG_CACHE_HOME": "/tmp/.cache",
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
 }
@@ -80,7 +80,15 @@ def docker_client() -> docker.DockerClient:
 
 
 def kernel_runtime_dir(kernel_id: str) -> Path:
-    return Path(jupyter_runtime_dir()) / f"kernelagent-{kernel_id}"
+    """Host-only directory of a kernel (short: ipc socket paths must fit in 107 bytes)."""
+    return Path(jupyter_runtime_dir()) / f"ka-{kernel_id.replace('-', '')[:16]}"
+
+
+def shared_dir(runtime_dir: Path) -> Path:
+    """The part of the runtime directory the sandbox sees: its ipc sockets and its
+    connection file. The host never follows a path in it that the sandbox could have
+    replaced: it is recreated, empty, before every (re)start."""
+    return runtime_dir / "s"
 
 
 def container_name(kernel_id: str) -> str:
@@ -165,38 +173,52 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.workspace_dir = Path(self.workspace or kwargs.get("cwd") or os.getcwd()).resolve()
         self.workspace_dir.mkdir(parents=True, exist_ok=True)
-        uid, gid = self._sandbox_user()
-        if os.geteuid() == 0:
-            os.chown(self.runtime_dir, uid, gid)
+        self._fresh_shared_dir()
 
         km.transport = "ipc"
-        km.ip = str(self.runtime_dir / "ipc")
-        km.connection_file = str(self.runtime_dir / "connection.json")
+        km.ip = str(shared_dir(self.runtime_dir) / "ipc")
+        km.connection_file = str(self.runtime_dir / "connection.json")  # host-only
         km.write_connection_file()
         self.connection_info = km.get_connection_info()
         self._write_container_connection_file()
 
         argv = [
-            CONTAINER_RUNTIME_DIR + "/container-connection.json" if arg == "{connection_file}" else arg
+            CONTAINER_RUNTIME_DIR + "/connection.json" if arg == "{connection_file}" else arg
             for arg in self.kernel_spec.argv
         ]
         kwargs.pop("env", None)  # the host environment never enters the sandbox
         kwargs.pop("extra_arguments", None)
         return {"cmd": argv, **kwargs}
 
+    def _fresh_shared_dir(self) -> None:
+        """An empty shared directory owned by the sandbox user. No container runs now
+        (first start, or a restart after the old one was removed), so nothing can race."""
+        assert self.runtime_dir is not None
+        shared = shared_dir(self.runtime_dir)
+        if shared.is_symlink() or shared.is_file():
+            shared.unlink()
+        elif shared.exists():
+            shutil.rmtree(shared)  # removes links, never follows them
+        shared.mkdir(mode=0o700)
+        if os.geteuid() == 0:
+            uid, gid = self._sandbox_user()
+            os.chown(shared, uid, gid)
+
     def _write_container_connection_file(self) -> None:
+        """The kernel's own connection file (ipykernel rewrites it, so the sandbox owns it)."""
         assert self.runtime_dir is not None
         info = dict(self.connection_info)
         info["ip"] = CONTAINER_RUNTIME_DIR + "/ipc"
         for key, value in list(info.items()):
             if isinstance(value, bytes):
                 info[key] = value.decode()
-        path = self.runtime_dir / "container-connection.json"
-        path.write_text(json.dumps(info))
-        uid, gid = self._sandbox_user()
-        if os.geteuid() == 0:
-            os.chown(path, uid, gid)
-        path.chmod(0o600)
+        path = shared_dir(self.runtime_dir) / "connection.json"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            if os.geteuid() == 0:
+                uid, gid = self._sandbox_user()
+                os.fchown(file.fileno(), uid, gid)
+            file.write(json.dumps(info))
 
     def _sandbox_user(self) -> tuple[int, int]:
         if self.user:
@@ -219,7 +241,7 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             "environment": dict(CONTAINER_ENV),
             "working_dir": CONTAINER_WORKSPACE,
             "volumes": {
-                str(self.runtime_dir): {"bind": CONTAINER_RUNTIME_DIR, "mode": "rw"},
+                str(shared_dir(self.runtime_dir)): {"bind": CONTAINER_RUNTIME_DIR, "mode": "rw"},
                 str(self.workspace_dir): {"bind": CONTAINER_WORKSPACE, "mode": "rw"},
             },
             "network_mode": self.network,

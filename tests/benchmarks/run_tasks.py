@@ -137,10 +137,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         return headers
 
     def _url(self) -> str:
-        path = self.path
-        if path.startswith("/v1"):
-            path = path[3:]
-        return self.proxy.upstream + path
+        return self.proxy.upstream + self.path.removeprefix("/v1")
 
     def do_GET(self) -> None:
         response = self.proxy._client.get(self._url(), headers=self._headers_out())
@@ -393,10 +390,12 @@ def summarize(results: list[RunResult], agents: Iterable[str]) -> dict[str, dict
     return totals
 
 
-def render(results: list[RunResult], *, title: str, command: str, notes: list[str], agents: list[str]) -> str:
-    lines = [f"## {title}", "", f"Command: `{command}`  ",
-             f"Machine: {platform.machine()}, {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
-             f"Python {platform.python_version()}; run {datetime.now():%Y-%m-%d %H:%M}.", ""]
+def render(results: list[RunResult], *, title: str, commands: list[str], notes: list[str], agents: list[str]) -> str:
+    lines = [f"## {title}", ""]
+    lines += [f"Command: `{command}`  " for command in commands]
+    machine = (f"Machine: {platform.machine()}, {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}; written {datetime.now():%Y-%m-%d %H:%M}.")
+    lines += [machine, ""]
     lines += ["| task | category | agent | answer | expected | pass | status | steps | seconds | tokens |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     order = {task_id: i for i, task_id in enumerate(dict.fromkeys(r.task for r in results))}
@@ -454,6 +453,61 @@ def keep_notebooks(results: list[RunResult], label: str, max_bytes: int) -> list
     return kept
 
 
+def load_results(paths: list[Path]) -> tuple[list[RunResult], list[dict[str, Any]]]:
+    """Results of earlier runs (their results.json); a later (task, agent) replaces an earlier one."""
+    merged: dict[tuple[str, str], RunResult] = {}
+    metas = []
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        if isinstance(data, dict):
+            metas.append(data.get("meta", {}))
+            data = data["results"]
+        for row in data:
+            result = RunResult(**row)
+            merged[(result.task, result.agent)] = result
+    return list(merged.values()), metas
+
+
+def report(results: list[RunResult], metas: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    agents = [a for a in AGENTS if any(r.agent == a for r in results)]
+    by_task: dict[str, set[str]] = {}
+    for r in results:
+        by_task.setdefault(r.task, set()).add(r.agent)
+    complete = [r for r in results if by_task[r.task] == set(agents)]
+    partial = [r for r in results if by_task[r.task] != set(agents)]
+    meta = metas[0] if metas else {}
+    model = meta.get("model", args.model)
+    label = str(model).replace("/", "_").replace(":", "_")
+    kept = keep_notebooks(complete + partial, label, args.keep_notebooks) if args.keep_notebooks else []
+    wall = sum(m.get("wall_minutes", 0) for m in metas)
+    task_count = len({r.task for r in complete})
+    setup = (
+        f"Model `{model}` via {meta.get('server', 'llama.cpp (start_local_model)')}; kernelagent "
+        f"`--api {meta.get('api')}`; smolagents `CodeAgent` with `OpenAIServerModel`; max steps "
+        f"{meta.get('max_steps')} for both; temperature {meta.get('temperature')} for both; output cap "
+        f"{meta.get('max_output_tokens') or 'none'} tokens per call; {task_count} of the suite's {len(TASKS)} tasks "
+        f"({meta.get('selection', '')}); wall time {wall:.1f} min."
+    )
+    environments = (
+        "smolagents runs the model's code in the host process (host pandas/numpy); kernelagent runs it in its "
+        "Docker sandbox (the image's pandas/numpy). The expected answers are identical under both."
+    )
+    limits = (
+        "At its step limit smolagents asks the model for a final answer without running code; that answer is "
+        "scored (status 'step limit (forced answer)'). kernelagent stops without an answer at its limit."
+    )
+    notes = [setup, environments, limits, *args.note]
+    if partial:
+        notes.append("Run by one agent only (not in the table or totals): " + "; ".join(
+            f"{r.task}/{r.agent}: {'pass' if r.passed else 'fail'} ({_cell(r.answer, 20)})" for r in partial) + ".")
+    if kept:
+        notes.append(f"kernelagent notebooks: `{NOTEBOOKS.relative_to(REPO)}/{label}/` ({len(kept)} kept).")
+    commands = [m["command"] for m in metas if m.get("command")]
+    section = render(complete, title=f"{model}, {task_count} tasks", commands=commands, notes=notes, agents=agents)
+    write_report(args.out, section, args.append)
+    return section
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -475,18 +529,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="output cap per model call when the agent sets none (0: none)")
     parser.add_argument("--order", choices=("agent", "task"), default="agent",
                         help="agent: all tasks of one agent, then the other (keeps the server's prompt cache warm)")
-    parser.add_argument("--budget-minutes", type=float,
-                        help="start no new run after this; tasks not run by every agent are left out of the table")
+    parser.add_argument("--budget-minutes", type=float, help="start no new run after this many minutes")
     parser.add_argument("--out", type=Path, default=RESULTS / "tasks.md")
     parser.add_argument("--append", action="store_true", help="add a section to --out instead of replacing it")
     parser.add_argument("--note", action="append", default=[], help="a note under the table (repeatable)")
     parser.add_argument("--keep-notebooks", type=int, default=150_000,
                         help="keep kernelagent notebooks up to this many bytes (0: none)")
     parser.add_argument("--scratch", type=Path, help="where workspaces and traces go (default: a temp dir)")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="run nothing: write the table from these results.json files (e.g. a run and its "
+                             "completion with --agents/--tasks); later files win")
     return parser.parse_args(argv)
 
 
-async def amain(args: argparse.Namespace, argv: list[str]) -> Path:
+async def run_all(args: argparse.Namespace, argv: list[str]) -> tuple[list[RunResult], dict[str, Any]]:
     tasks = select(args.tasks, representative=args.representative, limit=args.limit)
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="task-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
@@ -505,6 +561,14 @@ async def amain(args: argparse.Namespace, argv: list[str]) -> Path:
     proxy = RecordingProxy(upstream, temperature=temperature, max_tokens=args.max_output_tokens or None,
                            api_key=os.environ.get("OPENAI_API_KEY") if args.base_url else None).start()
     runner = Runner(args, scratch, data_dir, proxy, model, api)
+    selection = (f"tasks {args.tasks}" if args.tasks else "the representative subset" if args.representative
+                 else "all tasks") + (f", first {args.limit}" if args.limit else "")
+    meta: dict[str, Any] = {
+        "command": "python -m tests.benchmarks.run_tasks " + " ".join(shlex.quote(a) for a in argv),
+        "model": model, "api": api, "server": f"`{args.base_url}`" if args.base_url else "llama.cpp (start_local_model)",
+        "max_steps": args.max_steps, "temperature": args.temperature, "max_output_tokens": args.max_output_tokens,
+        "selection": selection, "started": datetime.now().isoformat(timespec="seconds"), "wall_minutes": 0.0,
+    }
     results: list[RunResult] = []
     started = time.perf_counter()
     try:
@@ -519,47 +583,25 @@ async def amain(args: argparse.Namespace, argv: list[str]) -> Path:
             print(f"{task.id:28s} {agent:12s} {'PASS' if result.passed else 'fail'}  {result.seconds:6.0f}s "
                   f"steps={result.steps} tokens={result.tokens} answer={_cell(result.answer, 50)!s} "
                   f"expected={_cell(result.expected, 30)} {result.status} {result.reason}", flush=True)
-            (scratch / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1, default=str))
+            meta["wall_minutes"] = round((time.perf_counter() - started) / 60, 1)
+            (scratch / "results.json").write_text(
+                json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=1, default=str))
     finally:
         proxy.stop()
         if handle is not None:
             await handle.aclose()
-    wall = time.perf_counter() - started
-    complete = [task.id for task in tasks if all(any(r.task == task.id and r.agent == a for r in results)
-                                                 for a in args.agents)]
-    dropped = [task.id for task in tasks if task.id not in complete]
-    results = [r for r in results if r.task in complete]
-    label = f"{model}".replace("/", "_").replace(":", "_")
-    kept = keep_notebooks(results, label, args.keep_notebooks) if args.keep_notebooks else []
-    selection = ("tasks " + args.tasks if args.tasks else "the representative subset" if args.representative
-                 else "all tasks") + (f" (first {args.limit})" if args.limit else "")
-    notes = [
-        f"Model `{model}` via {'`' + args.base_url + '`' if args.base_url else 'llama.cpp (start_local_model)'}; "
-        f"kernelagent `--api {api}`; smolagents `CodeAgent` with `OpenAIServerModel`; max steps {args.max_steps} "
-        f"for both; temperature {args.temperature} for both; output cap {args.max_output_tokens or 'none'} tokens "
-        f"per call; {selection}: {len(complete)} of the suite's {len(TASKS)} tasks; total wall time {wall / 60:.1f} min.",
-        "smolagents runs the model's code in the host process (pandas/numpy of the host); kernelagent runs it in "
-        "its Docker sandbox (the image's pandas/numpy). The expected answers are identical under both.",
-        "When smolagents reaches its step limit it asks the model for a final answer without running code; that "
-        "answer is scored (status 'step limit (forced answer)'). kernelagent stops without an answer at its limit.",
-    ] + args.note
-    if dropped:
-        notes.append(f"Not run by every agent within the {args.budget_minutes} min budget, left out: "
-                     f"{', '.join(dropped)}.")
-    if kept:
-        notes.append(f"kernelagent notebooks: `{NOTEBOOKS.relative_to(REPO)}/{label}/` ({len(kept)} kept).")
-    command = "python -m tests.benchmarks.run_tasks " + " ".join(shlex.quote(a) for a in argv)
-    section = render(results, title=f"{model}, {len(complete)} tasks", command=command.strip(), notes=notes,
-                     agents=[a for a in AGENTS if a in args.agents])
-    write_report(args.out, section, args.append)
-    print(section)
-    return args.out
+    return results, meta
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    asyncio.run(amain(args, argv))
+    if args.merge:
+        results, metas = load_results(args.merge)
+    else:
+        results, meta = asyncio.run(run_all(args, argv))
+        metas = [meta]
+    print(report(results, metas, args))
     return 0
 
 

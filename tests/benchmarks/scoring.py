@@ -147,7 +147,7 @@ def score(
             candidates.add(given.rsplit(":", 1)[1].strip(_EDGE_PUNCTUATION).strip())
         if candidates & wanted:
             return Score(True, given)
-        return Score(False, given, f"{given!r} is not {sorted(wanted)[0]!r}")
+        return Score(False, given, f"{given!r} is not {min(wanted)!r}")
     if kind == "list":
         items = parse_list(answer)
         target_items = [normalize_string(item) for item in expected]

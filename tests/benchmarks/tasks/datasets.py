@@ -172,5 +172,5 @@ def generate(out_dir: str | Path) -> dict[str, Path]:
 
 
 if __name__ == "__main__":
-    for name, path in generate(sys.argv[1] if len(sys.argv) > 1 else "task-data").items():
+    for path in generate(sys.argv[1] if len(sys.argv) > 1 else "task-data").values():
         print(f"{path}  {path.stat().st_size} bytes")
