@@ -252,3 +252,18 @@ def test_ctrl_c_stops_cleanly_and_the_notebook_stays_valid(tmp_path: Path) -> No
     assert [c.metadata.kernelagent.status for c in cells] == ["ok", "interrupted"]
     assert cells[1].outputs and cells[1].outputs[0]["text"].startswith("0\n")
     assert nb.metadata.kernelagent.status == "interrupted"
+
+
+def test_long_sessions_are_compacted_for_the_model(tmp_path: Path) -> None:
+    big = "print('x' * 3000)"
+    script = [ScriptedTurn.python(big) for _ in range(30)] + [ScriptedTurn.final("done")]
+    with ScriptedModelServer(script) as server:
+        config = api.build_config(model="m", base_url=server.base_url, sandbox="local", max_steps=40)
+        config.context_chars = 20_000
+        result = api.run("Print a lot.", config=config, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb")
+        sizes = [len(json.dumps(r.body)) for r in server.completion_requests()]
+    assert result.status == "completed"
+    assert max(sizes[-5:]) < 40_000 and sizes[10] < max(sizes[-5:]) * 2
+    assert "compacted" in json.dumps(server.completion_requests()[-1].body)
+    cells = [c for c in nbformat.read(tmp_path / "s.ipynb", as_version=4).cells if c.cell_type == "code"]
+    assert len(cells) == 30 and all(len(c.outputs[0]["text"]) == 3001 for c in cells)  # the notebook keeps all

@@ -59,6 +59,8 @@ class LoopLimits:
     max_idle_turns: int = 3
     """Consecutive turns with no usable tool call before giving up."""
     max_kernel_deaths: int = 3
+    context_chars: int = 60_000
+    """Older steps are compacted when the conversation grows past this (~15k tokens)."""
     require_evidence: bool = True
     """Refuse a final answer until some code ran successfully, when the workspace has files."""
 
@@ -163,6 +165,8 @@ class AgentLoop:
         for _ in range(self.limits.max_steps):
             if (stop := self._budget_exhausted()) is not None:
                 return stop
+            if self.conversation.size() > self.limits.context_chars:
+                self.conversation.compact(self.limits.context_chars)
             self.checkpoint()
             turn = await self.model.turn(self.conversation, TOOLS, on_text_delta=self._delta)
             self.state.steps += 1

@@ -86,6 +86,41 @@ class Conversation(BaseModel):
                         return call
         return None
 
+    def size(self) -> int:
+        """Characters the model reads (text and tool output; images not counted)."""
+        total = len(self.system)
+        for item in self.items:
+            if isinstance(item, (UserItem, AssistantItem)):
+                total += len(item.text)
+            if isinstance(item, AssistantItem):
+                total += sum(len(call.arguments) for call in item.tool_calls)
+            if isinstance(item, ToolResultItem):
+                total += len(item.output)
+        return total
+
+    def compact(self, max_chars: int, keep_recent: int = 12, clip: int = 300) -> int:
+        """Shorten older steps until the conversation fits ``max_chars``; returns how many
+        items were shortened. The first instruction and the last ``keep_recent`` items stay
+        whole; older tool outputs and texts keep their head, older images are dropped. The
+        notebook still has everything."""
+        shortened = 0
+        first_user = next((i for i, item in enumerate(self.items) if isinstance(item, UserItem)), -1)
+        for index, item in enumerate(self.items[: max(0, len(self.items) - keep_recent)]):
+            if self.size() <= max_chars:
+                break
+            if index == first_user:
+                continue
+            marker = "\n[... compacted: the full output is in the session notebook]"
+            if isinstance(item, ToolResultItem) and (len(item.output) > clip or item.images):
+                if not item.output.endswith(marker):
+                    item.output = item.output[:clip] + marker
+                item.images = []
+                shortened += 1
+            elif isinstance(item, (UserItem, AssistantItem)) and len(item.text) > clip:
+                item.text = item.text[:clip] + "\n[... compacted]"
+                shortened += 1
+        return shortened
+
     def unanswered_calls(self) -> list[ToolCall]:
         """The last model turn's tool calls that have no result yet, in order."""
         answered = set()

@@ -69,6 +69,8 @@ class SessionConfig(BaseModel):
     """Stream model output; off for servers that report usage only without streaming."""
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     max_kernel_deaths: int = 3
+    context_chars: int = 60_000
+    """Older steps are compacted for the model past this size; the notebook keeps all."""
 
     def limits(self) -> LoopLimits:
         return LoopLimits(
@@ -79,6 +81,7 @@ class SessionConfig(BaseModel):
             max_cost=self.max_cost,
             price_per_million=self.price_per_million,
             max_kernel_deaths=self.max_kernel_deaths,
+            context_chars=self.context_chars,
         )
 
 
