@@ -15,6 +15,7 @@ from queue import Empty
 from typing import Any, Literal
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
+from nbformat import ValidationError
 from nbformat.v4 import output_from_msg
 from pydantic import BaseModel, Field
 
@@ -29,6 +30,9 @@ OutputCallback = Callable[[NotebookOutput], None]
 DeathCheck = Callable[[], Awaitable[str | None]]
 """Returns None while the kernel lives, else why it died."""
 Interrupt = Callable[[], Awaitable[None]]
+
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError, IndexError, ValidationError)
+"""What parsing a malformed or forged kernel message raises (JSONDecodeError is a ValueError)."""
 
 _LIVENESS_POLL_SECONDS = 1.0
 _DRAIN_SECONDS = 0.5
@@ -247,7 +251,7 @@ async def execute(
                 if reason is not None:
                     return collector.result("kernel_died", started_at, detail=reason)
             continue
-        except Exception:  # noqa: BLE001 - a message that does not parse
+        except MALFORMED:  # a message that does not parse
             dropped_messages += 1
             continue
         try:
@@ -263,7 +267,7 @@ async def execute(
                 if kind == "error" and not timed_out:
                     status = "error"
                 collector.handle(msg)
-        except Exception:  # noqa: BLE001 - a forged or malformed message
+        except MALFORMED:  # a forged or malformed message; errors of the callbacks propagate
             dropped_messages += 1
 
     if reply is None:
@@ -302,7 +306,7 @@ async def _shell_reply(client: AsyncKernelClient, msg_id: str, timeout: float) -
             reply = await client.get_shell_msg(timeout=max(0.0, deadline - time.monotonic()))
         except (Empty, asyncio.TimeoutError):
             return None
-        except Exception:  # noqa: BLE001 - a message that does not parse
+        except MALFORMED:  # a message that does not parse
             continue
         if isinstance(reply, dict) and reply.get("parent_header", {}).get("msg_id") == msg_id:
             return reply

@@ -33,6 +33,7 @@ OUTPUT = SUITE / "results.md"
 RESULTS_ENV = "KERNELAGENT_ADVERSARIAL_RESULTS"
 
 AREAS = {
+    "test_host_faults": "host faults",
     "test_network": "network",
     "test_filesystem": "host files / env",
     "test_escalation": "privileges",

@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
+from tests.adversarial.conftest import Record
 
 SAVE_FOREVER = textwrap.dedent(
     """
@@ -38,7 +39,9 @@ SAVE_FOREVER = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_save_leaves_the_old_or_the_new_notebook(tmp_path: Path) -> None:
+def test_sigkill_mid_save_leaves_the_old_or_the_new_notebook(tmp_path: Path, record: Record) -> None:
+    """SIGKILL a process that records cells and saves the notebook as fast as it can, 15 times"""
+    record(expected="after every kill the notebook on disk is a valid notebook (the old or the new version)")
     path = tmp_path / "s.ipynb"
     rng = random.Random(7)
     seen_cells = []
@@ -52,6 +55,7 @@ def test_sigkill_mid_save_leaves_the_old_or_the_new_notebook(tmp_path: Path) -> 
         nbformat.validate(notebook)
         seen_cells.append(len(notebook.cells))
     assert max(seen_cells) > 0
+    record(observed=f"15 kills, every file valid; cells on disk after each kill: {seen_cells}")
 
 
 @pytest.fixture
@@ -68,7 +72,11 @@ def tiny_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_disk_full_gives_a_clear_error_and_keeps_the_previous_notebook(tiny_disk: Path, tmp_path: Path) -> None:
+def test_disk_full_gives_a_clear_error_and_keeps_the_previous_notebook(
+    tiny_disk: Path, tmp_path: Path, record: Record
+) -> None:
+    """The session's notebook on a 1 MB disk; a cell prints 1.5 MB"""
+    record(expected="one clear error saying to free space, exit 1; the previous notebook stays valid")
     script = [
         ScriptedTurn.python("x = 1\nprint('small')"),
         ScriptedTurn.python("print('z' * 1_500_000)"),  # its record cannot fit on the disk
@@ -88,6 +96,7 @@ def test_disk_full_gives_a_clear_error_and_keeps_the_previous_notebook(tiny_disk
     nbformat.validate(saved)
     cells = [c for c in saved.cells if c.cell_type == "code"]
     assert cells[0].metadata.kernelagent.status == "ok" and cells[0].outputs[0]["text"] == "small\n"
+    record(observed=f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1][:160]}; notebook valid, first cell kept")
 
 
 def _dockerd_command() -> list[str]:
@@ -114,7 +123,9 @@ def _restart_dockerd() -> None:
     pytest.fail("dockerd did not come back")
 
 
-def test_dockerd_restarted_between_steps(docker_available: None, tmp_path: Path) -> None:
+def test_dockerd_restarted_between_steps(docker_available: None, tmp_path: Path, record: Record) -> None:
+    """dockerd restarted while a session waits for approval (its container does not survive)"""
+    record(expected="approve resumes the session: a fresh sandbox, state restored by replay, the answer uses it")
     if shutil.which("pidof") is None or os.geteuid() != 0:
         pytest.fail("restarting dockerd needs root and pidof")
     script = [
@@ -139,3 +150,4 @@ def test_dockerd_restarted_between_steps(docker_available: None, tmp_path: Path)
     cells = [c for c in nbformat.read(json.loads(second.stdout)["notebook"], as_version=4).cells
              if c.cell_type == "code"]
     assert cells[-1].outputs[0]["data"]["text/plain"] == "6"  # restored by replay
+    record(observed="dockerd restarted; approve exit 0; sum(kept) after restore = 6")
