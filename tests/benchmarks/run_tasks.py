@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from tests.benchmarks.scoring import score_task
+from tests.benchmarks.scoring import normalize_string, score_task
 from tests.benchmarks.tasks.datasets import generate
 from tests.benchmarks.tasks.suite import TASKS, Task, select
 
@@ -442,14 +442,18 @@ def write_report(path: Path, section: str, append: bool) -> None:
 
 
 def keep_notebooks(results: list[RunResult], label: str, max_bytes: int) -> list[str]:
+    """Copy kernelagent's notebooks (``<task>.ipynb``) and smolagents' step traces
+    (``smolagents/<task>.json``) up to ``max_bytes`` each into results/task-notebooks/."""
     kept = []
     target = NOTEBOOKS / label
     for r in results:
-        if r.notebook and Path(r.notebook).exists() and Path(r.notebook).stat().st_size <= max_bytes:
-            target.mkdir(parents=True, exist_ok=True)
-            destination = target / f"{r.task}.ipynb"
-            shutil.copy2(r.notebook, destination)
-            kept.append(str(destination.relative_to(REPO)))
+        source = Path(r.notebook) if r.notebook else Path(r.agent_reported.get("trace") or "")
+        if not source.name or not source.is_file() or source.stat().st_size > max_bytes:
+            continue
+        destination = target / f"{r.task}.ipynb" if r.notebook else target / "smolagents" / f"{r.task}.json"
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, destination)
+        kept.append(str(destination.relative_to(REPO)))
     return kept
 
 
@@ -466,6 +470,21 @@ def load_results(paths: list[Path]) -> tuple[list[RunResult], list[dict[str, Any
             result = RunResult(**row)
             merged[(result.task, result.agent)] = result
     return list(merged.values()), metas
+
+
+def forced_answer_basis(result: RunResult) -> str:
+    """Whether a forced answer repeats what an executed step printed, or is a guess."""
+    trace_path = result.agent_reported.get("trace")
+    if not trace_path or not Path(trace_path).exists():
+        return "trace not kept"
+    steps = json.loads(Path(trace_path).read_text())["trace"]
+    ran = [step for step in steps if step.get("code") and not step.get("error")]
+    if not ran:
+        return "a guess: no code step had run without an error"
+    wanted = normalize_string(result.answer)
+    if any(wanted and wanted in normalize_string(step.get("observations") or "") for step in ran):
+        return "the value was in an executed step's output"
+    return "not in any executed step's output"
 
 
 def report(results: list[RunResult], metas: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -497,11 +516,16 @@ def report(results: list[RunResult], metas: list[dict[str, Any]], args: argparse
         "scored (status 'step limit (forced answer)'). kernelagent stops without an answer at its limit."
     )
     notes = [setup, environments, limits, *args.note]
+    forced = [r for r in complete if r.agent == "smolagents" and r.passed and "forced" in r.status]
+    if forced:
+        notes.append("smolagents passes that came from the forced answer at the step limit: " + "; ".join(
+            f"{r.task} ({forced_answer_basis(r)})" for r in forced) + ".")
     if partial:
         notes.append("Run by one agent only (not in the table or totals): " + "; ".join(
             f"{r.task}/{r.agent}: {'pass' if r.passed else 'fail'} ({_cell(r.answer, 20)})" for r in partial) + ".")
     if kept:
-        notes.append(f"kernelagent notebooks: `{NOTEBOOKS.relative_to(REPO)}/{label}/` ({len(kept)} kept).")
+        notes.append(f"kernelagent notebooks and smolagents step traces: `{NOTEBOOKS.relative_to(REPO)}/{label}/` "
+                     f"({len(kept)} files).")
     commands = [m["command"] for m in metas if m.get("command")]
     section = render(complete, title=f"{model}, {task_count} tasks", commands=commands, notes=notes, agents=agents)
     write_report(args.out, section, args.append)
