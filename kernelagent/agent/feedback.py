@@ -83,14 +83,7 @@ def build_feedback(
         if kind == "stream":
             parts.append(strip_ansi(output["text"]))
         elif kind == "error":
-            lines = strip_ansi("\n".join(output.get("traceback", []))).splitlines()
-            if len(lines) > limits.traceback_lines:
-                dropped = len(lines) - limits.traceback_lines
-                lines = [
-                    f"[... {dropped} traceback lines cut ...]",
-                    *lines[-limits.traceback_lines :],
-                ]
-            parts.append("\n".join(lines) or f"{output.get('ename')}: {output.get('evalue')}")
+            parts.append(_error_text(output, limits.traceback_lines))
         elif kind in ("execute_result", "display_data"):
             data = output.get("data", {})
             media = next((m for m in IMAGE_TYPES if m in data), None)
@@ -130,7 +123,7 @@ def _error_text(output: NotebookOutput, max_lines: int) -> str:
     lines = strip_ansi("\n".join(output.get("traceback", []))).splitlines()
     cell_frame: list[str] = []
     for index, line in enumerate(lines):
-        if line.startswith(("Cell In[", "Input In [", "File <ipython-input")):
+        if line.startswith(("Cell In[", "Cell In [", "Input In [", "File <ipython-input")):
             cell_frame = lines[index : index + 6]
             break
     tail = lines[-max_lines // 2 :] if len(lines) > max_lines // 2 else lines
