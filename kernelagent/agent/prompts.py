@@ -33,8 +33,6 @@ ANSWER_WITHOUT_EVIDENCE = (
     "give the final answer."
 )
 
-BUDGET_NOTE = "Step {step} of at most {max_steps}."
-
 KERNEL_DIED = (
     "The kernel died while running your last cell ({reason}). A new kernel was started; "
     "{restored} Avoid repeating what killed it (e.g. use less memory)."

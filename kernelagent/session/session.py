@@ -7,7 +7,6 @@ as the session runs; it holds everything needed to continue the conversation.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import shutil
 import time
 import uuid
@@ -30,6 +29,7 @@ from kernelagent.events import (
 )
 from kernelagent.notebook.recorder import NotebookRecorder
 from kernelagent.notebook.restore import restore_state
+from kernelagent.notebook.workspace_inputs import sha256_of
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.stream import EventStream
@@ -39,11 +39,7 @@ ApiKind = Literal["responses", "chat", "code-blocks"]
 
 def describe_input(path: Path) -> dict[str, Any]:
     """Name, size and sha256 of a workspace input, so a replay can check it has the same data."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return {"name": path.name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"name": path.name, "size": path.stat().st_size, "sha256": sha256_of(path)}
 
 
 def sessions_home() -> Path:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-from kernelagent.events import Event, SessionFinished
+from kernelagent.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,6 @@ class EventStream:
         self._next_seq = first_seq
         self.history: list[Event] = []
         self._subscribers: list[tuple[Subscriber, bool]] = []
-        self._queues: list[asyncio.Queue[Event | None]] = []
 
     def subscribe(self, subscriber: Subscriber, *, critical: bool = False) -> None:
         self._subscribers.append((subscriber, critical))
@@ -43,22 +41,8 @@ class EventStream:
                 if critical:
                     raise
                 log.exception("event subscriber failed on %s", event.type)
-        for queue in self._queues:
-            queue.put_nowait(event)
-            if isinstance(event, SessionFinished):
-                queue.put_nowait(None)
         return event
 
     def since(self, seq: int) -> list[Event]:
         """Events after ``seq``, for a client that reconnects."""
         return [event for event in self.history if event.seq > seq]
-
-    async def iterate(self) -> AsyncIterator[Event]:
-        """Events from now until the session finishes."""
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._queues.append(queue)
-        try:
-            while (event := await queue.get()) is not None:
-                yield event
-        finally:
-            self._queues.remove(queue)
