@@ -61,6 +61,9 @@ def test_cli_multi_step_analysis(docker_available: None, tmp_path: Path) -> None
     # the failing cell's traceback reached the model, ANSI-free, and it recovered
     after_error = json.dumps(requests[4].body)
     assert "NameError" in after_error and "\\u001b[" not in after_error
+    # ...with the names the kernel does have, from the cells' manifests
+    assert "'best' is not defined. The kernel has: df (DataFrame " in after_error
+    assert "totals (Series " in after_error
 
     nb = nbformat.read(notebook, as_version=4)
     nbformat.validate(nb)
@@ -156,6 +159,37 @@ def test_bad_model_output_goes_back_to_the_model(docker_available: None, tmp_pat
     assert "not valid JSON" in bodies[1]
     assert "Unknown tool 'rm_rf'" in bodies[3]
     assert "You did not call a tool" in bodies[4]
+
+
+def test_repeated_failures_and_missing_modules_get_a_note(tmp_path: Path) -> None:
+    script = [
+        ScriptedTurn.python("import nosuchmodule_for_test"),
+        ScriptedTurn.python("import nosuchmodule_for_test  \n"),
+        ScriptedTurn.final("cannot"),
+    ]
+    with ScriptedModelServer(script) as server:
+        api.run(
+            "Try.", sandbox="local", base_url=server.base_url, model="m",
+            workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb",
+        )
+        bodies = [json.dumps(r.body) for r in server.completion_requests()]
+    assert "'nosuchmodule_for_test' is not installed" in bodies[1] and "no network" in bodies[1]
+    assert "same code as cell" not in bodies[1]
+    assert "same code as cell 1, and it failed the same way" in bodies[2]
+
+
+def test_no_stream_sends_plain_requests_and_counts_usage(tmp_path: Path) -> None:
+    with ScriptedModelServer([ScriptedTurn.python("6 * 7"), ScriptedTurn.final("42")]) as server:
+        done = cli(
+            "run", "Multiply.", "--sandbox", "local", "--base-url", server.base_url, "--model", "m",
+            "--api", "chat", "--no-stream", "--json", "--workspace", str(tmp_path / "ws"),
+            "--notebook", str(tmp_path / "s.ipynb"),
+        )
+        bodies = [r.body for r in server.completion_requests()]
+    assert done.returncode == 0, done.stderr
+    assert [body.get("stream", False) for body in bodies] == [False, False]
+    summary = json.loads(done.stdout)
+    assert summary["answer"] == "42" and summary["usage"]["input_tokens"] > 0
 
 
 def test_a_model_that_never_acts_ends_the_session(tmp_path: Path) -> None:

@@ -458,6 +458,8 @@ async def test_codeblock_model_plain_text_has_no_tool_calls() -> None:
         ("```python\ncheck()\n```\nFINAL ANSWER: guess", "python", "check()", ""),
         ("Nothing to run here.", None, "", "Nothing to run here."),
         ("```text\njust text\n```", None, "", "```text\njust text\n```"),
+        ("Expected output:\n```\n  region  revenue\n0   West   12.5\n```", None, "",
+         "Expected output:\n```\n  region  revenue\n0   West   12.5\n```"),
     ],
 )
 def test_parse_reply(reply: str, action: str | None, payload: str, prose: str) -> None:

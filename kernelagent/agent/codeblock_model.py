@@ -7,6 +7,7 @@ tool calls are rendered as the assistant's text and tool results as user message
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Mapping
@@ -153,7 +154,7 @@ def parse_reply(text: str) -> ParsedReply:
 
     A runnable block before a FINAL ANSWER line wins: the model must see its output
     first. A block without a language counts as Python only when there is no FINAL
-    ANSWER (such blocks often quote output).
+    ANSWER and it parses as Python (such blocks often quote output or a table).
     """
     blocks = _fenced_blocks(text)
     final = next(
@@ -164,7 +165,9 @@ def parse_reply(text: str) -> ParsedReply:
     candidates = [block for block in blocks if block.start < cutoff]
     chosen = next((block for block in candidates if _block_action(block.language)), None)
     if chosen is None and final is None:
-        chosen = next((block for block in candidates if block.language == ""), None)
+        chosen = next(
+            (block for block in candidates if block.language == "" and _parses(block.code)), None
+        )
     if chosen is not None:
         action = _block_action(chosen.language) or "python"
         return ParsedReply(prose=text[: chosen.start].strip(), action=action, payload=chosen.code)
@@ -174,6 +177,14 @@ def parse_reply(text: str) -> ParsedReply:
             prose=text[: final.start()].strip(), action="final_answer", payload=answer
         )
     return ParsedReply(prose=text.strip())
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def as_text_conversation(conversation: Conversation, tools: list[ToolSpec]) -> Conversation:

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from kernelagent.agent import prompts
 from kernelagent.agent.feedback import build_feedback
+from kernelagent.agent.hints import CellMemory
 from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
 from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
 from kernelagent.events import (
@@ -138,6 +139,7 @@ class AgentLoop:
         """Told to the model once the pending tool calls have their results."""
         self.evidence_pending = False
         """A new instruction has had no successful cell yet."""
+        self.memory = CellMemory()
         self.current_cell: str | None = None
         self.current_outputs: list[dict] = []
         self.current_started = 0.0
@@ -301,6 +303,8 @@ class AgentLoop:
         )
         manifest = parse_expression(result.user_expressions)
         self.state.cells += 1
+        if manifest is not None:
+            self.memory.apply_manifest(manifest)
         if result.ok:
             self.evidence_pending = False
         self.current_cell = None
@@ -324,8 +328,9 @@ class AgentLoop:
             image_dir_in_kernel=f"{self.sandbox.kernel_workspace}/figures",
             cell_label=f"cell-{self.state.cells}",
         )
-        text = feedback.text
+        text = "\n".join([feedback.text, *self.memory.notes(source, result, self.state.cells)])
         if result.status == "kernel_died":
+            self.memory.forget_names()
             self.state.kernel_deaths += 1
             self._last_death = result.detail
             restored = await self.recover_kernel()

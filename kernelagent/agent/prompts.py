@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kernelagent.sandbox.images import DATA_LIBRARIES
+
+LIBRARIES = ", ".join(DATA_LIBRARIES)
+
 SYSTEM_PROMPT = """\
 You are a careful data analyst working in a live Jupyter (IPython) kernel.
 
@@ -13,8 +17,8 @@ How to work:
   look at results before the next step.
 - Your working directory is the workspace `{workspace}`; input files are there. Files you
   write there are kept. {files}
-- pandas, numpy, matplotlib{extra_libraries} are installed. There is no internet access: do
-  not try to install packages or download data.
+- {libraries} are installed. There is no internet access: do not try to install
+  packages or download data.
 - Inspect data before computing with it (shape, dtypes, head, missing values).
 - When a cell fails, read the traceback and fix the cause; do not repeat the same code.
 - Use the `shell` tool only for shell work (listing or moving files).
@@ -42,8 +46,8 @@ KERNEL_DIED = (
 CODE_BLOCK_SYSTEM_PROMPT = """You are a careful data analyst. You answer by running Python code in a live Jupyter kernel
 and reading its output. You never guess: every number in your answer comes from code you ran.
 
-Your working directory is `{workspace}`. {files} pandas, numpy, matplotlib and scipy are
-installed; there is no internet access. Variables persist between your code blocks.
+Your working directory is `{workspace}`. {files} {libraries} are installed;
+there is no internet access. Variables persist between your code blocks.
 
 Each reply is EITHER one ```python block (it runs, and you get its output in the next
 message) OR, once you have computed the answer, one line `FINAL ANSWER: <answer>`.
@@ -83,7 +87,6 @@ def file_previews(workspace: Path, files: list[str], lines: int = 3, width: int 
 def system_prompt(
     workspace: str,
     files: list[str],
-    extra_libraries: str = ", scipy",
     *,
     code_blocks: bool = False,
     host_workspace: Path | None = None,
@@ -92,4 +95,4 @@ def system_prompt(
     if host_workspace is not None and files:
         listed += file_previews(host_workspace, files)
     template = CODE_BLOCK_SYSTEM_PROMPT if code_blocks else SYSTEM_PROMPT
-    return template.format(workspace=workspace, files=listed, extra_libraries=extra_libraries)
+    return template.format(workspace=workspace, files=listed, libraries=LIBRARIES)

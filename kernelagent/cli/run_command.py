@@ -56,6 +56,7 @@ def run(
     approve: Annotated[str, typer.Option(help="Which actions need a person's approval: never | shell | always")] = "never",
     approve_pattern: Annotated[Optional[list[str]], typer.Option(help="Regex; matching code or commands need approval (repeatable).")] = None,
     approve_outside_writes: Annotated[bool, typer.Option(help="Writes outside the workspace need approval.")] = False,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Stream model replies. Some servers (llama.cpp's) report token usage only with --no-stream.")] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")] = False,
 ) -> None:
@@ -80,6 +81,7 @@ def run(
         max_steps=max_steps, cell_timeout=timeout, max_tokens=max_tokens, max_cost=max_cost,
         price_per_million=price_per_million,
     )
+    config.stream = stream
     config.approval = ApprovalPolicy(
         mode=approve, patterns=approve_pattern or [], writes_outside_workspace=approve_outside_writes  # type: ignore[arg-type]
     )

@@ -33,7 +33,7 @@ def image_build(
     base: Annotated[str, typer.Option(help="Base image for the dockerfile route.")] = "python:3.12-slim",
     force: Annotated[bool, typer.Option(help="Rebuild even if the image is current.")] = False,
 ) -> None:
-    """Build the sandbox image (python3, ipykernel, numpy, pandas, matplotlib, non-root user)."""
+    """Build the sandbox image (python3, ipykernel, numpy, pandas, scipy, scikit-learn, matplotlib, non-root user)."""
     if route not in ("rootfs", "dockerfile"):
         raise fail(f"unknown route {route!r}: use rootfs or dockerfile")
     try:

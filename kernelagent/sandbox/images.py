@@ -35,11 +35,14 @@ DEBIAN_PACKAGES = [
     "python3-pandas",
     "python3-matplotlib",
     "python3-scipy",
+    "python3-sklearn",
     "fonts-dejavu-core",
     "procps",
     "ca-certificates",
 ]
-PYPI_PACKAGES = ["ipykernel", "numpy", "pandas", "matplotlib", "scipy"]
+PYPI_PACKAGES = ["ipykernel", "numpy", "pandas", "matplotlib", "scipy", "scikit-learn"]
+DATA_LIBRARIES = ("pandas", "numpy", "matplotlib", "scipy", "scikit-learn")
+"""What the sandbox's Python can import for analysis, as the model is told."""
 RECIPE_LABEL = "kernelagent.recipe"
 IMAGE_CHANGES = [
     f"USER {SANDBOX_UID}:{SANDBOX_UID}",
@@ -145,7 +148,7 @@ def import_rootfs(root: Path, name: str, *, suite: str = DEBIAN_SUITE, progress:
     _run(["chroot", str(root), "apt-get", "-f", "install", "-y", "-q"], progress, "resolving left-over dependencies")
     _run(["chroot", str(root), "dpkg", "--configure", "-a"], progress, "configuring packages")
     _run(
-        ["chroot", str(root), "python3", "-c", "import ipykernel, zmq, numpy, pandas, matplotlib"],
+        ["chroot", str(root), "python3", "-c", "import ipykernel, zmq, numpy, pandas, matplotlib, scipy, sklearn"],
         progress,
         "checking that the kernel and the data stack import",
     )

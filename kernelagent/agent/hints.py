@@ -1,0 +1,96 @@
+"""Short notes added to a failed cell's feedback, from what the loop knows and the model may not.
+
+Each note answers one common way small models get stuck: running the same failing code
+again, using a name the kernel never defined (or lost in a restart), and importing a
+package the offline sandbox does not have.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernelagent.execution import ExecutionResult
+from kernelagent.sandbox.images import DATA_LIBRARIES
+
+_UNDEFINED_NAME = re.compile(r"name '([^']+)' is not defined")
+_MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
+MAX_NAMES_LISTED = 25
+
+
+@dataclass
+class CellMemory:
+    """What the loop remembers across cells: the kernel's names and the code that failed."""
+
+    names: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Variables the manifests say the kernel holds, with their fingerprints."""
+    failed: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """Normalized code of failed cells -> (cell number, its error line)."""
+
+    def apply_manifest(self, manifest: dict[str, dict[str, Any]]) -> None:
+        for name, entry in manifest.items():
+            if entry.get("deleted"):
+                self.names.pop(name, None)
+            else:
+                self.names[name] = entry
+
+    def forget_names(self) -> None:
+        """After a kernel restart the variables are gone."""
+        self.names.clear()
+
+    def notes(self, code: str, result: ExecutionResult, cell_number: int) -> list[str]:
+        """Notes for the model about this cell's result; remembers it if it failed."""
+        if result.status != "error":
+            return []
+        error = _error_line(result)
+        notes = []
+        key = _normalized(code)
+        earlier = self.failed.get(key)
+        if earlier is not None and earlier[1] == error:
+            notes.append(
+                f"[note] This is the same code as cell {earlier[0]}, and it failed the same way. "
+                "Running it again will not help: change the approach."
+            )
+        else:
+            self.failed[key] = (cell_number, error)
+        if (match := _UNDEFINED_NAME.search(error)) is not None:
+            notes.append(self._undefined_name_note(match.group(1)))
+        if (match := _MISSING_MODULE.search(error)) is not None:
+            notes.append(
+                f"[note] '{match.group(1)}' is not installed, and the sandbox has no network, so it "
+                f"cannot be installed. Use what is installed: {', '.join(DATA_LIBRARIES)} and the "
+                "standard library."
+            )
+        return notes
+
+    def _undefined_name_note(self, missing: str) -> str:
+        if not self.names:
+            return (
+                f"[note] '{missing}' is not defined: no variables are defined in the kernel yet. "
+                "Define it (load the data, import the module) in the cell that uses it or before."
+            )
+        listed = [f"{name} ({_kind(entry)})" for name, entry in sorted(self.names.items())]
+        more = len(listed) - MAX_NAMES_LISTED
+        shown = ", ".join(listed[:MAX_NAMES_LISTED]) + (f", and {more} more" if more > 0 else "")
+        return f"[note] '{missing}' is not defined. The kernel has: {shown}."
+
+
+def _error_line(result: ExecutionResult) -> str:
+    for output in result.outputs:
+        if output.get("output_type") == "error":
+            return f"{output.get('ename')}: {output.get('evalue')}"
+    return ""
+
+
+def _normalized(code: str) -> str:
+    return "\n".join(line.rstrip() for line in code.strip().splitlines() if line.strip())
+
+
+def _kind(entry: dict[str, Any]) -> str:
+    kind = str(entry.get("type", "?")).rsplit(".", 1)[-1]
+    if "shape" in entry:
+        return f"{kind} {'x'.join(str(n) for n in entry['shape'])}"
+    if "len" in entry:
+        return f"{kind} of {entry['len']}"
+    return kind
