@@ -236,8 +236,10 @@ def test_idle_sandboxes_are_stopped(docker_available: None, tmp_path: Path, stat
         session_id = json.loads(first.stdout)["session_id"]
         store = SessionStore(tmp_path)
         assert store.get(session_id).status == status and store.get(session_id).sandbox_state
+        container_id = store.get(session_id).sandbox_state["provisioner_info"]["container_id"]
         assert asyncio.run(stop_idle_sandboxes(store, idle_seconds=0)) == [session_id]
         assert store.get(session_id).sandbox_state is None
+        assert docker.from_env().containers.list(all=True, filters={"id": container_id}) == []
         approved = cli("approve", session_id, "--json", home=tmp_path)  # restored by replay
     assert approved.returncode == 0, approved.stderr
     cells = code_cells(json.loads(approved.stdout)["notebook"])

@@ -26,8 +26,20 @@ def test_the_same_code_failing_the_same_way_is_flagged_with_the_first_cell() -> 
     memory.notes("print(1/0)", failed("ZeroDivisionError", "division by zero"), 2)
     # trailing spaces and blank lines do not make it new code
     again = memory.notes(code.replace("\n", "  \n\n") + "\n", failed("KeyError", "'revenue'"), 3)
-    assert len(again) == 1
     assert "same code as cell 1" in again[0] and "change the approach" in again[0]
+    assert "cell 1: KeyError: 'revenue'; cell 2: ZeroDivisionError" in again[1]
+
+
+def test_alternating_between_two_failing_fixes_lists_both_errors() -> None:
+    memory = CellMemory()
+    first, second = "df['d'].dt.month", "df['d'] = pd.to_datetime(df['d'])\ndf['d'].str[:4]"
+    dt_error, str_error = failed("AttributeError", "no .dt"), failed("AttributeError", "no .str")
+    memory.notes(first, dt_error, 1)
+    memory.notes(second, str_error, 2)
+    repeat, both = memory.notes(first, dt_error, 3)
+    assert "same code as cell 1" in repeat
+    assert both.startswith("[note] Your recent cells failed with: ")
+    assert "AttributeError: no .dt" in both and "AttributeError: no .str" in both
 
 
 def test_the_same_code_failing_differently_is_not_called_a_repeat() -> None:

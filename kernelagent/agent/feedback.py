@@ -117,20 +117,53 @@ def build_feedback(
     return Feedback(text=text, images=images)
 
 
+_FRAME_HEADER = ("Cell In[", "Cell In [", "Input In [", "File ")
+_CELL_FRAME = ("Cell In[", "Cell In [", "Input In [", "File <ipython-input")
+_ARROW = re.compile(r"^\s*-+>")
+
+
 def _error_text(output: NotebookOutput, max_lines: int) -> str:
-    """The error first, then where it happened in the cell, then the end of the traceback."""
+    """The error first, then a compact traceback: the cells' own frames with the failing line
+    and its context, library frames collapsed, and where the error was finally raised."""
     summary = f"{output.get('ename')}: {strip_ansi(str(output.get('evalue', '')))}"
     lines = strip_ansi("\n".join(output.get("traceback", []))).splitlines()
-    cell_frame: list[str] = []
-    for index, line in enumerate(lines):
-        if line.startswith(("Cell In[", "Cell In [", "Input In [", "File <ipython-input")):
-            cell_frame = lines[index : index + 6]
-            break
-    tail = lines[-max_lines // 2 :] if len(lines) > max_lines // 2 else lines
-    if cell_frame and cell_frame[0] in tail:
-        cell_frame = []
-    body = [*cell_frame, "[...]", *tail] if cell_frame else tail
-    return "\n".join([f"Error: {summary}", *body])
+    frames: list[list[str]] = []
+    for line in lines:
+        if line.startswith(_FRAME_HEADER):
+            frames.append([line])
+        elif frames:
+            frames[-1].append(line)
+    if not frames:
+        body = [line for line in lines if line.strip() and not set(line.strip()) <= {"-"}]
+        return "\n".join([f"Error: {summary}", *body[-max_lines:]])
+    body: list[str] = []
+    hidden = 0
+    for index, frame in enumerate(frames):
+        last = index == len(frames) - 1
+        if frame[0].startswith(_CELL_FRAME):
+            context = 2
+        elif last:
+            context = 0
+        else:
+            hidden += 1
+            continue
+        if hidden:
+            body.append(f"[... {hidden} frame{'s' if hidden > 1 else ''} in library code ...]")
+            hidden = 0
+        body += _frame_excerpt(frame, context)
+    return "\n".join([f"Error: {summary}", *body[:max_lines]])
+
+
+def _frame_excerpt(frame: list[str], context: int) -> list[str]:
+    """A frame's header and its failing line with ``context`` lines before it; a frame
+    without an arrow (a SyntaxError's) is kept whole but for the repeated error line."""
+    code = frame[1:]
+    arrow = next((i for i, line in enumerate(code) if _ARROW.match(line)), None)
+    if arrow is None:
+        kept = [line for line in code if line.strip()]
+        return [frame[0], *kept[:8]]
+    before = [line for line in code[max(0, arrow - context) : arrow] if line.strip()]
+    return [frame[0], *before, code[arrow]]
 
 
 def _status_line(result: ExecutionResult) -> str:

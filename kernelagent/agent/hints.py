@@ -17,6 +17,7 @@ from kernelagent.sandbox.images import DATA_LIBRARIES
 _UNDEFINED_NAME = re.compile(r"name '([^']+)' is not defined")
 _MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
 MAX_NAMES_LISTED = 25
+RECENT_ERRORS = 4
 
 
 @dataclass
@@ -27,6 +28,8 @@ class CellMemory:
     """Variables the manifests say the kernel holds, with their fingerprints."""
     failed: dict[str, tuple[int, str]] = field(default_factory=dict)
     """Normalized code of failed cells -> (cell number, its error line)."""
+    recent_errors: list[tuple[int, str]] = field(default_factory=list)
+    """(cell number, error line) of the last failed cells, oldest first."""
 
     def apply_manifest(self, manifest: dict[str, dict[str, Any]]) -> None:
         for name, entry in manifest.items():
@@ -52,8 +55,16 @@ class CellMemory:
                 f"[note] This is the same code as cell {earlier[0]}, and it failed the same way. "
                 "Running it again will not help: change the approach."
             )
+            distinct = {line: number for number, line in self.recent_errors}
+            if len(distinct) > 1:
+                listed = "; ".join(f"cell {number}: {line}" for line, number in distinct.items())
+                notes.append(
+                    f"[note] Your recent cells failed with: {listed}. Each fix brought back another "
+                    "error: write one cell that avoids all of them (look at the dtypes and a few values of the data first)."
+                )
         else:
             self.failed[key] = (cell_number, error)
+        self.recent_errors = [*self.recent_errors, (cell_number, error)][-RECENT_ERRORS:]
         if (match := _UNDEFINED_NAME.search(error)) is not None:
             notes.append(self._undefined_name_note(match.group(1)))
         if (match := _MISSING_MODULE.search(error)) is not None:
@@ -79,7 +90,8 @@ class CellMemory:
 def _error_line(result: ExecutionResult) -> str:
     for output in result.outputs:
         if output.get("output_type") == "error":
-            return f"{output.get('ename')}: {output.get('evalue')}"
+            line = f"{output.get('ename')}: {output.get('evalue')}"
+            return line if len(line) <= 200 else line[:197] + "..."
     return ""
 
 

@@ -9,6 +9,7 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 from jupyter_client.kernelspec import KernelSpecManager
@@ -83,6 +84,24 @@ def remove_sandboxes(targets: list[SandboxContainer]) -> int:
         if target.kernel_id:
             shutil.rmtree(kernel_runtime_dir(target.kernel_id), ignore_errors=True)
     return removed
+
+
+def discard_sandbox(state: dict[str, Any]) -> bool:
+    """Remove the container a ``Sandbox.state()`` names, without talking to its kernel.
+
+    Returns False when the state names no container (a local sandbox): the caller must
+    attach and shut it down instead.
+    """
+    container_id = (state.get("provisioner_info") or {}).get("container_id")
+    if not container_id:
+        return False
+    try:
+        docker_client().containers.get(container_id).remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    if state.get("kernel_id"):
+        shutil.rmtree(kernel_runtime_dir(state["kernel_id"]), ignore_errors=True)
+    return True
 
 
 def install_kernelspec(

@@ -22,7 +22,7 @@ from kernelagent.agent.model import Conversation, Model
 from kernelagent.events import CellFinished, Event, SessionFinished, StatusChanged, UsageUpdated
 from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
 from kernelagent.notebook.restore import restore_state
-from kernelagent.sandbox.maintenance import pid_alive
+from kernelagent.sandbox.maintenance import discard_sandbox, pid_alive
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.session.session import Session, SessionConfig
 from kernelagent.session.store import SessionRecord, SessionStateError, SessionStore
@@ -264,8 +264,9 @@ async def stop_idle_sandboxes(store: SessionStore, idle_seconds: float = DEFAULT
         if record.status not in WAITING or now - record.updated_at < idle_seconds:
             continue
         try:
-            sandbox = await Sandbox.attach(record.sandbox_state or {})
-            await sandbox.shutdown()
+            if not discard_sandbox(record.sandbox_state or {}):
+                sandbox = await Sandbox.attach(record.sandbox_state or {})
+                await sandbox.shutdown()
         except Exception:  # noqa: BLE001 - already gone: only the record needs updating
             pass
         store.update(record.id, sandbox_state=None)
