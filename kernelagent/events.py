@@ -8,10 +8,16 @@ the session when it emits the event), so a client that reconnects can catch up.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+def code_sha256(code: str) -> str:
+    """The hash an approval is bound to: the exact code (or command) that was shown."""
+    return hashlib.sha256(code.encode()).hexdigest()
 
 #: An nbformat v4 output dict (stream, display_data, execute_result, error).
 NotebookOutput = dict[str, Any]

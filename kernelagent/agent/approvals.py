@@ -8,7 +8,6 @@ the code for absolute paths written to outside ``/workspace`` and ``/tmp``).
 from __future__ import annotations
 
 import getpass
-import hashlib
 import re
 import socket
 from typing import Literal
@@ -24,10 +23,6 @@ _PYTHON_WRITE = re.compile(
     re.VERBOSE,
 )
 _SHELL_WRITE = re.compile(r"(?:>>?|\btee\s+(?:-a\s+)?|\b(?:cp|mv|rm|touch|mkdir|chmod|chown|ln)\s+(?:-\S+\s+)*)(/[^\s;|&]*)")
-
-
-def code_sha256(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 def who() -> str:

@@ -34,11 +34,12 @@ from kernelagent.events import (
     SessionStatus,
     Usage,
     UsageUpdated,
+    code_sha256,
 )
 from kernelagent.execution import ExecutionResult
 from kernelagent.manifest import as_list, parse_expression
 from kernelagent.sandbox.sandbox import Sandbox, shell_cell
-from kernelagent.agent.approvals import ApprovalPolicy, code_sha256
+from kernelagent.agent.approvals import ApprovalPolicy
 
 Emit = Callable[[Event], Event]
 KernelRecovery = Callable[[], Awaitable[str]]

@@ -8,7 +8,6 @@ so a save costs about one write of the file's bytes.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import re
@@ -45,6 +44,7 @@ from kernelagent.events import (
     StatusChanged,
     UsageUpdated,
     UserMessage,
+    code_sha256,
 )
 from kernelagent.notebook.atomic import atomic_write
 
@@ -415,7 +415,7 @@ class NotebookRecorder:
             "by": event.decided_by,
             "at": _iso(event.time),
             "reason": event.reason,
-            "code_sha256": hashlib.sha256(event.code.encode()).hexdigest(),
+            "code_sha256": code_sha256(event.code),
         }
         if event.code != cell.source:
             decision["original_code"] = cell.source

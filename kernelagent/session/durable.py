@@ -16,10 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kernelagent.agent.approvals import code_sha256, who
+from kernelagent.agent.approvals import who
 from kernelagent.agent.loop import Decision
 from kernelagent.agent.model import Conversation, Model
-from kernelagent.events import CellFinished, Event, SessionFinished, StatusChanged, UsageUpdated
+from kernelagent.events import CellFinished, Event, SessionFinished, StatusChanged, UsageUpdated, code_sha256
 from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
 from kernelagent.notebook.restore import restore_state
 from kernelagent.sandbox.maintenance import discard_sandbox, pid_alive
