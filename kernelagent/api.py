@@ -21,7 +21,7 @@ from kernelagent.agent.models_factory import make_model, resolve_api_key
 from kernelagent.agent.openai_errors import to_model_error
 from kernelagent.events import Event, SessionStatus, Usage
 from kernelagent.sandbox.settings import SandboxSettings
-from kernelagent.agent.loop import Decision, Outcome
+from kernelagent.agent.loop import Decision, LoopLimits, Outcome
 from kernelagent.session.durable import WAITING, check_resumable, register, resume_session
 from kernelagent.session.session import ApiKind, Session, SessionConfig
 from kernelagent.session.store import SessionStore
@@ -75,11 +75,13 @@ def build_config(
         api=api,
         base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
         sandbox=sandbox_settings,
-        max_steps=max_steps,
-        cell_timeout=cell_timeout,
-        max_tokens=max_tokens,
-        max_cost=max_cost,
-        price_per_million=price_per_million,
+        limits=LoopLimits(
+            max_steps=max_steps,
+            cell_timeout=cell_timeout,
+            max_tokens=max_tokens,
+            max_cost=max_cost,
+            price_per_million=price_per_million,
+        ),
     )
 
 

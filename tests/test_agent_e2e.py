@@ -293,7 +293,7 @@ def test_long_sessions_are_compacted_for_the_model(tmp_path: Path) -> None:
     script = [ScriptedTurn.python(big) for _ in range(30)] + [ScriptedTurn.final("done")]
     with ScriptedModelServer(script) as server:
         config = api.build_config(model="m", base_url=server.base_url, sandbox="local", max_steps=40)
-        config.context_chars = 20_000
+        config.limits.context_chars = 20_000
         result = api.run("Print a lot.", config=config, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb")
         sizes = [len(json.dumps(r.body)) for r in server.completion_requests()]
     assert result.status == "completed"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from kernelagent.agent.loop import LoopLimits
 from kernelagent.agent.model import AssistantItem, Conversation, ModelTurn, TextDeltaCallback, ToolSpec, UserItem
 from kernelagent.events import Usage
 from kernelagent.notebook.compare import CompareOptions
@@ -66,7 +67,7 @@ async def replay_agent(
     model = RecordedModel(turns)
     tmp = Path(tempfile.mkdtemp(prefix="kernelagent-agent-replay-"))
     await prepare_workspace(original, path, workspace, tmp / "workspace")
-    config = SessionConfig(model="recorded", sandbox=sandbox or SandboxSettings(), max_steps=len(turns) + 1)
+    config = SessionConfig(model="recorded", sandbox=sandbox or SandboxSettings(), limits=LoopLimits(max_steps=len(turns) + 1))
     box = await Sandbox.start(config.sandbox, tmp / "workspace")
     session = await Session.start(config, model, sandbox=box, notebook=tmp / "replayed.ipynb")
     try:

@@ -76,7 +76,7 @@ async def continue_notebook(
     copy_workspace(source, session_workspace)
     sandbox = await Sandbox.start(config.sandbox, session_workspace)
     try:
-        report = await restore_state(notebook, sandbox, timeout=config.cell_timeout)
+        report = await restore_state(notebook, sandbox, timeout=config.limits.cell_timeout)
         conversation = recorded_conversation(
             notebook,
             system_prompt(

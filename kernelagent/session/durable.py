@@ -188,7 +188,7 @@ async def _sandbox_for(record: SessionRecord, config: SessionConfig, notebook: A
         except (SandboxError, OSError, KeyError, RuntimeError, TimeoutError):
             pass
     sandbox = await Sandbox.start(config.sandbox, record.workspace)
-    report = await restore_state(notebook, sandbox, timeout=config.cell_timeout)
+    report = await restore_state(notebook, sandbox, timeout=config.limits.cell_timeout)
     return sandbox, (
         "(Session resumed in a new sandbox: the previous one was gone, so the recorded cells were "
         f"re-run: {report.summary()})"

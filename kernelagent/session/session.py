@@ -7,6 +7,7 @@ as the session runs; it holds everything needed to continue the conversation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import time
 import uuid
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome, workspace_files
@@ -55,30 +56,26 @@ class SessionConfig(BaseModel):
     api: ApiKind = "responses"
     base_url: str | None = None
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
-    max_steps: int = 30
-    cell_timeout: float = 300.0
-    shell_timeout: float = 120.0
-    max_tokens: int | None = None
-    max_cost: float | None = None
-    price_per_million: tuple[float, float] | None = None
+    limits: LoopLimits = Field(default_factory=LoopLimits)
+    """Steps, timeouts, token/cost budgets, compaction: how far one run may go."""
     stream: bool = True
     """Stream model output; off for servers that report usage only without streaming."""
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
-    max_kernel_deaths: int = 3
-    context_chars: int = 60_000
-    """Older steps are compacted for the model past this size; the notebook keeps all."""
 
-    def limits(self) -> LoopLimits:
-        return LoopLimits(
-            max_steps=self.max_steps,
-            cell_timeout=self.cell_timeout,
-            shell_timeout=self.shell_timeout,
-            max_tokens=self.max_tokens,
-            max_cost=self.max_cost,
-            price_per_million=self.price_per_million,
-            max_kernel_deaths=self.max_kernel_deaths,
-            context_chars=self.context_chars,
-        )
+    @model_validator(mode="before")
+    @classmethod
+    def _limits_recorded_flat(cls, data: Any) -> Any:
+        """Notebooks recorded before the limits had their own field kept them flat."""
+        if isinstance(data, dict) and any(name in data for name in _LIMIT_FIELDS):
+            data = dict(data)
+            limits = dict(data.get("limits") or {})
+            for name in _LIMIT_FIELDS & data.keys():
+                limits[name] = data.pop(name)
+            data["limits"] = limits
+        return data
+
+
+_LIMIT_FIELDS = frozenset(field.name for field in dataclasses.fields(LoopLimits))
 
 
 class Session:
@@ -106,7 +103,7 @@ class Session:
             sandbox,
             conversation,
             stream.emit,
-            limits=config.limits(),
+            limits=config.limits,
             state=LoopState(),
             checkpoint=lambda: recorder.set_conversation(self.conversation_state()),
             approval=config.approval,
@@ -240,7 +237,7 @@ class Session:
             pass
         self.sandbox = await Sandbox.start(self.config.sandbox, old.workspace)
         self.loop.sandbox = self.sandbox
-        report = await restore_state(self.recorder.notebook, self.sandbox, timeout=self.config.cell_timeout)
+        report = await restore_state(self.recorder.notebook, self.sandbox, timeout=self.config.limits.cell_timeout)
         self.restored_cells = len(report.ran)
         for listener in self.sandbox_listeners:
             listener(self.sandbox)
