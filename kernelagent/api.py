@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,30 @@ async def check_model_server(config: SessionConfig, api_key: str | None = None) 
         await client.close()
 
 
+@asynccontextmanager
+async def served_model(
+    config: SessionConfig, on_notice: Callable[[str], None] | None = None
+) -> AsyncIterator[SessionConfig]:
+    """Start the local model server a config names (and stop it after); else do nothing.
+
+    The server's address changes from run to run, so ``config.base_url`` and
+    ``config.model`` are set to this one's.
+    """
+    if config.local_model is None:
+        yield config
+        return
+    from kernelagent.localmodel import start_local_model
+    from kernelagent.localmodel.server import ensure_llama_cpp_server_installed
+
+    ensure_llama_cpp_server_installed()
+    handle = await start_local_model(config.local_model or None, on_notice=on_notice)
+    config.base_url, config.model = handle.base_url, handle.model_name
+    try:
+        yield config
+    finally:
+        await handle.aclose()
+
+
 def model_for(config: SessionConfig, api_key: str | None = None) -> Model:
     return make_model(config.api, config.model, base_url=config.base_url, api_key=api_key, stream=config.stream)
 
@@ -197,18 +222,22 @@ async def aresume(
     record = store.get(session_id)
     check_resumable(record, instruction, decision)
     config = SessionConfig.model_validate({**record.config, **{k: v for k, v in config_overrides.items() if v is not None}})
-    model = model_adapter
-    if model is None:
-        if check_server:
-            await check_model_server(config, api_key)
-        model = model_for(config, api_key)
+    if config_overrides.get("base_url"):
+        config.local_model = None
     stream = stream or EventStream(record.id)
     if on_event is not None:
         stream.subscribe(on_event)
-    session, _ = await resume_session(
-        store, record.id, model, instruction=instruction, decision=decision, stream=stream, config=config
-    )
-    return await _run_to_stop(session, instruction, store, model)
+    serving = served_model(config) if model_adapter is None else nullcontext(config)
+    async with serving:
+        model = model_adapter
+        if model is None:
+            if check_server:
+                await check_model_server(config, api_key)
+            model = model_for(config, api_key)
+        session, _ = await resume_session(
+            store, record.id, model, instruction=instruction, decision=decision, stream=stream, config=config
+        )
+        return await _run_to_stop(session, instruction, store, model)
 
 
 async def astream(task: str, **options: Any) -> AsyncIterator[Event]:

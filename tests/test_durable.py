@@ -245,3 +245,49 @@ def test_idle_sandboxes_are_stopped(docker_available: None, tmp_path: Path, stat
     cells = code_cells(json.loads(approved.stdout)["notebook"])
     assert cells[-1].outputs[0]["data"]["text/plain"] == "42"
 
+
+
+def test_a_local_model_is_served_again_when_its_session_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session on a model kernelagent served itself outlives that server: approving it
+    later starts the model again (here a scripted server stands in for llama.cpp)."""
+    import asyncio
+
+    import kernelagent.localmodel as localmodel
+    import kernelagent.localmodel.server as localserver
+    from kernelagent.agent.approvals import ApprovalPolicy
+    from kernelagent.session.durable import decide
+
+    store = SessionStore(tmp_path / "home")
+    config = api.build_config(model="tiny-local", api="chat", sandbox="local")
+    config.local_model = "tiny-local"
+    config.approval = ApprovalPolicy(mode="shell")
+    with ScriptedModelServer(APPROVAL_SCRIPT[:2]) as first_server:
+        config.base_url = first_server.base_url
+        first = api.run("task", config=config, store=store, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb")
+    assert first.status == "awaiting_approval"
+
+    served: list[str | None] = []
+    second_server = ScriptedModelServer(APPROVAL_SCRIPT[2:]).start()
+    closed: list[bool] = []
+
+    class Handle:
+        base_url, model_name = second_server.base_url, "tiny-local"
+
+        async def aclose(self) -> None:
+            closed.append(True)
+            second_server.stop()
+
+    async def fake_start(name_or_path: str | None = None, **_: object) -> Handle:
+        served.append(name_or_path)
+        return Handle()
+
+    monkeypatch.setattr(localmodel, "start_local_model", fake_start)
+    monkeypatch.setattr(localserver, "ensure_llama_cpp_server_installed", lambda: None)
+    decision = decide(store.get(first.session_id), "approved")
+    resumed = asyncio.run(api.aresume(first.session_id, decision=decision, store=store))
+    assert served == ["tiny-local"] and closed == [True]
+    assert resumed.status == "completed" and resumed.answer == "42"
+    assert len(second_server.completion_requests()) == 2
+    assert store.get(first.session_id).config["local_model"] == "tiny-local"

@@ -13,10 +13,12 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from kernelagent.agent.model import ModelError
-from kernelagent.api import build_config, check_model_server, model_for
+from kernelagent.api import build_config, check_model_server, model_for, served_model
 from kernelagent.cli.app import app, console, fail
 from kernelagent.cli.render import EventRenderer
-from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED
+from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED, local_model_choice
+from kernelagent.localmodel import recommended_api
+from kernelagent.localmodel.store import LocalModelError
 from kernelagent.notebook.recorder import NotebookFormatError, RecordingError
 from kernelagent.notebook.replay import EXIT_FAILED as REPLAY_FAILED
 from kernelagent.notebook.replay import ReplayError, ReplayOptions, ReplayReport, replay_notebook
@@ -117,25 +119,34 @@ def continue_(
         sandbox=sandbox,
         max_steps=max_steps,
     )
+    # a model kernelagent served itself is served again, unless another one is named
+    local = local_model_choice(model, base_url) if model else None if base_url else recorded.get("local_model")
+    if local is not None:
+        config.local_model = local
+        config.api = api or recommended_api(local or None)  # type: ignore[assignment]
+        config.stream = False
 
     async def main():  # type: ignore[no-untyped-def]
-        await check_model_server(config)
-        model_adapter = model_for(config)
-        session, report = await continue_notebook(
-            notebook, instruction, config, model_adapter, in_place=in_place, out=out,
-            workspace=workspace, on_event=EventRenderer(console),
-        )
-        console.print(f"[dim]restored: {report.summary()}[/]")
-        try:
-            outcome = await session.run(f"{restored_note(report)}\n\n{instruction}")
-        finally:
-            await session.close()
-        return session, outcome
+        async with served_model(config, on_notice=lambda line: console.print(f"[dim]{line}[/]")):
+            await check_model_server(config)
+            model_adapter = model_for(config)
+            session, report = await continue_notebook(
+                notebook, instruction, config, model_adapter, in_place=in_place, out=out,
+                workspace=workspace, on_event=EventRenderer(console),
+            )
+            console.print(f"[dim]restored: {report.summary()}[/]")
+            try:
+                outcome = await session.run(f"{restored_note(report)}\n\n{instruction}")
+            finally:
+                await session.close()
+            return session, outcome
 
     try:
         session, outcome = asyncio.run(main())
     except ModelError as error:
         raise fail(f"{error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")) from None
+    except LocalModelError as error:
+        raise fail(f"{error}\n  hint: or set OPENAI_API_KEY / pass --base-url for a model server") from None
     except (NotebookFormatError, MissingInputError, DockerUnavailableError, SandboxError, RecordingError) as error:
         raise fail(str(error)) from None
     if json_output:

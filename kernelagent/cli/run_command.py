@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,9 +14,10 @@ import typer
 
 from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.model import ModelError
-from kernelagent.api import SessionResult, arun, build_config
+from kernelagent.api import SessionResult, arun, build_config, served_model
 from kernelagent.cli.app import app, console, fail
 from kernelagent.cli.render import EventRenderer
+from kernelagent.localmodel import recommended_api
 from kernelagent.localmodel.store import LocalModelError
 from kernelagent.notebook.recorder import RecordingError
 from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
@@ -122,20 +124,14 @@ def local_model_choice(model: str | None, base_url: str | None) -> str | None:
 async def _run(task, data, workspace, notebook, config, renderer, local, api) -> SessionResult:  # type: ignore[no-untyped-def]
     if local is None:
         return await _run_session(task, data, workspace, notebook, config, renderer)
-    from kernelagent.localmodel import start_local_model
-    from kernelagent.localmodel.server import ensure_llama_cpp_server_installed
-
-    ensure_llama_cpp_server_installed()
-    with console.status("starting the local model server (first use: pulls the model)…"):
-        handle = await start_local_model(local or None, on_notice=lambda line: console.print(f"[dim]{line}[/]"))
-    try:
-        config.model = handle.model_name
-        config.base_url = handle.base_url
-        config.api = api or handle.recommended_api
-        config.stream = False  # llama.cpp's server reports token usage only without streaming
+    config.local_model = local
+    config.api = api or recommended_api(local or None)
+    config.stream = False  # llama.cpp's server reports token usage only without streaming
+    async with AsyncExitStack() as stack:
+        with console.status("starting the local model server (first use: pulls the model)…"):
+            notice = lambda line: console.print(f"[dim]{line}[/]")  # noqa: E731
+            await stack.enter_async_context(served_model(config, on_notice=notice))
         return await _run_session(task, data, workspace, notebook, config, renderer)
-    finally:
-        await handle.aclose()
 
 
 async def _run_session(task, data, workspace, notebook, config, renderer) -> SessionResult:  # type: ignore[no-untyped-def]

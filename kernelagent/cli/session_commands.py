@@ -15,6 +15,7 @@ from rich.table import Table
 
 from kernelagent.agent.model import ModelError
 from kernelagent.api import SessionResult, aresume
+from kernelagent.localmodel.store import LocalModelError
 from kernelagent.cli.app import app, console, fail
 from kernelagent.cli.render import EventRenderer
 from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED
@@ -146,6 +147,8 @@ def _resume(session_id: str, **options) -> SessionResult:  # type: ignore[no-unt
         raise typer.Exit(EXIT_CODES["interrupted"]) from None
     except ModelError as error:
         raise fail(f"{error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")) from None
+    except LocalModelError as error:
+        raise fail(f"{error}\n  hint: the session used a local model; check `kernelagent model list`") from None
     except (SessionNotFoundError, SessionStateError, DockerUnavailableError, SandboxError, RecordingError) as error:
         raise fail(str(error)) from None
 

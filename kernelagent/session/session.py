@@ -61,6 +61,10 @@ class SessionConfig(BaseModel):
     stream: bool = True
     """Stream model output; off for servers that report usage only without streaming."""
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    local_model: str | None = None
+    """A model kernelagent serves itself (catalog name or .gguf path; "" for the default).
+    ``base_url`` then points at a server that lives only as long as one run, so resuming
+    or continuing starts it again."""
 
     @model_validator(mode="before")
     @classmethod
