@@ -17,12 +17,12 @@ from typing import Any
 
 import openai
 
+from kernelagent.agent.loop import Decision, LoopLimits, Outcome
 from kernelagent.agent.model import Model, ModelAuthError
 from kernelagent.agent.models_factory import make_model, resolve_api_key
 from kernelagent.agent.openai_errors import to_model_error
 from kernelagent.events import Event, SessionStatus, Usage
 from kernelagent.sandbox.settings import SandboxSettings
-from kernelagent.agent.loop import Decision, LoopLimits, Outcome
 from kernelagent.session.durable import WAITING, check_resumable, register, resume_session
 from kernelagent.session.session import ApiKind, Session, SessionConfig
 from kernelagent.session.store import SessionStore

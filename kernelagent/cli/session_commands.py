@@ -15,15 +15,20 @@ from rich.table import Table
 
 from kernelagent.agent.model import ModelError
 from kernelagent.api import SessionResult, aresume
-from kernelagent.localmodel.store import LocalModelError
 from kernelagent.cli.app import app, console, fail
 from kernelagent.cli.render import EventRenderer
 from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED
+from kernelagent.localmodel.store import LocalModelError
 from kernelagent.notebook.recorder import RecordingError
 from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
 from kernelagent.sandbox.sandbox import SandboxError
 from kernelagent.session.durable import decide, stop_idle_sandboxes
-from kernelagent.session.store import SessionNotFoundError, SessionRecord, SessionStateError, SessionStore
+from kernelagent.session.store import (
+    SessionNotFoundError,
+    SessionRecord,
+    SessionStateError,
+    SessionStore,
+)
 
 STATUS_STYLE = {
     "completed": "green", "running": "cyan", "awaiting_approval": "bold yellow", "paused": "yellow",
