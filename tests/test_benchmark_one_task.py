@@ -4,7 +4,6 @@ checked too). The real-model run (``python -m tests.benchmarks.run_tasks``) is n
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import nbformat
 
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
-from tests.benchmarks.run_tasks import RecordingProxy, Runner, render
+from tests.benchmarks.run_tasks import RecordingProxy, Runner, parse_args, render
 from tests.benchmarks.scoring import score_task
 from tests.benchmarks.tasks.datasets import generate
 from tests.benchmarks.tasks.suite import BY_ID
@@ -37,7 +36,7 @@ async def test_one_task_through_the_runner(docker_available: None, tmp_path: Pat
     in Docker; the answer and the saved plot scored; calls and tokens counted at the proxy."""
     data = tmp_path / "data"
     generate(data)
-    args = argparse.Namespace(max_steps=5, timeout=240.0)
+    args = parse_args(["--max-steps", "5", "--timeout", "240", "--check-answers", "on"])
     with ScriptedModelServer(SCRIPT) as server:
         proxy = RecordingProxy(server.base_url, temperature=0.0, max_tokens=1024).start()
         try:

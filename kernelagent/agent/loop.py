@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from kernelagent.agent import prompts
 from kernelagent.agent.feedback import build_feedback
+from kernelagent.agent.grounding import ungrounded_parts
 from kernelagent.agent.hints import CellMemory
 from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
 from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
@@ -65,6 +66,8 @@ class LoopLimits:
     """Older steps are compacted when the conversation grows past this (~15k tokens)."""
     require_evidence: bool = True
     """Refuse a final answer until some code ran successfully, when the workspace has files."""
+    check_answers: bool = False
+    """Send a short final answer back once when no successful cell printed it (see grounding)."""
 
 
 @dataclass
@@ -97,6 +100,9 @@ class Decision(BaseModel):
     """sha256 of the pending code the person saw; rechecked before running."""
     decided_by: str
     reason: str = ""
+
+
+PRINTED_CELLS_KEPT = 50
 
 
 @dataclass
@@ -141,6 +147,10 @@ class AgentLoop:
         self.evidence_pending = False
         """A new instruction has had no successful cell yet."""
         self.memory = CellMemory()
+        self.printed: list[str] = []
+        """Output text of the successful cells this loop ran, to check short answers against."""
+        self.answer_checked = False
+        """The current instruction's answer was sent back once for not being in any output."""
         self.current_cell: str | None = None
         self.current_outputs: list[dict] = []
         self.current_started = 0.0
@@ -156,6 +166,7 @@ class AgentLoop:
         if instruction is not None:
             self.conversation.add_user(instruction)
             self.evidence_pending = True
+            self.answer_checked = False
         idle_turns = 0
         unanswered = self.conversation.unanswered_calls()
         if unanswered:
@@ -231,6 +242,12 @@ class AgentLoop:
                 self.conversation.add_tool_result(call.id, prompts.ANSWER_WITHOUT_EVIDENCE)
                 continue  # not usable: repeated guesses end the session as failed
             usable = True
+            if action.kind == "final_answer" and (missing := self._not_in_output(action.text)):
+                self.answer_checked = True
+                self.conversation.add_tool_result(
+                    call.id, prompts.ANSWER_NOT_SHOWN.format(parts=", ".join(repr(part) for part in missing))
+                )
+                continue
             if action.kind == "final_answer":
                 answer = action.text
                 self.conversation.add_tool_result(call.id, "[answer recorded]")
@@ -252,6 +269,12 @@ class AgentLoop:
             and self.evidence_pending
             and bool(workspace_files(self.sandbox.workspace, limit=1))
         )
+
+    def _not_in_output(self, answer: str) -> list[str]:
+        """Parts of a short answer no successful cell printed; asked about once per instruction."""
+        if not self.limits.check_answers or self.answer_checked or not self.printed:
+            return []
+        return ungrounded_parts(answer, "\n".join(self.printed))
 
     def _approval_gate(self, call: ToolCall, action: Action, source: str) -> tuple[str | None, str] | None:
         """(cell id, code to run), (None, _) when rejected, or None when approval is pending."""
@@ -308,6 +331,7 @@ class AgentLoop:
             self.memory.apply_manifest(manifest)
         if result.ok:
             self.evidence_pending = False
+            self.printed = [*self.printed, result.text()][-PRINTED_CELLS_KEPT:]
         self.current_cell = None
         self.emit(
             CellFinished(

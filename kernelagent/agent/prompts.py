@@ -37,6 +37,11 @@ ANSWER_WITHOUT_EVIDENCE = (
     "give the final answer."
 )
 
+ANSWER_NOT_SHOWN = (
+    "[not accepted yet] {parts} does not appear in any output of the code you ran. If you "
+    "computed it, print it; if not, compute it. Then give the final answer again."
+)
+
 KERNEL_DIED = (
     "The kernel died while running your last cell ({reason}). A new kernel was started; "
     "{restored} Avoid repeating what killed it (e.g. use less memory)."

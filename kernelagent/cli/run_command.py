@@ -58,6 +58,7 @@ def run(
     approve: Annotated[str, typer.Option(help="Which actions need a person's approval: never | shell | always")] = "never",
     approve_pattern: Annotated[Optional[list[str]], typer.Option(help="Regex; matching code or commands need approval (repeatable).")] = None,
     approve_outside_writes: Annotated[bool, typer.Option(help="Writes outside the workspace need approval.")] = False,
+    check_answers: Annotated[Optional[bool], typer.Option("--check-answers/--no-check-answers", help="Send a short answer back once when no cell printed it (default: on for local models).")] = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Stream model replies. Some servers (llama.cpp's) report token usage only with --no-stream.")] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")] = False,
@@ -84,6 +85,7 @@ def run(
         price_per_million=price_per_million,
     )
     config.stream = stream
+    config.limits.check_answers = check_answers if check_answers is not None else local is not None
     config.approval = ApprovalPolicy(
         mode=approve, patterns=approve_pattern or [], writes_outside_workspace=approve_outside_writes  # type: ignore[arg-type]
     )

@@ -284,6 +284,8 @@ class Runner:
         self.proxy = proxy
         self.model = model
         self.api = api
+        self.check_answers = args.check_answers == "on" or (args.check_answers == "auto" and not args.base_url)
+        """What `kernelagent run` does for a model it serves itself, unless told otherwise."""
         self.env = {**os.environ, "KERNELAGENT_HOME": str(scratch / "kernelagent-home"), "MPLBACKEND": "Agg",
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         self.env.pop("OPENAI_BASE_URL", None)
@@ -319,6 +321,7 @@ class Runner:
             "--workspace", str(workspace), "--notebook", str(notebook),
             "--base-url", self.proxy.base_url, "--model", self.model, "--api", self.api,
             "--max-steps", str(self.args.max_steps), "--json", "--quiet",
+            "--check-answers" if self.check_answers else "--no-check-answers",
         ]
         code, stdout = await _run_process(command, cwd=run_dir, env=self.env, timeout=self.args.timeout,
                                           log=run_dir / "stderr.log")
@@ -502,7 +505,8 @@ def report(results: list[RunResult], metas: list[dict[str, Any]], args: argparse
     task_count = len({r.task for r in complete})
     setup = (
         f"Model `{model}` via {meta.get('server', 'llama.cpp (start_local_model)')}; kernelagent "
-        f"`--api {meta.get('api')}`; smolagents `CodeAgent` with `OpenAIServerModel`; max steps "
+        f"`--api {meta.get('api')}{' --check-answers' if meta.get('check_answers') else ''}`; smolagents "
+        f"`CodeAgent` with `OpenAIServerModel`; max steps "
         f"{meta.get('max_steps')} for both; temperature {meta.get('temperature')} for both; output cap "
         f"{meta.get('max_output_tokens') or 'none'} tokens per call; {task_count} of the suite's {len(TASKS)} tasks "
         f"({meta.get('selection', '')}); wall time {wall:.1f} min."
@@ -551,6 +555,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="sent with every request to both agents; 'server' leaves the server default")
     parser.add_argument("--max-output-tokens", type=int, default=1024,
                         help="output cap per model call when the agent sets none (0: none)")
+    parser.add_argument("--check-answers", choices=("auto", "on", "off"), default="auto",
+                        help="kernelagent --check-answers; auto: on for a model served here, as `kernelagent run "
+                             "--model local` does")
     parser.add_argument("--order", choices=("agent", "task"), default="agent",
                         help="agent: all tasks of one agent, then the other (keeps the server's prompt cache warm)")
     parser.add_argument("--budget-minutes", type=float, help="start no new run after this many minutes")
@@ -590,7 +597,8 @@ async def run_all(args: argparse.Namespace, argv: list[str]) -> tuple[list[RunRe
     meta: dict[str, Any] = {
         "command": "python -m tests.benchmarks.run_tasks " + " ".join(shlex.quote(a) for a in argv),
         "model": model, "api": api, "server": f"`{args.base_url}`" if args.base_url else "llama.cpp (start_local_model)",
-        "max_steps": args.max_steps, "temperature": args.temperature, "max_output_tokens": args.max_output_tokens,
+        "max_steps": args.max_steps, "check_answers": runner.check_answers,
+        "temperature": args.temperature, "max_output_tokens": args.max_output_tokens,
         "selection": selection, "started": datetime.now().isoformat(timespec="seconds"), "wall_minutes": 0.0,
     }
     results: list[RunResult] = []

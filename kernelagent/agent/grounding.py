@@ -1,0 +1,54 @@
+"""Is a short final answer visible in what the code printed?
+
+Small models often run one harmless cell (``df.columns``) and then answer with a guess.
+Before a short answer is accepted, each of its numbers must match a number some
+successful cell printed (to the answer's own precision, or as a percentage), and each
+of its words-only items (or all of an item's longer words) must appear in the output. Long prose answers are not
+checked. The loop asks once; a second answer is accepted as given.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_CHECKED_CHARS = 120
+MAX_ITEM_CHARS = 40
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_ITEM_SEPARATORS = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
+_EDGE_PUNCTUATION = "\"'`*_.:()[]{} "
+
+
+def ungrounded_parts(answer: str, evidence: str) -> list[str]:
+    """The parts of ``answer`` that ``evidence`` (the cells' output text) does not show."""
+    answer = answer.strip()
+    if not answer or len(answer) > MAX_CHECKED_CHARS:
+        return []
+    printed = [_as_float(text) for text in _NUMBER.findall(evidence)]
+    text = evidence.lower()
+    missing: list[str] = []
+    for number in _NUMBER.findall(answer):
+        if not any(_same_number(number, value) for value in printed):
+            missing.append(number)
+    for item in _ITEM_SEPARATORS.split(answer):
+        word = item.strip(_EDGE_PUNCTUATION)
+        if not word or _NUMBER.search(word) or len(word) > MAX_ITEM_CHARS:
+            continue
+        long_words = [w for w in re.findall(r"[^\W\d_]{4,}", word.lower())]
+        if word.lower() not in text and not (long_words and all(w in text for w in long_words)):
+            missing.append(word)
+    return missing
+
+
+def _as_float(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _same_number(answer_text: str, printed: float) -> bool:
+    """Equal at the answer's precision, also read as a fraction shown as a percentage."""
+    value = _as_float(answer_text)
+    mantissa = answer_text.split("e")[0].split("E")[0]
+    decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+    tolerance = 0.5 * 10**-decimals * 1.001 + 1e-12
+    if "e" in answer_text.lower():
+        tolerance = max(tolerance, abs(value) * 1e-3)
+    return any(abs(value - candidate) <= tolerance for candidate in (printed, printed * 100, printed / 100))
