@@ -84,7 +84,7 @@ def test_the_cli_flag_turns_the_check_on(tmp_path: Path) -> None:
             [sys.executable, "-m", "kernelagent.cli", "run", "Multiply.", "--sandbox", "local",
              "--base-url", server.base_url, "--model", "m", "--check-answers", "--json",
              "--workspace", str(tmp_path / "ws"), "--notebook", str(tmp_path / "s.ipynb")],
-            capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+            capture_output=True, text=True, timeout=120, env=os.environ.copy(), check=False,
         )
         requests = len(server.completion_requests())
     assert done.returncode == 0, done.stderr

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from kernelagent.agent import prompts
+from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.grounding import ungrounded_parts
 from kernelagent.agent.hints import CellMemory
@@ -40,7 +41,6 @@ from kernelagent.events import (
 from kernelagent.execution import ExecutionResult
 from kernelagent.manifest import as_list, parse_expression
 from kernelagent.sandbox.sandbox import Sandbox, shell_cell
-from kernelagent.agent.approvals import ApprovalPolicy
 
 Emit = Callable[[Event], Event]
 KernelRecovery = Callable[[], Awaitable[str]]
