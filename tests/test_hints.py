@@ -90,3 +90,15 @@ def test_a_missing_module_says_nothing_can_be_installed_and_what_is_there() -> N
     )
     assert "'statsmodels' is not installed" in note
     assert "no network" in note and "pandas" in note and "scikit-learn" in note
+
+
+def test_pandas_accessor_errors_get_their_usual_fix() -> None:
+    memory = CellMemory()
+    [dt_note] = memory.notes(
+        "df['date'].dt.month", failed("AttributeError", "Can only use .dt accessor with datetimelike values"), 1
+    )
+    assert "pd.to_datetime" in dt_note and "parse_dates" in dt_note
+    [str_note] = memory.notes(
+        "df['date'].str[:4]", failed("AttributeError", "Can only use .str accessor with string values!"), 2
+    )
+    assert ".astype(str)" in str_note

@@ -1,8 +1,8 @@
 """Short notes added to a failed cell's feedback, from what the loop knows and the model may not.
 
 Each note answers one common way small models get stuck: running the same failing code
-again, using a name the kernel never defined (or lost in a restart), and importing a
-package the offline sandbox does not have.
+again, using a name the kernel never defined (or lost in a restart), importing a package
+the offline sandbox does not have, and pandas errors whose usual fix is one line.
 """
 
 from __future__ import annotations
@@ -17,6 +17,19 @@ from kernelagent.sandbox.images import DATA_LIBRARIES
 _UNDEFINED_NAME = re.compile(r"name '([^']+)' is not defined")
 _MISSING_MODULE = re.compile(r"No module named '([^'.]+)")
 MAX_NAMES_LISTED = 25
+KNOWN_FIXES: tuple[tuple[str, str], ...] = (
+    (
+        "Can only use .dt accessor with datetimelike values",
+        "[note] The column holds text, not dates: convert it first, e.g. "
+        "df['col'] = pd.to_datetime(df['col']), or read the file with parse_dates=['col'].",
+    ),
+    (
+        "Can only use .str accessor with string values",
+        "[note] The column does not hold text (dates or numbers?): use .dt on dates, "
+        "or .astype(str) before .str.",
+    ),
+)
+"""Errors of the data stack whose usual fix is worth saying, by a part of their message."""
 RECENT_ERRORS = 4
 
 
@@ -67,6 +80,7 @@ class CellMemory:
         self.recent_errors = [*self.recent_errors, (cell_number, error)][-RECENT_ERRORS:]
         if (match := _UNDEFINED_NAME.search(error)) is not None:
             notes.append(self._undefined_name_note(match.group(1)))
+        notes += [fix for message, fix in KNOWN_FIXES if message in error]
         if (match := _MISSING_MODULE.search(error)) is not None:
             notes.append(
                 f"[note] '{match.group(1)}' is not installed, and the sandbox has no network, so it "

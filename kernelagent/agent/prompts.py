@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import re
 from pathlib import Path
 
 from kernelagent.sandbox.images import DATA_LIBRARIES
@@ -86,7 +88,29 @@ def file_previews(workspace: Path, files: list[str], lines: int = 3, width: int 
             head = [file.readline().rstrip("\n")[:width] for _ in range(lines)]
         shown = "\n".join(f"    {line}" for line in head if line)
         previews.append(f"{name} ({path.stat().st_size} bytes) begins:\n{shown}")
+        if path.suffix.lower() in (".csv", ".tsv") and (dates := date_columns(head, path.suffix.lower())):
+            listed = ", ".join(repr(column) for column in dates)
+            previews.append(
+                f"    ({listed} hold{'s' if len(dates) == 1 else ''} dates as text: read with "
+                f"pd.read_csv({name!r}, parse_dates=[{listed}]) to use .dt)"
+            )
     return ("\n" + "\n".join(previews) + "\n") if previews else ""
+
+
+_DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?$")
+
+
+def date_columns(head: list[str], suffix: str) -> list[str]:
+    """Columns whose values in the previewed rows all look like ISO dates."""
+    rows = list(csv.reader([line for line in head if line], delimiter="\t" if suffix == ".tsv" else ","))
+    if len(rows) < 2:
+        return []
+    header, values = rows[0], rows[1:]
+    return [
+        column
+        for index, column in enumerate(header)
+        if all(index < len(row) and _DATE_TEXT.match(row[index].strip()) for row in values)
+    ]
 
 
 def system_prompt(
