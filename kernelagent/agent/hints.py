@@ -20,13 +20,17 @@ MAX_NAMES_LISTED = 25
 KNOWN_FIXES: tuple[tuple[str, str], ...] = (
     (
         "Can only use .dt accessor with datetimelike values",
-        "[note] The column holds text, not dates: convert it first, e.g. "
-        "df['col'] = pd.to_datetime(df['col']), or read the file with parse_dates=['col'].",
+        (
+            "[note] The column holds text, not dates: convert it first, e.g. "
+            "df['col'] = pd.to_datetime(df['col']), or read the file with parse_dates=['col']."
+        ),
     ),
     (
         "Can only use .str accessor with string values",
-        "[note] The column does not hold text (dates or numbers?): use .dt on dates, "
-        "or .astype(str) before .str.",
+        (
+            "[note] The column does not hold text (dates or numbers?): use .dt on dates, "
+            "or .astype(str) before .str."
+        ),
     ),
 )
 """Errors of the data stack whose usual fix is worth saying, by a part of their message."""
