@@ -120,15 +120,20 @@ def from_list(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {entry["name"]: {k: v for k, v in entry.items() if k != "name"} for entry in entries}
 
 
+def apply(state: dict[str, dict[str, Any]], manifest: dict[str, dict[str, Any]]) -> None:
+    """Update a namespace ``state`` in place with one cell's manifest."""
+    for name, entry in manifest.items():
+        if entry.get("deleted"):
+            state.pop(name, None)
+        else:
+            state[name] = entry
+
+
 def fold(manifests: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """The namespace the manifests of consecutive cells add up to."""
     state: dict[str, dict[str, Any]] = {}
     for manifest in manifests:
-        for name, entry in manifest.items():
-            if entry.get("deleted"):
-                state.pop(name, None)
-            else:
-                state[name] = entry
+        apply(state, manifest)
     return state
 
 

@@ -3,8 +3,8 @@
 Small models often run one harmless cell (``df.columns``) and then answer with a guess.
 Before a short answer is accepted, each of its numbers must match a number some
 successful cell printed (to the answer's own precision, or as a percentage), and each
-of its words-only items (or all of an item's longer words) must appear in the output. Long prose answers are not
-checked. The loop asks once; a second answer is accepted as given.
+of its words-only items (or all of an item's longer words) must appear in the output.
+Long prose answers are not checked. The loop asks once; a second answer is accepted as given.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def ungrounded_parts(answer: str, evidence: str) -> list[str]:
         word = item.strip(_EDGE_PUNCTUATION)
         if not word or _NUMBER.search(word) or len(word) > MAX_ITEM_CHARS:
             continue
-        long_words = [w for w in re.findall(r"[^\W\d_]{4,}", word.lower())]
+        long_words = re.findall(r"[^\W\d_]{4,}", word.lower())
         if word.lower() not in text and not (long_words and all(w in text for w in long_words)):
             missing.append(word)
     return missing

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kernelagent.execution import ExecutionResult
+from kernelagent.manifest import apply
 from kernelagent.sandbox.images import DATA_LIBRARIES
 
 _UNDEFINED_NAME = re.compile(r"name '([^']+)' is not defined")
@@ -49,11 +50,7 @@ class CellMemory:
     """(cell number, error line) of the last failed cells, oldest first."""
 
     def apply_manifest(self, manifest: dict[str, dict[str, Any]]) -> None:
-        for name, entry in manifest.items():
-            if entry.get("deleted"):
-                self.names.pop(name, None)
-            else:
-                self.names[name] = entry
+        apply(self.names, manifest)
 
     def forget_names(self) -> None:
         """After a kernel restart the variables are gone."""

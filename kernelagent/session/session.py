@@ -70,12 +70,9 @@ class SessionConfig(BaseModel):
     @classmethod
     def _limits_recorded_flat(cls, data: Any) -> Any:
         """Notebooks recorded before the limits had their own field kept them flat."""
-        if isinstance(data, dict) and any(name in data for name in _LIMIT_FIELDS):
-            data = dict(data)
-            limits = dict(data.get("limits") or {})
-            for name in _LIMIT_FIELDS & data.keys():
-                limits[name] = data.pop(name)
-            data["limits"] = limits
+        if isinstance(data, dict) and (flat := _LIMIT_FIELDS & data.keys()):
+            limits = {**(data.get("limits") or {}), **{name: data[name] for name in flat}}
+            data = {key: value for key, value in data.items() if key not in flat} | {"limits": limits}
         return data
 
 
