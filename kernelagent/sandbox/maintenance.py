@@ -74,16 +74,7 @@ def list_sandboxes(keep_kernel_ids: frozenset[str] = frozenset()) -> list[Sandbo
 
 def remove_sandboxes(targets: list[SandboxContainer]) -> int:
     client = docker_client()
-    removed = 0
-    for target in targets:
-        try:
-            client.containers.get(target.name).remove(force=True)
-            removed += 1
-        except docker.errors.NotFound:
-            pass
-        if target.kernel_id:
-            shutil.rmtree(kernel_runtime_dir(target.kernel_id), ignore_errors=True)
-    return removed
+    return sum(_remove_container(client, target.name, target.kernel_id) for target in targets)
 
 
 def discard_sandbox(state: dict[str, Any]) -> bool:
@@ -95,13 +86,20 @@ def discard_sandbox(state: dict[str, Any]) -> bool:
     container_id = (state.get("provisioner_info") or {}).get("container_id")
     if not container_id:
         return False
-    try:
-        docker_client().containers.get(container_id).remove(force=True)
-    except docker.errors.NotFound:
-        pass
-    if state.get("kernel_id"):
-        shutil.rmtree(kernel_runtime_dir(state["kernel_id"]), ignore_errors=True)
+    _remove_container(docker_client(), container_id, state.get("kernel_id"))
     return True
+
+
+def _remove_container(client, container: str, kernel_id: str | None) -> bool:  # type: ignore[no-untyped-def]
+    """Force-remove a container (by name or id) and its host runtime directory; False if it was gone."""
+    removed = True
+    try:
+        client.containers.get(container).remove(force=True)
+    except docker.errors.NotFound:
+        removed = False
+    if kernel_id:
+        shutil.rmtree(kernel_runtime_dir(kernel_id), ignore_errors=True)
+    return removed
 
 
 def install_kernelspec(
