@@ -16,8 +16,7 @@ from kernelagent.agent.model import ModelError
 from kernelagent.api import build_config, check_model_server, model_for, served_model
 from kernelagent.cli.app import app, console, fail
 from kernelagent.cli.render import EventRenderer
-from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED, local_model_choice
-from kernelagent.localmodel import recommended_api
+from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED, local_model_choice, use_local_model
 from kernelagent.localmodel.store import LocalModelError
 from kernelagent.notebook.recorder import NotebookFormatError, RecordingError
 from kernelagent.notebook.replay import EXIT_FAILED as REPLAY_FAILED
@@ -120,11 +119,12 @@ def continue_(
         max_steps=max_steps,
     )
     # a model kernelagent served itself is served again, unless another one is named
-    local = local_model_choice(model, base_url) if model else None if base_url else recorded.get("local_model")
+    if model:
+        local = local_model_choice(model, base_url)
+    else:
+        local = None if base_url else recorded.get("local_model")
     if local is not None:
-        config.local_model = local
-        config.api = api or recommended_api(local or None)  # type: ignore[assignment]
-        config.stream = False
+        use_local_model(config, local, api)
 
     async def main():  # type: ignore[no-untyped-def]
         async with served_model(config, on_notice=lambda line: console.print(f"[dim]{line}[/]")):

@@ -22,6 +22,7 @@ from kernelagent.localmodel.store import LocalModelError
 from kernelagent.notebook.recorder import RecordingError
 from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
 from kernelagent.sandbox.sandbox import SandboxError
+from kernelagent.session.session import SessionConfig
 
 #: Exit codes, documented in the README.
 EXIT_COMPLETED = 0
@@ -123,12 +124,17 @@ def local_model_choice(model: str | None, base_url: str | None) -> str | None:
     return ""
 
 
+def use_local_model(config: SessionConfig, local: str, api: str | None) -> None:
+    """Point ``config`` at a model kernelagent serves itself ('' for the default)."""
+    config.local_model = local
+    config.api = api or recommended_api(local or None)  # type: ignore[assignment]
+    config.stream = False  # llama.cpp's server reports token usage only without streaming
+
+
 async def _run(task, data, workspace, notebook, config, renderer, local, api) -> SessionResult:  # type: ignore[no-untyped-def]
     if local is None:
         return await _run_session(task, data, workspace, notebook, config, renderer)
-    config.local_model = local
-    config.api = api or recommended_api(local or None)
-    config.stream = False  # llama.cpp's server reports token usage only without streaming
+    use_local_model(config, local, api)
     async with AsyncExitStack() as stack:
         with console.status("starting the local model server (first use: pulls the model)…"):
             notice = lambda line: console.print(f"[dim]{line}[/]")  # noqa: E731
