@@ -40,9 +40,9 @@ DEBIAN_PACKAGES = [
     "procps",
     "ca-certificates",
 ]
-PYPI_PACKAGES = ["ipykernel", "numpy", "pandas", "matplotlib", "scipy", "scikit-learn"]
-DATA_LIBRARIES = ("pandas", "numpy", "matplotlib", "scipy", "scikit-learn")
+DATA_LIBRARIES = ("numpy", "pandas", "matplotlib", "scipy", "scikit-learn")
 """What the sandbox's Python can import for analysis, as the model is told."""
+PYPI_PACKAGES = ["ipykernel", *DATA_LIBRARIES]
 RECIPE_LABEL = "kernelagent.recipe"
 IMAGE_CHANGES = [
     f"USER {SANDBOX_UID}:{SANDBOX_UID}",
