@@ -52,8 +52,12 @@ class ChatCompletionsModel:
         conversation: Conversation,
         tools: list[ToolSpec],
         on_text_delta: TextDeltaCallback | None = None,
+        *,
+        temperature: float | None = None,
     ) -> ModelTurn:
         params = self.request_params(conversation, tools)
+        if temperature is not None:
+            params["temperature"] = temperature
         with translated_openai_errors(self.client, self.name, ENDPOINT):
             if self.stream:
                 return await self._streamed_turn(params, on_text_delta)

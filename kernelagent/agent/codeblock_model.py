@@ -99,9 +99,11 @@ class CodeBlockModel:
         conversation: Conversation,
         tools: list[ToolSpec],
         on_text_delta: TextDeltaCallback | None = None,
+        *,
+        temperature: float | None = None,
     ) -> ModelTurn:
         inner_turn = await self.inner.turn(
-            as_text_conversation(conversation, tools), [], on_text_delta
+            as_text_conversation(conversation, tools), [], on_text_delta, temperature=temperature
         )
         parsed = parse_reply(inner_turn.text)
         tool_calls: list[ToolCall] = []

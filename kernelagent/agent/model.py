@@ -201,4 +201,10 @@ class Model(Protocol):
         conversation: Conversation,
         tools: list[ToolSpec],
         on_text_delta: TextDeltaCallback | None = None,
-    ) -> ModelTurn: ...
+        *,
+        temperature: float | None = None,
+    ) -> ModelTurn:
+        """One model call. ``temperature`` overrides the sampling temperature for this
+        call only (the loop raises it to get different code after a repeated failure);
+        None leaves the adapter's or the server's default."""
+        ...

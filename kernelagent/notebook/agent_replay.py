@@ -33,7 +33,12 @@ class RecordedModel:
         self.played = 0
 
     async def turn(
-        self, conversation: Conversation, tools: list[ToolSpec], on_text_delta: TextDeltaCallback | None = None
+        self,
+        conversation: Conversation,
+        tools: list[ToolSpec],
+        on_text_delta: TextDeltaCallback | None = None,
+        *,
+        temperature: float | None = None,
     ) -> ModelTurn:
         if self.played >= len(self.turns):
             raise ReplayError("the recorded conversation has no more model turns: the session diverged")

@@ -33,7 +33,7 @@ class TimedModel:
         self.supports_images = inner.supports_images
         self.seconds = 0.0
 
-    async def turn(self, conversation: Conversation, tools: list[ToolSpec], on_text_delta=None) -> ModelTurn:  # type: ignore[no-untyped-def]
+    async def turn(self, conversation: Conversation, tools: list[ToolSpec], on_text_delta=None, *, temperature=None) -> ModelTurn:  # type: ignore[no-untyped-def]
         start = time.perf_counter()
         try:
             return await self.inner.turn(conversation, tools, on_text_delta)

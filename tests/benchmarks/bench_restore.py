@@ -76,7 +76,7 @@ async def time_resume(store: SessionStore, session_id: str) -> float:
     class NoModel:
         name, supports_images = "none", False
 
-        async def turn(self, conversation: Conversation, tools, on_text_delta=None):  # type: ignore[no-untyped-def]
+        async def turn(self, conversation: Conversation, tools, on_text_delta=None, *, temperature=None):  # type: ignore[no-untyped-def]
             raise AssertionError("resume must not call the model in this benchmark")
 
     from kernelagent.session.durable import decide
