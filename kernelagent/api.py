@@ -23,6 +23,7 @@ from kernelagent.agent.models_factory import make_model, resolve_api_key
 from kernelagent.agent.openai_errors import to_model_error
 from kernelagent.events import Event, SessionStatus, Usage
 from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.session.attempts import attempts_allowed, refuse_attempts, run_attempts
 from kernelagent.session.durable import WAITING, check_resumable, register, resume_session
 from kernelagent.session.session import ApiKind, Session, SessionConfig
 from kernelagent.session.store import SessionStore
@@ -67,6 +68,7 @@ def build_config(
     max_tokens: int | None = None,
     max_cost: float | None = None,
     price_per_million: tuple[float, float] | None = None,
+    attempts: int = 1,
 ) -> SessionConfig:
     sandbox_settings = SandboxSettings(kind=sandbox)  # type: ignore[arg-type]
     if image:
@@ -82,7 +84,9 @@ def build_config(
             max_tokens=max_tokens,
             max_cost=max_cost,
             price_per_million=price_per_million,
+            verify_answers=attempts > 1,
         ),
+        attempts=attempts,
     )
 
 
@@ -172,16 +176,32 @@ async def arun(
     register(store, session, task)
     if on_session is not None:
         on_session(session)
-    return await _run_to_stop(session, task, store, model, keep_sandbox)
+    return await _run_to_stop(session, task, store, model, keep_sandbox, new_task=True)
+
+
+async def _run_instruction(session: Session, instruction: str | None, model: Model, new_task: bool) -> Outcome:
+    """A new task runs as ``config.attempts`` parallel attempts when it can; the rest run once."""
+    if new_task and instruction is not None and session.config.attempts > 1:
+        why_not = attempts_allowed(session)
+        if why_not is None:
+            return await run_attempts(session, instruction, model)
+        refuse_attempts(session, why_not)
+    return await session.run(instruction)
 
 
 async def _run_to_stop(
-    session: Session, instruction: str | None, store: SessionStore, model: Model, keep_sandbox: bool = False
+    session: Session,
+    instruction: str | None,
+    store: SessionStore,
+    model: Model,
+    keep_sandbox: bool = False,
+    *,
+    new_task: bool = False,
 ) -> SessionResult:
     """Run, then keep the sandbox for a session that waits for a person, or shut it down."""
     outcome: Outcome | None = None
     try:
-        outcome = await session.run(instruction)
+        outcome = await _run_instruction(session, instruction, model, new_task)
     finally:
         waiting = session.status in WAITING and session.config.sandbox.kind == "docker"
         if keep_sandbox:

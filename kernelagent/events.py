@@ -62,6 +62,9 @@ class _Event(BaseModel):
     session_id: str = ""
     seq: int = 0
     time: float = Field(default_factory=time.time)
+    attempt: int | None = None
+    """Set on events of a parallel attempt (2, 3, ...) forwarded to the session's stream;
+    None for the session's own line of work (attempt 1)."""
 
 
 class SessionStarted(_Event):
@@ -173,6 +176,70 @@ class Error(_Event):
     hint: str = ""
 
 
+class ActionSkipped(_Event):
+    """The model sent code identical to a cell that already failed; it was not run again."""
+
+    type: Literal["action_skipped"] = "action_skipped"
+    tool_call_id: str
+    kind: Literal["python", "shell"]
+    code: str
+    code_sha256: str
+    same_as_cell: str
+    """The id of the failed cell it repeats."""
+    error: str
+    """How that cell failed."""
+    next_temperature: float | None = None
+    """The sampling temperature of the model's next try."""
+
+
+AnswerVerdict = Literal["accepted", "no_evidence", "not_shown", "before_output", "verify"]
+
+
+class AnswerReviewed(_Event):
+    """What the loop did with a final answer: accepted it, or sent it back and why."""
+
+    type: Literal["answer_reviewed"] = "answer_reviewed"
+    answer: str
+    verdict: AnswerVerdict
+    detail: str = ""
+
+
+class AttemptStarted(_Event):
+    type: Literal["attempt_started"] = "attempt_started"
+    number: int
+    of: int
+    temperature: float | None = None
+    notebook_path: str
+
+
+class AttemptFinished(_Event):
+    type: Literal["attempt_finished"] = "attempt_finished"
+    number: int
+    status: SessionStatus
+    answer: str | None = None
+    grounded: bool = False
+    """Whether every part of the answer appears in an output of the attempt's own cells."""
+    reason: str = ""
+    last_error: str = ""
+    notebook_path: str
+
+
+class VoteDecided(_Event):
+    """How the parallel attempts' answers were combined into the session's answer."""
+
+    type: Literal["vote_decided"] = "vote_decided"
+    chosen: int | None
+    """The attempt whose cells and answer the session keeps (None: no attempt answered)."""
+    answer: str | None = None
+    agreeing: list[int] = Field(default_factory=list)
+    attempts: int
+    majority: bool
+    summary: str
+    """One sentence a person reads, e.g. "2 of 3 attempts agree; attempt 3 answered 12.4"."""
+    notebooks: list[str] = Field(default_factory=list)
+    """Each attempt's notebook (attempt 1 first), relative to the session notebook."""
+
+
 class SessionFinished(_Event):
     type: Literal["session_finished"] = "session_finished"
     status: SessionStatus
@@ -196,6 +263,11 @@ Event = Annotated[
         KernelRestarted,
         UsageUpdated,
         Error,
+        ActionSkipped,
+        AnswerReviewed,
+        AttemptStarted,
+        AttemptFinished,
+        VoteDecided,
         SessionFinished,
     ],
     Field(discriminator="type"),

@@ -16,11 +16,13 @@ from typing import Any
 EXPRESSION_NAME = "kernelagent_manifest"
 EXPRESSION = "__kernelagent_manifest__()"
 
-#: Installed silently in the kernel. Values above ``limit`` bytes get shape/len only.
+#: Installed silently in the kernel. Values above ``limit`` bytes get shape/len only;
+#: DataFrames also list their first ``columns_kept`` columns with dtypes (for error notes).
 KERNEL_SETUP = r'''
 def __kernelagent_install():
     import builtins, hashlib, json, sys
     limit = 20_000_000
+    columns_kept = 60
     skip = {"In", "Out", "get_ipython", "exit", "quit", "open"}
     previous = {}
 
@@ -35,6 +37,9 @@ def __kernelagent_install():
         try:
             if pandas is not None and isinstance(value, (pandas.DataFrame, pandas.Series)):
                 entry["shape"] = list(value.shape)
+                if isinstance(value, pandas.DataFrame):
+                    shown = value.dtypes.iloc[:columns_kept]
+                    entry["columns"] = [[str(name), str(dtype)] for name, dtype in shown.items()]
                 if int(value.memory_usage(deep=False).sum()) <= limit:
                     hashed = pandas.util.hash_pandas_object(value, index=True)
                     entry["hash"] = format(int(hashed.sum()) & 0xFFFFFFFFFFFFFFFF, "016x")

@@ -467,6 +467,29 @@ def test_parse_reply(reply: str, action: str | None, payload: str, prose: str) -
     assert (parsed.action, parsed.payload, parsed.prose) == (action, payload, prose)
 
 
+@pytest.mark.parametrize(
+    ("reply", "code", "answer"),
+    [
+        # an answer line after the block rides along; it is checked against the output later
+        ("```python\ncheck()\n```\nFINAL ANSWER: guess", "check()", "guess"),
+        # a FINAL ANSWER line inside the block would be a SyntaxError: the code part runs
+        ("```python\nx = df.sum()\nprint(x)\nFINAL ANSWER: {x}\n```", "x = df.sum()\nprint(x)", "{x}"),
+        ("```python\nprint(2)\nFinal Answer: **2**\n```\nFINAL ANSWER: 3", "print(2)", "2"),
+        # a comment or a string that mentions it is code, not an answer
+        ("```python\n# final answer: below\nprint(1)\n```", "# final answer: below\nprint(1)", None),
+        ("```python\nprint('FINAL ANSWER: 1')\n```", "print('FINAL ANSWER: 1')", None),
+    ],
+)
+def test_an_answer_given_with_code_is_kept_apart_from_it(reply: str, code: str, answer: str | None) -> None:
+    parsed = parse_reply(reply)
+    assert (parsed.action, parsed.payload, parsed.answer) == ("python", code, answer)
+
+
+def test_a_block_holding_only_an_answer_line_is_the_answer() -> None:
+    parsed = parse_reply("```python\nFINAL ANSWER: 42\n```")
+    assert (parsed.action, parsed.payload) == ("final_answer", "42")
+
+
 def test_text_conversation_renders_real_tool_calls_too() -> None:
     conversation = new_conversation()
     code_with_fence = 'print("```")'

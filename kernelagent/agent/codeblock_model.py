@@ -39,6 +39,7 @@ _ONE_LINE_BLOCK = re.compile(r"^[ \t]*(`{3,})(.+?)\1[ \t]*$")
 _FINAL_ANSWER = re.compile(
     r"^[ \t>#*_]*final[ _-]?answer[ \t*_]*:[ \t*_]*", re.IGNORECASE | re.MULTILINE
 )
+_ANSWER_LINE_IN_CODE = re.compile(r"^[ \t]*final[ _-]?answer[ \t]*:(.*)$", re.IGNORECASE)
 
 
 class ParsedReply(BaseModel):
@@ -47,6 +48,9 @@ class ParsedReply(BaseModel):
     action: Action | None = None
     payload: str = ""
     """The code, the command or the answer."""
+    answer: str | None = None
+    """An answer given in the same reply as code (after the block, or as a line inside it).
+    The loop considers it only once the code's output exists and shows it."""
 
 
 class _Block(BaseModel):
@@ -59,6 +63,7 @@ class _Block(BaseModel):
 class CodeBlockModel:
     """Wraps a chat adapter; the model acts with ```python / ```bash blocks or FINAL ANSWER."""
 
+    acts_with_code_blocks = True
     nudge = (
         "Reply with one ```python block to run code in the kernel, or with a line "
         "`FINAL ANSWER: <answer>` when the task is done."
@@ -106,15 +111,20 @@ class CodeBlockModel:
             as_text_conversation(conversation, tools), [], on_text_delta, temperature=temperature
         )
         parsed = parse_reply(inner_turn.text)
-        tool_calls: list[ToolCall] = []
+        actions: list[tuple[Action, str]] = []
         if parsed.action is not None:
-            tool_calls.append(
-                ToolCall(
-                    id=f"cb_{conversation.tool_call_count() + 1}",
-                    name=parsed.action,
-                    arguments=json.dumps({_ARGUMENT_NAMES[parsed.action]: parsed.payload}),
-                )
+            actions.append((parsed.action, parsed.payload))
+        if parsed.answer is not None:
+            actions.append(("final_answer", parsed.answer))
+        count = conversation.tool_call_count()
+        tool_calls = [
+            ToolCall(
+                id=f"cb_{count + index}",
+                name=action,
+                arguments=json.dumps({_ARGUMENT_NAMES[action]: payload}),
             )
+            for index, (action, payload) in enumerate(actions, start=1)
+        ]
         return ModelTurn(text=parsed.prose, tool_calls=tool_calls, usage=inner_turn.usage)
 
 
@@ -154,9 +164,12 @@ def protocol_instructions(tools: list[ToolSpec]) -> str:
 def parse_reply(text: str) -> ParsedReply:
     """Find the action in a reply: the first runnable block, else a FINAL ANSWER line.
 
-    A runnable block before a FINAL ANSWER line wins: the model must see its output
-    first. A block without a language counts as Python only when there is no FINAL
-    ANSWER and it parses as Python (such blocks often quote output or a table).
+    A runnable block before a FINAL ANSWER line runs first, and the answer rides along
+    (``answer``): the model wrote it before the output existed, so the loop checks it
+    against that output. A ``FINAL ANSWER:`` line inside a Python block (a SyntaxError
+    there) is split off the same way. A block without a language counts as Python only
+    when there is no FINAL ANSWER and it parses as Python (such blocks often quote output
+    or a table).
     """
     blocks = _fenced_blocks(text)
     final = next(
@@ -172,13 +185,40 @@ def parse_reply(text: str) -> ParsedReply:
         )
     if chosen is not None:
         action = _block_action(chosen.language) or "python"
-        return ParsedReply(prose=text[: chosen.start].strip(), action=action, payload=chosen.code)
+        code, answer = chosen.code, None
+        if action == "python":
+            code, answer = split_answer_line(code)
+        if final is not None and answer is None:
+            answer = _answer_after(text, final.end()) or None
+        if not code.strip() and answer is not None:
+            return ParsedReply(prose=text[: chosen.start].strip(), action="final_answer", payload=answer)
+        return ParsedReply(
+            prose=text[: chosen.start].strip(), action=action, payload=code, answer=answer
+        )
     if final is not None:
-        answer = text[final.end() :].strip().strip("*_").strip()
+        answer = _answer_after(text, final.end())
         return ParsedReply(
             prose=text[: final.start()].strip(), action="final_answer", payload=answer
         )
     return ParsedReply(prose=text.strip())
+
+
+def split_answer_line(code: str) -> tuple[str, str | None]:
+    """Code without a bare ``FINAL ANSWER: ...`` line (not Python), and that answer."""
+    lines = code.splitlines()
+    answers = [(i, m) for i, line in enumerate(lines) if (m := _ANSWER_LINE_IN_CODE.match(line))]
+    if not answers:
+        return code, None
+    index, match = answers[0]
+    rest = [line for i, line in enumerate(lines) if i not in {i for i, _ in answers}]
+    stripped = "\n".join(rest).strip("\n")
+    if _parses(code) and not _parses(stripped):
+        return code, None
+    return stripped, match.group(1).strip().strip("*_`").strip() or None
+
+
+def _answer_after(text: str, start: int) -> str:
+    return text[start:].strip().strip("*_").strip()
 
 
 def _parses(code: str) -> bool:

@@ -16,13 +16,15 @@ from typing import Literal
 from pydantic import BaseModel
 
 from kernelagent.agent import prompts
+from kernelagent.agent.answers import AnswerReview, RanCell
 from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.feedback import build_feedback
-from kernelagent.agent.grounding import ungrounded_parts
-from kernelagent.agent.hints import CellMemory
+from kernelagent.agent.hints import CellMemory, FailedCell, error_line
 from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
 from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
 from kernelagent.events import (
+    ActionSkipped,
+    AnswerReviewed,
     ApprovalDecided,
     ApprovalRequested,
     AssistantText,
@@ -68,6 +70,14 @@ class LoopLimits:
     """Refuse a final answer until some code ran successfully, when the workspace has files."""
     check_answers: bool = False
     """Send a short final answer back once when no successful cell printed it (see grounding)."""
+    verify_answers: bool = False
+    """Before accepting an answer, show the model the question, the code that produced the
+    answer and its output, and let it confirm or fix it (one turn per instruction)."""
+    temperature: float | None = None
+    """Sampling temperature of the model's turns; None leaves the server's default."""
+    retry_temperatures: tuple[float, ...] = (0.7, 1.0)
+    """Temperatures for the turns after code that repeats a failed cell was refused: the
+    first refusal retries at the first value, a second one in a row at the next, ..."""
 
 
 @dataclass
@@ -100,9 +110,6 @@ class Decision(BaseModel):
     """sha256 of the pending code the person saw; rechecked before running."""
     decided_by: str
     reason: str = ""
-
-
-PRINTED_CELLS_KEPT = 50
 
 
 @dataclass
@@ -144,13 +151,19 @@ class AgentLoop:
         self.pending: PendingApproval | None = None
         self.resume_note = ""
         """Told to the model once the pending tool calls have their results."""
-        self.evidence_pending = False
-        """A new instruction has had no successful cell yet."""
         self.memory = CellMemory()
-        self.printed: list[str] = []
-        """Output text of the successful cells this loop ran, to check short answers against."""
-        self.answer_checked = False
-        """The current instruction's answer was sent back once for not being in any output."""
+        self.answers = AnswerReview(
+            require_evidence=self.limits.require_evidence,
+            check_answers=self.limits.check_answers,
+            verify_answers=self.limits.verify_answers,
+            code_blocks=bool(getattr(model, "acts_with_code_blocks", False)),
+        )
+        self.repeats_in_a_row = 0
+        """Consecutive turns whose code repeated a failed cell (raises the temperature)."""
+        self.last_failure: FailedCell | None = None
+        """The newest failed cell, for the nudge after a reply with no action."""
+        self.answer_grounded = False
+        """Whether the accepted answer appears in the outputs of this loop's cells."""
         self.current_cell: str | None = None
         self.current_outputs: list[dict] = []
         self.current_started = 0.0
@@ -165,8 +178,7 @@ class AgentLoop:
         """
         if instruction is not None:
             self.conversation.add_user(instruction)
-            self.evidence_pending = True
-            self.answer_checked = False
+            self.answers.new_instruction(instruction)
         idle_turns = 0
         unanswered = self.conversation.unanswered_calls()
         if unanswered:
@@ -182,7 +194,9 @@ class AgentLoop:
             if self.conversation.size() > self.limits.context_chars:
                 self.conversation.compact(self.limits.context_chars)
             self.checkpoint()
-            turn = await self.model.turn(self.conversation, TOOLS, on_text_delta=self._delta)
+            temperature = self._temperature()
+            sampling = {} if temperature is None else {"temperature": temperature}
+            turn = await self.model.turn(self.conversation, TOOLS, on_text_delta=self._delta, **sampling)
             self.state.steps += 1
             self._account(turn)
             self.conversation.add_assistant(turn)
@@ -195,7 +209,7 @@ class AgentLoop:
                     return Outcome(
                         "failed", reason=f"the model made no tool call in {idle_turns} turns"
                     )
-                self.conversation.add_user(getattr(self.model, "nudge", prompts.NO_ACTION_NUDGE))
+                self.conversation.add_user(self._nudge())
                 continue
             outcome = await self._after_calls(turn.tool_calls, idle_turns)
             if isinstance(outcome, Outcome):
@@ -216,8 +230,8 @@ class AgentLoop:
         if idle_turns >= self.limits.max_idle_turns:
             return Outcome(
                 "failed",
-                reason=f"{idle_turns} turns in a row had no usable action (malformed or unknown tool "
-                "calls, or answers given before any code ran)",
+                reason=f"{idle_turns} turns in a row had no usable action (code repeating a failed "
+                "cell, malformed or unknown tool calls, or answers given before any code ran)",
             )
         if self.state.kernel_deaths > self.limits.max_kernel_deaths:
             return Outcome(
@@ -231,6 +245,9 @@ class AgentLoop:
     async def _run_calls(self, calls: list[ToolCall]) -> tuple[str | None, bool]:
         answer: str | None = None
         usable = False
+        repeated = False
+        ran: list[RanCell] = []
+        """Cells run earlier in this turn: an answer in the same reply must agree with them."""
         for call in calls:
             try:
                 action = parse_call(call)
@@ -238,43 +255,79 @@ class AgentLoop:
                 self.emit(Error(message=f"unusable tool call {call.name}: {error}"))
                 self.conversation.add_tool_result(call.id, f"[tool error] {error}")
                 continue
-            if action.kind == "final_answer" and self._answer_needs_evidence():
-                self.conversation.add_tool_result(call.id, prompts.ANSWER_WITHOUT_EVIDENCE)
-                continue  # not usable: repeated guesses end the session as failed
-            usable = True
-            if action.kind == "final_answer" and (missing := self._not_in_output(action.text)):
-                self.answer_checked = True
-                self.conversation.add_tool_result(
-                    call.id, prompts.ANSWER_NOT_SHOWN.format(parts=", ".join(repr(part) for part in missing))
-                )
-                continue
             if action.kind == "final_answer":
+                review = self.answers.review(action.text, data_present=self._data_present(), same_turn=ran)
+                self.emit(AnswerReviewed(answer=action.text, verdict=review.verdict, detail=review.detail))
+                if review.verdict == "no_evidence":
+                    self.conversation.add_tool_result(call.id, review.message)
+                    continue  # not usable: repeated guesses end the session as failed
+                usable = True
+                if review.verdict != "accepted":
+                    self.conversation.add_tool_result(call.id, review.message)
+                    continue
                 answer = action.text
+                self.answer_grounded = self.answers.grounded(answer)
                 self.conversation.add_tool_result(call.id, "[answer recorded]")
                 continue
             source = action.text if action.kind == "python" else shell_cell(action.text)
+            if (earlier := self.memory.repeat_of(action.kind, source)) is not None:
+                repeated = True
+                self._refuse_repeat(call, action, source, earlier)
+                continue
+            usable = True
             gate = self._approval_gate(call, action, source)
             if gate is None:
                 return None, usable  # waiting for a person; later calls wait too
             cell_id, source = gate
             if cell_id is not None:
-                await self._run_cell(call, action, source, cell_id)
+                result = await self._run_cell(call, action, source, cell_id)
+                ran.append(RanCell(self.state.cells, source, result.text(), result.ok))
             self.checkpoint()
+        self.repeats_in_a_row = self.repeats_in_a_row + 1 if repeated and not ran else 0
         return answer, usable
 
-    def _answer_needs_evidence(self) -> bool:
-        """An answer given before any code ran successfully, while there is data to look at."""
-        return (
-            self.limits.require_evidence
-            and self.evidence_pending
-            and bool(workspace_files(self.sandbox.workspace, limit=1))
+    def _refuse_repeat(self, call: ToolCall, action: Action, source: str, earlier: FailedCell) -> None:
+        """Code identical to a failed cell, on an unchanged kernel: recorded, not run."""
+        ladder = self.limits.retry_temperatures
+        next_temperature = (
+            max(ladder[min(self.repeats_in_a_row, len(ladder) - 1)], self.limits.temperature or 0.0)
+            if ladder
+            else self.limits.temperature
+        )
+        self.emit(
+            ActionSkipped(
+                tool_call_id=call.id, kind=action.kind, code=source, code_sha256=code_sha256(source),
+                same_as_cell=earlier.cell_id, error=earlier.error, next_temperature=next_temperature,
+            )
+        )
+        notes = [prompts.REPEATED_FAILURE.format(number=earlier.number, error=earlier.error)]
+        notes += self.memory.error_notes(earlier.error)
+        if (alternating := self.memory.alternation_note()) is not None:
+            notes.append(alternating)
+        self.conversation.add_tool_result(call.id, "\n".join(notes))
+
+    def _temperature(self) -> float | None:
+        """The base temperature, raised along the retry ladder after refused repeats."""
+        ladder = self.limits.retry_temperatures
+        if self.repeats_in_a_row == 0 or not ladder:
+            return self.limits.temperature
+        raised = ladder[min(self.repeats_in_a_row - 1, len(ladder) - 1)]
+        return max(raised, self.limits.temperature or 0.0)
+
+    def _nudge(self) -> str:
+        """What to say after a reply with no action: the error, when the last cell failed."""
+        plain = getattr(self.model, "nudge", prompts.NO_ACTION_NUDGE)
+        failure = self.last_failure
+        if failure is None:
+            return plain
+        files = ", ".join(workspace_files(self.sandbox.workspace, limit=10)) or "none"
+        notes = " ".join(self.memory.error_notes(failure.error))
+        return "\n".join(
+            filter(None, [prompts.AFTER_ERROR_NUDGE.format(error=failure.error, files=files, act=plain), notes])
         )
 
-    def _not_in_output(self, answer: str) -> list[str]:
-        """Parts of a short answer no successful cell printed; asked about once per instruction."""
-        if not self.limits.check_answers or self.answer_checked or not self.printed:
-            return []
-        return ungrounded_parts(answer, "\n".join(self.printed))
+    def _data_present(self) -> bool:
+        return bool(workspace_files(self.sandbox.workspace, limit=1))
 
     def _approval_gate(self, call: ToolCall, action: Action, source: str) -> tuple[str | None, str] | None:
         """(cell id, code to run), (None, _) when rejected, or None when approval is pending."""
@@ -327,11 +380,16 @@ class AgentLoop:
         )
         manifest = parse_expression(result.user_expressions)
         self.state.cells += 1
-        if manifest is not None:
-            self.memory.apply_manifest(manifest)
-        if result.ok:
-            self.evidence_pending = False
-            self.printed = [*self.printed, result.text()][-PRINTED_CELLS_KEPT:]
+        notes = self.memory.record(
+            action.kind, source, result, cell_number=self.state.cells, cell_id=cell_id, manifest=manifest
+        )
+        self.answers.cell_ran(self.state.cells, source, result.text(), result.ok)
+        if not result.ok and result.status != "interrupted":
+            self.last_failure = FailedCell(
+                self.state.cells, cell_id, error_line(result) or result.detail or result.status, self.memory.state
+            )
+        elif result.ok:
+            self.last_failure = None
         self.current_cell = None
         self.emit(
             CellFinished(
@@ -353,7 +411,7 @@ class AgentLoop:
             image_dir_in_kernel=f"{self.sandbox.kernel_workspace}/figures",
             cell_label=f"cell-{self.state.cells}",
         )
-        text = "\n".join([feedback.text, *self.memory.notes(source, result, self.state.cells)])
+        text = "\n".join([feedback.text, *notes])
         if result.status == "kernel_died":
             self.memory.forget_names()
             self.state.kernel_deaths += 1

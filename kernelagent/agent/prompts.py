@@ -44,6 +44,38 @@ ANSWER_NOT_SHOWN = (
     "computed it, print it; if not, compute it. Then give the final answer again."
 )
 
+ANSWER_BEFORE_OUTPUT = (
+    "[not accepted yet] This answer was written in the same reply as the code, before the "
+    "code's output existed, and {why}. Read the output above, fix the code if it failed, "
+    "and give the final answer from what the code printed."
+)
+
+VERIFY_ANSWER = """\
+[check before the answer is accepted] Question: {question}
+
+The code that produced your answer:
+```python
+{code}
+```
+Its output:
+{output}
+
+Your answer: {answer}
+
+Does this code compute exactly what the question asks (the right columns, filters, grouping,
+time period and format)? If it does, {how}. If it does not, reply with {fix} instead."""
+
+REPEATED_FAILURE = (
+    "[not run] This code is the same as cell {number}, which failed with: {error}. Running it "
+    "again would fail the same way, so it was not run. Write different code that fixes the "
+    "cause."
+)
+
+AFTER_ERROR_NUDGE = (
+    "Your last cell failed with: {error}. Do not give up and do not ask for data: the files "
+    "are in the workspace ({files}). {act}"
+)
+
 KERNEL_DIED = (
     "The kernel died while running your last cell ({reason}). A new kernel was started; "
     "{restored} Avoid repeating what killed it (e.g. use less memory)."

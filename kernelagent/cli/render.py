@@ -12,6 +12,8 @@ from rich.text import Text
 
 from kernelagent.agent.feedback import png_size, strip_ansi
 from kernelagent.events import (
+    ActionSkipped,
+    AnswerReviewed,
     ApprovalDecided,
     ApprovalRequested,
     AssistantText,
@@ -20,11 +22,14 @@ from kernelagent.events import (
     CellStarted,
     Error,
     Event,
+    AttemptFinished,
+    AttemptStarted,
     KernelRestarted,
     NotebookOutput,
     SessionFinished,
     SessionStarted,
     UserMessage,
+    VoteDecided,
 )
 
 STATUS_STYLE = {"ok": "green", "error": "red", "timeout": "yellow", "kernel_died": "bold red"}
@@ -38,9 +43,49 @@ class EventRenderer:
         self.show_outputs = show_outputs
 
     def __call__(self, event: Event) -> None:
+        if event.attempt is not None and event.attempt > 1:
+            self._attempt_line(event)
+            return
         handler = getattr(self, f"_on_{event.type}", None)
         if handler is not None:
             handler(event)
+
+    def _attempt_line(self, event: Event) -> None:
+        """Another attempt's events, one short line each (its notebook has everything)."""
+        prefix = f"[dim]attempt {event.attempt} ·[/] "
+        if isinstance(event, CellStarted):
+            first = next((line for line in event.code.splitlines() if line.strip()), "")
+            self.console.print(prefix + f"{event.kind} cell: {first[:70]}", highlight=False)
+        elif isinstance(event, CellFinished):
+            style = STATUS_STYLE.get(event.status, "white")
+            self.console.print(prefix + f"[{style}]└ {event.status}[/]", highlight=False)
+        elif isinstance(event, ActionSkipped | AttemptStarted | AttemptFinished):
+            handler = getattr(self, f"_on_{event.type}")
+            handler(event)
+
+    def _on_attempt_started(self, event: AttemptStarted) -> None:
+        heat = f" at temperature {event.temperature:g}" if event.temperature is not None else ""
+        self.console.print(f"[bold]attempt {event.number} of {event.of}[/]{heat} [dim]· {event.notebook_path}[/]")
+
+    def _on_attempt_finished(self, event: AttemptFinished) -> None:
+        if event.answer is not None:
+            grounded = "" if event.grounded else " [yellow](not in its outputs)[/]"
+            what = f"answered {event.answer!r}{grounded}"
+        else:
+            what = f"{event.status}" + (f": {event.reason}" if event.reason else "")
+        self.console.print(f"[bold]attempt {event.number}[/] {what}", highlight=False)
+
+    def _on_vote_decided(self, event: VoteDecided) -> None:
+        style = "green" if event.majority else "yellow"
+        self.console.print(f"[{style}]vote:[/] {event.summary}", highlight=False)
+
+    def _on_action_skipped(self, event: ActionSkipped) -> None:
+        heat = f"; retrying at temperature {event.next_temperature:g}" if event.next_temperature is not None else ""
+        self.console.print(f"[yellow]not run:[/] the same code already failed ({event.error}){heat}", highlight=False)
+
+    def _on_answer_reviewed(self, event: AnswerReviewed) -> None:
+        if event.verdict != "accepted":
+            self.console.print(f"[dim]answer {event.answer!r} sent back: {event.verdict} ({event.detail})[/]", highlight=False)
 
     def _on_session_started(self, event: SessionStarted) -> None:
         where = f"{event.sandbox} sandbox" + (f" ({event.image})" if event.image else "")

@@ -125,6 +125,7 @@ def continue_(
         local = None if base_url else recorded.get("local_model")
     if local is not None:
         use_local_model(config, local, api)
+        config.limits.check_answers = config.limits.verify_answers = True  # as `run` does for local models
 
     async def main():  # type: ignore[no-untyped-def]
         async with served_model(config, on_notice=lambda line: console.print(f"[dim]{line}[/]")):

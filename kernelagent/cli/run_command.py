@@ -31,6 +31,9 @@ EXIT_PAUSED = 3
 EXIT_AWAITING_APPROVAL = 4
 EXIT_INTERRUPTED = 130
 
+LOCAL_ATTEMPTS = 3
+"""Attempts per task on a local model: small models are right more often by a vote."""
+
 EXIT_CODES = {
     "completed": EXIT_COMPLETED,
     "failed": EXIT_FAILED,
@@ -60,6 +63,8 @@ def run(
     approve_pattern: Annotated[Optional[list[str]], typer.Option(help="Regex; matching code or commands need approval (repeatable).")] = None,
     approve_outside_writes: Annotated[bool, typer.Option(help="Writes outside the workspace need approval.")] = False,
     check_answers: Annotated[Optional[bool], typer.Option("--check-answers/--no-check-answers", help="Send a short answer back once when no cell printed it (default: on for local models).")] = None,
+    attempts: Annotated[Optional[int], typer.Option(min=1, max=8, help="Independent attempts, each in its own sandbox; the answer most of them agree on wins (default: 3 for local models, else 1).")] = None,
+    verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Show the model its answer's code and output once to confirm or fix it (default: on for local models or --attempts > 1).")] = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Stream model replies. Some servers (llama.cpp's) report token usage only with --no-stream.")] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")] = False,
@@ -87,6 +92,8 @@ def run(
     )
     config.stream = stream
     config.limits.check_answers = check_answers if check_answers is not None else local is not None
+    config.attempts = attempts if attempts is not None else (LOCAL_ATTEMPTS if local is not None else 1)
+    config.limits.verify_answers = verify if verify is not None else (config.attempts > 1 or local is not None)
     config.approval = ApprovalPolicy(
         mode=approve, patterns=approve_pattern or [], writes_outside_workspace=approve_outside_writes  # type: ignore[arg-type]
     )
@@ -129,6 +136,8 @@ def use_local_model(config: SessionConfig, local: str, api: str | None) -> None:
     config.local_model = local
     config.api = api or recommended_api(local or None)  # type: ignore[assignment]
     config.stream = False  # llama.cpp's server reports token usage only without streaming
+    if config.limits.temperature is None:
+        config.limits.temperature = 0.0  # the first attempt is the model's most likely reply
 
 
 async def _run(task, data, workspace, notebook, config, renderer, local, api) -> SessionResult:  # type: ignore[no-untyped-def]

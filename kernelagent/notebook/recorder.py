@@ -30,6 +30,9 @@ from nbformat.validator import ValidationError, normalize
 from nbformat.warnings import MissingIDFieldWarning
 
 from kernelagent.events import (
+    ActionSkipped,
+    AnswerReviewed,
+    VoteDecided,
     ApprovalDecided,
     ApprovalRequested,
     AssistantText,
@@ -267,7 +270,11 @@ class NotebookRecorder:
     # -- events -----------------------------------------------------------------------------
 
     def handle(self, event: Event) -> None:
-        """Apply one event; save when it completes a step (outputs: at most every autosave_interval)."""
+        """Apply one event; save when it completes a step (outputs: at most every autosave_interval).
+
+        Events of parallel attempts (``event.attempt`` set) belong to their branch notebooks."""
+        if event.attempt is not None:
+            return
         match event:
             case SessionStarted():
                 self._on_session_started(event)
@@ -312,6 +319,16 @@ class NotebookRecorder:
                 return
             case SessionFinished():
                 self._on_session_finished(event)
+            case ActionSkipped() | AnswerReviewed():
+                entry = event.model_dump(mode="json", exclude={"session_id", "seq", "attempt"})
+                key = "skipped_actions" if isinstance(event, ActionSkipped) else "answer_reviews"
+                self._session[key] = [*self._session.get(key, []), entry]
+                self._unsaved = True
+            case VoteDecided():
+                links = " · ".join(
+                    f"[attempt {number}]({path})" for number, path in enumerate(event.notebooks, 1)
+                )
+                self._append_note("vote", "Vote", event.summary + (f"\n\n{links}" if links else ""), event)
             case _:  # AssistantTextDelta and anything newer: not recorded
                 return
         self.save()

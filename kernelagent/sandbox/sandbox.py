@@ -281,6 +281,11 @@ class Sandbox:
             if result.interrupt_ignored:
                 await self.restart()
                 result.detail += "; the kernel was restarted and its variables are lost"
+            elif manifest and result.status == "error" and EXPRESSION_NAME not in result.user_expressions:
+                # the kernel skips user_expressions after an error; the names a failed cell
+                # defined before it raised are asked for separately
+                reply = await self._run_hidden("", user_expressions={EXPRESSION_NAME: EXPRESSION})
+                result.user_expressions = reply["content"].get("user_expressions", {})
             return result
 
     async def _install_manifest(self) -> None:
@@ -288,9 +293,11 @@ class Sandbox:
             await self._run_hidden(KERNEL_SETUP)
             self._manifest_ready = True
 
-    async def _run_hidden(self, code: str) -> dict[str, Any]:
+    async def _run_hidden(self, code: str, user_expressions: dict[str, str] | None = None) -> dict[str, Any]:
         """Run code that leaves no trace in the history or the outputs; returns the reply."""
-        msg_id = self.client.execute(code, silent=True, store_history=False)
+        msg_id = self.client.execute(
+            code, silent=True, store_history=False, user_expressions=user_expressions or {}
+        )
         while True:
             reply = await self.client.get_shell_msg(timeout=self.settings.startup_timeout)
             if reply["parent_header"].get("msg_id") == msg_id:

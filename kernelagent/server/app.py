@@ -47,6 +47,12 @@ class KernelAgentExtension(ExtensionApp):
         "Also used by replay.",
     )
     default_max_steps = Integer(30, config=True, help="Model calls per run when a session does not say.")
+    default_attempts = Integer(
+        1,
+        config=True,
+        help="Parallel attempts per new task when a session does not say (each in its own "
+        "sandbox; the answer most attempts agree on wins).",
+    )
     cell_timeout = Float(300.0, config=True, help="Seconds a cell may run before it is interrupted.")
     sessions_dir = Unicode(
         "kernelagent-sessions",
@@ -89,6 +95,7 @@ class KernelAgentExtension(ExtensionApp):
                 api=self.default_api,
                 sandbox=self.default_sandbox,
                 max_steps=self.default_max_steps,
+                attempts=self.default_attempts,
                 cell_timeout=self.cell_timeout,
             ),
             workspaces_next_to_notebooks=self.workspaces_next_to_notebooks,

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 API_KINDS = ("responses", "chat", "code-blocks")
 SANDBOX_KINDS = ("docker", "local")
+MAX_ATTEMPTS = 8
 APPROVAL_MODES = ("never", "shell", "always")
 PENDING_FIELDS = ("cell_id", "kind", "code", "code_sha256", "reason")
 #: Events worth keeping on disk; deltas are superseded by the complete assistant text.
@@ -85,6 +86,7 @@ class Defaults:
     api: str = "responses"
     sandbox: str = "docker"
     max_steps: int = 30
+    attempts: int = 1
     cell_timeout: float = 300.0
 
 
@@ -127,11 +129,12 @@ class ServerEventStream(EventStream):
         super().subscribe(subscriber, critical=critical)
 
     def emit(self, event: Event) -> Event:
-        if isinstance(event, StatusChanged) and event.status == "failed" and not self.error_reported:
+        own = event.attempt is None  # not one of a parallel attempt's forwarded events
+        if own and isinstance(event, StatusChanged) and event.status == "failed" and not self.error_reported:
             error = sys.exc_info()[1]
             if isinstance(error, Exception):
                 self.report(error)
-        if isinstance(event, SessionFinished):
+        if own and isinstance(event, SessionFinished):
             self.finished = True
         return super().emit(event)
 
@@ -394,6 +397,11 @@ class SessionManager:
             max_steps = self.defaults.max_steps
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise ApiError(400, f"max_steps must be a positive integer, not {max_steps!r}")
+        attempts = body.get("attempts")
+        if attempts is None:
+            attempts = self.defaults.attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_ATTEMPTS:
+            raise ApiError(400, f"attempts must be an integer from 1 to {MAX_ATTEMPTS}, not {attempts!r}")
         model = _optional_text(body, "model") or self.defaults.model
         base_url = _optional_text(body, "base_url") or self.defaults.base_url
         config = build_config(
@@ -403,6 +411,7 @@ class SessionManager:
             sandbox=sandbox,
             max_steps=max_steps,
             cell_timeout=self.defaults.cell_timeout,
+            attempts=attempts,
         )
         config.approval = ApprovalPolicy(mode=approve)  # type: ignore[arg-type]
         return config

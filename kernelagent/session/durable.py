@@ -42,6 +42,8 @@ class StoreUpdater:
         session.sandbox_listeners.append(self._sandbox_changed)
 
     def __call__(self, event: Event) -> None:
+        if event.attempt is not None:
+            return  # a parallel attempt's own events; the session's row follows the session
         if isinstance(event, StatusChanged):
             fields: dict[str, Any] = {"status": event.status, "reason": event.reason}
             if event.status == "awaiting_approval":

@@ -65,6 +65,14 @@ class SessionConfig(BaseModel):
     """A model kernelagent serves itself (catalog name or .gguf path; "" for the default).
     ``base_url`` then points at a server that lives only as long as one run, so resuming
     or continuing starts it again."""
+    attempts: int = Field(default=1, ge=1, le=8)
+    """Independent attempts at a new task, each in its own sandbox on its own copy of the
+    workspace; the session keeps the answer most of them agree on (see session.attempts)."""
+    attempt_temperature: float = 0.7
+    """Sampling temperature of attempts 2, 3, ... (attempt 1 uses ``limits.temperature``)."""
+    parallel_attempts: int | None = Field(default=None, ge=1)
+    """How many attempts run at once; None: all of them, or one at a time on a model server
+    kernelagent serves itself, which decodes one request at a time."""
 
     @model_validator(mode="before")
     @classmethod
@@ -166,9 +174,12 @@ class Session:
         )
         return cls(session_id, config, model, sandbox, recorder, conversation, stream)
 
-    async def run(self, instruction: str | None) -> Outcome:
+    async def run(self, instruction: str | None, *, finish: bool = True) -> Outcome:
         """Work on a task or follow-up instruction (None: carry on where the session
-        stopped, e.g. after an approval); the notebook is saved at every step."""
+        stopped, e.g. after an approval); the notebook is saved at every step.
+
+        With ``finish=False`` (parallel attempts) the session's status and answer are left
+        for :meth:`finish`, once the attempts have voted."""
         first = self.loop.state.steps == 0 and not self.continued
         if first and instruction is not None:
             self.stream.emit(
@@ -187,15 +198,16 @@ class Session:
         try:
             outcome = await self.loop.run(instruction)
         except (asyncio.CancelledError, KeyboardInterrupt):
-            outcome = Outcome("interrupted", reason="stopped by the user")
             await self._interrupt_running_cell()
-            self._finish(outcome)
+            if finish:
+                self.finish(Outcome("interrupted", reason="stopped by the user"))
             raise
         except Exception as error:
-            outcome = Outcome("failed", reason=f"{error.__class__.__name__}: {error}")
-            self._finish(outcome)
+            if finish:
+                self.finish(Outcome("failed", reason=f"{error.__class__.__name__}: {error}"))
             raise
-        self._finish(outcome)
+        if finish:
+            self.finish(outcome)
         return outcome
 
     async def _interrupt_running_cell(self) -> None:
@@ -212,7 +224,8 @@ class Session:
         self.status = status
         self.stream.emit(StatusChanged(status=status, reason=reason))  # type: ignore[arg-type]
 
-    def _finish(self, outcome: Outcome) -> None:
+    def finish(self, outcome: Outcome) -> None:
+        """Record the outcome: conversation and usage in the notebook, status, answer."""
         self.recorder.set_conversation(self.conversation_state())
         self.recorder.update_metadata(
             usage=self.loop.state.usage.model_dump(),

@@ -29,6 +29,14 @@ class EventStream:
     def subscribe(self, subscriber: Subscriber, *, critical: bool = False) -> None:
         self._subscribers.append((subscriber, critical))
 
+    def replace_subscriber(self, old: Subscriber, new: Subscriber) -> None:
+        """Put ``new`` where ``old`` was (same place, same criticality), e.g. a new recorder."""
+        for index, (subscriber, critical) in enumerate(self._subscribers):
+            if subscriber == old:
+                self._subscribers[index] = (new, critical)
+                return
+        raise ValueError("replace_subscriber: the subscriber to replace is not subscribed")
+
     def emit(self, event: Event) -> Event:
         event.session_id = self.session_id
         event.seq = self._next_seq

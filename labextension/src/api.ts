@@ -40,6 +40,8 @@ interface IEventBase {
   session_id: string;
   seq: number;
   time: number;
+  /** Set on the events of parallel attempts 2, 3, ... (their notebooks record them). */
+  attempt?: number | null;
 }
 
 export interface ISessionStarted extends IEventBase {
@@ -144,6 +146,54 @@ export interface ISessionFinished extends IEventBase {
   usage: IUsage;
 }
 
+export interface IActionSkipped extends IEventBase {
+  type: 'action_skipped';
+  tool_call_id: string;
+  kind: CellKind;
+  code: string;
+  code_sha256: string;
+  same_as_cell: string;
+  error: string;
+  next_temperature: number | null;
+}
+
+export interface IAnswerReviewed extends IEventBase {
+  type: 'answer_reviewed';
+  answer: string;
+  verdict: 'accepted' | 'no_evidence' | 'not_shown' | 'before_output' | 'verify';
+  detail: string;
+}
+
+export interface IAttemptStarted extends IEventBase {
+  type: 'attempt_started';
+  number: number;
+  of: number;
+  temperature: number | null;
+  notebook_path: string;
+}
+
+export interface IAttemptFinished extends IEventBase {
+  type: 'attempt_finished';
+  number: number;
+  status: SessionStatus;
+  answer: string | null;
+  grounded: boolean;
+  reason: string;
+  last_error: string;
+  notebook_path: string;
+}
+
+export interface IVoteDecided extends IEventBase {
+  type: 'vote_decided';
+  chosen: number | null;
+  answer: string | null;
+  agreeing: number[];
+  attempts: number;
+  majority: boolean;
+  summary: string;
+  notebooks: string[];
+}
+
 export type AgentEvent =
   | ISessionStarted
   | IStatusChanged
@@ -158,6 +208,11 @@ export type AgentEvent =
   | IKernelRestarted
   | IUsageUpdated
   | IErrorEvent
+  | IActionSkipped
+  | IAnswerReviewed
+  | IAttemptStarted
+  | IAttemptFinished
+  | IVoteDecided
   | ISessionFinished;
 
 // --- REST payloads -------------------------------------------------------------------
@@ -197,6 +252,8 @@ export interface ICreateSessionRequest {
   sandbox?: string;
   approve?: ApprovalMode;
   max_steps?: number;
+  /** Parallel attempts; the answer most of them agree on wins. */
+  attempts?: number;
 }
 
 export type ReplayOutcome = 'matched' | 'diverged' | 'error' | 'skipped';

@@ -18,6 +18,7 @@ interface ISettings {
   sandbox: string;
   approve: string;
   max_steps: string;
+  attempts: string;
 }
 
 const EMPTY: ISettings = {
@@ -26,7 +27,8 @@ const EMPTY: ISettings = {
   api: '',
   sandbox: '',
   approve: '',
-  max_steps: ''
+  max_steps: '',
+  attempts: ''
 };
 
 function loadSettings(): ISettings {
@@ -82,7 +84,8 @@ export class PromptForm extends Widget {
       api: this.selectField('api', ['', 'responses', 'chat', 'code-blocks']),
       sandbox: this.selectField('sandbox', ['', 'docker', 'local']),
       approve: this.selectField('approve', ['', 'never', 'shell', 'always']),
-      max_steps: this.textField('max_steps', 'server default', 'number')
+      max_steps: this.textField('max_steps', 'server default', 'number'),
+      attempts: this.textField('attempts', 'server default', 'number')
     };
     for (const [name, field] of Object.entries(this.fields)) {
       field.value = saved[name as keyof ISettings];
@@ -97,7 +100,8 @@ export class PromptForm extends Widget {
       this.row('API', this.fields.api),
       this.row('Sandbox', this.fields.sandbox),
       this.row('Approve', this.fields.approve),
-      this.row('Max steps', this.fields.max_steps)
+      this.row('Max steps', this.fields.max_steps),
+      this.row('Attempts', this.fields.attempts)
     );
     this.settingsToggle = h('button', {
       type: 'button',
@@ -181,6 +185,10 @@ export class PromptForm extends Widget {
     const steps = parseInt(value('max_steps'), 10);
     if (steps > 0) {
       request.max_steps = steps;
+    }
+    const attempts = parseInt(value('attempts'), 10);
+    if (attempts > 0) {
+      request.attempts = attempts;
     }
     this.submittedSignal.emit(request);
   }

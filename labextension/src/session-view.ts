@@ -13,7 +13,14 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { Panel, Widget } from '@lumino/widgets';
 
 import * as api from './api';
-import { AgentEvent, FINISHED_STATUSES, ISessionInfo, SessionStatus } from './api';
+import {
+  AgentEvent,
+  FINISHED_STATUSES,
+  IAttemptFinished,
+  IAttemptStarted,
+  ISessionInfo,
+  SessionStatus
+} from './api';
 import { ApprovalCard } from './approval-card';
 import { CellView } from './cell-view';
 import { button, errorText, h, spinner } from './dom';
@@ -233,7 +240,24 @@ export class SessionView extends Panel {
   }
 
   private render(event: AgentEvent): void {
+    if (event.attempt && event.attempt > 1) {
+      // Another attempt's own events: its notebook has them; the view shows how it ends.
+      if (event.type === 'attempt_started' || event.type === 'attempt_finished') {
+        this.addNote(attemptNote(event));
+      }
+      return;
+    }
     switch (event.type) {
+      case 'attempt_started':
+      case 'attempt_finished':
+        this.addNote(attemptNote(event));
+        break;
+      case 'vote_decided':
+        this.addNote(`Vote: ${event.summary}`);
+        break;
+      case 'action_skipped':
+        this.addNote(`Not run: the same code already failed (${event.error}).`);
+        break;
       case 'session_started':
         this.metaNode.textContent = `${event.model} · ${event.sandbox}`;
         break;
@@ -535,4 +559,16 @@ export class SessionView extends Panel {
     host.scrollTop = host.scrollHeight;
     window.setTimeout(() => (host.scrollTop = host.scrollHeight), 150);
   }
+}
+
+function attemptNote(event: IAttemptStarted | IAttemptFinished): string {
+  if (event.type === 'attempt_started') {
+    const heat = event.temperature === null ? '' : ` at temperature ${event.temperature}`;
+    return `Attempt ${event.number} of ${event.of} started${heat}.`;
+  }
+  if (event.answer !== null) {
+    return `Attempt ${event.number} answered ${JSON.stringify(event.answer)}` +
+      (event.grounded ? '.' : ' (not in its outputs).');
+  }
+  return `Attempt ${event.number} ${event.status}${event.reason ? `: ${event.reason}` : ''}.`;
 }

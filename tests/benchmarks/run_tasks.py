@@ -44,7 +44,7 @@ import httpx
 
 from tests.benchmarks.scoring import normalize_string, score_task
 from tests.benchmarks.tasks.datasets import generate
-from tests.benchmarks.tasks.suite import TASKS, Task, select
+from tests.benchmarks.tasks.suite import SPLITS, TASKS, Task, select, split_of
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -113,7 +113,9 @@ class RecordingProxy:
 
     def adjust(self, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
-        if self.temperature is not None:
+        if self.temperature is not None and body.get("temperature") is None:
+            # the same default for both agents; a temperature an agent chooses (kernelagent's
+            # parallel attempts and retries after a refused repeat) is its own and passes
             body["temperature"] = self.temperature
             body.pop("top_p", None)
         if self.max_tokens and not (body.get("max_tokens") or body.get("max_completion_tokens")):
@@ -322,6 +324,7 @@ class Runner:
             "--base-url", self.proxy.base_url, "--model", self.model, "--api", self.api,
             "--max-steps", str(self.args.max_steps), "--json", "--quiet",
             "--check-answers" if self.check_answers else "--no-check-answers",
+            "--attempts", str(self.args.attempts),
         ]
         code, stdout = await _run_process(command, cwd=run_dir, env=self.env, timeout=self.args.timeout,
                                           log=run_dir / "stderr.log")
@@ -393,6 +396,21 @@ def summarize(results: list[RunResult], agents: Iterable[str]) -> dict[str, dict
     return totals
 
 
+def split_lines(results: list[RunResult], agents: list[str]) -> list[str]:
+    """Passes per split (tuning / held-out) and agent, when the results cover both splits."""
+    present = sorted({split_of(r.task) for r in results})
+    if len(present) < 2:
+        return []
+    lines = ["", "| split | " + " | ".join(agents) + " |", "|---|" + "---|" * len(agents)]
+    for split in present:
+        cells = []
+        for agent in agents:
+            rows = [r for r in results if r.agent == agent and split_of(r.task) == split]
+            cells.append(f"{sum(r.passed for r in rows)}/{len(rows)}")
+        lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render(results: list[RunResult], *, title: str, commands: list[str], notes: list[str], agents: list[str]) -> str:
     lines = [f"## {title}", ""]
     lines += [f"Command: `{command}`  " for command in commands]
@@ -418,6 +436,7 @@ def render(results: list[RunResult], *, title: str, commands: list[str], notes: 
         peer = totals["smolagents"]["rate"]
         ratio = f"{totals['kernelagent']['rate'] / peer:.2f}" if peer else "n/a (smolagents solved none)"
         lines += ["", f"Success-rate ratio kernelagent / smolagents: **{ratio}**"]
+    lines += split_lines(results, agents)
     failures = [r for r in results if not r.passed and r.reason]
     if failures:
         lines += ["", "Why runs failed: " + "; ".join(f"{r.task}/{r.agent}: {_cell(r.reason, 60)}" for r in failures) + "."]
@@ -505,7 +524,8 @@ def report(results: list[RunResult], metas: list[dict[str, Any]], args: argparse
     task_count = len({r.task for r in complete})
     setup = (
         f"Model `{model}` via {meta.get('server', 'llama.cpp (start_local_model)')}; kernelagent "
-        f"`--api {meta.get('api')}{' --check-answers' if meta.get('check_answers') else ''}`; smolagents "
+        f"`--api {meta.get('api')}{' --check-answers' if meta.get('check_answers') else ''}"
+        f" --attempts {meta.get('attempts', 1)}`; smolagents "
         f"`CodeAgent` with `OpenAIServerModel`; max steps "
         f"{meta.get('max_steps')} for both; temperature {meta.get('temperature')} for both; output cap "
         f"{meta.get('max_output_tokens') or 'none'} tokens per call; {task_count} of the suite's {len(TASKS)} tasks "
@@ -548,6 +568,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS))
     parser.add_argument("--tasks", help="comma-separated task ids")
     parser.add_argument("--representative", action="store_true", help="one or two tasks per category")
+    parser.add_argument("--split", choices=SPLITS, default="all",
+                        help="the tuning tasks, the held-out ones (never tuned on), or all")
+    parser.add_argument("--attempts", type=int, default=3,
+                        help="kernelagent --attempts (parallel attempts that vote; 3 is its default for local models)")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per task per agent")
@@ -574,7 +598,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def run_all(args: argparse.Namespace, argv: list[str]) -> tuple[list[RunResult], dict[str, Any]]:
-    tasks = select(args.tasks, representative=args.representative, limit=args.limit)
+    tasks = select(args.tasks, representative=args.representative, limit=args.limit, split=args.split)
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="task-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
     data_dir = scratch / "data"
@@ -597,7 +621,7 @@ async def run_all(args: argparse.Namespace, argv: list[str]) -> tuple[list[RunRe
     meta: dict[str, Any] = {
         "command": "python -m tests.benchmarks.run_tasks " + " ".join(shlex.quote(a) for a in argv),
         "model": model, "api": api, "server": f"`{args.base_url}`" if args.base_url else "llama.cpp (start_local_model)",
-        "max_steps": args.max_steps, "check_answers": runner.check_answers,
+        "max_steps": args.max_steps, "check_answers": runner.check_answers, "attempts": args.attempts,
         "temperature": args.temperature, "max_output_tokens": args.max_output_tokens,
         "selection": selection, "started": datetime.now().isoformat(timespec="seconds"), "wall_minutes": 0.0,
     }

@@ -1,0 +1,122 @@
+"""Whether a final answer is accepted, or sent back to the model once with a reason.
+
+The loop asks :class:`AnswerReview` about every ``final_answer`` call. In order:
+
+1. no code has run successfully yet while there is data to look at -> "no_evidence";
+2. the answer came in the same reply as code, before that code's output existed, and the
+   output does not show it (or the code failed) -> "before_output";
+3. a short answer that no successful cell printed (``check_answers``, asked once) -> "not_shown";
+4. a verification turn (``verify_answers``, once per instruction): the model sees the
+   question, the code that produced the answer and its output, and confirms or fixes it;
+5. otherwise "accepted".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kernelagent.agent import prompts
+from kernelagent.agent.grounding import ungrounded_parts
+from kernelagent.events import AnswerVerdict
+
+CELLS_KEPT = 50
+VERIFY_OUTPUT_CHARS = 1_500
+VERIFY_CODE_CHARS = 3_000
+
+
+@dataclass(frozen=True)
+class RanCell:
+    number: int
+    code: str
+    output: str
+    """The text the cell printed or displayed."""
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Review:
+    verdict: AnswerVerdict
+    message: str = ""
+    """For the model, when the answer is not accepted."""
+    detail: str = ""
+    """For the notebook and the person reading it."""
+
+
+@dataclass
+class AnswerReview:
+    require_evidence: bool = True
+    check_answers: bool = False
+    verify_answers: bool = False
+    code_blocks: bool = False
+    """The model acts with fenced blocks, so it answers with a ``FINAL ANSWER:`` line."""
+    question: str = ""
+    cells: list[RanCell] = field(default_factory=list)
+    """The cells this loop ran, newest last (at most CELLS_KEPT)."""
+    evidence_pending: bool = False
+    """The current instruction has had no successful cell yet."""
+    checked: bool = False
+    verified: bool = False
+
+    def new_instruction(self, instruction: str) -> None:
+        self.question = instruction
+        self.evidence_pending = True
+        self.checked = False
+        self.verified = False
+
+    def cell_ran(self, number: int, code: str, output: str, ok: bool) -> None:
+        self.cells = [*self.cells, RanCell(number, code, output, ok)][-CELLS_KEPT:]
+        if ok:
+            self.evidence_pending = False
+
+    def printed(self) -> str:
+        return "\n".join(cell.output for cell in self.cells if cell.ok)
+
+    def grounded(self, answer: str) -> bool:
+        """Some cell ran successfully and every checkable part of the answer is in its outputs."""
+        return any(cell.ok for cell in self.cells) and not ungrounded_parts(answer, self.printed())
+
+    def review(self, answer: str, *, data_present: bool, same_turn: list[RanCell]) -> Review:
+        """Decide on ``answer``; ``same_turn`` are the cells run earlier in the same reply."""
+        if self.require_evidence and self.evidence_pending and data_present:
+            return Review("no_evidence", prompts.ANSWER_WITHOUT_EVIDENCE, "no code had run successfully")
+        if same_turn:
+            shown = "\n".join(cell.output for cell in same_turn if cell.ok)
+            failed = [cell.number for cell in same_turn if not cell.ok]
+            missing = ungrounded_parts(answer, shown)
+            if failed or missing or not shown.strip():
+                why = f"cell {failed[0]} failed" if failed else "its output does not show it"
+                return Review("before_output", prompts.ANSWER_BEFORE_OUTPUT.format(why=why), why)
+        if self.check_answers and not self.checked and (missing := ungrounded_parts(answer, self.printed())):
+            self.checked = True
+            listed = ", ".join(repr(part) for part in missing)
+            return Review("not_shown", prompts.ANSWER_NOT_SHOWN.format(parts=listed), f"not in any output: {listed}")
+        if self.verify_answers and not self.verified and (source := self.source_of(answer)) is not None:
+            self.verified = True
+            return Review("verify", self.verification_request(answer, source), f"checked against cell {source.number}")
+        return Review("accepted")
+
+    def source_of(self, answer: str) -> RanCell | None:
+        """The newest successful cell whose output shows the answer, else the newest successful one."""
+        successful = [cell for cell in reversed(self.cells) if cell.ok]
+        showing = next((cell for cell in successful if not ungrounded_parts(answer, cell.output)), None)
+        return showing or (successful[0] if successful else None)
+
+    def verification_request(self, answer: str, cell: RanCell) -> str:
+        code = _clip(cell.code, VERIFY_CODE_CHARS)
+        output = _clip(cell.output.strip() or "(no output)", VERIFY_OUTPUT_CHARS)
+        how = (
+            f"reply with the line `FINAL ANSWER: {answer}` again"
+            if self.code_blocks
+            else "call final_answer with it again"
+        )
+        return prompts.VERIFY_ANSWER.format(
+            question=self.question.strip(), code=code, output=output, answer=answer, how=how,
+            fix="a corrected ```python block" if self.code_blocks else "corrected code (python tool)",
+        )
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n[... {len(text) - limit} characters cut ...]\n{text[-half:]}"

@@ -1,0 +1,153 @@
+"""Combine the answers of independent attempts at one task into one answer.
+
+Only answers *grounded* in their own attempt's outputs vote (see ``answers.AnswerReview``).
+Two answers agree when they say the same thing: numbers within a tolerance, words
+case-folded, lists as sets. The answer is the one most grounded attempts agree on; a tie
+goes to the earlier attempt (attempt 1 samples at the session's own temperature). With no
+strict majority the answer is still given, and the summary says that it is contested.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_WORD = re.compile(r"[^\W_]+")
+_ITEMS = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
+_PREFIX = re.compile(r"^\s*(?:final\s+)?answer\s*[:=-]\s*", re.IGNORECASE)
+RELATIVE_TOLERANCE = 0.005
+"""Numbers also agree when they differ by at most this fraction (e.g. 0.842 vs 0.84)."""
+SHOWN_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Ballot:
+    number: int
+    """The attempt (1-based)."""
+    status: str
+    answer: str | None = None
+    grounded: bool = False
+    detail: str = ""
+    """Why there is no answer: the status reason or the attempt's last error."""
+
+
+@dataclass
+class Tally:
+    chosen: int | None
+    answer: str | None
+    agreeing: list[int] = field(default_factory=list)
+    attempts: int = 0
+    majority: bool = False
+    summary: str = ""
+
+
+def answers_agree(first: str, second: str) -> bool:
+    """Whether two answers say the same thing (see the module docstring)."""
+    a_items, b_items = _items(first), _items(second)
+    if len(a_items) > 1 or len(b_items) > 1:
+        return len(a_items) == len(b_items) and all(
+            any(_scalars_agree(a, b) for b in b_items) for a in a_items
+        ) and all(any(_scalars_agree(b, a) for a in a_items) for b in b_items)
+    return _scalars_agree(_clean(first), _clean(second))
+
+
+def majority_reached(ballots: list[Ballot], attempts: int) -> bool:
+    """A strict majority of ``attempts`` already agrees: the rest cannot change the answer."""
+    return _best_group(ballots)[1] * 2 > attempts
+
+
+def tally(ballots: list[Ballot], attempts: int) -> Tally:
+    """The answer the attempts agree on, with a sentence that says how they voted."""
+    group, size = _best_group(ballots)
+    if not group:
+        answered = [ballot for ballot in ballots if ballot.answer is not None]
+        if answered:
+            first = min(answered, key=lambda ballot: ballot.number)
+            summary = (
+                f"No attempt's answer appears in its own outputs; the session keeps attempt "
+                f"{first.number}'s. " + _others(ballots, [])
+            )
+            return Tally(first.number, first.answer, [first.number], attempts, False, summary.strip())
+        listed = "; ".join(f"attempt {b.number}: {b.status}" + (f" ({b.detail})" if b.detail else "") for b in ballots)
+        return Tally(None, None, [], attempts, False, f"No attempt answered: {listed}.")
+    chosen = group[0]
+    agreeing = [ballot.number for ballot in group]
+    majority = size * 2 > attempts
+    shown = _shown(chosen.answer)
+    if majority:
+        head = f"{size} of {attempts} attempts agree on {shown}."
+    else:
+        head = f"No majority: {size} of {attempts} attempts agree on {shown}; the session keeps it as the earliest."
+    summary = f"{head} {_others(ballots, agreeing)}".strip()
+    not_run = attempts - len(ballots)
+    if not_run > 0:
+        summary += f" {not_run} attempt{'s were' if not_run > 1 else ' was'} not needed: a majority had agreed."
+    return Tally(chosen.number, chosen.answer, agreeing, attempts, majority, summary)
+
+
+def _best_group(ballots: list[Ballot]) -> tuple[list[Ballot], int]:
+    """The largest set of grounded ballots that agree with one of them (ties: earliest)."""
+    voters = sorted((b for b in ballots if b.answer is not None and b.grounded), key=lambda b: b.number)
+    best: list[Ballot] = []
+    for candidate in voters:
+        assert candidate.answer is not None
+        group = [b for b in voters if b.answer is not None and answers_agree(candidate.answer, b.answer)]
+        if len(group) > len(best):
+            best = [candidate, *(b for b in group if b is not candidate)]
+    return best, len(best)
+
+
+def _others(ballots: list[Ballot], agreeing: list[int]) -> str:
+    parts = []
+    for ballot in sorted(ballots, key=lambda b: b.number):
+        if ballot.number in agreeing:
+            continue
+        if ballot.answer is None:
+            why = f" ({ballot.detail})" if ballot.detail else ""
+            parts.append(f"attempt {ballot.number} {ballot.status}{why}")
+        elif not ballot.grounded:
+            parts.append(f"attempt {ballot.number} answered {_shown(ballot.answer)} (not in its outputs, not counted)")
+        else:
+            parts.append(f"attempt {ballot.number} answered {_shown(ballot.answer)}")
+    return ("; ".join(parts) + ".") if parts else ""
+
+
+def _shown(answer: str | None) -> str:
+    text = " ".join((answer or "").split())
+    return repr(text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…")
+
+
+def _clean(answer: str) -> str:
+    text = _PREFIX.sub("", answer.strip())
+    return text.strip().strip("`*_\"'").strip().rstrip(".").strip()
+
+
+def _items(answer: str) -> list[str]:
+    text = _clean(answer).strip("[](){}")
+    parts = [_clean(part) for part in _ITEMS.split(text)]
+    return [part for part in parts if part]
+
+
+def _scalars_agree(first: str, second: str) -> bool:
+    a_numbers, b_numbers = _NUMBER.findall(first), _NUMBER.findall(second)
+    if a_numbers or b_numbers:
+        return len(a_numbers) == len(b_numbers) and all(
+            _numbers_agree(a, b) for a, b in zip(a_numbers, b_numbers, strict=True)
+        )
+    return _WORD.findall(first.casefold()) == _WORD.findall(second.casefold())
+
+
+def _numbers_agree(first: str, second: str) -> bool:
+    a, b = float(first.replace(",", "")), float(second.replace(",", ""))
+    if a == b:
+        return True
+    decimals = min(_decimals(first), _decimals(second))
+    at_precision = abs(a - b) <= 0.5 * 10**-decimals * 1.001
+    relative = abs(a - b) <= RELATIVE_TOLERANCE * max(abs(a), abs(b))
+    return at_precision and relative
+
+
+def _decimals(number: str) -> int:
+    mantissa = number.lower().split("e")[0]
+    return len(mantissa.split(".")[1]) if "." in mantissa else 0
