@@ -41,6 +41,13 @@ if [[ ! -f kernelagent/labextension/package.json ]]; then
   (cd labextension && npm install --no-audit --no-fund --loglevel=error && npm run build)
 fi
 
+if [[ "$extras" == "[local]" && "$(uname -m)" == "x86_64" && -z "${CMAKE_ARGS:-}" ]]; then
+  # llama.cpp's default -march=native build can use instructions (AMX) that a VM's CPU
+  # advertises but its kernel does not enable: the server then dies with SIGILL. AVX2 runs
+  # on every x86-64 machine of the last decade and is what decoding needs.
+  export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+fi
+
 say "installing kernelagent${extras}"
 python3 -m pip install -q --disable-pip-version-check -e ".${extras}"
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _WORD = re.compile(r"[^\W_]+")
 _ITEMS = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _PREFIX = re.compile(r"^\s*(?:final\s+)?answer\s*[:=-]\s*", re.IGNORECASE)
 RELATIVE_TOLERANCE = 0.005
 """Numbers also agree when they differ by at most this fraction (e.g. 0.842 vs 0.84)."""
@@ -124,7 +125,7 @@ def _clean(answer: str) -> str:
 
 
 def _items(answer: str) -> list[str]:
-    text = _clean(answer).strip("[](){}")
+    text = _THOUSANDS.sub("", _clean(answer).strip("[](){}"))
     parts = [_clean(part) for part in _ITEMS.split(text)]
     return [part for part in parts if part]
 

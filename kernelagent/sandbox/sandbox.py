@@ -430,6 +430,14 @@ async def _quietly_shutdown(manager: AsyncKernelManager) -> None:
             await manager.provisioner.cleanup(restart=False)
 
 
+def share_tree_with_sandbox_user(root: Path) -> None:
+    """Hand a copied workspace (the directory and everything in it) to the sandbox's uid."""
+    _share_with_sandbox_user(root)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            _share_with_sandbox_user(path)
+
+
 def _share_with_sandbox_user(path: Path) -> None:
     """Hand workspace files to the sandbox's uid when we run as root (it runs as 1000)."""
     from kernelagent.sandbox.docker_provisioner import SANDBOX_UID_WHEN_HOST_IS_ROOT as uid

@@ -38,6 +38,7 @@ from kernelagent.events import (
 )
 from kernelagent.notebook.branches import adopt_branch, mark_branch
 from kernelagent.notebook.recorder import NotebookRecorder
+from kernelagent.sandbox.sandbox import share_tree_with_sandbox_user
 from kernelagent.session.session import Session
 from kernelagent.session.stream import EventStream
 
@@ -89,6 +90,8 @@ async def run_attempts(session: Session, instruction: str, model: Model) -> Outc
     attempts = [Attempt(1, session, config.limits.temperature)]
     attempts += [Attempt(n, temperature=config.attempt_temperature) for n in range(2, count + 1)]
     directory = branch_directory(session.notebook_path)
+    for attempt in attempts[1:]:  # every attempt starts from the workspace as it is now
+        _copy_workspace(session.workspace, branch_workspace(directory, attempt.number))
     running: dict[asyncio.Task[Outcome], Attempt] = {}
     waiting = list(attempts)
     try:
@@ -139,9 +142,7 @@ async def _run_branch(
     session: Session, attempt: Attempt, instruction: str, model: Model, directory: Path, count: int
 ) -> Outcome:
     notebook = directory / f"attempt-{attempt.number}.ipynb"
-    workspace = directory / f"attempt-{attempt.number}" / "workspace"
-    shutil.rmtree(workspace, ignore_errors=True)
-    shutil.copytree(session.workspace, workspace, symlinks=True)
+    workspace = branch_workspace(directory, attempt.number)
     config = session.config.model_copy(deep=True)
     config.limits.temperature = attempt.temperature
     config.attempts = 1
@@ -153,6 +154,16 @@ async def _run_branch(
     branch.recorder.update_metadata(inputs=list(inputs), **mark_branch(session.id, attempt.number))
     _announce(session, attempt, count, notebook)
     return await branch.run(instruction)
+
+
+def branch_workspace(directory: Path, number: int) -> Path:
+    return directory / f"attempt-{number}" / "workspace"
+
+
+def _copy_workspace(source: Path, target: Path) -> None:
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, symlinks=True)
+    share_tree_with_sandbox_user(target)
 
 
 def _forward(session: Session, number: int, event: Event) -> None:
@@ -240,14 +251,13 @@ def _adopt(session: Session, branch: Session, directory: Path) -> list[str]:
     session.recorder.save()
     own_record = directory / "attempt-1.ipynb"
     shutil.copy2(session.notebook_path, own_record)
-    own_workspace = directory / "attempt-1" / "workspace"
-    shutil.rmtree(own_workspace, ignore_errors=True)
-    shutil.copytree(session.workspace, own_workspace, symlinks=True)
+    _copy_workspace(session.workspace, branch_workspace(directory, 1))
     adopt_branch(branch.notebook_path, session.notebook_path, session.id, own_record=own_record)
     recorder = NotebookRecorder.open(session.notebook_path, session_id=session.id)
     session.stream.replace_subscriber(session.recorder.handle, recorder.handle)
     session.recorder = recorder
     kept = _mirror(branch.workspace, session.workspace)
+    share_tree_with_sandbox_user(session.workspace)
     session.conversation = branch.conversation
     session.loop.conversation = branch.conversation
     session.loop.state.steps = branch.loop.state.steps
