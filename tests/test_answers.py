@@ -23,7 +23,11 @@ WORKS = "print(df['region'].nunique())"
 
 
 def config(server: ScriptedModelServer, **options: Any) -> Any:
-    limits = {name: options.pop(name) for name in ("verify_answers", "temperature", "check_answers") if name in options}
+    limits = {
+        name: options.pop(name)
+        for name in ("verify_answers", "temperature", "check_answers")
+        if name in options
+    }
     built = api.build_config(model="scripted-model", base_url=server.base_url, **options)
     built.limits.verify_answers = limits.get("verify_answers", False)
     for name, value in limits.items():
@@ -31,10 +35,15 @@ def config(server: ScriptedModelServer, **options: Any) -> Any:
     return built
 
 
-async def run(server: ScriptedModelServer, tmp_path: Path, **options: Any) -> tuple[api.SessionResult, Any]:
+async def run(
+    server: ScriptedModelServer, tmp_path: Path, **options: Any
+) -> tuple[api.SessionResult, Any]:
     result = await api.arun(
-        "How many regions are there?", data=[SALES], workspace=tmp_path / "ws",
-        notebook=tmp_path / "session.ipynb", config=config(server, **options),
+        "How many regions are there?",
+        data=[SALES],
+        workspace=tmp_path / "ws",
+        notebook=tmp_path / "session.ipynb",
+        config=config(server, **options),
     )
     notebook = nbformat.read(result.notebook_path, as_version=4)
     nbformat.validate(notebook)
@@ -53,10 +62,14 @@ def last_input(request: Any) -> str:
     return json.dumps(last.get("output") or last.get("content"))
 
 
-async def test_code_that_already_failed_is_not_run_again(docker_available: None, tmp_path: Path) -> None:
+async def test_code_that_already_failed_is_not_run_again(
+    docker_available: None, tmp_path: Path
+) -> None:
     script = [
         ScriptedTurn.python(FAILS),
-        ScriptedTurn.python(FAILS.replace("\n", "  # again\n", 1)),  # the same code, a comment added
+        ScriptedTurn.python(
+            FAILS.replace("\n", "  # again\n", 1)
+        ),  # the same code, a comment added
         ScriptedTurn.python(FAILS_TOO),
         ScriptedTurn.python(FAILS),  # flipping back to the first failure: still refused
         ScriptedTurn.python(FAILS_TOO),  # ...and to the second, a second refusal in a row
@@ -72,7 +85,8 @@ async def test_code_that_already_failed_is_not_run_again(docker_available: None,
     assert [cell.metadata.kernelagent.status for cell in cells] == ["error", "error", "ok"]
     skipped = notebook.metadata.kernelagent.skipped_actions
     assert [entry["same_as_cell"] for entry in skipped] == [
-        cells[0].id, cells[0].id,
+        cells[0].id,
+        cells[0].id,
         cells[1].id,
     ]
     assert skipped[0]["error"] == "KeyError: 'city'"
@@ -82,10 +96,14 @@ async def test_code_that_already_failed_is_not_run_again(docker_available: None,
     assert "Columns in the kernel: df: date (object), region (object)" in refusal
     assert [r.body.get("temperature") for r in requests] == [0.0, 0.0, 0.7, 0.0, 0.7, 1.0, 0.0]
     # flipping between two failures lists both
-    assert "cell 1: KeyError: 'city'" in last_input(requests[4]) and "cell 2: KeyError: 'town'" in last_input(requests[4])
+    assert "cell 1: KeyError: 'city'" in last_input(
+        requests[4]
+    ) and "cell 2: KeyError: 'town'" in last_input(requests[4])
 
 
-async def test_a_failed_cell_runs_again_once_the_kernel_changed(docker_available: None, tmp_path: Path) -> None:
+async def test_a_failed_cell_runs_again_once_the_kernel_changed(
+    docker_available: None, tmp_path: Path
+) -> None:
     script = [
         ScriptedTurn.python("print(df.shape)"),  # NameError: nothing loaded yet
         ScriptedTurn.python("import pandas as pd\ndf = pd.read_csv('sales.csv')"),
@@ -94,19 +112,29 @@ async def test_a_failed_cell_runs_again_once_the_kernel_changed(docker_available
     ]
     with ScriptedModelServer(script) as server:
         result, notebook = await run(server, tmp_path)
-    assert [cell.metadata.kernelagent.status for cell in code_cells(notebook)] == ["error", "ok", "ok"]
+    assert [cell.metadata.kernelagent.status for cell in code_cells(notebook)] == [
+        "error",
+        "ok",
+        "ok",
+    ]
     assert "skipped_actions" not in notebook.metadata.kernelagent
 
 
-async def test_only_repeats_end_the_session_with_a_clear_reason(docker_available: None, tmp_path: Path) -> None:
+async def test_only_repeats_end_the_session_with_a_clear_reason(
+    docker_available: None, tmp_path: Path
+) -> None:
     with ScriptedModelServer([ScriptedTurn.python(FAILS)] * 4) as server:
         result, notebook = await run(server, tmp_path)
     assert result.status == "failed"
     assert "code repeating a failed cell" in result.reason
-    assert len(code_cells(notebook)) == 1 and len(notebook.metadata.kernelagent.skipped_actions) == 3
+    assert (
+        len(code_cells(notebook)) == 1 and len(notebook.metadata.kernelagent.skipped_actions) == 3
+    )
 
 
-async def test_an_answer_line_inside_the_code_block_runs_the_code_first(docker_available: None, tmp_path: Path) -> None:
+async def test_an_answer_line_inside_the_code_block_runs_the_code_first(
+    docker_available: None, tmp_path: Path
+) -> None:
     # `FINAL ANSWER:` inside the block used to be a SyntaxError, re-sent until the step limit
     reply = "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\nFINAL ANSWER: 4\n```"
     with ScriptedModelServer([ScriptedTurn.say(reply)]) as server:
@@ -117,9 +145,13 @@ async def test_an_answer_line_inside_the_code_block_runs_the_code_first(docker_a
     assert notebook.metadata.kernelagent.answer_reviews[0]["verdict"] == "accepted"
 
 
-async def test_an_answer_written_before_the_output_must_match_it(docker_available: None, tmp_path: Path) -> None:
+async def test_an_answer_written_before_the_output_must_match_it(
+    docker_available: None, tmp_path: Path
+) -> None:
     guessed = "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\n```\nFINAL ANSWER: 5"
-    with ScriptedModelServer([ScriptedTurn.say(guessed), ScriptedTurn.say("FINAL ANSWER: 4")]) as server:
+    with ScriptedModelServer(
+        [ScriptedTurn.say(guessed), ScriptedTurn.say("FINAL ANSWER: 4")]
+    ) as server:
         result, notebook = await run(server, tmp_path, api="code-blocks")
         requests = server.completion_requests()
     assert (result.status, result.answer) == ("completed", "4")
@@ -128,7 +160,9 @@ async def test_an_answer_written_before_the_output_must_match_it(docker_availabl
     assert verdicts == ["before_output", "accepted"]
 
 
-async def test_prose_after_an_error_gets_a_nudge_that_names_it(docker_available: None, tmp_path: Path) -> None:
+async def test_prose_after_an_error_gets_a_nudge_that_names_it(
+    docker_available: None, tmp_path: Path
+) -> None:
     script = [
         ScriptedTurn.python(FAILS),
         ScriptedTurn.say("Please provide the data so I can continue."),
@@ -148,10 +182,15 @@ async def test_prose_after_an_error_gets_a_nudge_that_names_it(docker_available:
 async def test_the_verification_turn_shows_the_code_and_output(
     docker_available: None, tmp_path: Path, api_kind: str
 ) -> None:
-    answer = ScriptedTurn.say("FINAL ANSWER: 4") if api_kind == "code-blocks" else ScriptedTurn.final("4")
+    answer = (
+        ScriptedTurn.say("FINAL ANSWER: 4")
+        if api_kind == "code-blocks"
+        else ScriptedTurn.final("4")
+    )
     run_code = (
         ScriptedTurn.say(f"```python\n{FAILS.replace('city', 'region')}\n```")
-        if api_kind == "code-blocks" else ScriptedTurn.python(FAILS.replace("city", "region"))
+        if api_kind == "code-blocks"
+        else ScriptedTurn.python(FAILS.replace("city", "region"))
     )
     with ScriptedModelServer([run_code, answer, answer]) as server:
         result, notebook = await run(server, tmp_path, api=api_kind, verify_answers=True)
@@ -167,7 +206,9 @@ async def test_the_verification_turn_shows_the_code_and_output(
 
 async def test_verification_can_fix_the_answer(docker_available: None, tmp_path: Path) -> None:
     script = [
-        ScriptedTurn.python("import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint(df['units'].sum())"),
+        ScriptedTurn.python(
+            "import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint(df['units'].sum())"
+        ),
         ScriptedTurn.final("placeholder"),
         ScriptedTurn.python(WORKS),
         ScriptedTurn.final("4"),

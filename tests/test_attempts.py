@@ -47,16 +47,23 @@ class Voters:
 
 
 def config(server: ScriptedModelServer, attempts: int, **options: Any) -> Any:
-    built = api.build_config(model="scripted-model", api="chat", base_url=server.base_url, attempts=attempts)
+    built = api.build_config(
+        model="scripted-model", api="chat", base_url=server.base_url, attempts=attempts
+    )
     for name, value in options.items():
         setattr(built, name, value)
     return built
 
 
-async def run(server: ScriptedModelServer, tmp_path: Path, attempts: int = 3, **options: Any) -> api.SessionResult:
+async def run(
+    server: ScriptedModelServer, tmp_path: Path, attempts: int = 3, **options: Any
+) -> api.SessionResult:
     return await api.arun(
-        "How many regions are there?", data=[SALES], workspace=tmp_path / "ws",
-        notebook=tmp_path / "session.ipynb", config=config(server, attempts, **options),
+        "How many regions are there?",
+        data=[SALES],
+        workspace=tmp_path / "ws",
+        notebook=tmp_path / "session.ipynb",
+        config=config(server, attempts, **options),
     )
 
 
@@ -69,11 +76,15 @@ def read(path: Path) -> Any:
 def printed(notebook: Any) -> list[str]:
     return [
         output.get("text", "").strip()
-        for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
     ]
 
 
-async def test_the_majority_wins_and_the_session_keeps_that_attempt(docker_available: None, tmp_path: Path) -> None:
+async def test_the_majority_wins_and_the_session_keeps_that_attempt(
+    docker_available: None, tmp_path: Path
+) -> None:
     # attempt 1 (the server's default temperature) computes 40, attempts 2 and 3 (0.7) compute 42
     voters = Voters(lambda temperature, _: 40 if temperature is None else 42)
     with ScriptedModelServer(voters) as server:
@@ -111,31 +122,48 @@ async def test_the_majority_wins_and_the_session_keeps_that_attempt(docker_avail
     assert record.input_tokens == result.usage.input_tokens
 
 
-async def test_once_a_majority_agrees_the_remaining_attempts_do_not_run(docker_available: None, tmp_path: Path) -> None:
+async def test_once_a_majority_agrees_the_remaining_attempts_do_not_run(
+    docker_available: None, tmp_path: Path
+) -> None:
     with ScriptedModelServer(Voters(lambda *_: 42)) as server:
         result = await run(server, tmp_path, parallel_attempts=1)
         requests = server.completion_requests()
     assert (result.status, result.answer) == ("completed", "42")
-    assert result.reason == "2 of 3 attempts agree on '42'. 1 attempt was not needed: a majority had agreed."
+    assert (
+        result.reason
+        == "2 of 3 attempts agree on '42'. 1 attempt was not needed: a majority had agreed."
+    )
     assert len(requests) == 6
     assert not (tmp_path / "session.attempts" / "attempt-3.ipynb").exists()
     info = read(result.notebook_path).metadata.kernelagent
-    assert info.vote.chosen == 1 and [a["status"] for a in info.attempts] == ["completed", "completed", "stopped"]
+    assert info.vote.chosen == 1 and [a["status"] for a in info.attempts] == [
+        "completed",
+        "completed",
+        "stopped",
+    ]
 
 
-async def test_disagreement_with_no_majority_is_reported(docker_available: None, tmp_path: Path) -> None:
+async def test_disagreement_with_no_majority_is_reported(
+    docker_available: None, tmp_path: Path
+) -> None:
     # attempt 1 computes 1; the two others 2 and 3, whichever begins first
     voters = Voters(lambda temperature, begun: 1 if temperature is None else 2 + begun)
     with ScriptedModelServer(voters) as server:
         result = await run(server, tmp_path)
     assert (result.status, result.answer) == ("completed", "1")
-    assert result.reason.startswith("No majority: 1 of 3 attempts agree on '1'; the session keeps it as the earliest.")
-    assert re.search(r"attempt [23] answered '[23]'; attempt [23] answered '[23]'\.$", result.reason)
+    assert result.reason.startswith(
+        "No majority: 1 of 3 attempts agree on '1'; the session keeps it as the earliest."
+    )
+    assert re.search(
+        r"attempt [23] answered '[23]'; attempt [23] answered '[23]'\.$", result.reason
+    )
     assert "'2'" in result.reason and "'3'" in result.reason
     assert not read(result.notebook_path).metadata.kernelagent.vote.majority
 
 
-async def test_attempts_that_all_fail_report_each_last_error(docker_available: None, tmp_path: Path) -> None:
+async def test_attempts_that_all_fail_report_each_last_error(
+    docker_available: None, tmp_path: Path
+) -> None:
     failing = "import pandas as pd\nprint(pd.read_csv('sales.csv')['city'].nunique())"
     with ScriptedModelServer(lambda body: ScriptedTurn.python(failing)) as server:
         result = await run(server, tmp_path)
@@ -159,16 +187,25 @@ async def test_ctrl_c_stops_every_attempt_and_leaves_every_notebook_valid(
 
     sleeper = Voters(lambda *_: 0, code="import time\ntime.sleep(120)\nprint({value})")
     with ScriptedModelServer(sleeper) as server:
-        runner = asyncio.create_task(api.arun(
-            "How many regions are there?", data=[SALES], workspace=tmp_path / "ws",
-            notebook=tmp_path / "session.ipynb", config=config(server, 3), on_event=on_event,
-        ))
+        runner = asyncio.create_task(
+            api.arun(
+                "How many regions are there?",
+                data=[SALES],
+                workspace=tmp_path / "ws",
+                notebook=tmp_path / "session.ipynb",
+                config=config(server, 3),
+                on_event=on_event,
+            )
+        )
         await asyncio.wait_for(all_running.wait(), timeout=120)
         runner.cancel()
         with pytest.raises(asyncio.CancelledError):
             await runner
     assert sorted(event.attempt or 1 for event in started) == [1, 2, 3]
-    notebooks = [tmp_path / "session.ipynb", *sorted((tmp_path / "session.attempts").glob("attempt-*.ipynb"))]
+    notebooks = [
+        tmp_path / "session.ipynb",
+        *sorted((tmp_path / "session.attempts").glob("attempt-*.ipynb")),
+    ]
     assert len(notebooks) == 3
     for path in notebooks:
         [cell] = [c for c in read(path).cells if c.cell_type == "code"]
@@ -177,11 +214,18 @@ async def test_ctrl_c_stops_every_attempt_and_leaves_every_notebook_valid(
     assert SessionStore().get(session_id).status == "interrupted"
 
 
-async def test_sessions_that_need_approval_run_one_attempt_and_say_why(docker_available: None, tmp_path: Path) -> None:
+async def test_sessions_that_need_approval_run_one_attempt_and_say_why(
+    docker_available: None, tmp_path: Path
+) -> None:
     with ScriptedModelServer(Voters(lambda *_: 4)) as server:
         result = await run(server, tmp_path, approval=ApprovalPolicy(mode="shell"))
         requests = server.completion_requests()
     assert (result.status, result.answer) == ("completed", "4")
     assert len(requests) == 3
-    notes = [cell.source for cell in read(result.notebook_path).cells if cell.cell_type == "markdown"]
-    assert any("running one attempt instead of 3: actions of this session need approval" in note for note in notes)
+    notes = [
+        cell.source for cell in read(result.notebook_path).cells if cell.cell_type == "markdown"
+    ]
+    assert any(
+        "running one attempt instead of 3: actions of this session need approval" in note
+        for note in notes
+    )

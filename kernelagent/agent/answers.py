@@ -78,7 +78,9 @@ class AnswerReview:
     def review(self, answer: str, *, data_present: bool, same_turn: list[RanCell]) -> Review:
         """Decide on ``answer``; ``same_turn`` are the cells run earlier in the same reply."""
         if self.require_evidence and self.evidence_pending and data_present:
-            return Review("no_evidence", prompts.ANSWER_WITHOUT_EVIDENCE, "no code had run successfully")
+            return Review(
+                "no_evidence", prompts.ANSWER_WITHOUT_EVIDENCE, "no code had run successfully"
+            )
         if same_turn:
             shown = "\n".join(cell.output for cell in same_turn if cell.ok)
             failed = [cell.number for cell in same_turn if not cell.ok]
@@ -86,19 +88,37 @@ class AnswerReview:
             if failed or missing or not shown.strip():
                 why = f"cell {failed[0]} failed" if failed else "its output does not show it"
                 return Review("before_output", prompts.ANSWER_BEFORE_OUTPUT.format(why=why), why)
-        if self.check_answers and not self.checked and (missing := ungrounded_parts(answer, self.printed())):
+        if (
+            self.check_answers
+            and not self.checked
+            and (missing := ungrounded_parts(answer, self.printed()))
+        ):
             self.checked = True
             listed = ", ".join(repr(part) for part in missing)
-            return Review("not_shown", prompts.ANSWER_NOT_SHOWN.format(parts=listed), f"not in any output: {listed}")
-        if self.verify_answers and not self.verified and (source := self.source_of(answer)) is not None:
+            return Review(
+                "not_shown",
+                prompts.ANSWER_NOT_SHOWN.format(parts=listed),
+                f"not in any output: {listed}",
+            )
+        if (
+            self.verify_answers
+            and not self.verified
+            and (source := self.source_of(answer)) is not None
+        ):
             self.verified = True
-            return Review("verify", self.verification_request(answer, source), f"checked against cell {source.number}")
+            return Review(
+                "verify",
+                self.verification_request(answer, source),
+                f"checked against cell {source.number}",
+            )
         return Review("accepted")
 
     def source_of(self, answer: str) -> RanCell | None:
-        """The newest successful cell whose output shows the answer, else the newest successful one."""
+        """The newest successful cell whose output shows the answer, else the newest one."""
         successful = [cell for cell in reversed(self.cells) if cell.ok]
-        showing = next((cell for cell in successful if not ungrounded_parts(answer, cell.output)), None)
+        showing = next(
+            (cell for cell in successful if not ungrounded_parts(answer, cell.output)), None
+        )
         return showing or (successful[0] if successful else None)
 
     def verification_request(self, answer: str, cell: RanCell) -> str:
@@ -110,8 +130,14 @@ class AnswerReview:
             else "call final_answer with it again"
         )
         return prompts.VERIFY_ANSWER.format(
-            question=self.question.strip(), code=code, output=output, answer=answer, how=how,
-            fix="a corrected ```python block" if self.code_blocks else "corrected code (python tool)",
+            question=self.question.strip(),
+            code=code,
+            output=output,
+            answer=answer,
+            how=how,
+            fix="a corrected ```python block"
+            if self.code_blocks
+            else "corrected code (python tool)",
         )
 
 

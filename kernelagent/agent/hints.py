@@ -108,7 +108,8 @@ class CellMemory:
         earlier = self.failed.get(key)
         if earlier is not None and earlier.error == error:
             notes.append(
-                f"[note] This is the same code as cell {earlier.number}, and it failed the same way. "
+                f"[note] This is the same code as cell {earlier.number}, and it failed the same "
+                "way. "
                 "Running it again will not help: change the approach."
             )
         self.failed[key] = FailedCell(cell_number, cell_id, error, self.state)
@@ -138,7 +139,8 @@ class CellMemory:
         notes += [fix for message, fix in KNOWN_FIXES if message in error]
         if (match := _MISSING_MODULE.search(error)) is not None:
             notes.append(
-                f"[note] '{match.group(1)}' is not installed, and the sandbox has no network, so it "
+                f"[note] '{match.group(1)}' is not installed, and the sandbox has no network, "
+                "so it "
                 f"cannot be installed. Use what is installed: {', '.join(DATA_LIBRARIES)} and the "
                 "standard library."
             )
@@ -151,10 +153,15 @@ class CellMemory:
             return None
         described = []
         for name, columns in frames.items():
-            listed = ", ".join(f"{column} ({dtype})" for column, dtype in list(columns.items())[:MAX_COLUMNS_LISTED])
+            listed = ", ".join(
+                f"{column} ({dtype})"
+                for column, dtype in list(columns.items())[:MAX_COLUMNS_LISTED]
+            )
             more = len(columns) - MAX_COLUMNS_LISTED
             described.append(f"{name}: {listed}" + (f", and {more} more" if more > 0 else ""))
-        everything = list(dict.fromkeys(column for columns in frames.values() for column in columns))
+        everything = list(
+            dict.fromkeys(column for columns in frames.values() for column in columns)
+        )
         close = difflib.get_close_matches(missing, everything, n=3, cutoff=0.6)
         holders = [name for name, columns in frames.items() if missing in columns]
         if holders:
@@ -163,7 +170,11 @@ class CellMemory:
             where = f" Did you mean {', '.join(repr(c) for c in close)}?"
         else:
             where = ""
-        return f"[note] {missing!r} is not a column there.{where} Columns in the kernel: " + "; ".join(described) + "."
+        return (
+            f"[note] {missing!r} is not a column there.{where} Columns in the kernel: "
+            + "; ".join(described)
+            + "."
+        )
 
     def dataframe_columns(self) -> dict[str, dict[str, str]]:
         """DataFrame name -> its columns (in order) and their dtypes, from the manifests."""

@@ -294,6 +294,7 @@ class AgentLoop:
             if ladder
             else self.limits.temperature
         )
+        assert action.kind != "final_answer"
         self.emit(
             ActionSkipped(
                 tool_call_id=call.id, kind=action.kind, code=source, code_sha256=code_sha256(source),

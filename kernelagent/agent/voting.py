@@ -47,9 +47,11 @@ def answers_agree(first: str, second: str) -> bool:
     """Whether two answers say the same thing (see the module docstring)."""
     a_items, b_items = _items(first), _items(second)
     if len(a_items) > 1 or len(b_items) > 1:
-        return len(a_items) == len(b_items) and all(
-            any(_scalars_agree(a, b) for b in b_items) for a in a_items
-        ) and all(any(_scalars_agree(b, a) for a in a_items) for b in b_items)
+        return (
+            len(a_items) == len(b_items)
+            and all(any(_scalars_agree(a, b) for b in b_items) for a in a_items)
+            and all(any(_scalars_agree(b, a) for a in a_items) for b in b_items)
+        )
     return _scalars_agree(_clean(first), _clean(second))
 
 
@@ -69,8 +71,13 @@ def tally(ballots: list[Ballot], attempts: int) -> Tally:
                 f"No attempt's answer appears in its own outputs; the session keeps attempt "
                 f"{first.number}'s. " + _others(ballots, [])
             )
-            return Tally(first.number, first.answer, [first.number], attempts, False, summary.strip())
-        listed = "; ".join(f"attempt {b.number}: {b.status}" + (f" ({b.detail})" if b.detail else "") for b in ballots)
+            return Tally(
+                first.number, first.answer, [first.number], attempts, False, summary.strip()
+            )
+        listed = "; ".join(
+            f"attempt {b.number}: {b.status}" + (f" ({b.detail})" if b.detail else "")
+            for b in ballots
+        )
         return Tally(None, None, [], attempts, False, f"No attempt answered: {listed}.")
     chosen = group[0]
     agreeing = [ballot.number for ballot in group]
@@ -79,21 +86,29 @@ def tally(ballots: list[Ballot], attempts: int) -> Tally:
     if majority:
         head = f"{size} of {attempts} attempts agree on {shown}."
     else:
-        head = f"No majority: {size} of {attempts} attempts agree on {shown}; the session keeps it as the earliest."
+        head = (
+            f"No majority: {size} of {attempts} attempts agree on {shown}; "
+            "the session keeps it as the earliest."
+        )
     summary = f"{head} {_others(ballots, agreeing)}".strip()
     not_run = attempts - len(ballots)
     if not_run > 0:
-        summary += f" {not_run} attempt{'s were' if not_run > 1 else ' was'} not needed: a majority had agreed."
+        were = "s were" if not_run > 1 else " was"
+        summary += f" {not_run} attempt{were} not needed: a majority had agreed."
     return Tally(chosen.number, chosen.answer, agreeing, attempts, majority, summary)
 
 
 def _best_group(ballots: list[Ballot]) -> tuple[list[Ballot], int]:
     """The largest set of grounded ballots that agree with one of them (ties: earliest)."""
-    voters = sorted((b for b in ballots if b.answer is not None and b.grounded), key=lambda b: b.number)
+    voters = sorted(
+        (b for b in ballots if b.answer is not None and b.grounded), key=lambda b: b.number
+    )
     best: list[Ballot] = []
     for candidate in voters:
         assert candidate.answer is not None
-        group = [b for b in voters if b.answer is not None and answers_agree(candidate.answer, b.answer)]
+        group = [
+            b for b in voters if b.answer is not None and answers_agree(candidate.answer, b.answer)
+        ]
         if len(group) > len(best):
             best = [candidate, *(b for b in group if b is not candidate)]
     return best, len(best)
@@ -108,7 +123,10 @@ def _others(ballots: list[Ballot], agreeing: list[int]) -> str:
             why = f" ({ballot.detail})" if ballot.detail else ""
             parts.append(f"attempt {ballot.number} {ballot.status}{why}")
         elif not ballot.grounded:
-            parts.append(f"attempt {ballot.number} answered {_shown(ballot.answer)} (not in its outputs, not counted)")
+            parts.append(
+                f"attempt {ballot.number} answered {_shown(ballot.answer)} "
+                "(not in its outputs, not counted)"
+            )
         else:
             parts.append(f"attempt {ballot.number} answered {_shown(ballot.answer)}")
     return ("; ".join(parts) + ".") if parts else ""

@@ -23,7 +23,9 @@ def mark_branch(session_id: str, number: int) -> dict[str, Any]:
     return {"branch_of": session_id, "attempt": number}
 
 
-def adopt_branch(branch: Path, session_notebook: Path, session_id: str, *, own_record: Path) -> None:
+def adopt_branch(
+    branch: Path, session_notebook: Path, session_id: str, *, own_record: Path
+) -> None:
     """Replace ``session_notebook`` by the chosen branch's notebook, as the session's.
 
     ``own_record`` is where the session's own attempt (1) was copied first; both are
@@ -34,7 +36,10 @@ def adopt_branch(branch: Path, session_notebook: Path, session_id: str, *, own_r
     number = info.pop("attempt", None)
     info.pop("branch_of", None)
     info["session_id"] = session_id
-    info["adopted_from"] = {"attempt": number, "notebook": _relative(branch, session_notebook.parent)}
+    info["adopted_from"] = {
+        "attempt": number,
+        "notebook": _relative(branch, session_notebook.parent),
+    }
     conversation = info.get("conversation")
     if isinstance(conversation, dict):
         conversation["adopted_from_attempt"] = number

@@ -22,7 +22,7 @@ import filecmp
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from kernelagent.agent.loop import Outcome
 from kernelagent.agent.model import Model
@@ -32,6 +32,7 @@ from kernelagent.events import (
     AttemptStarted,
     Error,
     Event,
+    SessionStatus,
     Usage,
     UsageUpdated,
     VoteDecided,
@@ -99,7 +100,9 @@ async def run_attempts(session: Session, instruction: str, model: Model) -> Outc
             while waiting and len(running) < parallel:
                 attempt = waiting.pop(0)
                 runner = _run_main if attempt.number == 1 else _run_branch
-                task = asyncio.create_task(runner(session, attempt, instruction, model, directory, count))
+                task = asyncio.create_task(
+                    runner(session, attempt, instruction, model, directory, count)
+                )
                 running[task] = attempt
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -111,7 +114,9 @@ async def run_attempts(session: Session, instruction: str, model: Model) -> Outc
                 else:
                     attempt.outcome = task.result()
                 _report(session, attempt)
-            finished = [a.ballot() for a in attempts if a.outcome is not None or a.error is not None]
+            finished = [
+                a.ballot() for a in attempts if a.outcome is not None or a.error is not None
+            ]
             if (running or waiting) and majority_reached(finished, count):
                 await _stop(running)
                 for attempt in waiting:
@@ -148,7 +153,9 @@ async def _run_branch(
     config.attempts = 1
     stream = EventStream("")
     stream.subscribe(lambda event: _forward(session, attempt.number, event))
-    branch = await Session.start(config, model, workspace=workspace, notebook=notebook, stream=stream)
+    branch = await Session.start(
+        config, model, workspace=workspace, notebook=notebook, stream=stream
+    )
     attempt.session = branch
     inputs = session.recorder.notebook.metadata.get("kernelagent", {}).get("inputs", [])
     branch.recorder.update_metadata(inputs=list(inputs), **mark_branch(session.id, attempt.number))
@@ -173,8 +180,11 @@ def _forward(session: Session, number: int, event: Event) -> None:
 def _announce(session: Session, attempt: Attempt, count: int, notebook: Path) -> None:
     session.stream.emit(
         AttemptStarted(
-            number=attempt.number, of=count, temperature=attempt.temperature,
-            notebook_path=str(notebook), attempt=attempt.number,
+            number=attempt.number,
+            of=count,
+            temperature=attempt.temperature,
+            notebook_path=str(notebook),
+            attempt=attempt.number,
         )
     )
 
@@ -184,11 +194,22 @@ def _report(session: Session, attempt: Attempt) -> None:
     notebook = session.notebook_path if attempt.number == 1 else attempt_notebook(session, attempt)
     session.stream.emit(
         AttemptFinished(
-            number=attempt.number, status=ballot.status if ballot.status != "stopped" else "interrupted",
-            answer=ballot.answer, grounded=ballot.grounded, reason=ballot.detail,
-            last_error=str(attempt.error or ""), notebook_path=str(notebook), attempt=attempt.number,
+            number=attempt.number,
+            status=_session_status(ballot.status),
+            answer=ballot.answer,
+            grounded=ballot.grounded,
+            reason=ballot.detail,
+            last_error=str(attempt.error or ""),
+            notebook_path=str(notebook),
+            attempt=attempt.number,
         )
     )
+
+
+def _session_status(status: str) -> SessionStatus:
+    """A ballot's status as a session status (an attempt stopped early was interrupted)."""
+    known: tuple[SessionStatus, ...] = get_args(SessionStatus)
+    return next((s for s in known if s == status), "interrupted")
 
 
 def attempt_notebook(session: Session, attempt: Attempt) -> Path:
@@ -220,15 +241,23 @@ def _conclude(session: Session, attempts: list[Attempt], result: Tally, director
     session.recorder.update_metadata(
         attempts=described,
         vote={
-            "chosen": result.chosen, "agreeing": result.agreeing, "attempts": result.attempts,
-            "majority": result.majority, "summary": result.summary, "workspace_kept": kept,
+            "chosen": result.chosen,
+            "agreeing": result.agreeing,
+            "attempts": result.attempts,
+            "majority": result.majority,
+            "summary": result.summary,
+            "workspace_kept": kept,
         },
     )
     session.stream.emit(UsageUpdated(usage=Usage(), total=total))
     session.stream.emit(
         VoteDecided(
-            chosen=result.chosen, answer=result.answer, agreeing=result.agreeing,
-            attempts=result.attempts, majority=result.majority, summary=result.summary,
+            chosen=result.chosen,
+            answer=result.answer,
+            agreeing=result.agreeing,
+            attempts=result.attempts,
+            majority=result.majority,
+            summary=result.summary,
             notebooks=[entry["notebook"] for entry in described],
         )
     )
@@ -293,8 +322,12 @@ def _attempt_metadata(session: Session, attempt: Attempt) -> dict[str, Any]:
     else:
         notebook = attempt_notebook(session, attempt)
     return {
-        "number": attempt.number, "temperature": attempt.temperature, "status": ballot.status,
-        "answer": ballot.answer, "grounded": ballot.grounded, "detail": ballot.detail,
+        "number": attempt.number,
+        "temperature": attempt.temperature,
+        "status": ballot.status,
+        "answer": ballot.answer,
+        "grounded": ballot.grounded,
+        "detail": ballot.detail,
         "notebook": _relative(notebook, session.notebook_path.parent),
     }
 
@@ -308,4 +341,6 @@ def _relative(path: Path, start: Path) -> str:
 
 def refuse_attempts(session: Session, why: str) -> None:
     """Tell the person (and the notebook) that this session runs one attempt, and why."""
-    session.stream.emit(Error(message=f"running one attempt instead of {session.config.attempts}: {why}"))
+    session.stream.emit(
+        Error(message=f"running one attempt instead of {session.config.attempts}: {why}")
+    )
