@@ -174,8 +174,10 @@ def test_repeated_failures_and_missing_modules_get_a_note(tmp_path: Path) -> Non
         )
         bodies = [json.dumps(r.body) for r in server.completion_requests()]
     assert "'nosuchmodule_for_test' is not installed" in bodies[1] and "no network" in bodies[1]
-    assert "same code as cell" not in bodies[1]
-    assert "same code as cell 1, and it failed the same way" in bodies[2]
+    assert "same as cell" not in bodies[1]
+    # the repeat is refused, not run: the model reads which cell it repeats and the note again
+    assert "[not run] This code is the same as cell 1, which failed with: ModuleNotFoundError" in bodies[2]
+    assert "'nosuchmodule_for_test' is not installed" in bodies[2]
 
 
 def test_no_stream_sends_plain_requests_and_counts_usage(tmp_path: Path) -> None:

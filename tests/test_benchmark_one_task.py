@@ -36,7 +36,7 @@ async def test_one_task_through_the_runner(docker_available: None, tmp_path: Pat
     in Docker; the answer and the saved plot scored; calls and tokens counted at the proxy."""
     data = tmp_path / "data"
     generate(data)
-    args = parse_args(["--max-steps", "5", "--timeout", "240", "--check-answers", "on"])
+    args = parse_args(["--max-steps", "5", "--timeout", "240", "--check-answers", "on", "--attempts", "1"])
     with ScriptedModelServer(SCRIPT) as server:
         proxy = RecordingProxy(server.base_url, temperature=0.0, max_tokens=1024).start()
         try:

@@ -298,22 +298,30 @@ class Sandbox:
         msg_id = self.client.execute(
             code, silent=True, store_history=False, user_expressions=user_expressions or {}
         )
-        while True:
-            reply = await self.client.get_shell_msg(timeout=self.settings.startup_timeout)
+        return await self._shell_reply(msg_id)
+
+    async def _shell_reply(self, msg_id: str) -> dict[str, Any]:
+        """The kernel's reply to ``msg_id``, within ``startup_timeout`` in all."""
+        deadline = time.monotonic() + self.settings.startup_timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                reply = await self.client.get_shell_msg(timeout=left)
+            except Empty:
+                break
             if reply["parent_header"].get("msg_id") == msg_id:
                 return reply
+        dead = await self.death_reason()
+        raise SandboxError(
+            f"the kernel did not answer within {self.settings.startup_timeout:.0f} s"
+            + (f": it {dead}" if dead else " (the machine may be overloaded)")
+            + "; try again, or raise SandboxSettings.startup_timeout"
+        )
 
     async def snapshot(self) -> dict[str, Any]:
         """Fingerprints of every name in the kernel's namespace (for restore checks)."""
         async with self._lock:
             await self._install_manifest()
-            msg_id = self.client.execute(
-                "", silent=True, store_history=False, user_expressions={"snapshot": SNAPSHOT_EXPRESSION}
-            )
-            while True:
-                reply = await self.client.get_shell_msg(timeout=self.settings.startup_timeout)
-                if reply["parent_header"].get("msg_id") == msg_id:
-                    break
+            reply = await self._run_hidden("", user_expressions={"snapshot": SNAPSHOT_EXPRESSION})
         return parse_expression(reply["content"].get("user_expressions", {}), "snapshot") or {}
 
     async def shell(
