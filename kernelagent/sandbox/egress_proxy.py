@@ -43,6 +43,10 @@ HEAD_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 15.0
 MAX_CONNECTIONS = 64
 CLIENT_LINGER = 10.0
+PROXY_ERROR = (
+    "kernelagent egress proxy: the request was refused because the proxy failed while "
+    "deciding it (see the host's log); nothing was sent"
+)
 _HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
     "te", "trailer", "upgrade",
@@ -183,6 +187,10 @@ class EgressProxy:
         except Exception as error:  # fail closed: nothing is relayed after an error here
             log.exception("egress proxy: request %s %s:%s failed", record.method, record.host, record.port)
             record.reason = record.reason or f"proxy error: {error.__class__.__name__}"
+            if record.decision == "refused" and record.status is None:  # nothing answered yet
+                record.status = 502
+                with contextlib.suppress(Exception):
+                    await _answer(writer, 502, "Egress proxy error", PROXY_ERROR)
         finally:
             self._handlers.discard(task)
             writer.close()
@@ -209,7 +217,8 @@ class EgressProxy:
             await _answer(writer, 400, "Bad Request", f"kernelagent egress proxy: {destination}")
             return
         host, port, path = destination
-        record.host, record.port, record.path = host, port, path
+        record.host, record.port = host, port
+        record.path = path.split("?", 1)[0] if path else None
         if len(self._handlers) > self.max_connections:
             record.reason, record.status = f"more than {self.max_connections} open connections", 503
             await _answer(writer, 503, "Too Many Connections", f"kernelagent egress proxy: {record.reason}")
@@ -366,7 +375,8 @@ def parse_head(head: bytes) -> tuple[str, str, list[tuple[str, str]]] | None:
 def destination_of(
     method: str, target: str, headers: list[tuple[str, str]]
 ) -> tuple[str, int, str | None] | str:
-    """(host, port, path) a request is for, or a message saying why it cannot be served."""
+    """(host, port, origin-form target) a request is for (no target for CONNECT), or a
+    message saying why it cannot be served."""
     if method == "CONNECT":
         host, port = _host_port(target, None)
         if host is None or port is None:
@@ -382,7 +392,7 @@ def destination_of(
     host, port = _host_port(parts.netloc, 80)
     if host is None or port is None:
         return f"cannot read the destination of {target[:100]!r}"
-    return host, port, parts.path or "/"
+    return host, port, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
 def _host_port(text: str, default: int | None) -> tuple[str | None, int | None]:

@@ -95,6 +95,13 @@ def parse_rule(text: str) -> EgressRule:
     raw = text.strip()
     if not raw:
         raise EgressRuleError("an empty --allow-net rule: use HOST[:PORT], e.g. pypi.org:443")
+    if "://" in raw or "/" in raw.split("]")[-1].partition(":")[2]:
+        scheme, _, rest = raw.partition("://")
+        example = rest.split("/")[0] or "pypi.org"
+        raise EgressRuleError(
+            f"--allow-net {text!r} is a URL: it takes HOST[:PORT], e.g. --allow-net {example}"
+            + (":443" if scheme == "https" and ":" not in example else "")
+        )
     host, ports = _split_port(raw)
     network = _parse_network(host)
     if network is not None:

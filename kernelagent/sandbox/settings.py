@@ -60,7 +60,7 @@ class SandboxSettings(BaseModel):
         what is wrong with a rule. Called by the CLI and the server as they build a session."""
         if not rules:
             return self
-        merged = [*self.network_allow, *(rule for rule in rules if rule not in self.network_allow)]
+        merged = list(dict.fromkeys([*self.network_allow, *rules]))
         try:
             return SandboxSettings.model_validate({**self.model_dump(), "network_allow": merged})
         except ValidationError as error:
