@@ -1,0 +1,176 @@
+"""The Jupyter route: kernels started through the installed kernelspec (JupyterLab,
+nbclient, jupyter_client), and what a recorded session notebook runs in.
+
+Threats: a recorded notebook naming the host's ``python3`` kernel, so "Run All" runs the
+agent's code on the host; a sandbox that cannot write its notebook directory when the
+host runs as root, which tempts people into loosening it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+import kernelagent.api as api
+from kernelagent.execution import execute
+from kernelagent.notebook.replay import ReplayOptions, replay_notebook
+from kernelagent.sandbox.maintenance import install_kernelspec
+from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.testing import ScriptedModelServer, ScriptedTurn
+from tests.adversarial.conftest import Record
+
+WHERE_AM_I = (
+    "import os\nprint(os.getcwd(), os.getuid(), os.path.isdir('/run/kernelagent'), "
+    "os.path.exists({marker!r}))"
+)
+
+
+@pytest.fixture
+def jupyter_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Kernelspecs installed by the test go to a data dir of its own (the runtime dir stays
+    short: ipc socket paths must fit in 107 bytes)."""
+    data = tmp_path / "jupyter-data"
+    runtime = Path("/tmp") / f"ka-rt-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(data))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("JUPYTER_PATH", str(data))
+    yield data
+    if runtime.exists():
+        for path in sorted(runtime.rglob("*"), reverse=True):
+            path.unlink() if not path.is_dir() else path.rmdir()
+        runtime.rmdir()
+
+
+async def test_run_all_on_a_recorded_session_stays_in_the_sandbox(
+    docker_available: None, jupyter_dirs: Path, tmp_path: Path, record: Record
+) -> None:
+    """"Run All" on a session notebook the agent recorded, with the kernel its metadata names (as JupyterLab does)"""
+    marker = tmp_path / "host-only-marker"
+    marker.write_text("on the host")
+    record(expected="metadata.kernelspec names the kernelagent sandbox kernelspec (installed when "
+           "missing); the cells run in a container: cwd /workspace, non-root, host files invisible")
+    code = WHERE_AM_I.format(marker=str(marker))
+    with ScriptedModelServer([ScriptedTurn.python(code), ScriptedTurn.final("done")]) as server:
+        result = await api.arun(
+            "where am I?", base_url=server.base_url, model="scripted-model",
+            workspace=tmp_path / "ws", notebook=tmp_path / "session.ipynb",
+        )
+    notebook = nbformat.read(result.notebook_path, as_version=4)
+    spec = notebook.metadata.kernelspec
+    installed = jupyter_dirs / "kernels" / spec.name / "kernel.json"
+    for cell in notebook.cells:
+        cell.outputs = [] if cell.cell_type == "code" else None
+        if cell.cell_type != "code":
+            del cell["outputs"]
+    await NotebookClient(
+        notebook, timeout=120, kernel_name=spec.name, resources={"metadata": {"path": str(result.workspace)}}
+    ).async_execute()
+    printed = notebook.cells[[c.cell_type for c in notebook.cells].index("code")].outputs[0]["text"].split()
+    record(observed=f"kernelspec {spec.name!r} ({spec.display_name}), installed at {installed}; "
+           f"Run All printed cwd={printed[0]} uid={printed[1]} runtime dir={printed[2]} host marker visible={printed[3]}")
+    assert spec.name == "kernelagent" and installed.is_file()
+    assert '"kernelagent-docker"' in installed.read_text()
+    assert printed[0] == "/workspace" and printed[1] != "0" and printed[2] == "True" and printed[3] == "False"
+
+
+async def test_replay_uses_the_sandbox_whatever_the_metadata_says(
+    docker_available: None, tmp_path: Path, record: Record
+) -> None:
+    """Replay a notebook whose metadata.kernelspec names the host's python3 kernel"""
+    marker = tmp_path / "host-only-marker"
+    marker.write_text("on the host")
+    record(expected="replay ignores the kernelspec: the cell runs in the Docker sandbox")
+    notebook = new_notebook(
+        cells=[new_code_cell(WHERE_AM_I.format(marker=str(marker)))],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+    path = tmp_path / "notebooks" / "host-kernel.ipynb"
+    path.parent.mkdir()
+    nbformat.write(notebook, path)
+    report = await replay_notebook(path, ReplayOptions(sandbox=SandboxSettings()))
+    if report.workspace is not None:
+        shutil.rmtree(report.workspace, ignore_errors=True)
+    assert report.replayed is not None
+    printed = report.replayed.cells[0].outputs[0]["text"].split()
+    record(observed=f"replayed cell printed cwd={printed[0]} uid={printed[1]} runtime dir={printed[2]} "
+           f"host marker visible={printed[3]}")
+    assert printed[0] == "/workspace" and printed[2] == "True" and printed[3] == "False"
+
+
+async def _run_in_kernelspec_kernel(directory: Path, code: str) -> str:
+    """Start the installed kernelspec with a plain jupyter_client KernelManager in ``directory``
+    (as JupyterLab does for a notebook there) and return what ``code`` printed."""
+    manager = AsyncKernelManager(kernel_name="kernelagent-adversarial")
+    await manager.start_kernel(cwd=str(directory))
+    client = manager.client()
+    client.start_channels()
+    try:
+        await client.wait_for_ready(timeout=120)
+        result = await execute(client, code, timeout=60)
+        return result.text()
+    finally:
+        client.stop_channels()
+        await manager.shutdown_kernel(now=True)
+
+
+async def test_kernelspec_kernel_writes_in_a_root_owned_notebook_directory(
+    docker_available: None, jupyter_dirs: Path, tmp_path: Path, record: Record
+) -> None:
+    """As root, open a notebook in a directory root owns and write a file next to it (a plain jupyter_client frontend)"""
+    record(expected="the kernel (never uid 0) writes in its directory; the directory keeps its owner "
+           "and mode bits for others; files already there stay as they were (not writable by it)")
+    install_kernelspec(SandboxSettings(), "kernelagent-adversarial", user=True)
+    project = tmp_path / "project"
+    project.mkdir(mode=0o755)
+    (project / "input.csv").write_text("a\n1\n")
+    os.chmod(project / "input.csv", 0o644)
+    before = project.stat()
+    printed = await _run_in_kernelspec_kernel(project, (
+        "import os\nopen('result.txt', 'w').write('written by the kernel')\n"
+        "try:\n    open('input.csv', 'a').write('2\\n'); existing = 'appended'\n"
+        "except PermissionError: existing = 'PermissionError'\n"
+        "print(os.getuid(), os.getcwd(), existing)"
+    ))
+    after = project.stat()
+    uid, cwd, existing = printed.split()
+    written = project / "result.txt"
+    record(observed=f"host euid={os.geteuid()}, directory owner={before.st_uid}; kernel uid={uid} "
+           f"cwd={cwd}; result.txt {'written' if written.is_file() else 'MISSING'} (owner "
+           f"{written.stat().st_uid if written.exists() else '-'}); existing root file -> {existing}; "
+           f"directory owner after={after.st_uid}, other bits {stat.S_IMODE(after.st_mode) & 0o007:o}")
+    assert uid != "0" and cwd == "/workspace"
+    assert written.read_text() == "written by the kernel"
+    assert after.st_uid == before.st_uid and stat.S_IMODE(after.st_mode) & 0o007 == 0o005
+    if os.geteuid() == 0:  # root owns the directory: the sandbox got an ACL entry, nothing else
+        assert existing == "PermissionError"
+        assert (project / "input.csv").read_text() == "a\n1\n"
+        assert b"\x02\x00\x07\x00\xe8\x03\x00\x00" in os.getxattr(project, "system.posix_acl_access")
+
+
+async def test_kernelspec_kernel_runs_as_the_directory_owner(
+    docker_available: None, jupyter_dirs: Path, tmp_path: Path, record: Record
+) -> None:
+    """As root, open a notebook in a directory a regular user (uid 4242) owns"""
+    record(expected="the kernel runs as that user (not root, not 1000) and writes as them")
+    install_kernelspec(SandboxSettings(), "kernelagent-adversarial", user=True)
+    project = tmp_path / "alice"
+    project.mkdir(mode=0o755)
+    owner = 4242 if os.geteuid() == 0 else os.geteuid()
+    if os.geteuid() == 0:
+        os.chown(project, owner, owner)
+    printed = await _run_in_kernelspec_kernel(
+        project, "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getuid(), os.getgid())"
+    )
+    record(observed=f"kernel uid:gid={printed.strip()}; mine.txt owner={(project / 'mine.txt').stat().st_uid}")
+    assert printed.split() == [str(owner), str(owner)]
+    assert (project / "mine.txt").stat().st_uid == owner
