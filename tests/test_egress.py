@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from kernelagent.sandbox.egress_proxy import EgressProxy, EgressRecord, destination_of, parse_head
 from kernelagent.sandbox.egress_rules import Allowlist, EgressRuleError, covered_by, parse_rule
 from kernelagent.sandbox.egress_setup import EgressConfigError, check_settings, expand_headers
 from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.testing import ScriptedModelServer, ScriptedTurn
 from tests.egress_servers import RecordingHTTPServer
 
 
@@ -252,3 +257,52 @@ async def test_garbage_and_a_stopped_proxy(proxy: EgressProxy) -> None:
     await proxy.aclose()
     with pytest.raises(OSError):
         await asyncio.open_unix_connection(str(proxy.socket_path))
+
+
+def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kernelagent.cli", *args],
+        capture_output=True, text=True, timeout=240,
+        env={**os.environ, "KERNELAGENT_HOME": str(home), "NO_COLOR": "1"},
+    )
+
+
+def test_run_refuses_a_bad_allow_net_rule(tmp_path: Path) -> None:
+    done = cli("run", "task", "--allow-net", "https://pypi.org/simple", "--base-url", "http://127.0.0.1:9/v1",
+               home=tmp_path)
+    assert done.returncode == 2
+    assert "is a URL: it takes HOST[:PORT], e.g. --allow-net pypi.org:443" in " ".join(done.stderr.split())
+
+
+def test_run_with_allow_net_records_egress_per_cell(
+    docker_available: None, tmp_path: Path, servers: tuple[RecordingHTTPServer, RecordingHTTPServer]
+) -> None:
+    allowed, refused = servers
+    fetch = (
+        "import urllib.request, urllib.error\n"
+        f"print(urllib.request.urlopen('http://127.0.0.1:{allowed.port}/a', timeout=20).read())\n"
+        f"try:\n    urllib.request.urlopen('http://127.0.0.1:{refused.port}/b', timeout=20)\n"
+        "except urllib.error.HTTPError as error:\n    print(error.code)"
+    )
+    script = [ScriptedTurn.python("x = 1"), ScriptedTurn.python(fetch), ScriptedTurn.final("done")]
+    with ScriptedModelServer(script) as server:
+        done = cli(
+            "run", "fetch", "--allow-net", f"127.0.0.1:{allowed.port}", "--base-url", server.base_url,
+            "--model", "scripted-model", "--notebook", str(tmp_path / "s.ipynb"), "--json", home=tmp_path,
+        )
+    assert done.returncode == 0, done.stderr + done.stdout
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    notebook = nbformat.read(tmp_path / "s.ipynb", as_version=4)
+    first, second = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert second.outputs[0]["text"] == "b'hello /a'\n403\n"
+    assert "egress" not in first.metadata.kernelagent
+    audit = sorted(second.metadata.kernelagent.egress, key=lambda r: r["time"])
+    assert [(r["decision"], r["port"], r["path"], r["status"]) for r in audit] == [
+        ("allowed", allowed.port, "/a", 200), ("refused", refused.port, "/b", 403)
+    ]
+    log_path = Path(notebook.metadata.kernelagent.egress_log)
+    assert log_path == tmp_path / "sessions" / summary["session_id"] / "egress.jsonl"
+    assert sorted(json.loads(line)["decision"] for line in log_path.read_text().splitlines()) == [
+        "allowed", "refused"
+    ]
+    assert refused.connections == 0
