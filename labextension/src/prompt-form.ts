@@ -18,6 +18,7 @@ interface ISettings {
   sandbox: string;
   approve: string;
   max_steps: string;
+  allow_net: string;
 }
 
 const EMPTY: ISettings = {
@@ -26,7 +27,8 @@ const EMPTY: ISettings = {
   api: '',
   sandbox: '',
   approve: '',
-  max_steps: ''
+  max_steps: '',
+  allow_net: ''
 };
 
 function loadSettings(): ISettings {
@@ -43,6 +45,11 @@ export function parsePaths(text: string): string[] {
     .split(',')
     .map(path => path.trim().replace(/^\/+/, ''))
     .filter(path => path.length > 0);
+}
+
+/** `pypi.org, files.pythonhosted.org:443` -> ['pypi.org', 'files.pythonhosted.org:443'] */
+export function parseDestinations(text: string): string[] {
+  return text.split(/[\s,]+/).filter(item => item.length > 0);
 }
 
 export class PromptForm extends Widget {
@@ -82,7 +89,8 @@ export class PromptForm extends Widget {
       api: this.selectField('api', ['', 'responses', 'chat', 'code-blocks']),
       sandbox: this.selectField('sandbox', ['', 'docker', 'local']),
       approve: this.selectField('approve', ['', 'never', 'shell', 'always']),
-      max_steps: this.textField('max_steps', 'server default', 'number')
+      max_steps: this.textField('max_steps', 'server default', 'number'),
+      allow_net: this.textField('allow_net', 'none, e.g. pypi.org, files.pythonhosted.org:443')
     };
     for (const [name, field] of Object.entries(this.fields)) {
       field.value = saved[name as keyof ISettings];
@@ -97,7 +105,8 @@ export class PromptForm extends Widget {
       this.row('API', this.fields.api),
       this.row('Sandbox', this.fields.sandbox),
       this.row('Approve', this.fields.approve),
-      this.row('Max steps', this.fields.max_steps)
+      this.row('Max steps', this.fields.max_steps),
+      this.row('Allow network', this.fields.allow_net)
     );
     this.settingsToggle = h('button', {
       type: 'button',
@@ -177,6 +186,10 @@ export class PromptForm extends Widget {
     }
     if (value('approve')) {
       request.approve = value('approve') as ApprovalMode;
+    }
+    const allowNet = parseDestinations(value('allow_net'));
+    if (allowNet.length > 0) {
+      request.allow_net = allowNet;
     }
     const steps = parseInt(value('max_steps'), 10);
     if (steps > 0) {
