@@ -20,7 +20,7 @@ class RecordingHTTPServer:
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:  # http.server's name for it
                 owner.requests.append({"path": self.path, "headers": dict(self.headers.items())})
                 body = f"hello {self.path}".encode()
                 self.send_response(200)

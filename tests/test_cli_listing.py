@@ -28,7 +28,7 @@ def test_sessions_prints_full_values_when_stdout_is_not_a_terminal(tmp_path: Pat
         ))
     done = subprocess.run(
         [sys.executable, "-m", "kernelagent.cli", "sessions"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=60, check=False,
         env={**os.environ, "KERNELAGENT_HOME": str(tmp_path), "COLUMNS": "60"},
     )
     assert done.returncode == 0, done.stderr

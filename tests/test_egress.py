@@ -262,7 +262,7 @@ async def test_garbage_and_a_stopped_proxy(proxy: EgressProxy) -> None:
 def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kernelagent.cli", *args],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True, text=True, timeout=240, check=False,
         env={**os.environ, "KERNELAGENT_HOME": str(home), "NO_COLOR": "1"},
     )
 

@@ -51,7 +51,7 @@ def run(
     api: Annotated[Optional[str], typer.Option(help="responses | chat | code-blocks (default: responses; for local models, what suits them)")] = None,
     sandbox: Annotated[str, typer.Option(help="docker | local (local is NOT isolated)")] = "docker",
     image: Annotated[Optional[str], typer.Option(help="Sandbox image.")] = None,
-    allow_net: Annotated[Optional[list[str]], typer.Option("--allow-net", help="HOST[:PORT] the sandbox may reach through the host's audited egress proxy (repeatable; e.g. pypi.org, *.pythonhosted.org:443). Default: no network.")] = None,
+    allow_net: Annotated[Optional[list[str]], typer.Option("--allow-net", metavar="HOST[:PORT]", help="A destination the sandbox may reach through the host's audited egress proxy (repeatable; e.g. pypi.org, *.pythonhosted.org:443). Default: no network.")] = None,
     max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
     timeout: Annotated[float, typer.Option(help="Seconds per cell before it is interrupted.")] = 300.0,
     max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the session.")] = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -57,7 +57,7 @@ def kernelspec_install(
     memory: Annotated[str, typer.Option(help="Memory limit (Docker syntax).")] = "1g",
     cpus: Annotated[float, typer.Option(help="CPU limit in cores.")] = 1.0,
     pids: Annotated[int, typer.Option(help="Process/thread limit.")] = 256,
-    allow_net: Annotated[Optional[list[str]], typer.Option("--allow-net", help="HOST[:PORT] the kernel may reach through the audited egress proxy (repeatable). Default: no network.")] = None,
+    allow_net: Annotated[list[str] | None, typer.Option("--allow-net", metavar="HOST[:PORT]", help="A destination the kernel may reach through the audited egress proxy (repeatable). Default: no network.")] = None,
     user: Annotated[bool, typer.Option("--user/--system", help="Install for this user or system-wide.")] = True,
     sys_prefix: Annotated[bool, typer.Option(help="Install into sys.prefix (e.g. a virtualenv).")] = False,
 ) -> None:

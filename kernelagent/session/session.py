@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from nbformat import NotebookNode
 from pydantic import BaseModel, Field, model_validator
 
 from kernelagent.agent.approvals import ApprovalPolicy
@@ -292,7 +291,7 @@ class Session:
         """A session that appends to an existing notebook, with a restored sandbox."""
         recorder = NotebookRecorder.open(notebook_path)
         # New cells run in the sandbox: "Run All" in JupyterLab must not run them on the host.
-        recorder.notebook.metadata["kernelspec"] = NotebookNode(recorded_kernelspec(config.sandbox))
+        recorder.notebook.metadata["kernelspec"] = recorded_kernelspec(config.sandbox)  # made a node
         recorded = recorder.notebook.metadata.get("kernelagent", {})
         session_id = recorded.get("session_id") or uuid.uuid4().hex[:12]
         stream = stream or EventStream(session_id)

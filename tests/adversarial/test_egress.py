@@ -267,7 +267,9 @@ async def test_a_crashed_proxy_fails_closed(
             os.kill(os.getpid(), signal.SIGKILL)
         asyncio.run(main())
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     state = json.loads(done.stdout.strip().splitlines()[-1])
     client = AsyncKernelClient()

@@ -21,7 +21,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
-import kernelagent.api as api
+from kernelagent import api
 from kernelagent.execution import execute
 from kernelagent.notebook.replay import ReplayOptions, replay_notebook
 from kernelagent.sandbox.maintenance import install_kernelspec

@@ -21,7 +21,7 @@ from traitlets.config import Config
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
 from tests.adversarial.conftest import Record
 from tests.egress_servers import RecordingHTTPServer
-from tests.server_fixtures import *  # noqa: F403 - pytest-jupyter's fixtures, for this module only
+from tests.server_fixtures import *  # pytest-jupyter's fixtures, for this module only
 from tests.server_fixtures import AgentApi
 
 SERVER_KEY = "sk-server-secret-do-not-leak"
@@ -172,9 +172,9 @@ def test_rest_allow_net_within_the_limit_is_audited_in_the_notebook(
            "and the WebSocket's egress events have both; the notebook names the sandbox kernelspec")
     allowed = f"127.0.0.1:{endpoints.data.port}"
     code = (
-        "import urllib.request\nprint(urllib.request.urlopen('http://%s/rows.csv', timeout=20).read())\n"
+        f"import urllib.request\nprint(urllib.request.urlopen('http://{allowed}/rows.csv', timeout=20).read())\n"
         "try:\n    urllib.request.urlopen('http://127.0.0.1:9/', timeout=20)\n"
-        "except Exception as error:\n    print('refused', error)" % allowed
+        "except Exception as error:\n    print('refused', error)"
     )
     endpoints.own.add_turns([ScriptedTurn.python(code), ScriptedTurn.final("fetched")])
     events: list[dict[str, Any]] = []
