@@ -44,7 +44,7 @@ from kernelagent.sandbox.docker_provisioner import (
 )
 from kernelagent.sandbox.egress_proxy import EgressListener, EgressProxy
 from kernelagent.sandbox.settings import SandboxSettings
-from kernelagent.sandbox.workspace_access import share_with_sandbox
+from kernelagent.sandbox.workspace_access import is_protected, share_with_sandbox
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Sandbox:
         workspace.mkdir(parents=True, exist_ok=True)
         if settings.kind == "local":
             print(LOCAL_WARNING, file=sys.stderr)
-        elif workspace.stat().st_uid == 0:
+        elif workspace.stat().st_uid == 0 and not is_protected(workspace):
             _share_with_sandbox_user(workspace)  # a directory root made: the sandbox's own
         manager = _manager(settings, kernel_id=str(uuid.uuid4()))
         try:

@@ -76,7 +76,7 @@ def ensure_writable(workspace: Path, uid: int) -> bool:
     if os.geteuid() != 0 or _can_write(workspace, uid):
         return False
     resolved = workspace.resolve()
-    if str(resolved) in _PROTECTED or resolved == Path(pwd.getpwuid(0).pw_dir).resolve():
+    if is_protected(resolved):
         raise WorkspaceAccessError(
             f"{resolved} is a system or home directory: the sandbox (uid {uid}) may read it but "
             "is not given write access; put the notebook in a project directory instead"
@@ -94,6 +94,12 @@ def ensure_writable(workspace: Path, uid: int) -> bool:
         raise
     log.info("workspace %s: ACL u:%d:rwx added so the sandbox can write there", resolved, uid)
     return True
+
+
+def is_protected(directory: Path) -> bool:
+    """System directories and root's home: never handed to the sandbox for writing."""
+    resolved = directory.resolve()
+    return str(resolved) in _PROTECTED or resolved == Path(pwd.getpwuid(0).pw_dir).resolve()
 
 
 def _can_write(directory: Path, uid: int) -> bool:

@@ -9,6 +9,7 @@ host runs as root, which tempts people into loosening it.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import stat
 import uuid
@@ -25,6 +26,7 @@ from kernelagent import api
 from kernelagent.execution import execute
 from kernelagent.notebook.replay import ReplayOptions, replay_notebook
 from kernelagent.sandbox.maintenance import install_kernelspec
+from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
 from tests.adversarial.conftest import Record
@@ -174,3 +176,31 @@ async def test_kernelspec_kernel_runs_as_the_directory_owner(
     record(observed=f"kernel uid:gid={printed.strip()}; mine.txt owner={(project / 'mine.txt').stat().st_uid}")
     assert printed.split() == [str(owner), str(owner)]
     assert (project / "mine.txt").stat().st_uid == owner
+
+
+async def test_system_and_home_directories_are_never_opened_for_writing(
+    docker_available: None, record: Record
+) -> None:
+    """As root, start a sandbox whose workspace is root's home directory"""
+    record(expected="refused with a message saying to use a project directory; the directory keeps "
+           "its owner and gets no ACL")
+    home = Path(pwd.getpwuid(0).pw_dir)
+    before = home.stat()
+    try:
+        sandbox = await Sandbox.start(SandboxSettings(), home)
+    except SandboxError as error:
+        refusal = str(error)
+    else:
+        await sandbox.shutdown()
+        refusal = ""
+    after = home.stat()
+    try:
+        acl = os.getxattr(home, "system.posix_acl_access")
+    except OSError:
+        acl = b""
+    record(observed=f"host euid={os.geteuid()}; Sandbox.start({home}) -> {refusal or 'started'}; owner "
+           f"{before.st_uid} -> {after.st_uid}; ACL entries {len(acl)} bytes")
+    if os.geteuid() == 0:
+        assert "is a system or home directory" in refusal and "project directory" in refusal
+    assert after.st_uid == before.st_uid and after.st_mode == before.st_mode
+    assert b"\xe8\x03\x00\x00" not in acl  # no entry for uid 1000
