@@ -8,6 +8,7 @@ host runs as root, which tempts people into loosening it.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
@@ -30,7 +32,9 @@ from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
 from tests.adversarial.conftest import Record
+from tests.egress_servers import RecordingHTTPServer
 
+KERNEL_IDS: list[str] = []
 WHERE_AM_I = (
     "import os\nprint(os.getcwd(), os.getuid(), os.path.isdir('/run/kernelagent'), "
     "os.path.exists({marker!r}))"
@@ -69,7 +73,7 @@ async def test_run_all_on_a_recorded_session_stays_in_the_sandbox(
         )
     notebook = nbformat.read(result.notebook_path, as_version=4)
     spec = notebook.metadata.kernelspec
-    installed = jupyter_dirs / "kernels" / spec.name / "kernel.json"
+    installed = Path(KernelSpecManager().get_kernel_spec(spec.name).resource_dir) / "kernel.json"
     for cell in notebook.cells:
         cell.outputs = [] if cell.cell_type == "code" else None
         if cell.cell_type != "code":
@@ -114,6 +118,7 @@ async def _run_in_kernelspec_kernel(directory: Path, code: str) -> str:
     (as JupyterLab does for a notebook there) and return what ``code`` printed."""
     manager = AsyncKernelManager(kernel_name="kernelagent-adversarial")
     await manager.start_kernel(cwd=str(directory))
+    KERNEL_IDS.append(str(manager.kernel_id))
     client = manager.client()
     client.start_channels()
     try:
@@ -204,3 +209,34 @@ async def test_system_and_home_directories_are_never_opened_for_writing(
         assert "is a system or home directory" in refusal and "project directory" in refusal
     assert after.st_uid == before.st_uid and after.st_mode == before.st_mode
     assert b"\xe8\x03\x00\x00" not in acl  # no entry for uid 1000
+
+
+async def test_kernelspec_with_allow_net_gives_audited_egress(
+    docker_available: None, jupyter_dirs: Path, tmp_path: Path, record: Record
+) -> None:
+    """A kernelspec installed with --allow-net 127.0.0.1:A, used by a plain jupyter_client frontend: fetch A and B"""
+    record(expected="A answers, B gets 403; both are in the kernel's egress log under the Jupyter data dir")
+    allowed, refused = RecordingHTTPServer(), RecordingHTTPServer()
+    try:
+        install_kernelspec(
+            SandboxSettings(network_allow=[f"127.0.0.1:{allowed.port}"]), "kernelagent-adversarial", user=True
+        )
+        project = tmp_path / "project"
+        project.mkdir()
+        printed = await _run_in_kernelspec_kernel(project, (
+            "import urllib.request, urllib.error\n"
+            f"print(urllib.request.urlopen('http://127.0.0.1:{allowed.port}/x', timeout=20).read().decode())\n"
+            f"try:\n    urllib.request.urlopen('http://127.0.0.1:{refused.port}/y', timeout=20)\n"
+            "except urllib.error.HTTPError as error:\n    print(error.code)"
+        ))
+    finally:
+        allowed.close()
+        refused.close()
+    logs = list((jupyter_dirs / "kernelagent" / "egress").glob("*.jsonl"))
+    lines = [json.loads(line) for path in logs for line in path.read_text().splitlines()]
+    record(observed=f"printed {printed.split()}; log {[p.name for p in logs]} with "
+           f"{sorted((line['decision'], line['port']) for line in lines)}; B connections={refused.connections}")
+    assert printed.split() == ["hello", "/x", "403"]
+    assert [path.stem for path in logs] == [KERNEL_IDS[-1]]
+    assert sorted(line["decision"] for line in lines) == ["allowed", "refused"]
+    assert refused.connections == 0
