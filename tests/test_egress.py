@@ -115,6 +115,9 @@ def test_secret_headers_come_from_the_host_environment(monkeypatch: pytest.Monke
     monkeypatch.delenv("KA_TEST_TOKEN")
     with pytest.raises(EgressConfigError, match=r"\$\{KA_TEST_TOKEN\}, which is not set"):
         expand_headers({"api:80": {"Authorization": "Bearer ${KA_TEST_TOKEN}"}})
+    monkeypatch.setenv("KA_TEST_TOKEN", "t0k3n\r\nX-Injected: 1")
+    with pytest.raises(EgressConfigError, match="line break"):
+        expand_headers({"api:80": {"Authorization": "Bearer ${KA_TEST_TOKEN}"}})
 
 
 def test_request_heads_and_destinations() -> None:
@@ -184,7 +187,7 @@ async def test_plain_http_is_forwarded_with_the_secret_and_audited(
     allowed, refused = servers
     answer = await exchange(
         proxy,
-        f"GET http://127.0.0.1:{allowed.port}/data?q=1 HTTP/1.1\r\nHost: 127.0.0.1:{allowed.port}\r\n"
+        f"GET http://127.0.0.1:{allowed.port}/data?q=1 HTTP/1.1\r\nHost: other-site.example\r\n"
         "X-Api-Key: forged\r\nProxy-Authorization: Basic eA==\r\nConnection: keep-alive\r\n\r\n".encode(),
     )
     assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"hello /data?q=1")
@@ -193,6 +196,7 @@ async def test_plain_http_is_forwarded_with_the_secret_and_audited(
     assert request["headers"]["X-Api-Key"] == "s3cret"
     assert "Proxy-Authorization" not in request["headers"]
     assert request["headers"]["Connection"] == "close"
+    assert request["headers"]["Host"] == f"127.0.0.1:{allowed.port}"  # not the client's Host
 
     denied = await exchange(proxy, f"GET http://127.0.0.1:{refused.port}/x HTTP/1.1\r\n\r\n".encode())
     assert denied.startswith(b"HTTP/1.1 403 Forbidden by the kernelagent egress allowlist")

@@ -262,7 +262,9 @@ class EgressProxy:
         port: int,
     ) -> tuple[bytes, list[str]]:
         """The request for the origin server: origin-form, no hop-by-hop headers, one
-        request per connection, and the destination's secret headers."""
+        request per connection, the destination's secret headers, and ``Host`` taken from
+        the request line (RFC 9112 3.2.2: a proxy ignores the client's), so a request for an
+        allowed host cannot name another site served from the same address."""
         version = head.split(b"\r\n", 1)[0].rsplit(b" ", 1)[-1].decode("latin-1")
         listed = {
             token.strip().lower()
@@ -274,14 +276,14 @@ class EgressProxy:
         for header_set in self.header_sets:
             if header_set.applies_to(host, port):
                 secrets.update(header_set.headers)
-        replaced = {name.lower() for name in secrets}
+        replaced = {name.lower() for name in secrets} | {"host"}
         kept = [
             (name, value)
             for name, value in headers
             if name.lower() not in _HOP_BY_HOP | listed | replaced
         ]
-        if not any(name.lower() == "host" for name, _ in kept):
-            kept.insert(0, ("Host", host if port == 80 else f"{host}:{port}"))
+        authority = f"[{host}]" if ":" in host else host
+        kept.insert(0, ("Host", authority if port == 80 else f"{authority}:{port}"))
         lines = [f"{method} {path} {version}", *(f"{n}: {v}" for n, v in kept)]
         lines += [f"{name}: {value}" for name, value in secrets.items()]
         lines.append("Connection: close")

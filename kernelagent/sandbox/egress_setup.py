@@ -112,6 +112,10 @@ def expand_headers(templates: dict[str, dict[str, str]]) -> dict[str, dict[str, 
                 ) from None
             except ValueError as error:
                 raise EgressConfigError(f"the {name} header for {rule}: {error}") from None
+            if any(ch in name + expanded[rule][name] for ch in "\r\n\0") or ":" in name:
+                raise EgressConfigError(
+                    f"the {name!r} header for {rule} has a line break or a colon in its name or value"
+                )
     return expanded
 
 
