@@ -23,7 +23,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from kernelagent.execution import execute
 from kernelagent.sandbox.egress_proxy import EgressRecord
 from kernelagent.sandbox.sandbox import Sandbox
-from tests.adversarial._helpers import probe
+from tests.adversarial._helpers import container_attrs, probe
 from tests.adversarial.conftest import Record, StartSandbox
 from tests.egress_servers import RecordingHTTPServer
 
@@ -127,8 +127,8 @@ async def test_direct_connections_still_fail(
 ) -> None:
     """With egress allowed to 127.0.0.1:A, bypass the proxy: connect straight to A, list interfaces and routes"""
     allowed, _ = servers
-    record(expected="still only `lo` and no route; a direct connection reaches the container's own "
-           "loopback (refused), never the host's server")
+    record(expected="still only `lo` and no route, the hardened settings unchanged, the egress mount "
+           "read-only; a direct connection reaches the container's own loopback (refused), never the host's server")
     sandbox = await start_sandbox(network_allow=[f"127.0.0.1:{allowed.port}"])
     out = await probe(sandbox, f"""
 import os, socket, urllib.request
@@ -146,10 +146,17 @@ try:
 except OSError as e:
     out['no_proxy'] = f'{{type(e).__name__}}: {{e}}'
 """)
+    host_config = container_attrs(sandbox)["HostConfig"]
+    mounts = {m["Destination"]: m["RW"] for m in container_attrs(sandbox)["Mounts"]}
     record(observed=f"interfaces={out['interfaces']}, routes={len(out['routes'])}; direct -> "
            f"{out['direct']}; urllib without proxy -> {out['no_proxy']}; host server connections="
-           f"{allowed.connections}")
+           f"{allowed.connections}; NetworkMode={host_config['NetworkMode']}, CapDrop="
+           f"{host_config['CapDrop']}, read-only root={host_config['ReadonlyRootfs']}, egress mount "
+           f"writable={mounts.get('/run/kernelagent-egress')}")
     assert out["interfaces"] == ["lo"] and out["routes"] == []
+    assert host_config["NetworkMode"] == "none" and host_config["CapDrop"] == ["ALL"]
+    assert host_config["ReadonlyRootfs"] and "no-new-privileges" in host_config["SecurityOpt"]
+    assert mounts["/run/kernelagent-egress"] is False
     assert out["direct"].startswith("ConnectionRefusedError")
     assert "answered" not in out["no_proxy"]
     assert allowed.connections == 0
