@@ -162,6 +162,18 @@ class KernelRestarted(_Event):
     restored_cells: int = 0
 
 
+class EgressRequest(_Event):
+    """A request the sandbox made through its egress proxy, allowed or refused (only
+    sandboxes with ``network_allow`` have one). Emitted when the request ends."""
+
+    type: Literal["egress"] = "egress"
+    cell_id: str | None = None
+    """The cell that was running when the request started (None: between cells)."""
+    request: dict[str, Any]
+    """method, host, port, decision, reason, bytes_up, bytes_down, time, duration, ...
+    (``EgressRecord.as_dict()``)."""
+
+
 class UsageUpdated(_Event):
     type: Literal["usage"] = "usage"
     usage: Usage
@@ -261,6 +273,7 @@ Event = Annotated[
         ApprovalRequested,
         ApprovalDecided,
         KernelRestarted,
+        EgressRequest,
         UsageUpdated,
         Error,
         ActionSkipped,

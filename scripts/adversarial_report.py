@@ -35,11 +35,14 @@ RESULTS_ENV = "KERNELAGENT_ADVERSARIAL_RESULTS"
 AREAS = {
     "test_host_faults": "host faults",
     "test_network": "network",
+    "test_egress": "egress allowlist",
     "test_filesystem": "host files / env",
     "test_escalation": "privileges",
     "test_resources": "resources",
     "test_kernel_faults": "kernel faults",
     "test_input": "input",
+    "test_jupyter_route": "Jupyter route",
+    "test_server_policy": "server API",
 }
 
 
@@ -90,6 +93,14 @@ attacks each of these from inside, through `Sandbox.execute` (the path the agent
 
 - *Network*: the only interface is `lo`; nothing on the host (TCP on 127.0.0.1, abstract
   unix sockets) or beyond is reachable, names do not resolve, raw sockets are refused.
+- *Egress by allowlist* (`--allow-net HOST[:PORT]`): the container still has no interface.
+  A host-side HTTP/CONNECT proxy, reached through a unix socket mounted read-only, is the
+  only way out: it resolves names on the host, connects only to listed destinations (IP
+  literals and names resolving to private, loopback or link-local addresses need an
+  explicit rule), answers everything else with a 403 that names the destination, and
+  records every request (method, host:port, bytes, time, decision) in the session's egress
+  log and the cell's `metadata.kernelagent.egress`. Secret headers it adds never enter the
+  sandbox. If the proxy dies, the sandbox has no way out at all (fails closed).
 - *Host files and secrets*: only the workspace (read-write) and the kernel's runtime
   directory (ZMQ sockets and connection file) are host directories in the container;
   `/etc/shadow` and `/root` are the image's own; no Docker socket; host processes are
@@ -104,7 +115,23 @@ attacks each of these from inside, through `Sandbox.execute` (the path the agent
   capped on the host, hung or crashed kernels are reported (timeout, restart, exit code,
   signal) and other sessions keep working.
 
+**Around the sandbox**
+
+- *The server API*: a request cannot send the server's API key to an endpoint it chose
+  (only the server's own base URL gets it; others must be in `allowed_base_urls` and get no
+  key unless listed so), cannot ask for the unisolated `local` sandbox or for egress beyond
+  `request_network_allow`, and error replies carry no internal detail.
+- *The Jupyter route*: recorded session notebooks name the sandbox kernelspec, so "Run All"
+  in JupyterLab runs in a container, and replay always uses the sandbox. When the host runs
+  as root, a kernelspec kernel runs as the notebook directory's owner, or as uid 1000 with
+  one ACL entry on that directory when root owns it; it is never root.
+
 **What it cannot stop**
+
+- *What an allowed destination is used for*: data can leave to any destination the
+  allowlist names (the audit shows how much). A CONNECT tunnel is opaque, so a TLS client can
+  ask a shared front end (a CDN edge that also serves the allowed name) for another site
+  (domain fronting); list destinations with their own addresses when this matters.
 
 - *Kernel exploits*: containers share the host's Linux kernel. A kernel vulnerability
   reachable through the syscalls seccomp allows is a host compromise. Keep the host

@@ -20,6 +20,7 @@ from kernelagent.events import (
     CellFinished,
     CellOutput,
     CellStarted,
+    EgressRequest,
     Error,
     Event,
     AttemptFinished,
@@ -127,6 +128,15 @@ class EventRenderer:
 
     def _on_approval_decided(self, event: ApprovalDecided) -> None:
         self.console.print(f"[yellow]{event.decision}[/] by {event.decided_by}")
+
+    def _on_egress(self, event: EgressRequest) -> None:
+        request = event.request
+        where = f"{request.get('method')} {request.get('host')}:{request.get('port')}{request.get('path') or ''}"
+        if request.get("decision") == "allowed":
+            size = f"{request.get('bytes_up', 0)} B up, {request.get('bytes_down', 0)} B down"
+            self.console.print(f"[dim]↗ egress {where} · {size}[/]", highlight=False)
+        else:
+            self.console.print(f"[yellow]⛔ egress refused[/] [dim]{where}[/]", highlight=False)
 
     def _on_kernel_restarted(self, event: KernelRestarted) -> None:
         self.console.print(f"[bold red]kernel restarted:[/] {event.reason}")

@@ -54,6 +54,7 @@ def run(
     api: Annotated[Optional[str], typer.Option(help="responses | chat | code-blocks (default: responses; for local models, what suits them)")] = None,
     sandbox: Annotated[str, typer.Option(help="docker | local (local is NOT isolated)")] = "docker",
     image: Annotated[Optional[str], typer.Option(help="Sandbox image.")] = None,
+    allow_net: Annotated[Optional[list[str]], typer.Option("--allow-net", metavar="HOST[:PORT]", help="A destination the sandbox may reach through the host's audited egress proxy (repeatable; e.g. pypi.org, *.pythonhosted.org:443). Default: no network.")] = None,
     max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
     timeout: Annotated[float, typer.Option(help="Seconds per cell before it is interrupted.")] = 300.0,
     max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the session.")] = None,
@@ -90,6 +91,10 @@ def run(
         max_steps=max_steps, cell_timeout=timeout, max_tokens=max_tokens, max_cost=max_cost,
         price_per_million=price_per_million,
     )
+    try:
+        config.sandbox = config.sandbox.allowing(allow_net or [])
+    except ValueError as error:
+        raise fail(str(error), 2) from None
     config.stream = stream
     config.limits.check_answers = check_answers if check_answers is not None else local is not None
     config.attempts = attempts if attempts is not None else (LOCAL_ATTEMPTS if local is not None else 1)

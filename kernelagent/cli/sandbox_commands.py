@@ -57,17 +57,28 @@ def kernelspec_install(
     memory: Annotated[str, typer.Option(help="Memory limit (Docker syntax).")] = "1g",
     cpus: Annotated[float, typer.Option(help="CPU limit in cores.")] = 1.0,
     pids: Annotated[int, typer.Option(help="Process/thread limit.")] = 256,
+    allow_net: Annotated[list[str] | None, typer.Option("--allow-net", metavar="HOST[:PORT]", help="A destination the kernel may reach through the audited egress proxy (repeatable). Default: no network.")] = None,
     user: Annotated[bool, typer.Option("--user/--system", help="Install for this user or system-wide.")] = True,
     sys_prefix: Annotated[bool, typer.Option(help="Install into sys.prefix (e.g. a virtualenv).")] = False,
 ) -> None:
     """Install a kernelspec so JupyterLab, nbclient, papermill and jupyter console can use the sandbox."""
     import sys
 
-    settings = SandboxSettings(image=image, mem_limit=memory, cpus=cpus, pids_limit=pids)
+    try:
+        settings = SandboxSettings(image=image, mem_limit=memory, cpus=cpus, pids_limit=pids).allowing(
+            allow_net or []
+        )
+    except ValueError as error:
+        raise fail(str(error), 2) from None
     from kernelagent.sandbox.maintenance import install_kernelspec
 
     path = install_kernelspec(settings, name, user=user, prefix=sys.prefix if sys_prefix else None)
     console.print(f"installed kernelspec [bold]{name}[/] in {path}")
+    if settings.network_allow:
+        console.print(
+            f"egress allowed to {', '.join(settings.network_allow)}; every request is logged under "
+            "$(jupyter --data-dir)/kernelagent/egress/"
+        )
 
 
 @app.command()

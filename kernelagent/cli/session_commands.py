@@ -59,16 +59,34 @@ def sessions(json_output: Annotated[bool, typer.Option("--json")] = False) -> No
     if json_output:
         print(json.dumps([r.model_dump(mode="json", exclude={"config", "sandbox_state"}) for r in records]))
         return
-    table = Table("id", "status", "task", "age", "steps", "cells", "tokens")
     now = time.time()
-    for record in records:
-        style = STATUS_STYLE.get(record.status, "white")
-        task = record.task if len(record.task) <= 50 else record.task[:47] + "…"
-        table.add_row(
-            record.id, f"[{style}]{record.status}[/]", task, _age(now - record.created_at),
+    rows = [
+        [
+            record.id, record.status, " ".join(record.task.split()), _age(now - record.created_at),
             str(record.steps), str(record.cells), str(record.input_tokens + record.output_tokens),
-        )
+        ]
+        for record in records
+    ]
+    headers = ["id", "status", "task", "age", "steps", "cells", "tokens"]
+    if not sys.stdout.isatty():  # for scripts: full values in plain columns, as `docker ps` prints
+        print(plain_columns([name.upper() for name in headers], rows))
+        return
+    table = Table(*headers)
+    for row, record in zip(rows, records):
+        style = STATUS_STYLE.get(record.status, "white")
+        task = row[2] if len(row[2]) <= 50 else row[2][:47] + "…"
+        table.add_row(row[0], f"[{style}]{row[1]}[/]", task, *row[3:])
     console.print(table)
+
+
+def plain_columns(headers: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns three spaces apart, nothing cut; the last one is not padded."""
+    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    lines = []
+    for row in [headers, *rows]:
+        cells = [value.ljust(width) for value, width in zip(row[:-1], widths)] + [row[-1]]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 @app.command()
@@ -81,6 +99,9 @@ def show(session_id: Annotated[str, typer.Argument(help="Session id (a unique pr
     console.print(f"notebook: {record.notebook}\nworkspace: {record.workspace}")
     console.print(f"steps {record.steps} · cells {record.cells} · tokens in {record.input_tokens} out {record.output_tokens}")
     console.print("sandbox: " + ("running (re-attachable)" if record.sandbox_state else "stopped (resume restores it by replay)"))
+    sandbox = record.config.get("sandbox") or {}
+    if sandbox.get("network_allow"):
+        console.print(f"egress allowed to {', '.join(sandbox['network_allow'])}; audit log: {sandbox.get('egress_log') or '-'}")
     if record.pending:
         console.print(f"[bold yellow]waiting for approval[/] ({record.pending.reason}):")
         language = "bash" if record.pending.kind == "shell" else "python"

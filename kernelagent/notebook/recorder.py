@@ -39,6 +39,7 @@ from kernelagent.events import (
     CellFinished,
     CellOutput,
     CellStarted,
+    EgressRequest,
     Error,
     Event,
     KernelRestarted,
@@ -74,6 +75,8 @@ _TRANSIENT_METADATA = ("orig_nbformat", "orig_nbformat_minor", "signature")
 _CELL_ID = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
 _AWAITING_RUN = ("awaiting_approval", "approved")
 _IN_FLIGHT = (*_AWAITING_RUN, "running")
+#: Egress requests kept per cell in the notebook (all of them are in the egress log).
+MAX_EGRESS_RECORDS = 200
 
 
 class RecordingError(Exception):
@@ -317,6 +320,10 @@ class NotebookRecorder:
                 self._session["usage"] = event.total.model_dump()
                 self._unsaved = True
                 return
+            case EgressRequest():
+                self._on_egress(event)
+                self.save_if_due()  # every request is in the egress log already
+                return
             case SessionFinished():
                 self._on_session_finished(event)
             case ActionSkipped() | AnswerReviewed():
@@ -402,6 +409,22 @@ class NotebookRecorder:
             "shell.execute_reply": finished_at,
         }
         self._changed(cell)
+
+    def _on_egress(self, event: EgressRequest) -> None:
+        """Append the request to its cell's ``metadata.kernelagent.egress`` (or, made
+        between cells, to the notebook's), keeping at most MAX_EGRESS_RECORDS per list."""
+        cell = self._cells_by_id.get(event.cell_id) if event.cell_id else None
+        if cell is not None and cell.cell_type == "code":
+            holder = cell.metadata.kernelagent
+            self._changed(cell)
+        else:
+            holder = self._session
+            self._unsaved = True
+        records = holder.setdefault("egress", [])
+        if len(records) < MAX_EGRESS_RECORDS:
+            records.append(nbformat.from_dict(dict(event.request)))
+        else:
+            holder["egress_not_kept"] = int(holder.get("egress_not_kept", 0)) + 1
 
     def _on_approval_requested(self, event: ApprovalRequested) -> None:
         cell = self._cells_by_id.get(event.cell_id)

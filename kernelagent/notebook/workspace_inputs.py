@@ -10,7 +10,7 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from kernelagent.sandbox.docker_provisioner import SANDBOX_UID_WHEN_HOST_IS_ROOT
+from kernelagent.sandbox.workspace_access import SANDBOX_UID_WHEN_HOST_IS_ROOT
 
 MAX_COPY_BYTES = 2 * 1024**3
 

@@ -7,7 +7,9 @@ client.
 
 The container has no network. The kernel talks ZMQ over ``ipc`` sockets that live
 in a per-kernel runtime directory bind-mounted into the container; the host's
-jupyter_client connects to the same socket files.
+jupyter_client connects to the same socket files. With ``network_allow`` the container
+still has no interface: an :class:`~kernelagent.sandbox.egress_proxy.EgressProxy` on a
+unix socket (mounted read-only) is its only way out, for the listed destinations only.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from docker.models.containers import Container
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_core.paths import jupyter_runtime_dir
-from traitlets import Bool, Dict, Float, Int, Unicode
+from traitlets import Bool, Dict, Float, Int, List, Unicode
 
+from kernelagent.sandbox import egress_setup
+from kernelagent.sandbox.egress_proxy import EgressListener, EgressProxy, EgressRecord
 from kernelagent.sandbox.images import DEFAULT_IMAGE
+from kernelagent.sandbox.workspace_access import ensure_writable, sandbox_identity
 
 CONTAINER_RUNTIME_DIR = "/run/kernelagent"
 CONTAINER_WORKSPACE = "/workspace"
@@ -38,7 +43,6 @@ LABEL_KERNEL_ID = "kernelagent.kernel_id"
 LABEL_OWNER_PID = "kernelagent.owner_pid"
 LABEL_OWNER_HOST = "kernelagent.owner_host"
 LABEL_WORKSPACE = "kernelagent.workspace"
-SANDBOX_UID_WHEN_HOST_IS_ROOT = 1000
 
 #: The only environment the kernel sees. Nothing from the host is copied in.
 CONTAINER_ENV = {
@@ -145,14 +149,43 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     user = Unicode(
         "",
         config=True,
-        help="uid:gid in the container. Empty: the host user, or 1000 when the host runs as root.",
+        help="uid:gid in the container. Empty: the host user; when the host runs as root, the "
+        "workspace owner, or 1000 (with an ACL entry on the workspace) when root owns it.",
+    )
+    network_allow = List(
+        Unicode(),
+        config=True,
+        help="Destinations (HOST[:PORT]) the sandbox may reach through the host's audited egress "
+        "proxy; the container still has no network interface. Empty: no egress at all.",
+    )
+    network_headers = Dict(
+        config=True,
+        help="Secret headers the egress proxy adds to plain-HTTP requests, by destination rule: "
+        '{"api.internal:8080": {"Authorization": "Bearer ${TOKEN}"}}; ${NAME} comes from the '
+        "host's environment and never enters the sandbox.",
+    )
+    egress_log = Unicode(
+        "",
+        config=True,
+        help="JSON-lines audit log of every egress request. Empty: "
+        "<jupyter data dir>/kernelagent/egress/<kernel id>.jsonl.",
+    )
+    egress_port = Int(
+        egress_setup.DEFAULT_EGRESS_PORT, config=True, help="Port of the proxy inside the sandbox."
     )
     extra_labels = Dict(config=True, help="Extra labels for the container.")
 
     container_id: str | None = None
     runtime_dir: Path | None = None
     workspace_dir: Path | None = None
+    egress_proxy: EgressProxy | None = None
+    _identity: tuple[int, int] | None = None
     _docker: docker.DockerClient | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.egress_listeners: list[EgressListener] = []
+        """Told about every egress record (the Sandbox forwards them to its session)."""
 
     @property
     def docker(self) -> docker.DockerClient:
@@ -173,7 +206,12 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.workspace_dir = Path(self.workspace or kwargs.get("cwd") or os.getcwd()).resolve()
         self.workspace_dir.mkdir(parents=True, exist_ok=True)
+        self._identity = sandbox_identity(self.workspace_dir, self.user)
+        ensure_writable(self.workspace_dir, self._identity[0])
         self._fresh_shared_dir()
+        if self.network_allow:
+            egress_setup.check_settings(list(self.network_allow), self.network)
+            egress_setup.prepare_egress_dir(self.runtime_dir)
 
         km.transport = "ipc"
         km.ip = str(shared_dir(self.runtime_dir) / "ipc")
@@ -186,6 +224,8 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             CONTAINER_RUNTIME_DIR + "/connection.json" if arg == "{connection_file}" else arg
             for arg in self.kernel_spec.argv
         ]
+        if self.network_allow:
+            argv = egress_setup.wrap_command(argv, self.egress_port)
         kwargs.pop("env", None)  # the host environment never enters the sandbox
         kwargs.pop("extra_arguments", None)
         return {"cmd": argv, **kwargs}
@@ -221,29 +261,36 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             file.write(json.dumps(info))
 
     def _sandbox_user(self) -> tuple[int, int]:
-        if self.user:
-            uid, _, gid = self.user.partition(":")
-            return int(uid), int(gid or uid)
-        if os.geteuid() == 0:
-            return SANDBOX_UID_WHEN_HOST_IS_ROOT, SANDBOX_UID_WHEN_HOST_IS_ROOT
-        return os.geteuid(), os.getegid()
+        """uid:gid in the container, decided in ``pre_launch`` (see workspace_access)."""
+        if self._identity is None:
+            self._identity = sandbox_identity(self.workspace_dir or Path.cwd(), self.user)
+        return self._identity
 
     def container_options(self, cmd: list[str]) -> dict[str, Any]:
         """The ``docker run`` options: the hardening lives here, in one place."""
         assert self.runtime_dir is not None and self.workspace_dir is not None
         uid, gid = self._sandbox_user()
+        environment = dict(CONTAINER_ENV)
+        volumes = {
+            str(shared_dir(self.runtime_dir)): {"bind": CONTAINER_RUNTIME_DIR, "mode": "rw"},
+            str(self.workspace_dir): {"bind": CONTAINER_WORKSPACE, "mode": "rw"},
+        }
+        if self.network_allow:
+            allowlist = egress_setup.check_settings(list(self.network_allow), self.network)
+            environment.update(egress_setup.container_environment(allowlist, self.egress_port))
+            volumes[str(egress_setup.egress_dir(self.runtime_dir))] = {
+                "bind": egress_setup.CONTAINER_EGRESS_DIR,
+                "mode": "ro",
+            }
         options: dict[str, Any] = {
             "image": self.image,
             "command": cmd,
             "name": container_name(self.kernel_id),
             "init": True,
             "user": f"{uid}:{gid}",
-            "environment": dict(CONTAINER_ENV),
+            "environment": environment,
             "working_dir": CONTAINER_WORKSPACE,
-            "volumes": {
-                str(shared_dir(self.runtime_dir)): {"bind": CONTAINER_RUNTIME_DIR, "mode": "rw"},
-                str(self.workspace_dir): {"bind": CONTAINER_WORKSPACE, "mode": "rw"},
-            },
+            "volumes": volumes,
             "network_mode": self.network,
             "read_only": self.read_only,
             "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={self.tmpfs_size},mode=1777"},
@@ -268,8 +315,10 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         return options
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
-        """Called by the KernelManager to start the kernel: creates the container."""
+        """Called by the KernelManager to start the kernel: creates the container (after
+        the egress proxy listens, when the settings allow any destination)."""
         options = self.container_options(cmd)
+        await self.start_egress_proxy()
         container = await asyncio.to_thread(self._run_container, options)
         self.container_id = container.id
         return self.connection_info
@@ -345,8 +394,10 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
             except docker.errors.NotFound:
                 pass
         self.container_id = None
-        if not restart and self.runtime_dir is not None:
-            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        if not restart:
+            await self.stop_egress_proxy()
+            if self.runtime_dir is not None:
+                shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
     async def exit_reason(self) -> str | None:
         """Why the kernel is not running, or None if it is."""
@@ -359,6 +410,44 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         if state.get("Running"):
             return None
         return describe_exit(state)
+
+    # -- egress --------------------------------------------------------------------------
+
+    async def start_egress_proxy(self) -> None:
+        """Start (or, in a process that re-attached, restart) this kernel's egress proxy.
+
+        Called by ``launch_kernel`` and by ``Sandbox.attach``; a no-op without
+        ``network_allow`` or when the proxy already runs (a kernel restart keeps it).
+        """
+        if not self.network_allow or self.runtime_dir is None:
+            return
+        if self.egress_proxy is not None and self.egress_proxy.running:
+            return
+        allowlist = egress_setup.check_settings(list(self.network_allow), self.network)
+        uid, gid = self._sandbox_user()
+        as_root = os.geteuid() == 0
+        proxy = EgressProxy(
+            allowlist,
+            egress_setup.socket_path(self.runtime_dir),
+            log_path=Path(self.egress_log) if self.egress_log else egress_setup.default_log_path(self.kernel_id),
+            headers=egress_setup.expand_headers(dict(self.network_headers)),
+            socket_owner=(uid, gid) if as_root else None,
+            socket_mode=0o660 if as_root or uid == os.geteuid() else 0o666,
+            kernel_id=self.kernel_id,
+        )
+        proxy.add_listener(self._on_egress)
+        await proxy.start()
+        self.egress_proxy = proxy
+
+    async def stop_egress_proxy(self) -> None:
+        """Close the proxy; from then on the sandbox has no way out (fails closed)."""
+        proxy, self.egress_proxy = self.egress_proxy, None
+        if proxy is not None:
+            await proxy.aclose()
+
+    def _on_egress(self, record: EgressRecord) -> None:
+        for listener in list(self.egress_listeners):
+            listener(record)
 
     def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
         return max(recommended, 5.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
-from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from kernelagent.sandbox.docker_provisioner import (
     LABEL_KERNEL_ID,
@@ -22,8 +23,13 @@ from kernelagent.sandbox.docker_provisioner import (
     docker_client,
     kernel_runtime_dir,
 )
-from kernelagent.sandbox.sandbox import kernel_spec_for
+from kernelagent.sandbox.sandbox import KERNEL_NAME, kernel_spec_for
 from kernelagent.sandbox.settings import SandboxSettings
+
+log = logging.getLogger(__name__)
+
+SANDBOX_DISPLAY_NAME = "Python 3 (kernelagent sandbox)"
+_FALLBACK_KERNEL_NAME = "kernelagent-sandbox"
 
 
 @dataclass
@@ -113,10 +119,51 @@ def install_kernelspec(
     """Write a kernelspec that runs the kernel in the Docker sandbox; returns its directory."""
     spec = kernel_spec_for(settings)
     data = spec.to_dict()
-    data["display_name"] = display_name or "Python 3 (kernelagent sandbox)"
+    data["display_name"] = display_name or SANDBOX_DISPLAY_NAME
     data.setdefault("metadata", {})["kernelagent"] = {"sandbox": "docker", "image": settings.image}
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "kernel.json").write_text(json.dumps(data, indent=1))
         return KernelSpecManager().install_kernel_spec(
             tmp, kernel_name=name, user=user and prefix is None, prefix=prefix, replace=True
         )
+
+
+def recorded_kernelspec(settings: SandboxSettings) -> dict[str, str]:
+    """The ``metadata.kernelspec`` of a recorded session notebook: the sandbox's kernelspec,
+    so "Run All" in JupyterLab runs the agent's code in a sandbox, never on the host.
+
+    Called by ``Session`` when it starts or continues a notebook. When no kernelspec named
+    ``kernelagent`` runs in the Docker sandbox, one is installed for this user, as
+    ``kernelagent kernelspec install`` does, with the session's image and limits but no
+    network allowlist (a kernelspec serves every notebook that names it). If that fails,
+    the name is recorded anyway: JupyterLab then asks for a kernel instead of using the host's.
+    """
+    strict = SandboxSettings(
+        kind="docker",
+        image=settings.image,
+        mem_limit=settings.mem_limit,
+        cpus=settings.cpus,
+        pids_limit=settings.pids_limit,
+        runtime=settings.runtime,
+    )
+    recorded = {"name": KERNEL_NAME, "display_name": SANDBOX_DISPLAY_NAME, "language": "python"}
+    for name in (KERNEL_NAME, _FALLBACK_KERNEL_NAME):
+        try:
+            spec = KernelSpecManager().get_kernel_spec(name)
+        except NoSuchKernel:
+            spec = None
+        except (OSError, ValueError) as error:  # an unreadable kernel.json: not ours to fix
+            log.warning("kernelspec %s cannot be read (%s)", name, error)
+            continue
+        if spec is not None:
+            provisioner = (spec.metadata or {}).get("kernel_provisioner", {})
+            if provisioner.get("provisioner_name") == "kernelagent-docker":
+                return {**recorded, "name": name, "display_name": spec.display_name}
+            if name == KERNEL_NAME:
+                continue  # someone else's kernelspec has the name: use (or make) the fallback
+        try:  # missing, or the fallback name holds something else: (re)install ours
+            install_kernelspec(strict, name)
+        except OSError as error:
+            log.warning("cannot install the sandbox kernelspec %s: %s", name, error)
+        return {**recorded, "name": name}
+    return {**recorded, "name": _FALLBACK_KERNEL_NAME}

@@ -42,7 +42,9 @@ from kernelagent.sandbox.docker_provisioner import (
     DockerProvisioner,
     docker_client,
 )
+from kernelagent.sandbox.egress_proxy import EgressListener, EgressProxy
 from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.sandbox.workspace_access import is_protected, share_with_sandbox
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +141,8 @@ class Sandbox:
         workspace.mkdir(parents=True, exist_ok=True)
         if settings.kind == "local":
             print(LOCAL_WARNING, file=sys.stderr)
-        else:
-            _share_with_sandbox_user(workspace)
+        elif workspace.stat().st_uid == 0 and not is_protected(workspace):
+            _share_with_sandbox_user(workspace)  # a directory root made: the sandbox's own
         manager = _manager(settings, kernel_id=str(uuid.uuid4()))
         try:
             if settings.kind == "docker":
@@ -210,6 +212,8 @@ class Sandbox:
         reason = await sandbox.death_reason()
         if reason is not None:
             raise SandboxDeadError(f"cannot re-attach: the sandbox is gone ({reason})")
+        if isinstance(manager.provisioner, DockerProvisioner):
+            await manager.provisioner.start_egress_proxy()  # the old process's proxy died with it
         await sandbox._wait_ready()
         return sandbox
 
@@ -246,6 +250,21 @@ class Sandbox:
 
     async def is_alive(self) -> bool:
         return await self.death_reason() is None
+
+    # -- egress ----------------------------------------------------------------------
+
+    @property
+    def egress(self) -> EgressProxy | None:
+        """The host proxy of a sandbox with ``network_allow``; None when it has no egress."""
+        provisioner = self.manager.provisioner
+        return provisioner.egress_proxy if isinstance(provisioner, DockerProvisioner) else None
+
+    def on_egress(self, listener: EgressListener) -> None:
+        """Call ``listener`` with every egress record (allowed or refused) of this sandbox,
+        on the event loop that runs it. The session uses it to write ``metadata.kernelagent.egress``."""
+        provisioner = self.manager.provisioner
+        if isinstance(provisioner, DockerProvisioner):
+            provisioner.egress_listeners.append(listener)
 
     # -- running code ----------------------------------------------------------------
 
@@ -447,8 +466,5 @@ def share_tree_with_sandbox_user(root: Path) -> None:
 
 
 def _share_with_sandbox_user(path: Path) -> None:
-    """Hand workspace files to the sandbox's uid when we run as root (it runs as 1000)."""
-    from kernelagent.sandbox.docker_provisioner import SANDBOX_UID_WHEN_HOST_IS_ROOT as uid
-
-    if os.geteuid() == 0 and path.exists():
-        os.chown(path, uid, uid)
+    """Hand workspace files to the sandbox's uid when we run as root (see workspace_access)."""
+    share_with_sandbox(path)

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Enum, Float, Integer, Unicode
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union
 
 from kernelagent.api import DEFAULT_MODEL
 from kernelagent.server.handlers import default_handlers
 from kernelagent.server.manager import Defaults, SessionManager
+from kernelagent.server.request_policy import DEFAULT_ALLOWED_BASE_URLS, RequestPolicy
 from kernelagent.session.store import SessionStore
 
 
@@ -31,6 +32,45 @@ class KernelAgentExtension(ExtensionApp):
         config=True,
         help="OpenAI-compatible endpoint for sessions that do not name one "
         "(default: $OPENAI_BASE_URL, else the OpenAI API).",
+    )
+    api_key = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="API key for the server's own base URL (default: $OPENAI_API_KEY). It is sent only "
+        "there (default_base_url, else $OPENAI_BASE_URL, else the OpenAI API), never to a "
+        "base_url a request chooses unless its allowed_base_urls entry says api_key: server.",
+    )
+    allowed_base_urls = List(
+        Union([Unicode(), Dict()]),
+        DEFAULT_ALLOWED_BASE_URLS,
+        config=True,
+        help="Other endpoints a request may name as base_url: 'scheme://host[:port|:*][/path]' or "
+        '{"url": ..., "api_key": "none" | "server" | "env:NAME"}. They get no key unless the '
+        "entry names one. Default: loopback on any port.",
+    )
+    allow_local_sandbox = Bool(
+        False,
+        config=True,
+        help="Let requests ask for sandbox 'local' (a plain kernel process of this server: NOT "
+        "isolated). Off unless default_sandbox is local.",
+    )
+    network_allow = List(
+        Unicode(),
+        config=True,
+        help="Destinations (HOST[:PORT]) every session's sandbox may reach through the audited "
+        "egress proxy (the container still has no network interface).",
+    )
+    request_network_allow = List(
+        Unicode(),
+        config=True,
+        help="What a request may add with allow_net: each entry it asks for must be covered by one "
+        "of these rules (e.g. '*.pythonhosted.org:443'). Default: nothing.",
+    )
+    network_headers = Dict(
+        config=True,
+        help="Secret headers the egress proxy adds to plain-HTTP requests, by destination rule; "
+        "${NAME} is read from the server's environment and never enters the sandbox.",
     )
     default_api = Enum(
         ["responses", "chat", "code-blocks"],
@@ -101,6 +141,16 @@ class KernelAgentExtension(ExtensionApp):
             workspaces_next_to_notebooks=self.workspaces_next_to_notebooks,
             persist_events=self.persist_events,
             logger=self.log,
+            policy=RequestPolicy.from_settings(
+                base_url=self.default_base_url,
+                api_key=self.api_key,
+                allowed_base_urls=list(self.allowed_base_urls),
+                allow_local_sandbox=self.allow_local_sandbox,
+                default_sandbox=self.default_sandbox,
+                network_allow=list(self.network_allow),
+                request_network_allow=list(self.request_network_allow),
+                network_headers={rule: dict(headers) for rule, headers in self.network_headers.items()},
+            ),
         )
         self.log.info("kernelagent: session store %s, notebooks in %s", store.home, self.manager.sessions_path)
 

@@ -7,7 +7,8 @@ JSON; errors are ``{"error": ..., "hint": ...}`` (plus ``message``, the same tex
 =====================================  =====================================================
 ``GET  sessions``                      200 ``{"sessions": [session, ...]}`` (newest first)
 ``POST sessions``                      201 ``{"session"}``; body ``{task, data?, model?,
-                                       base_url?, api?, sandbox?, approve?, max_steps?}``
+                                       base_url?, api?, sandbox?, approve?, max_steps?,
+                                       allow_net?}``
 ``GET  sessions/{id}``                 200 ``{"session", "events": [...]}``
 ``POST sessions/{id}/messages``        202 ``{"session"}``; body ``{instruction}``
 ``POST sessions/{id}/approve``         202 ``{"session"}``; body ``{code?}`` (edited code)
@@ -20,11 +21,15 @@ JSON; errors are ``{"error": ..., "hint": ...}`` (plus ``message``, the same tex
 A session is ``{id, status, reason, task, created_at, updated_at, steps, cells,
 input_tokens, output_tokens, notebook, pending}``; ``pending`` is ``{cell_id, kind, code,
 code_sha256, reason}`` or null. While a follow-up or an approval is being resumed the
-status shows ``starting`` (reason ``resuming``). 400: bad input; 404: unknown session;
+status shows ``starting`` (reason ``resuming``). 400: bad input (including a
+``base_url`` outside ``allowed_base_urls``); 403: something this server does not let
+requests choose (``sandbox: "local"``, ``allow_net`` beyond ``request_network_allow``;
+see ``request_policy.py``); 404: unknown session;
 409: the session is running, or has nothing pending, or cannot do that now; 502: the
 model server refused or is unreachable (before the session started; later failures are
 events: ``error``, then ``status_changed`` and ``session_finished`` with status failed);
-503: Docker or the sandbox is unavailable, or the server is shutting down.
+503: Docker or the sandbox is unavailable, or the server is shutting down. A 500 says only
+"internal server error"; the detail is in the server log.
 """
 
 from __future__ import annotations
@@ -88,6 +93,9 @@ class KernelAgentHandler(ExtensionHandlerMixin, APIHandler):
         self.finish(json.dumps(payload))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Tornado calls this for every error reply. Our own errors (ApiError) and HTTP
+        errors say what to fix; anything else gets a generic message, and its detail goes
+        to the server log only (as jupyter_server's APIHandler does)."""
         self.set_header("Content-Type", "application/json")
         error, hint = self._reason or "error", ""
         exc_info = kwargs.get("exc_info")
@@ -95,13 +103,16 @@ class KernelAgentHandler(ExtensionHandlerMixin, APIHandler):
         if isinstance(exception, ApiError):
             error, hint = exception.error, exception.hint
         elif isinstance(exception, web.HTTPError):
-            if exception.log_message:
+            if exception.log_message and status_code < 500:
                 error = exception.log_message % exception.args if exception.args else exception.log_message
             else:
                 error = exception.reason or error
         elif exception is not None:
-            error = f"internal error: {exception.__class__.__name__}: {exception}"
-            hint = "see the Jupyter server log"
+            self.log.error(
+                "kernelagent: %s %s failed", self.request.method, self.request.path, exc_info=exc_info
+            )
+            error = "internal server error"
+            hint = "see the Jupyter server log for the details"
         # "message" too, for clients that read Jupyter's usual error shape.
         self.finish(json.dumps({"error": error, "hint": hint, "message": error}))
 

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tornado import web
 
@@ -39,6 +39,7 @@ from kernelagent.notebook.workspace_inputs import MissingInputError
 from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.server.request_policy import PolicyError, RequestPolicy
 from kernelagent.session.durable import StoreUpdater, check_resumable, decide
 from kernelagent.session.session import Session
 from kernelagent.session.store import (
@@ -64,6 +65,7 @@ SETTLE_SECONDS = 30.0
 SHUTDOWN_SECONDS = 60.0
 
 EventDict = dict[str, Any]
+T = TypeVar("T")
 Listener = Callable[[EventDict], None]
 
 
@@ -187,8 +189,11 @@ class SessionManager:
         workspaces_next_to_notebooks: bool = True,
         persist_events: bool = True,
         logger: logging.Logger | None = None,
+        policy: RequestPolicy | None = None,
     ) -> None:
         self.store = store
+        self.policy = policy or RequestPolicy(default_sandbox=defaults.sandbox)
+        """What requests may choose: endpoints and keys, sandbox kind, egress."""
         self.root_dir = Path(root_dir).expanduser().resolve()
         self.sessions_path = (self.root_dir / Path(sessions_dir).expanduser()).resolve()
         self.defaults = defaults
@@ -376,6 +381,7 @@ class SessionManager:
             workspace=workspace,
             notebook=notebook,
             config=config,
+            api_key=self._api_key(config.base_url),
             on_session=on_session,
             store=self.store,
             stream=stream,
@@ -391,6 +397,8 @@ class SessionManager:
     def _config(self, body: dict[str, Any]) -> Any:
         api = _choice(body, "api", API_KINDS, self.defaults.api)
         sandbox = _choice(body, "sandbox", SANDBOX_KINDS, self.defaults.sandbox)
+        _apply_policy(self.policy.check_sandbox, sandbox)
+        network_allow = _apply_policy(self.policy.network_for, body.get("allow_net"), sandbox)
         approve = _choice(body, "approve", APPROVAL_MODES, "never")
         max_steps = body.get("max_steps", self.defaults.max_steps)
         if max_steps is None:
@@ -403,7 +411,8 @@ class SessionManager:
         if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_ATTEMPTS:
             raise ApiError(400, f"attempts must be an integer from 1 to {MAX_ATTEMPTS}, not {attempts!r}")
         model = _optional_text(body, "model") or self.defaults.model
-        base_url = _optional_text(body, "base_url") or self.defaults.base_url
+        endpoint = _apply_policy(self.policy.endpoint, _optional_text(body, "base_url"))
+        base_url = endpoint.base_url or self.defaults.base_url
         config = build_config(
             model=model,
             api=api,  # type: ignore[arg-type]
@@ -414,7 +423,17 @@ class SessionManager:
             attempts=attempts,
         )
         config.approval = ApprovalPolicy(mode=approve)  # type: ignore[arg-type]
+        try:
+            config.sandbox = config.sandbox.allowing(network_allow)
+        except ValueError as error:
+            raise ApiError(400, str(error), hint="allow_net entries are HOST[:PORT]") from None
+        if config.sandbox.network_allow:
+            config.sandbox.network_headers = dict(self.policy.network_headers)
         return config
+
+    def _api_key(self, base_url: str | None) -> str | None:
+        """The key a session's model requests carry: the server's only for its own base URL."""
+        return _apply_policy(self.policy.endpoint, base_url).api_key
 
     def _start_error(self, error: BaseException | None) -> ApiError:
         if error is None:
@@ -426,9 +445,9 @@ class SessionManager:
             status = 502
         elif isinstance(error, (DockerUnavailableError, SandboxError)):
             status = 503
-        else:
-            status = 500
+        else:  # the detail goes to the log, not to the client
             self.log.error("kernelagent: a session failed to start", exc_info=error)
+            return ApiError(500, "the session failed to start: internal error", "see the Jupyter server log")
         return ApiError(status, message, hint)
 
     async def follow_up(self, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -507,10 +526,14 @@ class SessionManager:
     def _resume(
         self, record: SessionRecord, *, instruction: str | None = None, decision: Decision | None = None
     ) -> dict[str, Any]:
+        _apply_policy(self.policy.check_sandbox, (record.config.get("sandbox") or {}).get("kind", "docker"))
+        api_key = self._api_key(record.config.get("base_url"))
         entry = self.entry(record.id)
         stream = ServerEventStream(record.id, first_seq=entry.last_seq + 1)
         self._attach(entry, stream)
-        run = aresume(record.id, instruction, decision=decision, store=self.store, stream=stream)
+        run = aresume(
+            record.id, instruction, decision=decision, api_key=api_key, store=self.store, stream=stream
+        )
         entry.task = self._spawn(self._drive(stream, run), f"kernelagent session {record.id}")
         return self.record_json(record)
 
@@ -554,6 +577,7 @@ class SessionManager:
         if until is not None and (isinstance(until, bool) or not isinstance(until, (int, str))):
             raise ApiError(400, "until must be a code-cell number or a cell id")
         sandbox = _choice(body, "sandbox", SANDBOX_KINDS, self.defaults.sandbox)
+        _apply_policy(self.policy.check_sandbox, sandbox)
         options = ReplayOptions(sandbox=SandboxSettings.model_validate({"kind": sandbox}), until=until)
         try:
             report = await replay_notebook(path, options)
@@ -631,6 +655,14 @@ class SessionManager:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._loop_thread = threading.get_ident()
+
+
+def _apply_policy(check: Callable[..., T], *args: Any) -> T:
+    """Run a RequestPolicy check; its refusal becomes the HTTP error the client gets."""
+    try:
+        return check(*args)
+    except PolicyError as error:
+        raise ApiError(error.status, error.error, error.hint) from None
 
 
 def _owner_alive(pid: int | None) -> bool:

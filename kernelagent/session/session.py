@@ -31,8 +31,10 @@ from kernelagent.events import (
 from kernelagent.notebook.recorder import NotebookRecorder
 from kernelagent.notebook.restore import restore_state
 from kernelagent.notebook.workspace_inputs import sha256_of
+from kernelagent.sandbox.maintenance import recorded_kernelspec
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.session.egress_audit import EgressAttribution
 from kernelagent.session.stream import EventStream
 
 ApiKind = Literal["responses", "chat", "code-blocks"]
@@ -124,6 +126,10 @@ class Session:
         """Told when the session moves to a new sandbox (after a kernel death)."""
         self.continued = False
         """True when this session continues a recorded one (no new SessionStarted)."""
+        self.egress = EgressAttribution(stream)
+        """Turns the sandbox's egress records into ``egress`` events of the cell that made them."""
+        stream.subscribe(self.egress)
+        sandbox.on_egress(self.egress.record)
 
     @property
     def workspace(self) -> Path:
@@ -154,6 +160,8 @@ class Session:
         session_dir = sessions_home() / session_id
         if sandbox is None:
             workspace_dir = Path(workspace) if workspace else session_dir / "workspace"
+            if config.sandbox.network_allow and not config.sandbox.egress_log:
+                config.sandbox.egress_log = str(session_dir / "egress.jsonl")
             sandbox = await Sandbox.start(config.sandbox, workspace_dir)
         for path in data_files:
             sandbox.put_file(path, path.name)
@@ -161,8 +169,14 @@ class Session:
         notebook_path.parent.mkdir(parents=True, exist_ok=True)
         stream = stream or EventStream(session_id)
         stream.session_id = session_id
-        recorder = NotebookRecorder(notebook_path, session_id=session_id)
+        recorder = NotebookRecorder(
+            notebook_path, session_id=session_id, kernelspec=recorded_kernelspec(config.sandbox)
+        )
         recorder.update_metadata(inputs=[describe_input(sandbox.workspace / p.name) for p in data_files])
+        if sandbox.settings.network_allow:
+            recorder.update_metadata(
+                network_allow=list(sandbox.settings.network_allow), egress_log=sandbox.settings.egress_log
+            )
         stream.subscribe(recorder.handle, critical=True)
         conversation = Conversation(
             system=system_prompt(
@@ -250,6 +264,7 @@ class Session:
         except Exception:  # noqa: BLE001 - it is already dead; cleanup is best effort
             pass
         self.sandbox = await Sandbox.start(self.config.sandbox, old.workspace)
+        self.sandbox.on_egress(self.egress.record)
         self.loop.sandbox = self.sandbox
         report = await restore_state(self.recorder.notebook, self.sandbox, timeout=self.config.limits.cell_timeout)
         self.restored_cells = len(report.ran)
@@ -288,6 +303,8 @@ class Session:
     ) -> Session:
         """A session that appends to an existing notebook, with a restored sandbox."""
         recorder = NotebookRecorder.open(notebook_path)
+        # New cells run in the sandbox: "Run All" in JupyterLab must not run them on the host.
+        recorder.notebook.metadata["kernelspec"] = recorded_kernelspec(config.sandbox)  # made a node
         recorded = recorder.notebook.metadata.get("kernelagent", {})
         session_id = recorded.get("session_id") or uuid.uuid4().hex[:12]
         stream = stream or EventStream(session_id)

@@ -126,6 +126,27 @@ export interface IKernelRestarted extends IEventBase {
   restored_cells: number;
 }
 
+/** One request through the sandbox's egress proxy (sandboxes with allow_net only). */
+export interface IEgressRecord {
+  method: string;
+  host: string;
+  port: number;
+  decision: 'allowed' | 'refused';
+  reason?: string;
+  path?: string;
+  status?: number;
+  bytes_up: number;
+  bytes_down: number;
+  time: number;
+  duration: number;
+}
+
+export interface IEgressRequest extends IEventBase {
+  type: 'egress';
+  cell_id: string | null;
+  request: IEgressRecord;
+}
+
 export interface IUsageUpdated extends IEventBase {
   type: 'usage';
   usage: IUsage;
@@ -206,6 +227,7 @@ export type AgentEvent =
   | IApprovalRequested
   | IApprovalDecided
   | IKernelRestarted
+  | IEgressRequest
   | IUsageUpdated
   | IErrorEvent
   | IActionSkipped
@@ -254,6 +276,8 @@ export interface ICreateSessionRequest {
   max_steps?: number;
   /** Parallel attempts; the answer most of them agree on wins. */
   attempts?: number;
+  /** HOST[:PORT] destinations; the server must permit them (request_network_allow). */
+  allow_net?: string[];
 }
 
 export type ReplayOutcome = 'matched' | 'diverged' | 'error' | 'skipped';

@@ -8,7 +8,7 @@ import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Panel, Widget } from '@lumino/widgets';
 
-import { CellKind, CellStatus, ICellFinished } from './api';
+import { CellKind, CellStatus, ICellFinished, IEgressRecord } from './api';
 import { formatSeconds, h, spinner } from './dom';
 import { codeBlock } from './render';
 
@@ -60,6 +60,25 @@ export class CellView extends Panel {
   /** An output streamed while the cell runs. */
   addOutput(output: nbformat.IOutput): void {
     this.model.add(output);
+  }
+
+  /** A request the cell made through the egress proxy (allowed or refused). */
+  addEgress(record: IEgressRecord): void {
+    const where = `${record.method} ${record.host}:${record.port}${record.path ?? ''}`;
+    const text =
+      record.decision === 'allowed'
+        ? `↗ ${where} · ${record.status ?? ''} · ${record.bytes_down} B`
+        : `⛔ refused ${where}`;
+    this.node.append(
+      h(
+        'div',
+        {
+          class: `jp-KernelAgent-egress jp-KernelAgent-egress-${record.decision}`,
+          title: record.reason ?? ''
+        },
+        text
+      )
+    );
   }
 
   /** The cell ended: its status, and the outputs it kept (authoritative). */

@@ -19,6 +19,7 @@ interface ISettings {
   approve: string;
   max_steps: string;
   attempts: string;
+  allow_net: string;
 }
 
 const EMPTY: ISettings = {
@@ -28,7 +29,8 @@ const EMPTY: ISettings = {
   sandbox: '',
   approve: '',
   max_steps: '',
-  attempts: ''
+  attempts: '',
+  allow_net: ''
 };
 
 function loadSettings(): ISettings {
@@ -45,6 +47,11 @@ export function parsePaths(text: string): string[] {
     .split(',')
     .map(path => path.trim().replace(/^\/+/, ''))
     .filter(path => path.length > 0);
+}
+
+/** `pypi.org, files.pythonhosted.org:443` -> ['pypi.org', 'files.pythonhosted.org:443'] */
+export function parseDestinations(text: string): string[] {
+  return text.split(/[\s,]+/).filter(item => item.length > 0);
 }
 
 export class PromptForm extends Widget {
@@ -85,7 +92,8 @@ export class PromptForm extends Widget {
       sandbox: this.selectField('sandbox', ['', 'docker', 'local']),
       approve: this.selectField('approve', ['', 'never', 'shell', 'always']),
       max_steps: this.textField('max_steps', 'server default', 'number'),
-      attempts: this.textField('attempts', 'server default', 'number')
+      attempts: this.textField('attempts', 'server default', 'number'),
+      allow_net: this.textField('allow_net', 'none, e.g. pypi.org, files.pythonhosted.org:443')
     };
     for (const [name, field] of Object.entries(this.fields)) {
       field.value = saved[name as keyof ISettings];
@@ -101,7 +109,8 @@ export class PromptForm extends Widget {
       this.row('Sandbox', this.fields.sandbox),
       this.row('Approve', this.fields.approve),
       this.row('Max steps', this.fields.max_steps),
-      this.row('Attempts', this.fields.attempts)
+      this.row('Attempts', this.fields.attempts),
+      this.row('Allow network', this.fields.allow_net)
     );
     this.settingsToggle = h('button', {
       type: 'button',
@@ -181,6 +190,10 @@ export class PromptForm extends Widget {
     }
     if (value('approve')) {
       request.approve = value('approve') as ApprovalMode;
+    }
+    const allowNet = parseDestinations(value('allow_net'));
+    if (allowNet.length > 0) {
+      request.allow_net = allowNet;
     }
     const steps = parseInt(value('max_steps'), 10);
     if (steps > 0) {

@@ -298,6 +298,11 @@ export class SessionView extends Panel {
             (event.restored_cells ? ` (${event.restored_cells} cells re-run to restore state)` : '')
         );
         break;
+      case 'egress':
+        if (event.cell_id) {
+          this.cells.get(event.cell_id)?.addEgress(event.request);
+        }
+        break;
       case 'usage':
         this.setUsage(event.total.input_tokens, event.total.output_tokens);
         break;
