@@ -20,6 +20,7 @@ command -v dockerd >/dev/null || missing+=(docker.io)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [[ "$extras" == "[test]" ]]; then
   command -v chromium >/dev/null || missing+=(chromium)   # the panel's browser test
+  command -v openssl >/dev/null || missing+=(openssl)     # a certificate for the egress HTTPS test
 fi
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"

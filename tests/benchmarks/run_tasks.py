@@ -130,6 +130,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the agent stopped waiting (e.g. kernelagent stopped an attempt a vote no longer needs)
+
     def _headers_out(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         if self.proxy.api_key:
