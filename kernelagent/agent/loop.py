@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
@@ -22,6 +21,7 @@ from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.hints import CellMemory, FailedCell, error_line
 from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
 from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
+from kernelagent.agent.workspace import merge_streams, workspace_files
 from kernelagent.events import (
     ActionSkipped,
     AnswerReviewed,
@@ -474,30 +474,3 @@ class AgentLoop:
                 "paused", reason=f"cost budget reached (${cost:.4f} of ${self.limits.max_cost:.2f})"
             )
         return None
-
-
-def merge_streams(outputs: list[dict]) -> list[dict]:
-    """Join consecutive chunks of the same stream, as a notebook shows them."""
-    merged: list[dict] = []
-    for output in outputs:
-        last = merged[-1] if merged else None
-        if (
-            last is not None
-            and output["output_type"] == last["output_type"] == "stream"
-            and output["name"] == last["name"]
-        ):
-            merged[-1] = {**last, "text": last["text"] + output["text"]}
-        else:
-            merged.append(dict(output))
-    return merged
-
-
-def workspace_files(workspace: Path, limit: int = 30) -> list[str]:
-    """Names of the files the task starts with, for the system prompt."""
-    names = sorted(
-        str(path.relative_to(workspace))
-        for path in workspace.rglob("*")
-        if path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(workspace).parts)
-    )
-    return names[:limit] + ([f"... and {len(names) - limit} more"] if len(names) > limit else [])

@@ -13,7 +13,7 @@ from nbformat import NotebookNode
 
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.agent.prompts import system_prompt
-from kernelagent.agent.loop import workspace_files
+from kernelagent.agent.workspace import workspace_files
 from kernelagent.events import Event
 from kernelagent.notebook.recorder import load_notebook
 from kernelagent.notebook.replay import code_cells

@@ -18,7 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from kernelagent.agent.approvals import ApprovalPolicy
-from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome, workspace_files
+from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome
+from kernelagent.agent.workspace import workspace_files
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.agent.prompts import system_prompt
 from kernelagent.events import (
