@@ -21,6 +21,7 @@ from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome, workspace_files
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.agent.prompts import system_prompt
+from kernelagent.agent.transport import reporting_retries
 from kernelagent.events import (
     Usage,
     SessionFinished,
@@ -185,7 +186,8 @@ class Session:
             self.stream.emit(UserMessage(text=instruction))
         self._set_status("running")
         try:
-            outcome = await self.loop.run(instruction)
+            with reporting_retries(self.stream.emit):  # "model server busy, retrying 2/5"
+                outcome = await self.loop.run(instruction)
         except (asyncio.CancelledError, KeyboardInterrupt):
             outcome = Outcome("interrupted", reason="stopped by the user")
             await self._interrupt_running_cell()
