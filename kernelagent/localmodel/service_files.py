@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import socket
 import time
@@ -141,6 +140,29 @@ class ServiceState(BaseModel):
             and self.model_size == stat.st_size
             and self.model_mtime_ns == stat.st_mtime_ns
         )
+
+
+class SupervisorSpec(BaseModel):
+    """Everything the supervisor needs (``supervisor.py``), passed as JSON on its command line."""
+
+    root: str
+    key: str
+    model: str
+    model_path: str
+    model_size: int
+    model_mtime_ns: int
+    sha256: str
+    backend: Backend
+    binary: str | None
+    parallel_slots: int
+    ctx_per_slot: int
+    threads: int = 0
+    chat_format: str | None = None
+    idle_timeout: float
+    preferred_port: int | None = None
+    instance: str
+    recommended_api: str
+    startup_timeout: float = 300.0
 
 
 def read_state(paths: ServicePaths) -> ServiceState | None:
@@ -369,6 +391,3 @@ def process_command_line(pid: int) -> list[str]:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
-
-def json_line(data: dict[str, object]) -> str:
-    return json.dumps(data, sort_keys=True)
