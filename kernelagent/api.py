@@ -143,6 +143,8 @@ async def served_model(
 
     handle = await start_local_model(config.local_model or None, on_notice=on_notice)
     config.base_url, config.model = handle.base_url, handle.model_name
+    if not handle.reports_streaming_usage:
+        config.stream = False  # llama-cpp-python's server counts tokens only without streaming
     try:
         yield config
     finally:

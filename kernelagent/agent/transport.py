@@ -85,7 +85,7 @@ class RetryPolicy:
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""
-        base = min(self.max_delay, self.first_delay * 2 ** (retry - 1))
+        base: float = min(self.max_delay, self.first_delay * 2.0 ** (retry - 1))
         return base * random.uniform(0.8, 1.2)
 
 

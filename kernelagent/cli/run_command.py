@@ -128,7 +128,6 @@ def use_local_model(config: SessionConfig, local: str, api: str | None) -> None:
     """Point ``config`` at a model kernelagent serves itself ('' for the default)."""
     config.local_model = local
     config.api = api or recommended_api(local or None)  # type: ignore[assignment]
-    config.stream = False  # llama.cpp's server reports token usage only without streaming
 
 
 async def _run(task, data, workspace, notebook, config, renderer, local, api) -> SessionResult:  # type: ignore[no-untyped-def]

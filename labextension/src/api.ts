@@ -136,6 +136,16 @@ export interface IErrorEvent extends IEventBase {
   hint: string;
 }
 
+/** A model request failed in transport (empty or broken-off stream, reset, 502/503/504,
+ * timeout) and is retried: not a model turn. */
+export interface IModelRetrying extends IEventBase {
+  type: 'model_retrying';
+  attempt: number;
+  retries: number;
+  reason: string;
+  delay: number;
+}
+
 export interface ISessionFinished extends IEventBase {
   type: 'session_finished';
   status: SessionStatus;
@@ -158,7 +168,8 @@ export type AgentEvent =
   | IKernelRestarted
   | IUsageUpdated
   | IErrorEvent
-  | ISessionFinished;
+  | ISessionFinished
+  | IModelRetrying;
 
 // --- REST payloads -------------------------------------------------------------------
 

@@ -274,6 +274,12 @@ export class SessionView extends Panel {
             (event.restored_cells ? ` (${event.restored_cells} cells re-run to restore state)` : '')
         );
         break;
+      case 'model_retrying':
+        this.endLiveText(); // the partial reply of a broken stream is dropped
+        this.addNote(
+          `model server busy, retrying ${event.attempt}/${event.retries} (${event.reason})`
+        );
+        break;
       case 'usage':
         this.setUsage(event.total.input_tokens, event.total.output_tokens);
         break;
