@@ -322,8 +322,10 @@ def test_not_enough_memory_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     assert read_mem_available(meminfo) == 1024**3
     assert read_mem_available(tmp_path / "absent") is None
 
-    with pytest.raises(InsufficientMemoryError, match=r"needs about 2\.5 GiB.*only 1\.0 GiB is available"):
+    with pytest.raises(InsufficientMemoryError, match=r"needs about 1\.9 GiB.*only 1\.0 GiB is available"):
         check_memory(1024**3, read_mem_available(meminfo))
+    with pytest.raises(InsufficientMemoryError, match="for 65536 tokens.*KERNELAGENT_MODEL_SLOTS"):
+        check_memory(1024**3, 3 * 1024**3, kv_tokens=8 * 8192)  # 8 slots of 8k: 3.5 GiB
     check_memory(1024**3, 3 * 1024**3)
     check_memory(1024**3, None)
 

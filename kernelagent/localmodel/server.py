@@ -15,11 +15,13 @@ from kernelagent.localmodel.store import LocalModelError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-#: Memory to load a model: MEMORY_FACTOR x the GGUF size + MEMORY_OVERHEAD. Measured peaks
-#: (RSS at 8k context after a 2.5k-token prompt): 0.5B (491 MB file) 0.83 GiB,
-#: 1.5B (1.12 GB file) 2.06 GiB; the fixed part is the KV cache, compute buffers and Python.
-MEMORY_FACTOR = 1.5
-MEMORY_OVERHEAD = 1024**3
+#: Memory to serve a model: MEMORY_FACTOR x the GGUF size + its KV cache (f16, for every
+#: slot's context) + MEMORY_OVERHEAD. KV bytes per token scale with the model: Qwen2.5's
+#: are 12 KiB (0.5B, 0.49 GB file) and 28 KiB (1.5B, 1.12 GB), ~26 KiB per GB of weights.
+#: Measured RSS on llama-server with 4 slots of 8192 tokens: 0.5B 0.95 GiB, 1.5B 2.6 GiB.
+MEMORY_FACTOR = 1.2
+MEMORY_OVERHEAD = 512 * 1024**2
+KV_BYTES_PER_TOKEN_PER_GB = 26 * 1024
 INSTALL_HINT = "pip install 'kernelagent[local]'  (or: pip install 'llama-cpp-python[server]')"
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
 
@@ -62,22 +64,25 @@ def read_mem_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return None
 
 
-def memory_needed(model_size: int) -> int:
-    return int(model_size * MEMORY_FACTOR) + MEMORY_OVERHEAD
+def memory_needed(model_size: int, kv_tokens: int = 8192) -> int:
+    """Bytes to serve a model of ``model_size`` with ``kv_tokens`` of context in all."""
+    kv_cache = kv_tokens * KV_BYTES_PER_TOKEN_PER_GB * model_size / 1e9
+    return int(model_size * MEMORY_FACTOR + kv_cache + MEMORY_OVERHEAD)
 
 
-def check_memory(model_size: int, available: int | None) -> None:
-    """Refuse to load a model that would not fit in the available memory."""
+def check_memory(model_size: int, available: int | None, kv_tokens: int = 8192) -> None:
+    """Refuse to serve a model that would not fit in the available memory."""
     if available is None:
         return
-    needed = memory_needed(model_size)
+    needed = memory_needed(model_size, kv_tokens)
     if available < needed:
         raise InsufficientMemoryError(
-            f"not enough memory to load this model: it needs about {needed / 2**30:.1f} GiB "
-            f"({MEMORY_FACTOR}x its {model_size / 2**30:.2f} GiB file + "
-            f"{MEMORY_OVERHEAD / 2**30:.1f} GiB for the KV cache and runtime) and only "
-            f"{available / 2**30:.1f} GiB is available. Close other programs, or use a smaller "
-            "model (`kernelagent model list`)."
+            f"not enough memory to serve this model: it needs about {needed / 2**30:.1f} GiB "
+            f"(its {model_size / 2**30:.2f} GiB file, a KV cache for {kv_tokens} tokens of "
+            f"context over all slots, and the runtime) and only {available / 2**30:.1f} GiB "
+            "is available. Close other programs, serve fewer slots or less context "
+            "($KERNELAGENT_MODEL_SLOTS, $KERNELAGENT_MODEL_CTX), or use a smaller model "
+            "(`kernelagent model list`)."
         )
 
 

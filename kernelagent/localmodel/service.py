@@ -118,7 +118,8 @@ async def acquire(
         choice = choose()
         if choice.notice:
             notice(choice.notice)
-        check_memory(resolved.path.stat().st_size, read_mem_available())
+        slots = choice.slots(options)
+        check_memory(resolved.path.stat().st_size, read_mem_available(), slots * options.ctx_per_slot)
         lease = Lease.take(paths, label)  # before the supervisor first counts its users
         try:
             preferred = port or (state.port if state is not None else None)

@@ -308,7 +308,7 @@ class Lease:
         others can see is always locked (by us, for as long as we live)."""
         paths.leases.mkdir(parents=True, exist_ok=True)
         name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}.lease"
-        temp = paths.leases / f".tmp-{name}"
+        temp = paths.leases / f".{name}.tmp"  # not *.lease: nobody looks at it unlocked
         handle = temp.open("w+b")
         fcntl.flock(handle, fcntl.LOCK_EX)
         info = LeaseInfo(pid=os.getpid(), label=label, host=socket.gethostname(), taken=time.time())
