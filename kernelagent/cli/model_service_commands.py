@@ -20,6 +20,7 @@ from kernelagent.localmodel import LocalModelHandle, start_local_model
 from kernelagent.localmodel.build import BuildProgress, install_llama_server, installed_version
 from kernelagent.localmodel.catalog import DEFAULT_MODEL, UnknownModelError
 from kernelagent.localmodel.service import RunningService, running_services, stop
+from kernelagent.localmodel.service_files import read_state
 from kernelagent.localmodel.store import LocalModelError, ModelStore
 
 
@@ -64,9 +65,13 @@ def _hold(handle: LocalModelHandle) -> None:
         f"--api {handle.recommended_api} \"TASK\"   (or just --model local:{handle.model_name})[/]"
     )
     print(handle.base_url, flush=True)  # stdout: for scripts
+    paths = handle.lease.paths
     try:
-        while not stopped.wait(0.5):
-            pass
+        while not stopped.wait(1.0):
+            current = read_state(paths)
+            if current is None or current.instance != handle.state.instance:
+                raise fail("the server was stopped (`kernelagent model stop`, or it failed: see "
+                           f"{paths.log})")
     except KeyboardInterrupt:
         pass
     finally:

@@ -297,7 +297,9 @@ class LeaseInfo(BaseModel):
 class Lease:
     """One session's use of a service: a file this process keeps locked until release."""
 
-    def __init__(self, path: Path, handle: IO[bytes], info: LeaseInfo) -> None:
+    def __init__(self, paths: ServicePaths, path: Path, handle: IO[bytes], info: LeaseInfo) -> None:
+        self.paths = paths
+        """The files of the service this lease is on."""
         self.path = path
         self._handle: IO[bytes] | None = handle
         self.info = info
@@ -316,7 +318,7 @@ class Lease:
         handle.flush()
         final = paths.leases / name
         os.replace(temp, final)
-        return cls(final, handle, info)
+        return cls(paths, final, handle, info)
 
     @property
     def released(self) -> bool:
