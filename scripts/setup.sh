@@ -70,7 +70,9 @@ if [[ -n "$server_build" ]]; then
   elif [[ "$extras" == "[local]" ]]; then
     tail -5 "$build_log"
     say "llama-server did not build; installing llama-cpp-python's server instead (one request at a time)"
-    python3 -m pip install -q --disable-pip-version-check -e ".[local]"
+    # The CPU code for this machine's instruction sets, not -march=native (SIGILL in some VMs).
+    cpu_args="$(python3 -c 'from kernelagent.localmodel.build import cpu_options; print(" ".join(cpu_options()))')"
+    CMAKE_ARGS="$cpu_args" python3 -m pip install -q --disable-pip-version-check -e ".[local]"
   else
     tail -20 "$build_log"; say "llama-server did not build (see $build_log)"; exit 1
   fi

@@ -56,6 +56,16 @@ def log(message: str) -> None:
     print(f"[supervisor {os.getpid()} {stamp}] {message}", flush=True)
 
 
+def exit_hint(code: int) -> str:
+    if code == -signal.SIGILL:
+        return (
+            ": SIGILL, the server was built for CPU instructions this machine does not run; "
+            "rebuild it here: `kernelagent model install-server --force` (llama-server), or "
+            "reinstall llama-cpp-python with CMAKE_ARGS=-DGGML_NATIVE=OFF"
+        )
+    return ""
+
+
 def _die_with_parent() -> None:  # pragma: no cover (runs in the child)
     """Linux: SIGTERM the server when the supervisor (the thread that forked it) dies."""
     with contextlib.suppress(Exception):
@@ -162,13 +172,9 @@ class Supervisor:
         while not server_ready(self.spec.backend, self.state.host, self.state.port):
             code = self.process.poll()
             if code is not None:
-                hint = ""
-                if code == -signal.SIGILL:
-                    hint = (" (SIGILL: the binary uses CPU instructions this machine does not "
-                            "run; rebuild it here with `kernelagent model install-server --force`)")
                 raise ServerFailed(
-                    f"the {self.spec.backend} server exited with code {code} while loading "
-                    f"{Path(self.spec.model_path).name}{hint}; see {self.paths.log}:\n"
+                    f"the {self.spec.backend} server exited with code {code}{exit_hint(code)} "
+                    f"while loading {Path(self.spec.model_path).name}; see {self.paths.log}:\n"
                     f"{self._log_tail()}"
                 )
             if self.stopping:
@@ -247,8 +253,8 @@ class Supervisor:
         if len(self.restart_times) >= RESTARTS_ALLOWED:
             message = (
                 f"the server died {RESTARTS_ALLOWED + 1} times in "
-                f"{RESTART_WINDOW_SECONDS / 60:.0f} minutes (last exit code {code}); "
-                f"see {self.paths.log}"
+                f"{RESTART_WINDOW_SECONDS / 60:.0f} minutes (last exit code {code}"
+                f"{exit_hint(code)}); see {self.paths.log}"
             )
             log(message + ": giving up")
             self._publish(status="failed", error=message)
