@@ -54,7 +54,10 @@ def tools() -> None:
         pytest.skip("cmake or c++ is missing")
 
 
-def test_builds_installs_and_reports_progress(tools: None, tmp_path: Path) -> None:
+def test_builds_installs_and_reports_progress(
+    tools: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KERNELAGENT_LLAMA_SERVER", raising=False)
     source = fake_sdist(tmp_path / "src")
     events: list[BuildProgress] = []
     binary = install_llama_server(tmp_path / "models", source=source, progress=events.append, jobs=2)

@@ -12,7 +12,7 @@ import pytest
 
 from kernelagent.localmodel.service import running_services
 from kernelagent.localmodel.store import ModelStore
-from tests.model_service_fixtures import tiny
+from tests.model_service_fixtures import tiny, wait_for
 from tests.server_fixtures import *  # pytest-jupyter's fixtures, for this module only)
 from tests.server_fixtures import AgentApi
 
@@ -34,5 +34,6 @@ def test_a_panel_session_on_a_local_model_uses_the_shared_service(
 
     run(scenario())
     (served,) = running_services(models.root)
-    assert served.state.model == "tiny" and served.sessions == []  # the lease went with the run
-    assert Path(served.state.model_path) == Path(tiny(models)).resolve()
+    assert served.state.model == "tiny" and Path(served.state.model_path) == Path(tiny(models)).resolve()
+    # the run's lease goes once it has closed its sandbox, just after session_finished
+    wait_for(lambda: running_services(models.root)[0].sessions == [], "the session released its lease")
