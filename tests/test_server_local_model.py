@@ -4,6 +4,7 @@ tests/model_service_fixtures.py), holding a lease only while it runs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from kernelagent.localmodel.service import running_services
 from kernelagent.localmodel.store import ModelStore
-from tests.model_service_fixtures import tiny, wait_for
+from tests.model_service_fixtures import tiny
 from tests.server_fixtures import *  # pytest-jupyter's fixtures, for this module only)
 from tests.server_fixtures import AgentApi
 
@@ -31,9 +32,11 @@ def test_a_panel_session_on_a_local_model_uses_the_shared_service(
         assert finished["status"] == "completed" and finished["answer"] == "42", finished
         detail = await agent_api.session(session["id"])
         assert detail["session"]["status"] == "completed"
+        # the run's lease goes once it has closed its sandbox, just after session_finished
+        while running_services(models.root)[0].sessions:
+            await asyncio.sleep(0.2)
 
     run(scenario())
     (served,) = running_services(models.root)
     assert served.state.model == "tiny" and Path(served.state.model_path) == Path(tiny(models)).resolve()
-    # the run's lease goes once it has closed its sandbox, just after session_finished
-    wait_for(lambda: running_services(models.root)[0].sessions == [], "the session released its lease")
+    assert served.sessions == []
