@@ -220,6 +220,7 @@ def _run_lines(command: list[str], log: TextIO, log_path: Path) -> Iterator[str]
     try:
         for line in process.stdout:
             log.write(line)
+            log.flush()  # `tail -f` the log while it builds
             yield line
     finally:
         code = process.wait()
