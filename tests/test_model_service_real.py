@@ -64,6 +64,7 @@ def service_home(real_parts: tuple[Path, Path], tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("KERNELAGENT_MODEL_IDLE_TIMEOUT", "5")
     monkeypatch.setenv("KERNELAGENT_MODEL_SLOTS", "3")
     monkeypatch.setenv("KERNELAGENT_MODEL_CTX", "6144")
+    monkeypatch.setenv("KERNELAGENT_MODEL_MAX_REPLY", "384")  # the 0.5B can ramble on
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     try:
@@ -158,11 +159,13 @@ def test_two_concurrent_runs_share_one_server_that_stops_when_idle(
 
 @pytest.mark.timeout(1200)
 def test_a_killed_server_is_restarted_by_the_next_session(
-    docker_available: None, service_home: Path, tmp_path: Path
+    docker_available: None, service_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    finished(run_local(tmp_path, "first"))
-    (row,) = ps()
-    old_pid = int(row["pid"])  # type: ignore[call-overload]
+    monkeypatch.setenv("KERNELAGENT_MODEL_IDLE_TIMEOUT", "120")  # still up when we kill it
+    with PsWatcher() as first_run:
+        finished(run_local(tmp_path, "first"))
+    (old_pid,) = first_run.server_pids
+    assert [row["pid"] for row in ps()] == [old_pid]
     os.kill(old_pid, signal.SIGKILL)
     while pid_alive(old_pid):
         time.sleep(0.1)

@@ -32,6 +32,7 @@ LLAMA_SERVER_ENV = "KERNELAGENT_LLAMA_SERVER"
 BACKEND_ENV = "KERNELAGENT_MODEL_BACKEND"
 SLOTS_ENV = "KERNELAGENT_MODEL_SLOTS"
 CTX_ENV = "KERNELAGENT_MODEL_CTX"
+MAX_REPLY_ENV = "KERNELAGENT_MODEL_MAX_REPLY"
 DEFAULT_SLOTS = 4
 """At least the default number of parallel attempts, and what 2 cores still batch well."""
 PROMPT_CACHE_MIB = 512
@@ -75,6 +76,9 @@ class ServeOptions:
 
     parallel_slots: int = DEFAULT_SLOTS
     ctx_per_slot: int = 8192
+    max_reply_tokens: int = 4096
+    """llama-server stops a reply there (``--n-predict``): a small model that rambles on
+    must not hold a slot for minutes. Default: half the context per slot."""
     threads: int = 0
     """0: as many as this process may use."""
     chat_format: str | None = None
@@ -87,13 +91,17 @@ class ServeOptions:
         try:
             slots = slots or int(os.environ.get(SLOTS_ENV) or DEFAULT_SLOTS)
             ctx = ctx or int(os.environ.get(CTX_ENV) or n_ctx)
+            reply = int(os.environ.get(MAX_REPLY_ENV) or ctx // 2)
         except ValueError:
-            raise LocalModelError(f"${SLOTS_ENV} and ${CTX_ENV} must be whole numbers") from None
-        if slots < 1 or ctx < 256:
             raise LocalModelError(
-                f"serve with at least 1 slot and 256 tokens of context (got {slots} slots of {ctx})"
+                f"${SLOTS_ENV}, ${CTX_ENV} and ${MAX_REPLY_ENV} must be whole numbers"
+            ) from None
+        if slots < 1 or ctx < 256 or reply < 16:
+            raise LocalModelError(
+                f"serve with at least 1 slot, 256 tokens of context and replies of 16 tokens "
+                f"(got {slots} slots of {ctx}, replies up to {reply})"
             )
-        return cls(parallel_slots=slots, ctx_per_slot=ctx)
+        return cls(parallel_slots=slots, ctx_per_slot=ctx, max_reply_tokens=reply)
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,7 @@ def server_command(
             "--parallel", str(slots),
             "--ctx-size", str(slots * options.ctx_per_slot),  # split evenly: ctx_per_slot each
             "--cont-batching",
+            "--n-predict", str(options.max_reply_tokens),
             "--threads", str(threads),
             "--jinja",
             "--no-webui",

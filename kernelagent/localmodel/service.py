@@ -148,7 +148,7 @@ async def _start_supervisor(
         model_mtime_ns=stat.st_mtime_ns, sha256=sha256, backend=choice.name,
         binary=str(choice.binary) if choice.binary else None,
         parallel_slots=options.parallel_slots, ctx_per_slot=options.ctx_per_slot,
-        threads=options.threads, chat_format=options.chat_format or resolved.chat_format,
+        max_reply_tokens=options.max_reply_tokens, threads=options.threads, chat_format=options.chat_format or resolved.chat_format,
         idle_timeout=idle_timeout if idle_timeout is not None else idle_timeout_from_env(),
         preferred_port=preferred_port, instance=uuid.uuid4().hex,
         recommended_api=resolved.api, startup_timeout=startup_timeout,

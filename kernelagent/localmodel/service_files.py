@@ -120,6 +120,7 @@ class ServiceState(BaseModel):
     parallel_slots: int
     """How many requests the server decodes at once (1: kernelagent sends one at a time)."""
     ctx_per_slot: int
+    max_reply_tokens: int = 4096
     idle_timeout: float
     recommended_api: str = "code-blocks"
     restarts: int = 0
@@ -156,6 +157,7 @@ class SupervisorSpec(BaseModel):
     binary: str | None
     parallel_slots: int
     ctx_per_slot: int
+    max_reply_tokens: int = 4096
     threads: int = 0
     chat_format: str | None = None
     idle_timeout: float

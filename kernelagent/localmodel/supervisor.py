@@ -81,7 +81,8 @@ class Supervisor:
         self.choice = BackendChoice(spec.backend, Path(spec.binary) if spec.binary else None)
         self.options = ServeOptions(
             parallel_slots=spec.parallel_slots, ctx_per_slot=spec.ctx_per_slot,
-            threads=spec.threads, chat_format=spec.chat_format,
+            max_reply_tokens=spec.max_reply_tokens, threads=spec.threads,
+            chat_format=spec.chat_format,
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.stopping = False
@@ -91,7 +92,8 @@ class Supervisor:
             model_size=spec.model_size, model_mtime_ns=spec.model_mtime_ns, sha256=spec.sha256,
             backend=spec.backend, port=0, supervisor_pid=os.getpid(), instance=spec.instance,
             started=time.time(), parallel_slots=self.choice.slots(self.options),
-            ctx_per_slot=spec.ctx_per_slot, idle_timeout=spec.idle_timeout,
+            ctx_per_slot=spec.ctx_per_slot, max_reply_tokens=spec.max_reply_tokens,
+            idle_timeout=spec.idle_timeout,
             recommended_api=spec.recommended_api,
         )
 
