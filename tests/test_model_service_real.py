@@ -9,6 +9,7 @@ touches a server someone else is using.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 from typing_extensions import Self
 
+from kernelagent.localmodel import start_local_model
 from kernelagent.localmodel.backends import installed_llama_server
 from kernelagent.localmodel.service import stop
 from kernelagent.localmodel.service_files import pid_alive
@@ -164,10 +166,10 @@ def test_a_killed_server_is_restarted_by_the_next_session(
     docker_available: None, service_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KERNELAGENT_MODEL_IDLE_TIMEOUT", "120")  # still up when we kill it
-    with PsWatcher() as first_run:
-        finished(run_local(tmp_path, "first"))
-    (old_pid,) = first_run.server_pids
-    assert [row["pid"] for row in ps()] == [old_pid]
+    handle = asyncio.run(start_local_model(MODEL, store=ModelStore(service_home), label="test"))
+    handle.close()  # an idle server, as a finished session leaves it
+    old_pid = handle.state.pid
+    assert old_pid is not None and [row["pid"] for row in ps()] == [old_pid]
     os.kill(old_pid, signal.SIGKILL)
     while pid_alive(old_pid):
         time.sleep(0.1)
