@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,10 +91,17 @@ async def aggregate_decode(client: openai.AsyncOpenAI, model: str, sessions: int
     return sum(r.tokens - 1 for r in requests) / (end - start)
 
 
+def agent_messages() -> list[dict[str, str]]:
+    """A new session's first request: kernelagent's system prompt and a task. A unique
+    first line keeps the server's prompt cache out of the comparison."""
+    system = f"Session {uuid.uuid4().hex}.\n" + system_prompt("/workspace", ["sales.csv"], code_blocks=True)
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": "Which region has the highest total revenue?"}]
+
+
 async def ttft_while_busy(client: openai.AsyncOpenAI, model: str, tokens: int) -> tuple[float, float]:
     """(second session's time to first token while a first decodes, the first's total)."""
-    agent = [{"role": "system", "content": system_prompt("/workspace", ["sales.csv"], code_blocks=True)},
-             {"role": "user", "content": "Which region has the highest total revenue?"}]
+    agent = agent_messages()
     first_token = asyncio.Event()
     first = asyncio.create_task(stream_once(client, model, decode_messages(0), tokens * 2, first_token))
     await first_token.wait()
@@ -105,9 +113,7 @@ async def ttft_while_busy(client: openai.AsyncOpenAI, model: str, tokens: int) -
 
 
 async def ttft_idle(client: openai.AsyncOpenAI, model: str) -> float:
-    agent = [{"role": "system", "content": system_prompt("/workspace", ["sales.csv"], code_blocks=True)},
-             {"role": "user", "content": "What is the mean revenue per region?"}]
-    request = await stream_once(client, model, agent, 8)
+    request = await stream_once(client, model, agent_messages(), 8)
     assert request.first_token is not None
     return request.first_token - request.started
 
@@ -174,11 +180,16 @@ def mib(size: int | None) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     name = args.model or ("qwen2.5-coder-1.5b" if ModelStore().is_pulled("qwen2.5-coder-1.5b") else "qwen2.5-coder-0.5b")
+    binary = installed_llama_server()
+    if binary is None:
+        sys.exit("llama-server is not installed: kernelagent model install-server")
     root = private_models_dir(name)
     os.environ["KERNELAGENT_MODELS_DIR"] = str(root)
+    os.environ["KERNELAGENT_LLAMA_SERVER"] = str(binary)
     started = time.perf_counter()
     rows: list[Row] = []
-    handle = await start_local_model(name, store=ModelStore(root), slots=4, n_ctx=CTX, idle_timeout=0, label="benchmark")
+    handle = await start_local_model(name, store=ModelStore(root), slots=4, n_ctx=CTX, idle_timeout=0,
+                                     label="benchmark", backend="llama-server")
     client = openai.AsyncOpenAI(base_url=handle.base_url, api_key="local", max_retries=0, timeout=600)
     try:
         await stream_once(client, handle.model_name, decode_messages(5), 8)  # warm up
@@ -229,9 +240,11 @@ async def main(args: argparse.Namespace) -> None:
         f"Model {name} ({handle.backend}, {handle.state.parallel_slots} slots of {CTX} tokens), "
         f"{os.cpu_count()} cores; each request decodes {args.tokens} tokens (ignore_eos), temperature 0. "
         "Aggregate decode = all sessions' tokens / (first first token .. last token). "
-        "The second session's prompt is kernelagent's system prompt + a task (prompt processing "
-        "dominates its first token). Memory after one short request per server; the mmap'd "
-        "weights are counted by RSS in every process and shared out by PSS. "
+        "The second session's prompt is kernelagent's system prompt + a task, made unique so "
+        "that no prompt cache helps (prompt processing dominates its first token). Memory after "
+        "one short request per server; the mmap'd weights are counted by RSS in every process "
+        "and shared out by PSS, so PSS shows what each extra server really adds: its KV cache "
+        "and buffers (the service holds 4 slots' KV whatever N is). "
         "The machine was shared with another benchmark (a task run on a llama-server), so the "
         f"numbers are a lower bound; this run took {(time.perf_counter() - started) / 60:.1f} minutes."
     )
