@@ -30,6 +30,8 @@ from kernelagent.session.store import SessionStore
 from kernelagent.session.stream import EventStream
 
 DEFAULT_MODEL = os.environ.get("KERNELAGENT_MODEL", "gpt-4.1-mini")
+PREFLIGHT_TIMEOUT = 15.0
+"""Seconds the pre-flight ``GET /models`` waits for an answer (then the server is busy)."""
 
 
 @dataclass
@@ -94,16 +96,25 @@ async def check_model_server(config: SessionConfig, api_key: str | None = None) 
     """Fail fast, before any sandbox starts, when there is no key or no server.
 
     Asks ``GET /models`` once without retries. A server without that endpoint
-    (404, 405) is fine: only a missing key, a rejected key or no answer stop here.
+    (404, 405) is fine, and so is a busy one: a request that waits in a queue (it
+    times out after it was sent) or a 503/504 is not a dead server; the model calls
+    retry those. Only a missing or rejected key, a refused connection or another
+    server error stop here.
     """
     key = resolve_api_key(api_key, config.base_url)
-    client = openai.AsyncOpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=15)
+    client = openai.AsyncOpenAI(
+        base_url=config.base_url, api_key=key, max_retries=0, timeout=PREFLIGHT_TIMEOUT
+    )
     try:
         await client.models.list()
     except (openai.NotFoundError, openai.UnprocessableEntityError):
         pass
     except openai.APIStatusError as error:
-        if error.status_code in (401, 403) or error.status_code >= 500:
+        busy = error.status_code in (503, 504)
+        if error.status_code in (401, 403) or (error.status_code >= 500 and not busy):
+            raise to_model_error(error, base_url=str(client.base_url), model=config.model, endpoint="/models") from error
+    except openai.APITimeoutError as error:
+        if not _answered_then_waited(error):
             raise to_model_error(error, base_url=str(client.base_url), model=config.model, endpoint="/models") from error
     except openai.OpenAIError as error:
         raise to_model_error(error, base_url=str(client.base_url), model=config.model, endpoint="/models") from error
@@ -111,24 +122,35 @@ async def check_model_server(config: SessionConfig, api_key: str | None = None) 
         await client.close()
 
 
+def _answered_then_waited(error: openai.APITimeoutError) -> bool:
+    """A read timeout (connected, the request sent, no reply yet: a busy server), not a
+    connect timeout (nothing listens there)."""
+    cause = error.__cause__ or error.__context__
+    return cause is not None and "connect" not in type(cause).__name__.lower()
+
+
 @asynccontextmanager
 async def served_model(
     config: SessionConfig, on_notice: Callable[[str], None] | None = None
 ) -> AsyncIterator[SessionConfig]:
-    """Start the local model server a config names (and stop it after); else do nothing.
+    """Hold a lease on the machine's shared server for the local model a config names
+    (starting it if none runs; released after); else do nothing.
 
-    The server's address changes from run to run, so ``config.base_url`` and
-    ``config.model`` are set to this one's.
+    The server's port can change between runs, so ``config.base_url`` and
+    ``config.model`` are set to the running one's. How many requests it takes at once:
+    ``kernelagent.localmodel.parallel_slots(config.base_url)``.
     """
     if config.local_model is None:
         yield config
         return
     from kernelagent.localmodel import start_local_model
-    from kernelagent.localmodel.server import ensure_llama_cpp_server_installed
 
-    ensure_llama_cpp_server_installed()
     handle = await start_local_model(config.local_model or None, on_notice=on_notice)
     config.base_url, config.model = handle.base_url, handle.model_name
+    if config.parallel_attempts is None:  # attempts share the server's decoding slots
+        config.parallel_attempts = max(1, min(config.attempts, handle.parallel_slots))
+    if not handle.reports_streaming_usage:
+        config.stream = False  # llama-cpp-python's server counts tokens only without streaming
     try:
         yield config
     finally:

@@ -260,6 +260,24 @@ class SessionFinished(_Event):
     usage: Usage = Field(default_factory=Usage)
 
 
+class ModelRetrying(_Event):
+    """A model request failed in transport (an empty or broken-off stream, a reset
+    connection, 502/503/504, a timeout) and is tried again: not a model turn."""
+
+    type: Literal["model_retrying"] = "model_retrying"
+    retry: int
+    """Which retry this is (1-based)."""
+    retries: int
+    """How many retries are allowed before the session fails."""
+    reason: str
+    delay: float
+    """Seconds waited before this retry."""
+
+    @property
+    def message(self) -> str:
+        return f"model server busy, retrying {self.retry}/{self.retries}"
+
+
 Event = Annotated[
     Union[
         SessionStarted,
@@ -282,6 +300,7 @@ Event = Annotated[
         AttemptFinished,
         VoteDecided,
         SessionFinished,
+        ModelRetrying,
     ],
     Field(discriminator="type"),
 ]

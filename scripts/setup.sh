@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 extras=""
 [[ "${1:-}" == "--test" ]] && extras="[test]"
 if [[ -z "$extras" && -z "${OPENAI_API_KEY:-}" && -z "${OPENAI_BASE_URL:-}" ]]; then
-  extras="[local]"   # no model configured: the offline local model (llama.cpp builds in ~5-9 min)
+  extras="[local]"   # no model configured: the offline local model (llama-server builds in ~5-8 min)
 fi
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -21,6 +21,10 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [[ "$extras" == "[test]" ]]; then
   command -v chromium >/dev/null || missing+=(chromium)   # the panel's browser test
   command -v openssl >/dev/null || missing+=(openssl)     # a certificate for the egress HTTPS test
+fi
+if [[ "$extras" != "" ]]; then   # tests and offline use build llama.cpp's llama-server
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v c++ >/dev/null || missing+=(g++)
 fi
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
@@ -42,15 +46,35 @@ if [[ ! -f kernelagent/labextension/package.json ]]; then
   (cd labextension && npm install --no-audit --no-fund --loglevel=error && npm run build)
 fi
 
-if [[ "$extras" == "[local]" && "$(uname -m)" == "x86_64" && -z "${CMAKE_ARGS:-}" ]]; then
-  # llama.cpp's default -march=native build can use instructions (AMX) that a VM's CPU
-  # advertises but its kernel does not enable: the server then dies with SIGILL. AVX2 runs
-  # on every x86-64 machine of the last decade and is what decoding needs.
-  export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
-fi
+say "installing kernelagent${extras/\[local\]/}"
+python3 -m pip install -q --disable-pip-version-check -e ".${extras/\[local\]/}"
 
-say "installing kernelagent${extras}"
-python3 -m pip install -q --disable-pip-version-check -e ".${extras}"
+server_build=""
+if [[ "$extras" != "" ]]; then
+  # llama.cpp's llama-server for the local model service, built while the image builds.
+  build_log="$(mktemp -t kernelagent-install-server.XXXXXX)"
+  say "building llama-server in the background (first time: ~5-8 minutes on 2 cores; log: $build_log)"
+  kernelagent model install-server >"$build_log" 2>&1 &
+  server_build=$!
+fi
 
 say "building the sandbox image (first time: ~3 minutes, from Debian's packages)"
 as_root "$(command -v kernelagent)" image build
+
+if [[ "$extras" == "[test]" ]]; then
+  say "pulling the smallest local model for the model-service tests (~490 MB)"
+  kernelagent model pull qwen2.5-coder-0.5b
+fi
+if [[ -n "$server_build" ]]; then
+  if wait "$server_build"; then
+    say "$(tail -1 "$build_log")"
+  elif [[ "$extras" == "[local]" ]]; then
+    tail -5 "$build_log"
+    say "llama-server did not build; installing llama-cpp-python's server instead (one request at a time)"
+    # The CPU code for this machine's instruction sets, not -march=native (SIGILL in some VMs).
+    cpu_args="$(python3 -c 'from kernelagent.localmodel.build import cpu_options; print(" ".join(cpu_options()))')"
+    CMAKE_ARGS="$cpu_args" python3 -m pip install -q --disable-pip-version-check -e ".[local]"
+  else
+    tail -20 "$build_log"; say "llama-server did not build (see $build_log)"; exit 1
+  fi
+fi

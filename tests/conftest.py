@@ -69,3 +69,6 @@ async def any_sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
 def isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Sessions made by the tests go to a temporary store, not the user's."""
     os.environ["KERNELAGENT_HOME"] = str(tmp_path_factory.mktemp("kernelagent-home"))
+
+
+from tests.model_service_fixtures import models  # noqa: F401  (a fake model service, for any test)

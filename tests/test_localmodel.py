@@ -1,10 +1,11 @@
-"""Local models: catalog, pull (assembly + verification), resolve, list, server preflight.
+"""Local models: catalog, pull (assembly + verification), resolve, list, serving preflight.
 
 Only small fake files: the download step is injected and hands over local fake wheels.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import socket
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from kernelagent import localmodel
-from kernelagent.localmodel import catalog, server
+from kernelagent.localmodel import backends, catalog, server, service
 from kernelagent.localmodel.catalog import (
     CATALOG,
     CatalogModel,
@@ -26,7 +27,6 @@ from kernelagent.localmodel.catalog import (
 from kernelagent.localmodel.server import (
     InsufficientMemoryError,
     LlamaCppNotInstalledError,
-    LocalModelServer,
     check_memory,
     choose_port,
     read_mem_available,
@@ -44,6 +44,7 @@ from kernelagent.localmodel.store import (
 )
 
 FAKE = "fake-model"
+FAKE_SERVER = Path(__file__).with_name("fake_model_server.py")
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -321,8 +322,10 @@ def test_not_enough_memory_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     assert read_mem_available(meminfo) == 1024**3
     assert read_mem_available(tmp_path / "absent") is None
 
-    with pytest.raises(InsufficientMemoryError, match=r"needs about 2\.5 GiB.*only 1\.0 GiB is available"):
+    with pytest.raises(InsufficientMemoryError, match=r"needs about 1\.9 GiB.*only 1\.0 GiB is available"):
         check_memory(1024**3, read_mem_available(meminfo))
+    with pytest.raises(InsufficientMemoryError, match="for 65536 tokens.*KERNELAGENT_MODEL_SLOTS"):
+        check_memory(1024**3, 3 * 1024**3, kv_tokens=8 * 8192)  # 8 slots of 8k: 3.5 GiB
     check_memory(1024**3, 3 * 1024**3)
     check_memory(1024**3, None)
 
@@ -330,11 +333,12 @@ def test_not_enough_memory_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     with model.open("wb") as file:
         file.write(b"GGUF")
         file.truncate(64 * 1024**2)
-    monkeypatch.setattr(server, "ensure_llama_cpp_server_installed", lambda: None)
-    low = LocalModelServer(model, memory_available=lambda: 512 * 1024**2)
+    monkeypatch.setenv("KERNELAGENT_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setattr(service, "read_mem_available", lambda: 512 * 1024**2)
+    monkeypatch.setattr(backends, "installed_llama_server", lambda root=None: Path("/bin/true"))
     with pytest.raises(InsufficientMemoryError, match="smaller model"):
-        low.start()
-    assert low.process is None
+        asyncio.run(localmodel.start_local_model(str(model), store=ModelStore(tmp_path / "models")))
+    assert not list((tmp_path / "models" / "service").glob("*.json"))  # nothing was started
 
 
 def test_missing_llama_cpp_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -347,51 +351,6 @@ def test_missing_llama_cpp_says_what_to_install(monkeypatch: pytest.MonkeyPatch)
         server.ensure_llama_cpp_server_installed()
 
 
-FAKE_SERVER = """
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200 if self.path == "/v1/models" else 404)
-        self.end_headers()
-        self.wfile.write(b'{"data": []}')
-    def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
-
-
-class ScriptedServer(LocalModelServer):
-    """The real lifecycle (spawn, readiness, stop) around a tiny HTTP server."""
-
-    def command(self, port: int) -> list[str]:
-        return [sys.executable, "-c", FAKE_SERVER, str(port)]
-
-
-def _fake_model(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny.gguf"
-    path.write_bytes(b"GGUF" + b"\0" * 60)
-    return path
-
-
-def test_server_lifecycle_with_a_scripted_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server, "ensure_llama_cpp_server_installed", lambda: None)
-    with ScriptedServer(_fake_model(tmp_path), startup_timeout=20) as running:
-        assert running.base_url.startswith("http://127.0.0.1:") and running.base_url.endswith("/v1")
-        process = running.process
-        assert process is not None and process.poll() is None
-    assert process.poll() is not None
-
-
-def test_server_that_dies_reports_its_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(server, "ensure_llama_cpp_server_installed", lambda: None)
-
-    class Crashing(LocalModelServer):
-        def command(self, port: int) -> list[str]:
-            return [sys.executable, "-c", "import sys; print('failed to load model'); sys.exit(3)"]
-
-    with pytest.raises(server.ServerStartError, match="(?s)exited with code 3.*failed to load model"):
-        Crashing(_fake_model(tmp_path), startup_timeout=20).start()
-
-
 async def test_start_local_model_pulls_then_serves(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -399,15 +358,19 @@ async def test_start_local_model_pulls_then_serves(
     parts = make_parts(2)
     register_fake(monkeypatch, parts, source)
     store, downloader = store_with(tmp_path, cache, source, parts)
-    monkeypatch.setattr(server, "ensure_llama_cpp_server_installed", lambda: None)
-    monkeypatch.setattr(localmodel, "LocalModelServer", ScriptedServer)
+    fake_server = tmp_path / "llama-server"
+    fake_server.write_text(f"#!{sys.executable}\n" + FAKE_SERVER.read_text())
+    fake_server.chmod(0o755)
+    monkeypatch.setenv("KERNELAGENT_LLAMA_SERVER", str(fake_server))
     notices: list[str] = []
 
-    async with await localmodel.start_local_model(FAKE, store=store, on_notice=notices.append) as handle:
-        assert handle.model_name == FAKE and handle.recommended_api == "chat"
-        assert handle.n_ctx == 2048 and handle.model_path == cache / "fake-model.gguf"
-        assert handle.server.process is not None
-        process = handle.server.process
-    assert process.poll() is not None
+    try:
+        async with await localmodel.start_local_model(FAKE, store=store, on_notice=notices.append) as handle:
+            assert handle.model_name == FAKE and handle.recommended_api == "chat"
+            assert handle.n_ctx == 2048 and handle.model_path == cache / "fake-model.gguf"
+            assert handle.parallel_slots == 4 and handle.backend == "llama-server"
+            assert handle.state.sha256 == get_model(FAKE).sha256
+        assert handle.lease.released
+    finally:
+        service.stop(root=cache)
     assert len(downloader.requested) == 2 and "pulling fake-model" in notices[0]
-

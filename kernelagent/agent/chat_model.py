@@ -22,6 +22,11 @@ from kernelagent.agent.model import (
     images_omitted_note,
 )
 from kernelagent.agent.openai_errors import translated_openai_errors
+from kernelagent.agent.transport import (
+    BrokenStreamError,
+    stream_transport_errors,
+    with_transport_retries,
+)
 from kernelagent.events import Usage
 
 ENDPOINT = "/chat/completions"
@@ -59,9 +64,16 @@ class ChatCompletionsModel:
         if temperature is not None:
             params["temperature"] = temperature
         with translated_openai_errors(self.client, self.name, ENDPOINT):
-            if self.stream:
-                return await self._streamed_turn(params, on_text_delta)
-            completion = await self.client.chat.completions.create(**params)
+            return await with_transport_retries(
+                self.client, lambda: self._turn_once(params, on_text_delta)
+            )
+
+    async def _turn_once(
+        self, params: dict[str, Any], on_text_delta: TextDeltaCallback | None
+    ) -> ModelTurn:
+        if self.stream:
+            return await self._streamed_turn(params, on_text_delta)
+        completion = await self.client.chat.completions.create(**params)
         turn = turn_from_completion(completion)
         if on_text_delta is not None and turn.text:
             on_text_delta(turn.text)
@@ -93,21 +105,34 @@ class ChatCompletionsModel:
         texts: list[str] = []
         calls = _ToolCallAccumulator()
         usage = Usage(requests=1)
-        async with stream:
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = usage_from_chat(chunk.usage)
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta.content:
-                        texts.append(delta.content)
-                        if on_text_delta is not None:
-                            on_text_delta(delta.content)
-                    if delta.refusal:
-                        texts.append(delta.refusal)
-                    for call_delta in delta.tool_calls or []:
-                        calls.add(call_delta)
+        finished = False
+        with stream_transport_errors():
+            async with stream:
+                async for chunk in stream:
+                    if chunk.usage is not None:  # llama-server: in the last chunk
+                        usage = usage_from_chat(chunk.usage)
+                    for choice in chunk.choices:
+                        finished = finished or choice.finish_reason is not None
+                        _add_delta(choice.delta, texts, calls, on_text_delta)
+        if not finished and not texts and not calls.started:
+            raise BrokenStreamError("empty reply stream (no content, no tool call, no finish reason)")
         return ModelTurn(text="".join(texts), tool_calls=calls.finish(), usage=usage)
+
+
+def _add_delta(
+    delta: Any, texts: list[str], calls: _ToolCallAccumulator,
+    on_text_delta: TextDeltaCallback | None,
+) -> None:
+    if delta is None:
+        return
+    if delta.content:
+        texts.append(delta.content)
+        if on_text_delta is not None:
+            on_text_delta(delta.content)
+    if delta.refusal:
+        texts.append(delta.refusal)
+    for call_delta in delta.tool_calls or []:
+        calls.add(call_delta)
 
 
 def chat_tool(tool: ToolSpec) -> dict[str, Any]:
@@ -171,17 +196,23 @@ def chat_messages(conversation: Conversation, *, supports_images: bool) -> list[
 
 
 def turn_from_completion(completion: Any) -> ModelTurn:
+    """The turn in a non-streamed completion; BrokenStreamError for an empty reply."""
     text = ""
     tool_calls: list[ToolCall] = []
-    if completion.choices:
-        message = completion.choices[0].message
-        text = (message.content or "") + (message.refusal or "")
-        for call in message.tool_calls or []:
-            function = getattr(call, "function", None)
-            if function is not None:
-                tool_calls.append(
-                    ToolCall(id=call.id, name=function.name, arguments=function.arguments or "")
-                )
+    choice = completion.choices[0] if completion.choices else None
+    if choice is None or (
+        choice.finish_reason is None and not choice.message.content
+        and not choice.message.tool_calls
+    ):
+        raise BrokenStreamError("empty reply (no content, no tool call, no finish reason)")
+    message = choice.message
+    text = (message.content or "") + (message.refusal or "")
+    for call in message.tool_calls or []:
+        function = getattr(call, "function", None)
+        if function is not None:
+            tool_calls.append(
+                ToolCall(id=call.id, name=function.name, arguments=function.arguments or "")
+            )
     usage = usage_from_chat(completion.usage) if completion.usage is not None else Usage(requests=1)
     return ModelTurn(text=text, tool_calls=tool_calls, usage=usage)
 
@@ -210,6 +241,10 @@ class _ToolCallAccumulator:
     def __init__(self) -> None:
         self._calls: list[_PartialCall] = []
         self._position_of_index: dict[int, int] = {}
+
+    @property
+    def started(self) -> bool:
+        return bool(self._calls)
 
     def add(self, delta: Any) -> None:
         position = self._position_of_index.get(delta.index)

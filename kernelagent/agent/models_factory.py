@@ -13,6 +13,8 @@ from kernelagent.agent.chat_model import ChatCompletionsModel
 from kernelagent.agent.codeblock_model import CodeBlockModel
 from kernelagent.agent.model import Model, ModelAuthError
 from kernelagent.agent.responses_model import ResponsesModel
+from kernelagent.agent.transport import retry_requests_for
+from kernelagent.localmodel.registry import is_model_service_url
 
 ModelApi = Literal["responses", "chat", "code-blocks"]
 
@@ -32,9 +34,14 @@ def make_model(
     """Make an adapter; ``opts`` go to the adapter (``stream``, ``supports_images``, ...),
     except ``timeout``, ``max_retries`` and ``default_headers``, which go to the client."""
     client_options = {name: opts.pop(name) for name in _CLIENT_OPTIONS if name in opts}
+    service = is_model_service_url(base_url)
+    if service:  # kernelagent's transport retries its own model service, with events
+        client_options.setdefault("max_retries", 0)
     client = openai.AsyncOpenAI(
         base_url=base_url, api_key=resolve_api_key(api_key, base_url), **client_options
     )
+    if service and client.max_retries == 0:
+        retry_requests_for(client)
     if api == "responses":
         return ResponsesModel(client, model, **opts)
     if api == "chat":

@@ -24,6 +24,11 @@ from kernelagent.agent.model import (
     images_omitted_note,
 )
 from kernelagent.agent.openai_errors import translated_openai_errors
+from kernelagent.agent.transport import (
+    BrokenStreamError,
+    stream_transport_errors,
+    with_transport_retries,
+)
 from kernelagent.events import Usage
 
 ENDPOINT = "/responses"
@@ -63,9 +68,18 @@ class ResponsesModel:
         if temperature is not None:
             params["temperature"] = temperature
         with translated_openai_errors(self.client, self.name, ENDPOINT):
-            if self.stream:
-                return await self._streamed_turn(params, on_text_delta)
-            response = await self.client.responses.create(**params)
+            return await with_transport_retries(
+                self.client, lambda: self._turn_once(params, on_text_delta)
+            )
+
+    async def _turn_once(
+        self, params: dict[str, Any], on_text_delta: TextDeltaCallback | None
+    ) -> ModelTurn:
+        if self.stream:
+            return await self._streamed_turn(params, on_text_delta)
+        response = await self.client.responses.create(**params)
+        if not response.output and response.status not in ("completed", "incomplete", "failed"):
+            raise BrokenStreamError(f"empty response ({response.status or 'no status'}, no output)")
         turn = turn_from_response(response)
         if on_text_delta is not None and turn.text:
             on_text_delta(turn.text)
@@ -107,25 +121,23 @@ class ResponsesModel:
         finished_items: dict[int, Any] = {}
         streamed_text: list[str] = []
         final: Any = None
-        async with stream:
-            async for event in stream:
-                if event.type == "response.output_text.delta":
-                    streamed_text.append(event.delta)
-                    if on_text_delta is not None:
-                        on_text_delta(event.delta)
-                elif event.type == "response.output_item.done":
-                    finished_items[event.output_index] = event.item
-                elif event.type in ("response.completed", "response.incomplete"):
-                    final = event.response
-                elif event.type == "response.failed":
-                    raise _failure_error(event.response.error)
-                elif event.type == "error":
-                    raise _failure_error(event)
+        with stream_transport_errors():
+            async with stream:
+                async for event in stream:
+                    if event.type == "response.output_text.delta":
+                        streamed_text.append(event.delta)
+                        if on_text_delta is not None:
+                            on_text_delta(event.delta)
+                    elif event.type == "response.output_item.done":
+                        finished_items[event.output_index] = event.item
+                    elif event.type in ("response.completed", "response.incomplete"):
+                        final = event.response
+                    elif event.type == "response.failed":
+                        raise _failure_error(event.response.error)
+                    elif event.type == "error":
+                        raise _failure_error(event)
         if final is None:
-            raise ModelUnavailableError(
-                "the response stream ended before response.completed",
-                hint="the server dropped the stream: retry, or turn streaming off",
-            )
+            raise BrokenStreamError("the stream ended before response.completed")
         output = list(final.output or []) or [
             finished_items[index] for index in sorted(finished_items)
         ]

@@ -24,5 +24,6 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 from kernelagent.cli import sandbox_commands  # noqa: E402,F401  (registers commands)
 from kernelagent.cli import run_command  # noqa: E402,F401
 from kernelagent.cli import model_commands  # noqa: E402,F401
+from kernelagent.cli import model_service_commands  # noqa: E402,F401
 from kernelagent.cli import replay_commands  # noqa: E402,F401
 from kernelagent.cli import session_commands  # noqa: E402,F401

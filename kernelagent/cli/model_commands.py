@@ -1,8 +1,8 @@
-"""``kernelagent model pull|serve|list``: local models for offline use."""
+"""``kernelagent model pull|list``: local models for offline use (serve, ps, stop and
+install-server are in ``model_service_commands``)."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -20,10 +20,12 @@ from rich.table import Table
 
 from kernelagent.cli.app import app, console, fail
 from kernelagent.localmodel.catalog import DEFAULT_MODEL, UnknownModelError, get_model
-from kernelagent.localmodel.server import DEFAULT_PORT, LocalModelServer
 from kernelagent.localmodel.store import LocalModelError, ModelStore, PullProgress
 
-model_app = typer.Typer(help="Local models: pull, serve and list (offline use).", no_args_is_help=True)
+model_app = typer.Typer(
+    help="Local models: pull, list, serve, ps, stop, install-server (offline use).",
+    no_args_is_help=True,
+)
 app.add_typer(model_app, name="model")
 
 
@@ -54,7 +56,7 @@ def _pull_progress(name: str) -> Iterator[Callable[[PullProgress], None]]:
         yield update
 
 
-def _pull(store: ModelStore, name: str, force: bool = False) -> None:
+def pull_with_progress(store: ModelStore, name: str, force: bool = False) -> None:
     entry = get_model(name)
     with _pull_progress(entry.name) as progress:
         path = store.pull(entry.name, progress, force=force)
@@ -72,58 +74,12 @@ def pull(
         if store.is_pulled(name) and not force:
             console.print(f"{get_model(name).name} is already pulled: {store.path_for(name)}")
             return
-        _pull(store, name, force)
+        pull_with_progress(store, name, force)
     except (UnknownModelError, LocalModelError) as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the partial download was removed")
         raise typer.Exit(130) from None
-
-
-@model_app.command("serve")
-def serve(
-    model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file.")] = DEFAULT_MODEL,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (another is picked if it is in use).")] = DEFAULT_PORT,
-    ctx: Annotated[int | None, typer.Option("--ctx", help="Context length in tokens (default: the model's).")] = None,
-    chat_format: Annotated[str | None, typer.Option(help="llama.cpp chat format (default: the GGUF's template).")] = None,
-) -> None:
-    """Serve a model with an OpenAI-compatible API until Ctrl-C (pulls it first if needed)."""
-    store = ModelStore()
-    try:
-        resolved = store.resolve(model)
-        if not resolved.exists:
-            _pull(store, resolved.name)
-        server = LocalModelServer(
-            resolved.path,
-            model_alias=resolved.name,
-            port=port,
-            n_ctx=ctx or resolved.n_ctx,
-            chat_format=chat_format or resolved.chat_format,
-            on_notice=lambda message: console.print(f"[yellow]note:[/] {message}"),
-        )
-        with console.status(f"loading {resolved.name}…", spinner="dots"):
-            server.start()
-    except (UnknownModelError, LocalModelError) as error:
-        raise fail(str(error)) from None
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # `kill` stops the server cleanly too
-    try:
-        console.print(f"serving [bold]{server.model_name}[/] at [bold]{server.base_url}[/]  (Ctrl-C stops)")
-        console.print(f"[dim]log: {server.log_path}[/]")
-        console.print(
-            f"[dim]use it: kernelagent run --base-url {server.base_url} --model {server.model_name} "
-            f"--api {resolved.api} \"TASK\"[/]"
-        )
-        print(server.base_url, flush=True)  # stdout: for scripts
-        code = server.wait()
-        raise fail(f"the server exited with code {code}; see {server.log_path}")
-    except KeyboardInterrupt:
-        console.print("stopping the server")
-    finally:
-        server.stop()
-
-
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 @model_app.command("list")

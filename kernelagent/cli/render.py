@@ -26,6 +26,7 @@ from kernelagent.events import (
     AttemptFinished,
     AttemptStarted,
     KernelRestarted,
+    ModelRetrying,
     NotebookOutput,
     SessionFinished,
     SessionStarted,
@@ -140,6 +141,11 @@ class EventRenderer:
 
     def _on_kernel_restarted(self, event: KernelRestarted) -> None:
         self.console.print(f"[bold red]kernel restarted:[/] {event.reason}")
+
+    def _on_model_retrying(self, event: ModelRetrying) -> None:
+        self.console.print(
+            f"[yellow]{event.message}[/] [dim]({event.reason}; next try in {event.delay:.1f}s)[/]"
+        )
 
     def _on_error(self, event: Error) -> None:
         self.console.print(f"[red]! {event.message}[/]" + (f" [dim]({event.hint})[/]" if event.hint else ""))

@@ -140,7 +140,6 @@ def use_local_model(config: SessionConfig, local: str, api: str | None) -> None:
     """Point ``config`` at a model kernelagent serves itself ('' for the default)."""
     config.local_model = local
     config.api = api or recommended_api(local or None)  # type: ignore[assignment]
-    config.stream = False  # llama.cpp's server reports token usage only without streaming
     if config.limits.temperature is None:
         config.limits.temperature = 0.0  # the first attempt is the model's most likely reply
 

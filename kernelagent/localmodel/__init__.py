@@ -1,16 +1,17 @@
-"""Local models for offline use: a catalog, a verified cache, and a llama.cpp server.
+"""Local models for offline use: a catalog, a verified cache, and a machine-wide service.
 
-For ``kernelagent run --model local``::
+For ``kernelagent run --model local`` (and the server extension, resume, benchmarks)::
 
-    handle = await start_local_model()          # pulls on first use, then serves
+    handle = await start_local_model()          # pulls on first use; a lease on the service
     try:
         config = build_config(model=handle.model_name, base_url=handle.base_url,
                               api=handle.recommended_api, ...)
-        ...
+        ...                                     # up to handle.parallel_slots requests at once
     finally:
-        await handle.aclose()
+        await handle.aclose()                   # releases the lease; the server stays warm
 
-or ``async with await start_local_model("qwen2.5-coder-1.5b") as handle: ...``.
+or ``async with await start_local_model("qwen2.5-coder-1.5b") as handle: ...``. One server
+per model serves every process on the machine; it stops after an idle timeout.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from typing_extensions import Self
+
+from kernelagent.localmodel.backends import (
+    NoModelServerError,
+    ServeOptions,
+    choose_backend,
+)
 from kernelagent.localmodel.catalog import (
     CATALOG,
     DEFAULT_MODEL,
@@ -30,12 +38,14 @@ from kernelagent.localmodel.catalog import (
     get_model,
 )
 from kernelagent.localmodel.catalog import recommended_api as _catalog_recommended_api
+from kernelagent.localmodel.registry import parallel_slots
 from kernelagent.localmodel.server import (
     InsufficientMemoryError,
     LlamaCppNotInstalledError,
-    LocalModelServer,
     ServerStartError,
 )
+from kernelagent.localmodel.service import acquire
+from kernelagent.localmodel.service_files import Lease, ServiceState
 from kernelagent.localmodel.store import (
     ChecksumMismatchError,
     LocalModelError,
@@ -51,9 +61,9 @@ from kernelagent.localmodel.store import (
 __all__ = [
     "CATALOG", "DEFAULT_MODEL", "CatalogModel", "ChecksumMismatchError",
     "InsufficientMemoryError", "LlamaCppNotInstalledError", "LocalApi", "LocalModelError",
-    "LocalModelHandle", "LocalModelServer", "ModelStore", "NotGGUFError", "PullError",
+    "LocalModelHandle", "ModelStore", "NoModelServerError", "NotGGUFError", "PullError",
     "PullProgress", "ServerStartError", "UnknownModelError", "get_model", "models_dir",
-    "recommended_api", "start_local_model",
+    "parallel_slots", "recommended_api", "start_local_model",
 ]
 
 
@@ -64,22 +74,38 @@ def recommended_api(name_or_path: str | None = None) -> LocalApi:
 
 @dataclass
 class LocalModelHandle:
-    """A running local model: point the agent at ``base_url`` with ``model_name``."""
+    """A lease on the machine's server for one model: point the agent at ``base_url``
+    with ``model_name``; release it with :meth:`aclose` (or ``async with``)."""
 
     base_url: str
     model_name: str
     recommended_api: LocalApi
     n_ctx: int
+    """Context per slot, in tokens."""
     model_path: Path
-    server: LocalModelServer
+    parallel_slots: int
+    """Requests the server decodes at once: run up to this many sessions or attempts
+    concurrently (1: llama-cpp-python's server, requests go one after another)."""
+    backend: str
+    """``llama-server`` or ``llama-cpp-python``."""
+    state: ServiceState
+    lease: Lease
 
-    async def aclose(self) -> None:
-        await self.server.astop()
+    @property
+    def reports_streaming_usage(self) -> bool:
+        """llama-server sends token usage in the last chunk of a stream; llama-cpp-python's
+        server only in non-streamed replies."""
+        return self.backend == "llama-server"
 
     def close(self) -> None:
-        self.server.stop()
+        """Release the lease (idempotent). The server stops after its idle timeout once
+        no session holds one."""
+        self.lease.release()
 
-    async def __aenter__(self) -> LocalModelHandle:
+    async def aclose(self) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -94,33 +120,39 @@ async def start_local_model(
     *,
     port: int | None = None,
     n_ctx: int | None = None,
+    slots: int | None = None,
     progress: ProgressCallback | None = None,
     on_notice: Callable[[str], None] | None = None,
     store: ModelStore | None = None,
+    label: str | None = None,
+    idle_timeout: float | None = None,
+    backend: str | None = None,
 ) -> LocalModelHandle:
-    """Resolve (catalog name, default ``DEFAULT_MODEL``, or a .gguf path), pull if needed,
-    start the server and wait until it answers. Raises LocalModelError subclasses whose
+    """A lease on the shared server of a local model (catalog name, default
+    ``DEFAULT_MODEL``, or a .gguf path): pulls it if needed, starts the server if none
+    runs, waits until it answers. ``port``, ``n_ctx`` (per slot), ``slots``,
+    ``idle_timeout`` and ``backend`` apply when this call starts the server; ``label``
+    names the lease in ``kernelagent model ps``. Raises LocalModelError subclasses whose
     messages say what to do."""
     store = store or ModelStore()
     resolved: ResolvedModel = store.resolve(name_or_path or DEFAULT_MODEL)
     if not resolved.exists:
         if on_notice is not None:
             on_notice(f"pulling {resolved.name} into {store.root} (first use)")
-        await asyncio.to_thread(store.pull, resolved.name, progress)
-    server = LocalModelServer(
-        resolved.path,
-        model_alias=resolved.name,
-        port=port,
-        n_ctx=n_ctx or resolved.n_ctx,
-        chat_format=resolved.chat_format,
-        on_notice=on_notice,
+        await asyncio.to_thread(store.pull, resolved.name, progress, wait=True)
+    options = ServeOptions.from_env(resolved.n_ctx, slots=slots, ctx=n_ctx)
+    state, lease = await acquire(
+        resolved, lambda: choose_backend(backend), options, label=label, port=port,
+        idle_timeout=idle_timeout, on_notice=on_notice, root=store.root,
     )
-    await server.astart()
     return LocalModelHandle(
-        base_url=server.base_url,
-        model_name=server.model_name,
+        base_url=state.base_url,
+        model_name=state.model,
         recommended_api=resolved.api,
-        n_ctx=server.n_ctx,
+        n_ctx=state.ctx_per_slot,
         model_path=resolved.path,
-        server=server,
+        parallel_slots=state.parallel_slots,
+        backend=state.backend,
+        state=state,
+        lease=lease,
     )

@@ -1,33 +1,27 @@
-"""Run ``llama_cpp.server`` (OpenAI-compatible) on 127.0.0.1 as a child process."""
+"""What serving a model needs: the llama-cpp-python check, memory, ports, threads.
+
+The servers themselves are started by the model service (``service``, ``supervisor``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import importlib.util
 import os
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from kernelagent.localmodel.store import LocalModelError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-#: Memory to load a model: MEMORY_FACTOR x the GGUF size + MEMORY_OVERHEAD. Measured peaks
-#: (RSS at 8k context after a 2.5k-token prompt): 0.5B (491 MB file) 0.83 GiB,
-#: 1.5B (1.12 GB file) 2.06 GiB; the fixed part is the KV cache, compute buffers and Python.
-MEMORY_FACTOR = 1.5
-MEMORY_OVERHEAD = 1024**3
+#: Memory to serve a model: MEMORY_FACTOR x the GGUF size + its KV cache (f16, for every
+#: slot's context) + MEMORY_OVERHEAD. KV bytes per token scale with the model: Qwen2.5's
+#: are 12 KiB (0.5B, 0.49 GB file) and 28 KiB (1.5B, 1.12 GB), ~26 KiB per GB of weights.
+#: Measured RSS on llama-server with 4 slots of 8192 tokens: 0.5B 0.95 GiB, 1.5B 2.6 GiB.
+MEMORY_FACTOR = 1.2
+MEMORY_OVERHEAD = 512 * 1024**2
+KV_BYTES_PER_TOKEN_PER_GB = 26 * 1024
 INSTALL_HINT = "pip install 'kernelagent[local]'  (or: pip install 'llama-cpp-python[server]')"
 _SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
 
@@ -70,22 +64,25 @@ def read_mem_available(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return None
 
 
-def memory_needed(model_size: int) -> int:
-    return int(model_size * MEMORY_FACTOR) + MEMORY_OVERHEAD
+def memory_needed(model_size: int, kv_tokens: int = 8192) -> int:
+    """Bytes to serve a model of ``model_size`` with ``kv_tokens`` of context in all."""
+    kv_cache = kv_tokens * KV_BYTES_PER_TOKEN_PER_GB * model_size / 1e9
+    return int(model_size * MEMORY_FACTOR + kv_cache + MEMORY_OVERHEAD)
 
 
-def check_memory(model_size: int, available: int | None) -> None:
-    """Refuse to load a model that would not fit in the available memory."""
+def check_memory(model_size: int, available: int | None, kv_tokens: int = 8192) -> None:
+    """Refuse to serve a model that would not fit in the available memory."""
     if available is None:
         return
-    needed = memory_needed(model_size)
+    needed = memory_needed(model_size, kv_tokens)
     if available < needed:
         raise InsufficientMemoryError(
-            f"not enough memory to load this model: it needs about {needed / 2**30:.1f} GiB "
-            f"({MEMORY_FACTOR}x its {model_size / 2**30:.2f} GiB file + "
-            f"{MEMORY_OVERHEAD / 2**30:.1f} GiB for the KV cache and runtime) and only "
-            f"{available / 2**30:.1f} GiB is available. Close other programs, or use a smaller "
-            "model (`kernelagent model list`)."
+            f"not enough memory to serve this model: it needs about {needed / 2**30:.1f} GiB "
+            f"(its {model_size / 2**30:.2f} GiB file, a KV cache for {kv_tokens} tokens of "
+            f"context over all slots, and the runtime) and only {available / 2**30:.1f} GiB "
+            "is available. Close other programs, serve fewer slots or less context "
+            "($KERNELAGENT_MODEL_SLOTS, $KERNELAGENT_MODEL_CTX), or use a smaller model "
+            "(`kernelagent model list`)."
         )
 
 
@@ -134,15 +131,7 @@ def choose_port(
     return PortChoice(free_port(host), requested)
 
 
-# --- the server ------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:  # pragma: no cover (runs in the child)
-    """Linux: SIGTERM the server when the process (thread) that started it dies."""
-    with contextlib.suppress(Exception):  # best effort: no libc.so.6 (musl), no prctl
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+# --- threads ---------------------------------------------------------------------------
 
 
 def default_threads() -> int:
@@ -150,215 +139,3 @@ def default_threads() -> int:
         return max(len(os.sched_getaffinity(0)), 1)
     except AttributeError:  # not Linux
         return max(os.cpu_count() or 1, 1)
-
-
-class LocalModelServer:
-    """``python -m llama_cpp.server`` on 127.0.0.1; a (sync or async) context manager.
-
-    The process is started from the calling thread (so it dies with it, on Linux) and
-    stopped on exit, on ``stop()``, or when this process dies.
-    """
-
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        model_alias: str | None = None,
-        host: str = DEFAULT_HOST,
-        port: int | None = None,
-        n_ctx: int = 8192,
-        chat_format: str | None = None,
-        n_threads: int | None = None,
-        extra_args: Sequence[str] = (),
-        startup_timeout: float = 180.0,
-        log_path: Path | None = None,
-        memory_available: Callable[[], int | None] = read_mem_available,
-        on_notice: Callable[[str], None] | None = None,
-    ) -> None:
-        self.model_path = Path(model_path)
-        self.model_alias = model_alias or self.model_path.stem
-        self.host = host
-        self.requested_port = port
-        self.n_ctx = n_ctx
-        self.chat_format = chat_format
-        self.n_threads = n_threads or default_threads()
-        self.extra_args = list(extra_args)
-        self.startup_timeout = startup_timeout
-        self.log_path = log_path
-        self.memory_available = memory_available
-        self.on_notice = on_notice or (lambda message: None)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port: int | None = None
-
-    @property
-    def base_url(self) -> str:
-        if self.port is None:
-            raise ServerStartError("the local model server is not started")
-        return f"http://{self.host}:{self.port}/v1"
-
-    @property
-    def model_name(self) -> str:
-        return self.model_alias
-
-    def command(self, port: int) -> list[str]:
-        command = [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(self.model_path),
-            "--model_alias", self.model_alias,
-            "--host", self.host,
-            "--port", str(port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.n_threads),
-            # The server's default (True) keeps logits for every position: n_ctx x vocab
-            # floats (5 GB for Qwen at 8k) and slower prompts. kernelagent needs no logprobs.
-            "--logits_all", "False",
-        ]
-        if self.chat_format:
-            command += ["--chat_format", self.chat_format]
-        return command + self.extra_args
-
-    # preflight and spawn ---------------------------------------------------------------
-
-    def preflight(self) -> None:
-        ensure_llama_cpp_server_installed()
-        if not self.model_path.is_file():
-            raise ServerStartError(f"model file not found: {self.model_path}")
-        check_memory(self.model_path.stat().st_size, self.memory_available())
-
-    def _spawn(self) -> None:
-        choice = choose_port(self.requested_port, self.host)
-        if (notice := choice.notice()) is not None:
-            self.on_notice(notice)
-        self.port = choice.port
-        if self.log_path is None:
-            handle, name = tempfile.mkstemp(prefix="kernelagent-llama-server-", suffix=".log")
-            os.close(handle)
-            self.log_path = Path(name)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command(choice.port),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches us; we stop the server cleanly
-                # only calls prctl (async-signal-safe enough); see _die_with_parent
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
-            )
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            return False
-
-    def _check_alive(self) -> bool:
-        """False if it exited because the port was taken (retry); raise if it died otherwise."""
-        assert self.process is not None
-        code = self.process.poll()
-        if code is None:
-            return True
-        log = self.log_tail()
-        self.process = None
-        if "address already in use" in log.lower():
-            return False
-        raise ServerStartError(
-            f"the llama.cpp server exited with code {code} while loading "
-            f"{self.model_path.name}; last lines of {self.log_path}:\n{log}"
-        )
-
-    def _timed_out(self) -> ServerStartError:
-        self.stop()
-        return ServerStartError(
-            f"the llama.cpp server did not answer within {self.startup_timeout:.0f}s; "
-            f"see {self.log_path}:\n{self.log_tail()}"
-        )
-
-    def log_tail(self, lines: int = 15) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    # sync lifecycle --------------------------------------------------------------------
-
-    def start(self) -> LocalModelServer:
-        self.preflight()
-        try:
-            return self._start_attempts()
-        except BaseException:
-            self.stop()  # never leave a half-started server behind (Ctrl-C, timeout, ...)
-            raise
-
-    def _start_attempts(self) -> LocalModelServer:
-        for _attempt in range(3):
-            self._spawn()
-            deadline = time.monotonic() + self.startup_timeout
-            while self._check_alive():
-                if self._ready():
-                    return self
-                if time.monotonic() > deadline:
-                    raise self._timed_out()
-                time.sleep(0.25)
-            self.on_notice(f"port {self.port} was taken while the server started; retrying")
-            self.requested_port = None
-        raise ServerStartError(f"could not find a free port on {self.host} for the server")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def wait(self) -> int:
-        """Block until the server exits (for ``kernelagent model serve``)."""
-        if self.process is None:
-            raise ServerStartError("the local model server is not started")
-        return self.process.wait()
-
-    def __enter__(self) -> LocalModelServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # async lifecycle (spawned on the loop's thread, readiness polled without blocking) -
-
-    async def astart(self) -> LocalModelServer:
-        await asyncio.to_thread(self.preflight)
-        try:
-            return await self._astart_attempts()
-        except BaseException:
-            self.stop()
-            raise
-
-    async def _astart_attempts(self) -> LocalModelServer:
-        for _attempt in range(3):
-            self._spawn()
-            deadline = time.monotonic() + self.startup_timeout
-            while self._check_alive():
-                if await asyncio.to_thread(self._ready):
-                    return self
-                if time.monotonic() > deadline:
-                    raise self._timed_out()
-                await asyncio.sleep(0.25)
-            self.on_notice(f"port {self.port} was taken while the server started; retrying")
-            self.requested_port = None
-        raise ServerStartError(f"could not find a free port on {self.host} for the server")
-
-    async def astop(self) -> None:
-        await asyncio.to_thread(self.stop)
-
-    async def __aenter__(self) -> LocalModelServer:
-        return await self.astart()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()

@@ -274,9 +274,11 @@ class ModelStore:
     # pulling ---------------------------------------------------------------------------
 
     def pull(
-        self, name: str, progress: ProgressCallback | None = None, *, force: bool = False
+        self, name: str, progress: ProgressCallback | None = None, *, force: bool = False,
+        wait: bool = False,
     ) -> Path:
-        """Download, assemble and verify ``name``; return the path of the verified file."""
+        """Download, assemble and verify ``name``; return the path of the verified file.
+        ``wait``: if another process is pulling it, wait for that pull instead of failing."""
         entry = get_model(name)
         final = self.root / entry.filename
         if final.is_file() and not force:
@@ -285,7 +287,9 @@ class ModelStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._check_disk_space(entry)
         partial = final.with_name(final.name + ".partial")
-        with self._lock(entry.name):
+        with self._lock(entry.name, wait=wait):
+            if final.is_file() and not force:
+                return final  # the pull we waited for made it
             self._remove_leftovers_of_killed_pulls()
             errors: list[str] = []
             for source in entry.sources:
@@ -389,7 +393,7 @@ class ModelStore:
             )
 
     @contextlib.contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
+    def _lock(self, name: str, wait: bool = False) -> Iterator[None]:
         """Keep two pulls of the same model from writing one partial file."""
         lock_path = self.root / f".{name}.lock"
         with lock_path.open("w") as handle:
@@ -399,7 +403,7 @@ class ModelStore:
                 yield
                 return
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 raise PullError(
                     f"another process is pulling {name} into {self.root}; wait for it to finish"

@@ -31,8 +31,10 @@ from tornado import web
 from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.loop import Decision
 from kernelagent.agent.model import ModelAuthError, ModelError, ModelNotFoundError
-from kernelagent.api import SessionResult, aresume, arun, build_config
+from kernelagent.api import SessionResult, aresume, arun, build_config, served_model
 from kernelagent.events import Error, Event, SessionFinished, StatusChanged
+from kernelagent.localmodel import recommended_api
+from kernelagent.localmodel.store import LocalModelError
 from kernelagent.notebook.recorder import NotebookFormatError
 from kernelagent.notebook.replay import ReplayError, ReplayOptions, replay_notebook
 from kernelagent.notebook.workspace_inputs import MissingInputError
@@ -100,7 +102,7 @@ def describe_error(error: BaseException) -> tuple[str, str]:
         return str(error), "start Docker (or create the session with sandbox 'local', which is not isolated)"
     if isinstance(error, SandboxError):
         return str(error), "check that Docker runs and the sandbox image exists (kernelagent image build)"
-    if isinstance(error, (SessionStateError, FileNotFoundError)):
+    if isinstance(error, (SessionStateError, FileNotFoundError, LocalModelError)):
         return str(error), ""
     return f"{error.__class__.__name__}: {error}", "see the Jupyter server log"
 
@@ -375,18 +377,21 @@ class SessionManager:
             if not started.done():
                 started.set_result(session.id)
 
-        run = arun(
-            task_text,
-            data=data,
-            workspace=workspace,
-            notebook=notebook,
-            config=config,
-            api_key=self._api_key(config.base_url),
-            on_session=on_session,
-            store=self.store,
-            stream=stream,
-        )
-        task = self._spawn(self._drive(stream, run), f"kernelagent session {slug}")
+        async def run() -> SessionResult:
+            async with served_model(config):  # a lease on the machine's model server, if local
+                return await arun(
+                    task_text,
+                    data=data,
+                    workspace=workspace,
+                    notebook=notebook,
+                    config=config,
+                    api_key=self._api_key(config.base_url),
+                    on_session=on_session,
+                    store=self.store,
+                    stream=stream,
+                )
+
+        task = self._spawn(self._drive(stream, run()), f"kernelagent session {slug}")
         await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
         if started.done():
             return self.session_json(started.result())
@@ -429,6 +434,9 @@ class SessionManager:
             raise ApiError(400, str(error), hint="allow_net entries are HOST[:PORT]") from None
         if config.sandbox.network_allow:
             config.sandbox.network_headers = dict(self.policy.network_headers)
+        if base_url is None and (model == "local" or model.startswith("local:")):
+            config.local_model = model.removeprefix("local").removeprefix(":")  # "" = the default
+            config.api = api if body.get("api") else recommended_api(config.local_model or None)
         return config
 
     def _api_key(self, base_url: str | None) -> str | None:
@@ -443,7 +451,7 @@ class SessionManager:
             status = 400
         elif isinstance(error, ModelError):
             status = 502
-        elif isinstance(error, (DockerUnavailableError, SandboxError)):
+        elif isinstance(error, (DockerUnavailableError, SandboxError, LocalModelError)):
             status = 503
         else:  # the detail goes to the log, not to the client
             self.log.error("kernelagent: a session failed to start", exc_info=error)

@@ -22,6 +22,7 @@ from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome
 from kernelagent.agent.workspace import workspace_files
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.agent.prompts import system_prompt
+from kernelagent.agent.transport import reporting_retries
 from kernelagent.events import (
     Usage,
     SessionFinished,
@@ -74,8 +75,8 @@ class SessionConfig(BaseModel):
     attempt_temperature: float = 0.7
     """Sampling temperature of attempts 2, 3, ... (attempt 1 uses ``limits.temperature``)."""
     parallel_attempts: int | None = Field(default=None, ge=1)
-    """How many attempts run at once; None: all of them, or one at a time on a model server
-    kernelagent serves itself, which decodes one request at a time."""
+    """How many attempts run at once; None: all of them on a remote server. For a model
+    kernelagent serves itself, ``api.served_model`` sets it to the server's decoding slots."""
 
     @model_validator(mode="before")
     @classmethod
@@ -211,7 +212,8 @@ class Session:
             self.stream.emit(UserMessage(text=instruction))
         self._set_status("running")
         try:
-            outcome = await self.loop.run(instruction)
+            with reporting_retries(self.stream.emit):  # "model server busy, retrying 2/5"
+                outcome = await self.loop.run(instruction)
         except (asyncio.CancelledError, KeyboardInterrupt):
             await self._interrupt_running_cell()
             if finish:

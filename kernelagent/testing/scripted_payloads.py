@@ -314,3 +314,42 @@ def chat_stream_chunks(
             "choices": [],
             "usage": chat_usage(usage),
         }
+
+
+def chat_role_chunk(*, completion_id: str, model: str) -> dict[str, Any]:
+    """The first chunk of a chat stream: the role, no content, no finish reason."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": CREATED_AT,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "delta": {"role": "assistant", "content": ""},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+    }
+
+
+def chat_empty_completion(*, completion_id: str, model: str) -> dict[str, Any]:
+    """A completion with nothing in it: no content, no tool call, no finish reason."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": CREATED_AT,
+        "model": model,
+        "system_fingerprint": None,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "refusal": None},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        ],
+        "usage": None,
+    }

@@ -1,7 +1,7 @@
 """A scripted, OpenAI-compatible HTTP server for tests and demos.
 
-Serves ``POST /v1/responses``, ``POST /v1/chat/completions`` (streaming or not) and
-``GET /v1/models`` on 127.0.0.1 from a background thread. Every completion request
+Serves ``POST /v1/responses``, ``POST /v1/chat/completions`` (streaming or not),
+``GET /v1/models`` and ``GET /health`` on 127.0.0.1 from a background thread. Every completion request
 consumes the next ``ScriptedTurn``, whichever endpoint it hits.
 """
 
@@ -27,6 +27,7 @@ from kernelagent.testing.scripted_turns import Responder, ScriptedTurn, openai_e
 RESPONSES_PATHS = ("/v1/responses", "/responses")
 CHAT_PATHS = ("/v1/chat/completions", "/chat/completions")
 MODELS_PATHS = ("/v1/models", "/models")
+HEALTH_PATHS = ("/health",)
 
 
 class RecordedRequest(BaseModel):
@@ -209,6 +210,9 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self._record(body=None)
         if not self._authorized():
             return
+        if path in HEALTH_PATHS:  # as llama-server answers once its model is loaded
+            self._send_json(HTTPStatus.OK, {"status": "ok"})
+            return
         if path in MODELS_PATHS:
             data = [
                 {
@@ -261,7 +265,9 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
             )
             self._send_json(turn.status_code, body_out, extra_headers=turn.headers)
             return
-        if path in RESPONSES_PATHS:
+        if turn.fault == "empty_stream":
+            self._reply_empty(path, body, turn)
+        elif path in RESPONSES_PATHS:
             self._reply_responses(body, turn, len(raw))
         else:
             self._reply_chat(body, turn, len(raw))
@@ -284,7 +290,33 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
                 (f"event: {event['type']}\ndata: {json.dumps(event)}\n\n" for event in events), turn
             )
         else:
-            self._send_json(HTTPStatus.OK, final, extra_headers=turn.headers)
+            self._send_json(
+                HTTPStatus.OK, final, extra_headers=turn.headers, cut=turn.fault == "cut_stream"
+            )
+
+    def _reply_empty(self, path: str, request: dict[str, Any], turn: ScriptedTurn) -> None:
+        """200 with nothing in it: no content, no tool call, no finish reason."""
+        model = str(request.get("model", "scripted-model"))
+        if path in RESPONSES_PATHS:
+            pending = payloads.response_object(
+                response_id=self.scripted.ids.next("resp"), request=request,
+                status="in_progress", output=[], usage=None,
+            )
+            if request.get("stream"):
+                event = {"type": "response.created", "sequence_number": 0, "response": pending}
+                self._send_sse([f"event: response.created\ndata: {json.dumps(event)}\n\n"], turn)
+            else:
+                self._send_json(HTTPStatus.OK, pending, extra_headers=turn.headers)
+            return
+        completion_id = self.scripted.ids.next("chatcmpl", separator="-")
+        if request.get("stream"):
+            role = payloads.chat_role_chunk(completion_id=completion_id, model=model)
+            self._send_sse([f"data: {json.dumps(role)}\n\n", "data: [DONE]\n\n"], turn)
+        else:
+            self._send_json(
+                HTTPStatus.OK, payloads.chat_empty_completion(completion_id=completion_id, model=model),
+                extra_headers=turn.headers,
+            )
 
     def _reply_chat(self, request: dict[str, Any], turn: ScriptedTurn, request_bytes: int) -> None:
         completion_id = self.scripted.ids.next("chatcmpl", separator="-")
@@ -311,7 +343,10 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
                 tool_calls=tool_calls,
                 usage=usage,
             )
-            self._send_json(HTTPStatus.OK, completion, extra_headers=turn.headers)
+            self._send_json(
+                HTTPStatus.OK, completion, extra_headers=turn.headers,
+                cut=turn.fault == "cut_stream",
+            )
 
     # --- plumbing ----------------------------------------------------------------
 
@@ -364,7 +399,8 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self._send_json(status, openai_error_body(message, error_type=error_type, code=code))
 
     def _send_json(
-        self, status: int, payload: Any, *, extra_headers: dict[str, str] | None = None
+        self, status: int, payload: Any, *, extra_headers: dict[str, str] | None = None,
+        cut: bool = False,
     ) -> None:
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -373,6 +409,11 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         for name, value in (extra_headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
+        if cut:  # half the promised body, then the connection closes
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         self.wfile.write(data)
 
     def _send_sse(self, messages: Iterable[str], turn: ScriptedTurn) -> None:
@@ -383,11 +424,17 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         for name, value in turn.headers.items():
             self.send_header(name, value)
         self.end_headers()
+        messages = list(messages)
+        if turn.fault == "cut_stream":  # the first half, then the connection closes mid-body
+            messages = messages[: max(1, len(messages) // 2)]
         for number, message in enumerate(messages):
             if number and turn.chunk_delay:
                 time.sleep(turn.chunk_delay)
             data = message.encode()
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
+        if turn.fault == "cut_stream":
+            self.close_connection = True
+            return
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -37,6 +37,12 @@ class ScriptedTurn(BaseModel):
     """Seconds to wait between streamed events (to test interrupting a stream)."""
     headers: dict[str, str] = Field(default_factory=dict)
     """Extra response headers, e.g. ``retry-after-ms`` for fast SDK retries."""
+    fault: Literal["empty_stream", "cut_stream"] | None = None
+    """A transport fault instead of a normal reply. ``empty_stream``: 200, then no content,
+    no tool call and no finish reason (streamed: a role chunk and ``[DONE]``, as
+    llama-cpp-python's server answers a second client while it serves a first; Responses:
+    ``response.created`` and the end of the stream). ``cut_stream``: the first half of the
+    reply's events, then the connection is closed mid-stream (not streamed: half the body)."""
 
     @property
     def is_error(self) -> bool:
@@ -65,6 +71,16 @@ class ScriptedTurn(BaseModel):
             tool_calls=[ScriptedToolCall(name="final_answer", arguments={"answer": answer})],
             **fields,
         )
+
+    @classmethod
+    def empty_stream(cls, **fields: Any) -> ScriptedTurn:
+        """A reply with nothing in it: no content, no tool call, no finish reason."""
+        return cls(fault="empty_stream", **fields)
+
+    @classmethod
+    def cut_stream(cls, text: str = "This reply is cut off in the middle", **fields: Any) -> ScriptedTurn:
+        """A reply whose connection is closed half-way through."""
+        return cls(text=text, fault="cut_stream", **fields)
 
     @classmethod
     def say(cls, text: str, **fields: Any) -> ScriptedTurn:

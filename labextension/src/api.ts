@@ -159,6 +159,16 @@ export interface IErrorEvent extends IEventBase {
   hint: string;
 }
 
+/** A model request failed in transport (empty or broken-off stream, reset, 502/503/504,
+ * timeout) and is retried: not a model turn. */
+export interface IModelRetrying extends IEventBase {
+  type: 'model_retrying';
+  retry: number;
+  retries: number;
+  reason: string;
+  delay: number;
+}
+
 export interface ISessionFinished extends IEventBase {
   type: 'session_finished';
   status: SessionStatus;
@@ -235,7 +245,8 @@ export type AgentEvent =
   | IAttemptStarted
   | IAttemptFinished
   | IVoteDecided
-  | ISessionFinished;
+  | ISessionFinished
+  | IModelRetrying;
 
 // --- REST payloads -------------------------------------------------------------------
 

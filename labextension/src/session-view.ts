@@ -303,6 +303,12 @@ export class SessionView extends Panel {
           this.cells.get(event.cell_id)?.addEgress(event.request);
         }
         break;
+      case 'model_retrying':
+        this.endLiveText(); // the partial reply of a broken stream is dropped
+        this.addNote(
+          `model server busy, retrying ${event.retry}/${event.retries} (${event.reason})`
+        );
+        break;
       case 'usage':
         this.setUsage(event.total.input_tokens, event.total.output_tokens);
         break;
