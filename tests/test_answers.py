@@ -155,7 +155,10 @@ async def test_an_answer_written_before_the_output_must_match_it(
         result, notebook = await run(server, tmp_path, api="code-blocks")
         requests = server.completion_requests()
     assert (result.status, result.answer) == ("completed", "4")
-    assert "before the code's output existed" in last_input(requests[1])
+    sent_back = json.loads(last_input(requests[1]))
+    assert "Answer '5' not accepted" in sent_back and "before the code's output existed" in sent_back
+    assert "The code printed:\n4\n" in sent_back  # what the answer should come from
+    assert "reply with only the line `FINAL ANSWER:" in sent_back
     verdicts = [review["verdict"] for review in notebook.metadata.kernelagent.answer_reviews]
     assert verdicts == ["before_output", "accepted"]
 
