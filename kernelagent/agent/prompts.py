@@ -82,6 +82,11 @@ REPEATED_FAILURE = (
     "cause."
 )
 
+REPEATED_SUCCESS = (
+    "[not run] This code is the same as cell {number}, which just ran and printed:\n{output}\n"
+    "Running it again would print the same, so it was not run. {act}"
+)
+
 AFTER_ERROR_NUDGE = (
     "Your last cell failed with: {error}. Do not give up and do not ask for data: the files "
     "are in the workspace ({files}). {act}"

@@ -184,6 +184,7 @@ export interface IActionSkipped extends IEventBase {
   code: string;
   code_sha256: string;
   same_as_cell: string;
+  repeats: 'failed' | 'just_ran';
   error: string;
   next_temperature: number | null;
 }
