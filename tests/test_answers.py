@@ -290,3 +290,25 @@ async def test_the_same_code_runs_again_once_something_else_ran(
     assert result.status == "completed"
     assert [cell.metadata.kernelagent.status for cell in code_cells(notebook)] == ["ok"] * 3
     assert not notebook.metadata.kernelagent.get("skipped_actions")
+
+
+async def test_a_guess_sent_back_is_not_accepted_when_it_comes_again(
+    docker_available: None, tmp_path: Path
+) -> None:
+    guessed = "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\n```\nFINAL ANSWER: 5"
+    script = [ScriptedTurn.say(guessed)] + [ScriptedTurn.say("FINAL ANSWER: 5")] * 2
+    script.append(ScriptedTurn.say("FINAL ANSWER: 4"))
+    with ScriptedModelServer(script) as server:
+        result, notebook = await run(
+            server, tmp_path, api="code-blocks", temperature=0.0, check_answers=False
+        )
+        requests = server.completion_requests()
+    assert (result.status, result.answer) == ("completed", "4")
+    reviews = notebook.metadata.kernelagent.answer_reviews
+    assert [(r["verdict"], r["answer"]) for r in reviews] == [
+        ("before_output", "5"), ("not_shown", "5"), ("not_shown", "5"), ("accepted", "4"),
+    ]
+    again = json.loads(last_input(requests[2]))
+    assert "it was sent back before, and it still does not appear" in again
+    assert "The newest output:\n4\n" in again
+    assert [r.body.get("temperature") for r in requests] == [0.0, 0.0, 0.7, 1.0]

@@ -6,6 +6,8 @@ The loop asks :class:`AnswerReview` about every ``final_answer`` call. In order:
 2. the answer came in the same reply as code, before that code's output existed, and the
    output does not show it (or the code failed) -> "before_output";
 3. a short answer that no successful cell printed (``check_answers``, asked once) -> "not_shown";
+   an answer already sent back for being in no output, and still in none, is sent back
+   again however often it comes (a small model repeats a guess it made before any output);
 4. a verification turn (``verify_answers``, once per instruction): the model sees the
    question, the code that produced the answer and its output, and confirms or fixes it;
 5. otherwise "accepted".
@@ -40,6 +42,8 @@ class Review:
     """For the model, when the answer is not accepted."""
     detail: str = ""
     """For the notebook and the person reading it."""
+    repeated: bool = False
+    """The same unsupported answer as before: the loop samples hotter next turn."""
 
 
 @dataclass
@@ -56,6 +60,8 @@ class AnswerReview:
     """The current instruction has had no successful cell yet."""
     checked: bool = False
     verified: bool = False
+    sent_back: set[str] = field(default_factory=set)
+    """Answers (normalised) sent back for being in no output, in this instruction."""
     review_turns: int = 0
     """Turns the reviews asked for in this instruction (a check or a verification): they
     do not count against the loop's step limit."""
@@ -65,6 +71,7 @@ class AnswerReview:
         self.evidence_pending = True
         self.checked = False
         self.verified = False
+        self.sent_back = set()
         self.review_turns = 0
 
     def cell_ran(self, number: int, code: str, output: str, ok: bool) -> None:
@@ -91,13 +98,23 @@ class AnswerReview:
             missing = ungrounded_parts(answer, shown)
             if failed or missing or not shown.strip():
                 why = f"cell {failed[0]} failed" if failed else "its output does not show it"
+                if not failed:
+                    self.sent_back.add(_key(answer))
                 return Review("before_output", self.before_output_message(answer, why, shown, failed), why)
+        if _key(answer) in self.sent_back and (missing := ungrounded_parts(answer, self.printed())):
+            return Review(
+                "not_shown",
+                self.sent_back_again_message(answer),
+                "sent back before and still in no output",
+                repeated=True,
+            )
         if (
             self.check_answers
             and not self.checked
             and (missing := ungrounded_parts(answer, self.printed()))
         ):
             self.checked = True
+            self.sent_back.add(_key(answer))
             self.review_turns += 1
             listed = ", ".join(repr(part) for part in missing)
             return Review(
@@ -131,6 +148,16 @@ class AnswerReview:
             answer=repr(answer.strip()), why=why, printed=printed, act=act
         )
 
+    def sent_back_again_message(self, answer: str) -> str:
+        newest = next((cell for cell in reversed(self.cells) if cell.ok), None)
+        output = _clip(newest.output.strip(), VERIFY_OUTPUT_CHARS) if newest else ""
+        act = prompts.BEFORE_OUTPUT_ACT_BLOCKS if self.code_blocks else prompts.BEFORE_OUTPUT_ACT_TOOLS
+        return prompts.ANSWER_SENT_BACK_AGAIN.format(
+            answer=repr(answer.strip()),
+            printed=f"The newest output:\n{output or '(nothing)'}\n" if newest else "",
+            act=act,
+        )
+
     def source_of(self, answer: str) -> RanCell | None:
         """The newest successful cell whose output shows the answer, else the newest one."""
         successful = [cell for cell in reversed(self.cells) if cell.ok]
@@ -157,6 +184,10 @@ class AnswerReview:
             if self.code_blocks
             else "corrected code (python tool)",
         )
+
+
+def _key(answer: str) -> str:
+    return " ".join(answer.casefold().split()).strip(" .`*\"'")
 
 
 def _clip(text: str, limit: int) -> str:

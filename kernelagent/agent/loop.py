@@ -266,6 +266,7 @@ class AgentLoop:
                     self.conversation.add_tool_result(call.id, review.message)
                     continue  # not usable: repeated guesses end the session as failed
                 usable = True
+                repeated = repeated or review.repeated
                 if review.verdict != "accepted":
                     self.conversation.add_tool_result(call.id, review.message)
                     continue

@@ -50,6 +50,11 @@ ANSWER_BEFORE_OUTPUT = (
 )
 """{printed} is the cells' output when they succeeded; {act} what to reply (see below)."""
 
+ANSWER_SENT_BACK_AGAIN = (
+    "Answer {answer} not accepted: it was sent back before, and it still does not appear in "
+    "any output of the code you ran. Do not repeat it. {printed}{act}"
+)
+
 BEFORE_OUTPUT_ACT_BLOCKS = (
     "If this output answers the question, reply with only the line "
     "`FINAL ANSWER: <the answer, taken from the output>`; otherwise reply with one corrected "
