@@ -135,6 +135,15 @@ class CellFinished(_Event):
     """Names the cell defined or changed, with type and fingerprint."""
 
 
+class DisplayUpdated(_Event):
+    """A later cell updated displays of an earlier one (``handle.update(...)`` on a
+    ``display(..., display_id=True)`` handle): the earlier cell's outputs as they are now."""
+
+    type: Literal["display_updated"] = "display_updated"
+    cell_id: str
+    outputs: list[NotebookOutput]
+
+
 class ApprovalRequested(_Event):
     type: Literal["approval_requested"] = "approval_requested"
     cell_id: str
@@ -288,6 +297,7 @@ Event = Annotated[
         CellStarted,
         CellOutput,
         CellFinished,
+        DisplayUpdated,
         ApprovalRequested,
         ApprovalDecided,
         KernelRestarted,

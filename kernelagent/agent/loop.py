@@ -32,6 +32,7 @@ from kernelagent.events import (
     CellFinished,
     CellOutput,
     CellStarted,
+    DisplayUpdated,
     Error,
     Event,
     KernelRestarted,
@@ -378,7 +379,10 @@ class AgentLoop:
             timeout=timeout,
             on_output=lambda output: self._output(cell_id, output),
             manifest=True,
+            cell_id=cell_id,
         )
+        for earlier_cell, outputs in result.display_updates.items():
+            self.emit(DisplayUpdated(cell_id=earlier_cell, outputs=outputs))
         manifest = parse_expression(result.user_expressions)
         self.state.cells += 1
         notes = self.memory.record(

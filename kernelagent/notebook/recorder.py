@@ -39,6 +39,7 @@ from kernelagent.events import (
     CellFinished,
     CellOutput,
     CellStarted,
+    DisplayUpdated,
     EgressRequest,
     Error,
     Event,
@@ -297,6 +298,12 @@ class NotebookRecorder:
                 return
             case CellFinished():
                 self._on_cell_finished(event)
+            case DisplayUpdated():
+                cell = self._code_cell(event.cell_id, event)
+                if cell is None:
+                    return
+                cell.outputs = [nbformat.from_dict(output) for output in event.outputs]
+                self._changed(cell)
             case ApprovalRequested():
                 self._on_approval_requested(event)
             case ApprovalDecided():

@@ -197,19 +197,42 @@ async def replay_notebook(
             if is_side_effect(cell) and not await _allow_side_effect(options.side_effects, ask, number, cell.source):
                 report.cells.append(CellReport(number, cell_id, "skipped", "side-effect cell, not run"))
                 continue
-            result = await sandbox.execute(cell.source, timeout=options.timeout)
+            result = await sandbox.execute(cell.source, timeout=options.timeout, cell_id=cell_id)
             replayed_cells[index].outputs = [nbformat.from_dict(o) for o in result.outputs]
             replayed_cells[index].execution_count = result.execution_count
             cell_report = judge(cell, result.status, result.detail, result.outputs, options.compare)
             cell_report.number, cell_report.cell_id = number, cell_id
             cell_report.seconds = result.duration
             report.cells.append(cell_report)
+            _apply_display_updates(report, cells, replayed_cells, result.display_updates, options)
             if result.status == "kernel_died":
                 dead_reason = f"the kernel died at cell {number} ({result.detail})"
     finally:
         await sandbox.shutdown()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _apply_display_updates(
+    report: ReplayReport,
+    cells: list[NotebookNode],
+    replayed_cells: list[NotebookNode],
+    updates: dict[str, list[dict[str, Any]]],
+    options: ReplayOptions,
+) -> None:
+    """A later cell updated displays of earlier ones: record and judge them again."""
+    for cell_report in report.cells:
+        outputs = updates.get(cell_report.cell_id)
+        if outputs is None or cell_report.outcome not in ("matched", "diverged"):
+            continue
+        index = cell_report.number - 1
+        replayed_cells[index].outputs = [nbformat.from_dict(o) for o in outputs]
+        again = judge(cells[index], "ok", "", outputs, options.compare)
+        cell_report.outcome, cell_report.reason, cell_report.diff = (
+            again.outcome,
+            again.reason,
+            again.diff,
+        )
 
 
 def judge(

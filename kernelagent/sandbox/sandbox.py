@@ -29,7 +29,13 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 from jupyter_core.paths import jupyter_runtime_dir
 
-from kernelagent.execution import ExecutionResult, OutputCallback, execute
+from kernelagent.execution import (
+    ExecutionResult,
+    KernelOutputs,
+    OutputCallback,
+    execute,
+    shell_reply,
+)
 from kernelagent.manifest import (
     EXPRESSION,
     EXPRESSION_NAME,
@@ -126,6 +132,8 @@ class Sandbox:
         self.client = manager.client()
         self._lock = asyncio.Lock()
         self._manifest_ready = False
+        self._outputs = KernelOutputs()
+        """The outputs of the cells this kernel ran, for display ids that later cells update."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -225,6 +233,7 @@ class Sandbox:
     async def restart(self) -> None:
         """A new kernel in the same workspace; all in-memory state is lost."""
         self._manifest_ready = False
+        self._outputs = KernelOutputs()
         await self.manager.restart_kernel(now=True)
         await wait_for_kernel(self.client, self.settings.startup_timeout, self.death_reason)
 
@@ -275,11 +284,13 @@ class Sandbox:
         on_output: OutputCallback | None = None,
         *,
         manifest: bool = False,
+        cell_id: str | None = None,
     ) -> ExecutionResult:
         """Run a cell; outputs come back as nbformat v4 dicts.
 
         With ``manifest``, the result's ``manifest`` lists the names the cell defined
-        or changed (computed in the kernel, returned with the reply).
+        or changed (computed in the kernel, returned with the reply). ``cell_id`` names
+        the cell in ``display_updates`` of a later cell that updates its displays.
         """
         async with self._lock:
             expressions = None
@@ -296,6 +307,8 @@ class Sandbox:
                 interrupt=self.interrupt,
                 interrupt_grace=self.settings.interrupt_grace,
                 user_expressions=expressions,
+                outputs=self._outputs,
+                cell_id=cell_id,
             )
             if result.interrupt_ignored:
                 await self.restart()
@@ -321,14 +334,9 @@ class Sandbox:
 
     async def _shell_reply(self, msg_id: str) -> dict[str, Any]:
         """The kernel's reply to ``msg_id``, within ``startup_timeout`` in all."""
-        deadline = time.monotonic() + self.settings.startup_timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                reply = await self.client.get_shell_msg(timeout=left)
-            except Empty:
-                break
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return reply
+        reply = await shell_reply(self.client, msg_id, timeout=self.settings.startup_timeout)
+        if reply is not None:
+            return reply
         dead = await self.death_reason()
         raise SandboxError(
             f"the kernel did not answer within {self.settings.startup_timeout:.0f} s"
