@@ -13,7 +13,7 @@ import pytest
 
 import kernelagent.api as api
 from kernelagent.execution import KernelOutputs, execute
-from kernelagent.notebook.replay import ReplayOptions, replay_notebook
+from kernelagent.replay.replay import ReplayOptions, replay_notebook
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn

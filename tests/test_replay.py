@@ -13,8 +13,8 @@ import nbformat
 import pytest
 
 import kernelagent.api as api
-from kernelagent.notebook.replay import ReplayOptions, replay_notebook
-from kernelagent.notebook.restore import restore_state
+from kernelagent.replay.replay import ReplayOptions, replay_notebook
+from kernelagent.replay.restore import restore_state
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn

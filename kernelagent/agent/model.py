@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.events import Usage
 
 
@@ -154,13 +155,8 @@ class ModelTurn(BaseModel):
         )
 
 
-class ModelError(Exception):
+class ModelError(KernelAgentError):
     """A model call failed; ``message`` says what happened, ``hint`` what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.agent.model import ToolCall, ToolSpec
 
 PYTHON = ToolSpec(
@@ -57,7 +58,7 @@ FINAL_ANSWER = ToolSpec(
 TOOLS = [PYTHON, SHELL, FINAL_ANSWER]
 
 
-class ToolArgumentError(ValueError):
+class ToolArgumentError(KernelAgentError, ValueError):
     """The model's call cannot be run; the message goes back to the model."""
 
 

@@ -19,9 +19,9 @@ from kernelagent.cli.render import EventRenderer
 from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED, local_model_choice, use_local_model
 from kernelagent.localmodel.store import LocalModelError
 from kernelagent.notebook.recorder import NotebookFormatError, RecordingError
-from kernelagent.notebook.replay import EXIT_FAILED as REPLAY_FAILED
-from kernelagent.notebook.replay import ReplayError, ReplayOptions, ReplayReport, replay_notebook
-from kernelagent.notebook.workspace_inputs import MissingInputError
+from kernelagent.replay.replay import EXIT_FAILED as REPLAY_FAILED
+from kernelagent.replay.replay import ReplayError, ReplayOptions, ReplayReport, replay_notebook
+from kernelagent.replay.workspace_inputs import MissingInputError
 from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
 from kernelagent.sandbox.sandbox import SandboxError
 from kernelagent.sandbox.settings import SandboxSettings
@@ -59,7 +59,7 @@ def replay(
     try:
         with console.status(f"replaying {notebook}…"):
             if agent:
-                from kernelagent.notebook.agent_replay import replay_agent
+                from kernelagent.session.agent_replay import replay_agent
 
                 report = asyncio.run(replay_agent(notebook, sandbox=options.sandbox, workspace=workspace))
             else:

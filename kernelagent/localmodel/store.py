@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal, Protocol
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.localmodel.catalog import (
     CATALOG,
     DEFAULT_API_FOR_UNKNOWN,
@@ -44,7 +45,7 @@ CHUNK_SIZE = 4 * 1024 * 1024
 _TEMP_PREFIX = "kernelagent-pull-"
 
 
-class LocalModelError(RuntimeError):
+class LocalModelError(KernelAgentError, RuntimeError):
     """Base class: every message says what to do next."""
 
 

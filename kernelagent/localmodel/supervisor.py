@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.localmodel.backends import (
     BackendChoice,
     ServeOptions,
@@ -47,7 +48,7 @@ RESTARTS_ALLOWED = 3
 RESTART_WINDOW_SECONDS = 300.0
 
 
-class ServerFailed(RuntimeError):
+class ServerFailed(KernelAgentError, RuntimeError):
     pass
 
 

@@ -29,6 +29,7 @@ from nbformat.v4.rwbase import split_lines
 from nbformat.validator import ValidationError, normalize
 from nbformat.warnings import MissingIDFieldWarning
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.events import (
     ActionSkipped,
     AnswerReviewed,
@@ -80,11 +81,11 @@ _IN_FLIGHT = (*_AWAITING_RUN, "running")
 MAX_EGRESS_RECORDS = 200
 
 
-class RecordingError(Exception):
+class RecordingError(KernelAgentError):
     """The notebook could not be saved; the file on disk still holds the last good save."""
 
 
-class NotebookFormatError(ValueError):
+class NotebookFormatError(KernelAgentError, ValueError):
     """A file is not a notebook that can be read (or continued)."""
 
 

@@ -31,6 +31,7 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.sandbox import egress_setup
 from kernelagent.sandbox.egress_proxy import EgressListener, EgressProxy, EgressRecord
 from kernelagent.sandbox.images import DEFAULT_IMAGE
@@ -57,7 +58,7 @@ CONTAINER_ENV = {
 }
 
 
-class DockerUnavailableError(RuntimeError):
+class DockerUnavailableError(KernelAgentError, RuntimeError):
     """No Docker engine answers; says how to get one."""
 
 

@@ -30,6 +30,8 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from kernelagent.errors import KernelAgentError
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -38,7 +40,7 @@ ANY_PORT = "*"
 _NAME = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 
-class EgressRuleError(ValueError):
+class EgressRuleError(KernelAgentError, ValueError):
     """A rule that cannot be parsed; the message shows the accepted forms."""
 
 

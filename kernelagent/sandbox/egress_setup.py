@@ -16,6 +16,7 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.sandbox.egress_rules import Allowlist
 
 CONTAINER_EGRESS_DIR = "/run/kernelagent-egress"
@@ -26,7 +27,7 @@ _FORWARDER_SOURCE = Path(__file__).with_name("egress_forwarder.py")
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-class EgressConfigError(ValueError):
+class EgressConfigError(KernelAgentError, ValueError):
     """Egress settings that cannot work; the message says which setting to change."""
 
 

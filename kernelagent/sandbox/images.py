@@ -24,6 +24,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from kernelagent.errors import KernelAgentError
+
 DEFAULT_IMAGE = "kernelagent-sandbox:latest"
 SANDBOX_USER = "agent"
 SANDBOX_UID = 1000
@@ -55,7 +57,7 @@ _PRUNE = ["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/s
 Progress = Callable[[str], None]
 
 
-class ImageBuildError(RuntimeError):
+class ImageBuildError(KernelAgentError, RuntimeError):
     pass
 
 

@@ -29,6 +29,7 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 from jupyter_core.paths import jupyter_runtime_dir
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.execution import (
     ExecutionResult,
     KernelOutputs,
@@ -61,7 +62,7 @@ LOCAL_WARNING = (
 )
 
 
-class SandboxError(RuntimeError):
+class SandboxError(KernelAgentError, RuntimeError):
     """The sandbox could not start or be reached; the message says what to do."""
 
 

@@ -22,6 +22,8 @@ import pwd
 import struct
 from pathlib import Path
 
+from kernelagent.errors import KernelAgentError
+
 log = logging.getLogger(__name__)
 
 SANDBOX_UID_WHEN_HOST_IS_ROOT = 1000
@@ -38,7 +40,7 @@ _PROTECTED = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/opt", "/
               "/sbin", "/srv", "/sys", "/usr", "/var", "/home")
 
 
-class WorkspaceAccessError(RuntimeError):
+class WorkspaceAccessError(KernelAgentError, RuntimeError):
     """The workspace cannot be made writable for the sandbox; says what to do instead."""
 
 

@@ -36,8 +36,8 @@ from kernelagent.events import Error, Event, SessionFinished, StatusChanged
 from kernelagent.localmodel import recommended_api
 from kernelagent.localmodel.store import LocalModelError
 from kernelagent.notebook.recorder import NotebookFormatError
-from kernelagent.notebook.replay import ReplayError, ReplayOptions, replay_notebook
-from kernelagent.notebook.workspace_inputs import MissingInputError
+from kernelagent.replay.replay import ReplayError, ReplayOptions, replay_notebook
+from kernelagent.replay.workspace_inputs import MissingInputError
 from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.sandbox.settings import SandboxSettings

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.agent.models_factory import LOCAL_PLACEHOLDER_KEY
 from kernelagent.sandbox.egress_rules import EgressRuleError, covered_by, parse_rule
 
@@ -34,12 +35,12 @@ DEFAULT_ALLOWED_BASE_URLS = ["http://127.0.0.1:*", "http://localhost:*", "http:/
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class PolicyError(Exception):
+class PolicyError(KernelAgentError):
     """A request asks for something this server does not allow; ``status`` is 400 or 403."""
 
     def __init__(self, status: int, error: str, hint: str) -> None:
-        super().__init__(error)
-        self.status, self.error, self.hint = status, error, hint
+        super().__init__(error, hint)
+        self.status, self.error = status, error
 
 
 @dataclass(frozen=True)

@@ -11,20 +11,21 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.agent.prompts import system_prompt
 from kernelagent.agent.workspace import workspace_files
 from kernelagent.events import Event
 from kernelagent.notebook.recorder import load_notebook
-from kernelagent.notebook.replay import code_cells
-from kernelagent.notebook.restore import RestoreReport, restore_state
-from kernelagent.notebook.workspace_inputs import copy_workspace, source_workspace
+from kernelagent.replay.replay import code_cells
+from kernelagent.replay.restore import RestoreReport, restore_state
+from kernelagent.replay.workspace_inputs import copy_workspace, source_workspace
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.session.session import Session, SessionConfig, sessions_home
 from kernelagent.session.stream import EventStream
 
 
-class ContinueError(RuntimeError):
+class ContinueError(KernelAgentError, RuntimeError):
     pass
 
 

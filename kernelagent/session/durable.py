@@ -21,7 +21,7 @@ from kernelagent.agent.loop import Decision
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.events import CellFinished, Event, SessionFinished, StatusChanged, UsageUpdated, code_sha256
 from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
-from kernelagent.notebook.restore import restore_state
+from kernelagent.replay.restore import restore_state
 from kernelagent.sandbox.maintenance import discard_sandbox, pid_alive
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.session.session import Session, SessionConfig

@@ -31,8 +31,8 @@ from kernelagent.events import (
     UserMessage,
 )
 from kernelagent.notebook.recorder import NotebookRecorder
-from kernelagent.notebook.restore import restore_state
-from kernelagent.notebook.workspace_inputs import sha256_of
+from kernelagent.replay.restore import restore_state
+from kernelagent.replay.workspace_inputs import sha256_of
 from kernelagent.sandbox.maintenance import recorded_kernelspec
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings

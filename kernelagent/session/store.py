@@ -22,6 +22,7 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from pydantic import BaseModel
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.agent.loop import PendingApproval
 from kernelagent.events import SessionStatus
 
@@ -58,11 +59,11 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 
 
-class SessionNotFoundError(LookupError):
+class SessionNotFoundError(KernelAgentError, LookupError):
     pass
 
 
-class SessionStateError(RuntimeError):
+class SessionStateError(KernelAgentError, RuntimeError):
     """The session exists but cannot do what was asked (e.g. resume a completed one)."""
 
 

@@ -26,7 +26,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from kernelagent import api
 from kernelagent.execution import execute
-from kernelagent.notebook.replay import ReplayOptions, replay_notebook
+from kernelagent.replay.replay import ReplayOptions, replay_notebook
 from kernelagent.sandbox.maintenance import install_kernelspec
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.sandbox.settings import SandboxSettings

@@ -19,7 +19,7 @@ from pathlib import Path
 from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.api import arun, build_config
 from kernelagent.notebook.recorder import load_notebook
-from kernelagent.notebook.restore import restore_state
+from kernelagent.replay.restore import restore_state
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.session.durable import resume_session, stop_idle_sandboxes
 from kernelagent.session.store import SessionStore

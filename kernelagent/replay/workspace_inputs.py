@@ -10,12 +10,13 @@ from typing import Any
 
 from nbformat import NotebookNode
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.sandbox.workspace_access import SANDBOX_UID_WHEN_HOST_IS_ROOT
 
 MAX_COPY_BYTES = 2 * 1024**3
 
 
-class MissingInputError(FileNotFoundError):
+class MissingInputError(KernelAgentError, FileNotFoundError):
     """A file the notebook was recorded with is not where the replay looks."""
 
 

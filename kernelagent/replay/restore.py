@@ -13,8 +13,8 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from kernelagent import manifest as manifests
-from kernelagent.notebook.replay import (
+import kernelagent.manifest as manifests
+from kernelagent.replay.replay import (
     AskSideEffect,
     SideEffectPolicy,
     _allow_side_effect,

@@ -16,7 +16,7 @@ from kernelagent.agent.model import AssistantItem, Conversation, ModelTurn, Text
 from kernelagent.events import Usage
 from kernelagent.notebook.compare import CompareOptions
 from kernelagent.notebook.recorder import load_notebook
-from kernelagent.notebook.replay import CellReport, ReplayError, ReplayReport, code_cells, judge, prepare_workspace
+from kernelagent.replay.replay import CellReport, ReplayError, ReplayReport, code_cells, judge, prepare_workspace
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.session import Session, SessionConfig

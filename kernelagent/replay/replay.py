@@ -19,11 +19,12 @@ import nbformat
 from nbformat import NotebookNode
 from pydantic import BaseModel, Field
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.manifest import parse_expression
 from kernelagent.notebook.cell_policy import comparison_opt_out, is_side_effect
 from kernelagent.notebook.compare import CompareOptions, compare_outputs
 from kernelagent.notebook.recorder import load_notebook
-from kernelagent.notebook.workspace_inputs import (
+from kernelagent.replay.workspace_inputs import (
     check_inputs,
     copy_workspace,
     recorded_inputs,
@@ -44,7 +45,7 @@ EXIT_DIVERGED = 1
 EXIT_FAILED = 2
 
 
-class ReplayError(RuntimeError):
+class ReplayError(KernelAgentError, RuntimeError):
     """The replay could not run at all; the message names the cause."""
 
 
