@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from kernelagent.literals import CellKind, CellStatus, SessionStatus
+
 
 def code_sha256(code: str) -> str:
     """The hash an approval is bound to: the exact code (or command) that was shown."""
@@ -22,17 +24,6 @@ def code_sha256(code: str) -> str:
 #: An nbformat v4 output dict (stream, display_data, execute_result, error).
 NotebookOutput = dict[str, Any]
 
-SessionStatus = Literal[
-    "starting",
-    "running",
-    "awaiting_approval",
-    "paused",
-    "completed",
-    "failed",
-    "interrupted",
-]
-
-CellStatus = Literal["ok", "error", "timeout", "kernel_died", "interrupted", "rejected"]
 
 
 class Usage(BaseModel):
@@ -108,7 +99,7 @@ class CellStarted(_Event):
     type: Literal["cell_started"] = "cell_started"
     cell_id: str
     tool_call_id: str
-    kind: Literal["python", "shell"]
+    kind: CellKind
     code: str
     """The cell source as recorded (shell commands as a ``%%bash`` cell)."""
 
@@ -148,7 +139,7 @@ class ApprovalRequested(_Event):
     type: Literal["approval_requested"] = "approval_requested"
     cell_id: str
     tool_call_id: str
-    kind: Literal["python", "shell"]
+    kind: CellKind
     code: str
     code_sha256: str
     reason: str
@@ -202,7 +193,7 @@ class ActionSkipped(_Event):
 
     type: Literal["action_skipped"] = "action_skipped"
     tool_call_id: str
-    kind: Literal["python", "shell"]
+    kind: CellKind
     code: str
     code_sha256: str
     same_as_cell: str

@@ -12,7 +12,8 @@ import nbformat
 import pytest
 
 import kernelagent.api as api
-from kernelagent.execution import KernelOutputs, execute
+from kernelagent.execution.outputs import KernelOutputs
+from kernelagent.execution.run import execute
 from kernelagent.replay.replay import ReplayOptions, replay_notebook
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings

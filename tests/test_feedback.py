@@ -6,7 +6,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from kernelagent.agent.feedback import build_feedback, clip
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 
 
 @pytest.fixture(scope="module")

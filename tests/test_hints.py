@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kernelagent.agent.hints import MAX_NAMES_LISTED, CellMemory, code_key
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 
 
 def notes(memory: CellMemory, code: str, result: ExecutionResult, number: int,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kernelagent.events import NotebookOutput
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
 IMAGE_TYPES = ("image/png", "image/jpeg")

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from kernelagent.agent import prompts
 from kernelagent.agent.answers import AnswerReview, RanCell
-from kernelagent.agent.approvals import ApprovalPolicy
+from kernelagent.agent.approvals import ApprovalPolicy, Decision, PendingApproval
 from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.hints import CellMemory, FailedCell, error_line
 from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
@@ -41,7 +41,7 @@ from kernelagent.events import (
     UsageUpdated,
     code_sha256,
 )
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 from kernelagent.manifest import as_list, parse_expression
 from kernelagent.sandbox.sandbox import Sandbox, shell_cell
 
@@ -85,31 +85,6 @@ class LoopLimits:
 class Outcome:
     status: SessionStatus
     answer: str | None = None
-    reason: str = ""
-
-
-class PendingApproval(BaseModel):
-    """An action waiting for a person: exactly this code, for this reason."""
-
-    cell_id: str
-    tool_call_id: str
-    kind: str
-    code: str
-    code_sha256: str
-    reason: str
-
-
-class Decision(BaseModel):
-    """A person's decision on a pending action, bound to the code they saw."""
-
-    tool_call_id: str
-    cell_id: str
-    decision: Literal["approved", "edited", "rejected"]
-    code: str
-    """The code to run: the pending code, or the person's edit."""
-    approved_sha256: str
-    """sha256 of the pending code the person saw; rechecked before running."""
-    decided_by: str
     reason: str = ""
 
 

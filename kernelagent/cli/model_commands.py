@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from kernelagent.cli.app import app, console, fail
+from kernelagent.cli.output import console, fail
 from kernelagent.localmodel.catalog import DEFAULT_MODEL, UnknownModelError, get_model
 from kernelagent.localmodel.store import LocalModelError, ModelStore, PullProgress
 
@@ -26,7 +26,8 @@ model_app = typer.Typer(
     help="Local models: pull, list, serve, ps, stop, install-server (offline use).",
     no_args_is_help=True,
 )
-app.add_typer(model_app, name="model")
+commands = typer.Typer()
+commands.add_typer(model_app, name="model")
 
 
 def _size(size_bytes: int) -> str:

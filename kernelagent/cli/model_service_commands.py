@@ -14,8 +14,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kernelagent.cli.app import console, fail
-from kernelagent.cli.model_commands import model_app, pull_with_progress
+from kernelagent.cli.model_commands import pull_with_progress
+from kernelagent.cli.output import console, fail
 from kernelagent.localmodel import LocalModelHandle, start_local_model
 from kernelagent.localmodel.build import BuildProgress, install_llama_server, installed_version
 from kernelagent.localmodel.catalog import DEFAULT_MODEL, UnknownModelError
@@ -23,8 +23,11 @@ from kernelagent.localmodel.service import RunningService, running_services, sto
 from kernelagent.localmodel.service_files import read_state
 from kernelagent.localmodel.store import LocalModelError, ModelStore
 
+commands = typer.Typer()
+"""``kernelagent model serve | ps | stop | install-server``, added to the ``model`` group."""
 
-@model_app.command("serve")
+
+@commands.command("serve")
 def serve(
     model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file.")] = DEFAULT_MODEL,
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 if this starts the server (default: a free one).")] = None,
@@ -80,7 +83,7 @@ def _hold(handle: LocalModelHandle) -> None:
     console.print(f"released; the server stops after {timeout:.0f}s without sessions (`kernelagent model stop` now)")
 
 
-@model_app.command("ps")
+@commands.command("ps")
 def ps(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON list on stdout.")] = False,
 ) -> None:
@@ -130,7 +133,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-@model_app.command("stop")
+@commands.command("stop")
 def stop_command(
     name: Annotated[str | None, typer.Argument(help="Model name (default: every running model server).")] = None,
 ) -> None:
@@ -147,7 +150,7 @@ def stop_command(
         console.print(f"stopped {state.model} (pid {state.pid}, {state.base_url}){using}")
 
 
-@model_app.command("install-server")
+@commands.command("install-server")
 def install_server(
     force: Annotated[bool, typer.Option(help="Build again even if llama-server is installed.")] = False,
     jobs: Annotated[int | None, typer.Option(help="Parallel compile jobs (default: the number of cores).")] = None,

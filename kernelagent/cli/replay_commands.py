@@ -5,31 +5,30 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import nbformat
 import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from kernelagent.agent.model import ModelError
-from kernelagent.api import build_config, check_model_server, model_for, served_model
-from kernelagent.cli.app import app, console, fail
-from kernelagent.cli.render import EventRenderer
-from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED, local_model_choice, use_local_model
+from kernelagent.cli.output import EXIT_CODES, EXIT_FAILED, console, fail, fail_with
+from kernelagent.cli.run_command import NO_LOCAL_MODEL_HINT, local_model_choice, use_local_model
+from kernelagent.errors import KernelAgentError
+from kernelagent.literals import SANDBOX_KINDS
 from kernelagent.localmodel.store import LocalModelError
-from kernelagent.notebook.recorder import NotebookFormatError, RecordingError
-from kernelagent.replay.replay import EXIT_FAILED as REPLAY_FAILED
-from kernelagent.replay.replay import ReplayError, ReplayOptions, ReplayReport, replay_notebook
-from kernelagent.replay.workspace_inputs import MissingInputError
-from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
-from kernelagent.sandbox.sandbox import SandboxError
-from kernelagent.sandbox.settings import SandboxSettings
+
+if TYPE_CHECKING:
+    from kernelagent.replay.replay import ReplayReport
+
+REPLAY_FAILED = 2
+"""The exit code of a replay that could not run (``kernelagent.replay.replay.EXIT_FAILED``)."""
+
+commands = typer.Typer()
 
 OUTCOME_STYLE = {"matched": "green", "diverged": "yellow", "error": "red", "skipped": "dim"}
 
 
-@app.command()
+@commands.command()
 def replay(
     notebook: Annotated[Path, typer.Argument(help="The notebook to re-execute (never modified).")],
     sandbox: Annotated[str, typer.Option(help="docker | local")] = "docker",
@@ -45,10 +44,15 @@ def replay(
 
     Exit codes: 0 all matched, 1 some cell diverged or failed, 2 the replay could not run.
     """
-    if sandbox not in ("docker", "local"):
+    if sandbox not in SANDBOX_KINDS:
         raise fail(f"unknown --sandbox {sandbox!r}: use docker or local", REPLAY_FAILED)
     if side_effects not in ("run", "skip"):
         raise fail("--side-effects must be run or skip", REPLAY_FAILED)
+    import nbformat
+
+    from kernelagent.replay.replay import ReplayOptions, replay_notebook
+    from kernelagent.sandbox.settings import SandboxSettings
+
     options = ReplayOptions(
         sandbox=SandboxSettings(kind=sandbox),  # type: ignore[arg-type]
         until=until,
@@ -64,8 +68,8 @@ def replay(
                 report = asyncio.run(replay_agent(notebook, sandbox=options.sandbox, workspace=workspace))
             else:
                 report = asyncio.run(replay_notebook(notebook, options))
-    except (NotebookFormatError, ReplayError, MissingInputError, DockerUnavailableError, SandboxError) as error:
-        raise fail(str(error), REPLAY_FAILED) from None
+    except KernelAgentError as error:  # not a notebook, a missing input, no Docker, ...
+        raise fail_with(error, REPLAY_FAILED) from None
     if out is not None and report.replayed is not None:
         nbformat.write(report.replayed, out)
     if json_output:
@@ -89,7 +93,7 @@ def print_report(report: ReplayReport) -> None:
     console.print(f"{counts} in {report.seconds:.1f}s")
 
 
-@app.command("continue")
+@commands.command("continue")
 def continue_(
     notebook: Annotated[Path, typer.Argument(help="A recorded session notebook.")],
     instruction: Annotated[str, typer.Argument(help="The new instruction.")],
@@ -104,7 +108,9 @@ def continue_(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
 ) -> None:
     """Restore a recorded session's state and conversation, then work on a new instruction."""
-    from kernelagent.notebook.recorder import load_notebook
+    from kernelagent.api import build_config, check_model_server, model_for, served_model
+    from kernelagent.cli.render import EventRenderer
+    from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
     from kernelagent.session.continuation import continue_notebook, restored_note
 
     try:
@@ -144,12 +150,10 @@ def continue_(
 
     try:
         session, outcome = asyncio.run(main())
-    except ModelError as error:
-        raise fail(f"{error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")) from None
     except LocalModelError as error:
-        raise fail(f"{error}\n  hint: or set OPENAI_API_KEY / pass --base-url for a model server") from None
-    except (NotebookFormatError, MissingInputError, DockerUnavailableError, SandboxError, RecordingError) as error:
-        raise fail(str(error)) from None
+        raise fail_with(error, hint=NO_LOCAL_MODEL_HINT) from None
+    except KernelAgentError as error:  # the model, the notebook, its inputs, Docker, ...
+        raise fail_with(error) from None
     if json_output:
         print(json.dumps({
             "session_id": session.id, "status": outcome.status, "answer": outcome.answer,

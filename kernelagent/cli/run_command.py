@@ -8,42 +8,32 @@ import os
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from kernelagent.agent.approvals import ApprovalPolicy
-from kernelagent.agent.model import ModelError
-from kernelagent.api import SessionResult, arun, build_config, served_model
-from kernelagent.cli.app import app, console, fail
-from kernelagent.cli.render import EventRenderer
+from kernelagent.cli.output import EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, console, fail, fail_with
+from kernelagent.errors import KernelAgentError
+from kernelagent.literals import API_KINDS, APPROVAL_MODES, SANDBOX_KINDS
 from kernelagent.localmodel import recommended_api
 from kernelagent.localmodel.store import LocalModelError
-from kernelagent.notebook.recorder import RecordingError
-from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
-from kernelagent.sandbox.sandbox import SandboxError
-from kernelagent.session.session import SessionConfig
 
-#: Exit codes, documented in the README.
-EXIT_COMPLETED = 0
-EXIT_FAILED = 1
-EXIT_PAUSED = 3
-EXIT_AWAITING_APPROVAL = 4
-EXIT_INTERRUPTED = 130
+if TYPE_CHECKING:
+    from kernelagent.api import SessionResult
+    from kernelagent.session.session import SessionConfig
 
 LOCAL_ATTEMPTS = 3
 """Attempts per task on a local model: small models are right more often by a vote."""
+NO_LOCAL_MODEL_HINT = "or set OPENAI_API_KEY / pass --base-url for a model server"
 
-EXIT_CODES = {
-    "completed": EXIT_COMPLETED,
-    "failed": EXIT_FAILED,
-    "paused": EXIT_PAUSED,
-    "awaiting_approval": EXIT_AWAITING_APPROVAL,
-    "interrupted": EXIT_INTERRUPTED,
-}
+commands = typer.Typer()
 
 
-@app.command()
+def _one_of(names: tuple[str, ...]) -> str:
+    return ", ".join(names[:-1]) + f" or {names[-1]}"
+
+
+@commands.command()
 def run(
     task: Annotated[str, typer.Argument(help="What the agent should do.")],
     data: Annotated[Optional[list[Path]], typer.Option("--data", "-d", help="File to copy into the workspace (repeatable).")] = None,
@@ -71,18 +61,22 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")] = False,
 ) -> None:
     """Run an agent session on TASK; it is recorded as a notebook while it runs."""
-    if api not in (None, "responses", "chat", "code-blocks"):
-        raise fail(f"unknown --api {api!r}: use responses, chat or code-blocks", 2)
-    if sandbox not in ("docker", "local"):
-        raise fail(f"unknown --sandbox {sandbox!r}: use docker or local", 2)
+    if api is not None and api not in API_KINDS:
+        raise fail(f"unknown --api {api!r}: use {_one_of(API_KINDS)}", 2)
+    if sandbox not in SANDBOX_KINDS:
+        raise fail(f"unknown --sandbox {sandbox!r}: use {_one_of(SANDBOX_KINDS)}", 2)
     missing = [str(path) for path in data or [] if not path.is_file()]
     if missing:
         raise fail(f"data file not found: {', '.join(missing)} (check the --data paths)", 2)
     price_per_million = _parse_price(price)
-    if approve not in ("never", "shell", "always"):
-        raise fail(f"unknown --approve {approve!r}: use never, shell or always", 2)
+    if approve not in APPROVAL_MODES:
+        raise fail(f"unknown --approve {approve!r}: use {_one_of(APPROVAL_MODES)}", 2)
     if max_cost is not None and price_per_million is None:
         raise fail("--max-cost needs --price INPUT,OUTPUT (USD per million tokens)", 2)
+    from kernelagent.agent.approvals import ApprovalPolicy
+    from kernelagent.api import build_config
+    from kernelagent.cli.render import EventRenderer
+
     local = local_model_choice(model, base_url)
     if local is not None and model is None:
         console.print(f"[dim]no API key or base URL configured: using the local model {local or 'default'} (offline)[/]")
@@ -108,11 +102,11 @@ def run(
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the notebook was saved")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except ModelError as error:
-        raise fail(f"{error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")) from None
     except LocalModelError as error:
-        raise fail(f"{error}\n  hint: or set OPENAI_API_KEY / pass --base-url for a model server") from None
-    except (DockerUnavailableError, SandboxError, RecordingError, FileNotFoundError) as error:
+        raise fail_with(error, hint=NO_LOCAL_MODEL_HINT) from None
+    except KernelAgentError as error:  # the model, Docker, the sandbox, the notebook
+        raise fail_with(error) from None
+    except FileNotFoundError as error:
         raise fail(str(error)) from None
     if json_output:
         print(json.dumps(result.summary()), file=sys.stdout)
@@ -145,6 +139,8 @@ def use_local_model(config: SessionConfig, local: str, api: str | None) -> None:
 
 
 async def _run(task, data, workspace, notebook, config, renderer, local, api) -> SessionResult:  # type: ignore[no-untyped-def]
+    from kernelagent.api import served_model
+
     if local is None:
         return await _run_session(task, data, workspace, notebook, config, renderer)
     use_local_model(config, local, api)
@@ -156,6 +152,8 @@ async def _run(task, data, workspace, notebook, config, renderer, local, api) ->
 
 
 async def _run_session(task, data, workspace, notebook, config, renderer) -> SessionResult:  # type: ignore[no-untyped-def]
+    from kernelagent.api import arun
+
     with console.status("starting the sandbox…", spinner="dots") as status:
         started = asyncio.Event()
 

@@ -7,21 +7,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from kernelagent.cli.app import app, console, fail
-from kernelagent.sandbox.docker_provisioner import DockerUnavailableError, docker_client
-from kernelagent.sandbox.images import (
-    DEFAULT_IMAGE,
-    ImageBuildError,
-    build_dockerfile_image,
-    build_rootfs_image,
-    image_is_current,
-)
-from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.cli.output import console, fail, fail_with
+from kernelagent.errors import KernelAgentError
+from kernelagent.sandbox.images import DEFAULT_IMAGE
 
+commands = typer.Typer()
 image_app = typer.Typer(help="Build the sandbox image.", no_args_is_help=True)
 kernelspec_app = typer.Typer(help="Install a Jupyter kernelspec that runs in the sandbox.", no_args_is_help=True)
-app.add_typer(image_app, name="image")
-app.add_typer(kernelspec_app, name="kernelspec")
+commands.add_typer(image_app, name="image")
+commands.add_typer(kernelspec_app, name="kernelspec")
 
 
 @image_app.command("build")
@@ -36,6 +30,9 @@ def image_build(
     """Build the sandbox image (python3, ipykernel, numpy, pandas, scipy, scikit-learn, matplotlib, non-root user)."""
     if route not in ("rootfs", "dockerfile"):
         raise fail(f"unknown route {route!r}: use rootfs or dockerfile")
+    from kernelagent.sandbox.docker_provisioner import docker_client
+    from kernelagent.sandbox.images import build_dockerfile_image, build_rootfs_image, image_is_current
+
     try:
         client = docker_client()
         if not force and image_is_current(client, name, route):
@@ -46,8 +43,8 @@ def image_build(
             build_rootfs_image(client, name, progress=progress)
         else:
             build_dockerfile_image(client, name, base=base, progress=progress)
-    except (DockerUnavailableError, ImageBuildError) as error:
-        raise fail(str(error)) from None
+    except KernelAgentError as error:  # Docker unavailable, the build failed
+        raise fail_with(error) from None
 
 
 @kernelspec_app.command("install")
@@ -63,6 +60,8 @@ def kernelspec_install(
 ) -> None:
     """Install a kernelspec so JupyterLab, nbclient, papermill and jupyter console can use the sandbox."""
     import sys
+
+    from kernelagent.sandbox.settings import SandboxSettings
 
     try:
         settings = SandboxSettings(image=image, mem_limit=memory, cpus=cpus, pids_limit=pids).allowing(
@@ -81,7 +80,7 @@ def kernelspec_install(
         )
 
 
-@app.command()
+@commands.command()
 def cleanup(
     all_: Annotated[bool, typer.Option("--all", help="Remove every kernelagent sandbox, not just orphans.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Only list what would be removed.")] = False,
@@ -91,8 +90,8 @@ def cleanup(
 
     try:
         found = list_sandboxes(keep_kernel_ids=_kept_kernel_ids())
-    except DockerUnavailableError as error:
-        raise fail(str(error)) from None
+    except KernelAgentError as error:  # no Docker engine
+        raise fail_with(error) from None
     targets = [s for s in found if all_ or s.orphan]
     table = Table("container", "status", "owner pid", "action", "why")
     for sandbox in found:

@@ -7,28 +7,26 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from kernelagent.agent.model import ModelError
-from kernelagent.api import SessionResult, aresume
-from kernelagent.cli.app import app, console, fail
-from kernelagent.cli.render import EventRenderer
-from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED
+from kernelagent.cli.output import EXIT_CODES, EXIT_FAILED, console, fail, fail_with
+from kernelagent.errors import KernelAgentError
 from kernelagent.localmodel.store import LocalModelError
-from kernelagent.notebook.recorder import RecordingError
-from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
-from kernelagent.sandbox.sandbox import SandboxError
-from kernelagent.session.durable import decide, stop_idle_sandboxes
 from kernelagent.session.store import (
     SessionNotFoundError,
     SessionRecord,
     SessionStateError,
     SessionStore,
 )
+
+if TYPE_CHECKING:
+    from kernelagent.api import SessionResult
+
+commands = typer.Typer()
 
 STATUS_STYLE = {
     "completed": "green", "running": "cyan", "awaiting_approval": "bold yellow", "paused": "yellow",
@@ -44,15 +42,19 @@ def _age(seconds: float) -> str:
 
 
 def _store() -> SessionStore:
+    """The session store, after stopping the sandboxes of sessions that wait too long."""
     store = SessionStore()
-    try:
-        asyncio.run(stop_idle_sandboxes(store))
-    except (DockerUnavailableError, OSError):
-        pass
+    if store.idle_sandboxes():  # only then is the sandbox stack needed
+        from kernelagent.session.durable import stop_idle_sandboxes
+
+        try:
+            asyncio.run(stop_idle_sandboxes(store))
+        except (KernelAgentError, OSError):  # no Docker engine: nothing to stop
+            pass
     return store
 
 
-@app.command()
+@commands.command()
 def sessions(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List sessions: id, status, task, age, steps, usage."""
     records = _store().list()
@@ -89,7 +91,7 @@ def plain_columns(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-@app.command()
+@commands.command()
 def show(session_id: Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")]) -> None:
     """Show a session: status, paths, usage, and the pending action if any."""
     record = _get(_store(), session_id)
@@ -109,7 +111,7 @@ def show(session_id: Annotated[str, typer.Argument(help="Session id (a unique pr
         console.print(f"sha256 {record.pending.code_sha256}")
 
 
-@app.command()
+@commands.command()
 def resume(
     session_id: Annotated[str, typer.Argument(help="Session id.")],
     instruction: Annotated[Optional[str], typer.Argument(help="A next instruction (optional).")] = None,
@@ -119,7 +121,7 @@ def resume(
     _finish(_resume(session_id, instruction=instruction), json_output)
 
 
-@app.command()
+@commands.command()
 def approve(
     session_id: Annotated[str, typer.Argument(help="Session id.")],
     edit: Annotated[Optional[Path], typer.Option(help="Run this file's code instead (the edit is recorded).")] = None,
@@ -135,6 +137,8 @@ def approve(
         edited = edit.read_text()
         if record.pending and record.pending.kind == "shell" and not edited.startswith("%%bash"):
             edited = "%%bash\n" + edited
+    from kernelagent.session.durable import decide
+
     try:
         decision = decide(record, "approved", edited_code=edited)
     except SessionStateError as error:
@@ -142,7 +146,7 @@ def approve(
     _finish(_resume(record.id, decision=decision), json_output)
 
 
-@app.command()
+@commands.command()
 def reject(
     session_id: Annotated[str, typer.Argument(help="Session id.")],
     reason: Annotated[str, typer.Option(help="Why; the model reads it.")] = "",
@@ -151,6 +155,8 @@ def reject(
     """Reject the pending action; the model is told (with your reason) and goes on."""
     store = _store()
     record = _get(store, session_id)
+    from kernelagent.session.durable import decide
+
     try:
         decision = decide(record, "rejected", reason=reason)
     except SessionStateError as error:
@@ -166,17 +172,19 @@ def _get(store: SessionStore, session_id: str) -> SessionRecord:
 
 
 def _resume(session_id: str, **options) -> SessionResult:  # type: ignore[no-untyped-def]
+    from kernelagent.api import aresume
+    from kernelagent.cli.render import EventRenderer
+
     try:
         return asyncio.run(aresume(session_id, on_event=EventRenderer(console), **options))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the notebook was saved")
         raise typer.Exit(EXIT_CODES["interrupted"]) from None
-    except ModelError as error:
-        raise fail(f"{error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")) from None
     except LocalModelError as error:
-        raise fail(f"{error}\n  hint: the session used a local model; check `kernelagent model list`") from None
-    except (SessionNotFoundError, SessionStateError, DockerUnavailableError, SandboxError, RecordingError) as error:
-        raise fail(str(error)) from None
+        hint = "the session used a local model; check `kernelagent model list`"
+        raise fail_with(error, hint=hint) from None
+    except KernelAgentError as error:  # the session's state, the model, Docker, the notebook
+        raise fail_with(error) from None
 
 
 def _finish(result: SessionResult, json_output: bool) -> None:

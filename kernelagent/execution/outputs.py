@@ -20,9 +20,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_notebook, output_from_msg
 
 from kernelagent.events import NotebookOutput
-
-DEFAULT_OUTPUT_LIMIT = 2_000_000
-"""Bytes of output kept per cell (text and base64 payloads)."""
+from kernelagent.execution.limits import DEFAULT_OUTPUT_LIMIT
 
 OUTPUT_OVERHEAD = 200
 """Bytes charged per output on top of its payload, so floods of empty outputs are capped too."""

@@ -13,7 +13,8 @@ from typing import Any
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from nbformat import ValidationError
 
-from kernelagent.execution.outputs import DEFAULT_OUTPUT_LIMIT, KernelOutputs, OutputCallback
+from kernelagent.execution.limits import DEFAULT_OUTPUT_LIMIT
+from kernelagent.execution.outputs import KernelOutputs, OutputCallback
 from kernelagent.execution.result import ExecutionResult, ExecutionStatus
 
 DeathCheck = Callable[[], Awaitable[str | None]]

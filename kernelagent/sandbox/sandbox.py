@@ -30,13 +30,9 @@ from jupyter_client.provisioning import KernelProvisionerFactory
 from jupyter_core.paths import jupyter_runtime_dir
 
 from kernelagent.errors import KernelAgentError
-from kernelagent.execution import (
-    ExecutionResult,
-    KernelOutputs,
-    OutputCallback,
-    execute,
-    shell_reply,
-)
+from kernelagent.execution.outputs import KernelOutputs, OutputCallback
+from kernelagent.execution.result import ExecutionResult
+from kernelagent.execution.run import execute, shell_reply
 from kernelagent.manifest import (
     EXPRESSION,
     EXPRESSION_NAME,

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from kernelagent.execution import DEFAULT_OUTPUT_LIMIT
+from kernelagent.execution.limits import DEFAULT_OUTPUT_LIMIT
+from kernelagent.literals import SandboxKind
 from kernelagent.sandbox.egress_rules import parse_rule
 from kernelagent.sandbox.images import DEFAULT_IMAGE
 
-SandboxKind = Literal["docker", "local"]
 
 
 class SandboxSettings(BaseModel):

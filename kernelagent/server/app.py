@@ -9,6 +9,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union
 
 from kernelagent.api import DEFAULT_MODEL
+from kernelagent.literals import API_KINDS, SANDBOX_KINDS
 from kernelagent.server.handlers import default_handlers
 from kernelagent.server.manager import Defaults, SessionManager
 from kernelagent.server.request_policy import DEFAULT_ALLOWED_BASE_URLS, RequestPolicy
@@ -73,14 +74,14 @@ class KernelAgentExtension(ExtensionApp):
         "${NAME} is read from the server's environment and never enters the sandbox.",
     )
     default_api = Enum(
-        ["responses", "chat", "code-blocks"],
+        list(API_KINDS),
         "responses",
         config=True,
         help="Model API for sessions that do not name one: responses, chat (Chat Completions, "
         "for most local servers) or code-blocks (for models that cannot call tools).",
     )
     default_sandbox = Enum(
-        ["docker", "local"],
+        list(SANDBOX_KINDS),
         "docker",
         config=True,
         help="Where kernels run: docker (isolated container) or local (a plain subprocess, NOT isolated). "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelagent.agent.approvals import who
-from kernelagent.agent.loop import Decision
+from kernelagent.agent.approvals import Decision
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.events import CellFinished, Event, SessionFinished, StatusChanged, UsageUpdated, code_sha256
 from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
@@ -25,12 +25,16 @@ from kernelagent.replay.restore import restore_state
 from kernelagent.sandbox.maintenance import discard_sandbox, pid_alive
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.session.session import Session, SessionConfig
-from kernelagent.session.store import SessionRecord, SessionStateError, SessionStore
+from kernelagent.session.store import (
+    DEFAULT_IDLE_SECONDS,
+    WAITING,
+    SessionRecord,
+    SessionStateError,
+    SessionStore,
+)
 from kernelagent.session.stream import EventStream
 
-DEFAULT_IDLE_SECONDS = float(os.environ.get("KERNELAGENT_IDLE_TIMEOUT", 30 * 60))
 NOTES_FILE = "NOTES.md"
-WAITING = ("awaiting_approval", "paused", "interrupted")
 
 
 class StoreUpdater:
@@ -261,10 +265,7 @@ async def stop_idle_sandboxes(store: SessionStore, idle_seconds: float = DEFAULT
     """Stop the containers of sessions waiting longer than ``idle_seconds``; their state is
     rebuilt by replay on resume. Returns the ids of the sessions whose sandbox was stopped."""
     stopped = []
-    now = time.time()
-    for record in store.sessions_with_live_sandboxes():
-        if record.status not in WAITING or now - record.updated_at < idle_seconds:
-            continue
+    for record in store.idle_sandboxes(idle_seconds):
         try:
             if not discard_sandbox(record.sandbox_state or {}):
                 sandbox = await Sandbox.attach(record.sandbox_state or {})

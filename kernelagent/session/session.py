@@ -35,11 +35,11 @@ from kernelagent.replay.restore import restore_state
 from kernelagent.replay.workspace_inputs import sha256_of
 from kernelagent.sandbox.maintenance import recorded_kernelspec
 from kernelagent.sandbox.sandbox import Sandbox
+from kernelagent.literals import ApiKind
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.egress_audit import EgressAttribution
 from kernelagent.session.stream import EventStream
 
-ApiKind = Literal["responses", "chat", "code-blocks"]
 
 
 def describe_input(path: Path) -> dict[str, Any]:

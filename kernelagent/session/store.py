@@ -23,7 +23,7 @@ from jupyter_core.paths import jupyter_data_dir
 from pydantic import BaseModel
 
 from kernelagent.errors import KernelAgentError
-from kernelagent.agent.loop import PendingApproval
+from kernelagent.agent.approvals import PendingApproval
 from kernelagent.events import SessionStatus
 
 SCHEMA = """
@@ -57,6 +57,11 @@ TRANSITIONS: dict[str, set[str]] = {
     "completed": {"running"},
     "failed": {"running", "failed"},
 }
+
+DEFAULT_IDLE_SECONDS = float(os.environ.get("KERNELAGENT_IDLE_TIMEOUT", 30 * 60))
+"""How long a waiting session keeps its sandbox before it is stopped (restored on resume)."""
+WAITING = ("awaiting_approval", "paused", "interrupted")
+"""Statuses of sessions that wait for a person."""
 
 
 class SessionNotFoundError(KernelAgentError, LookupError):
@@ -178,6 +183,17 @@ class SessionStore:
 
     def sessions_with_live_sandboxes(self) -> list[SessionRecord]:
         return [r for r in self.list() if r.sandbox_state and r.status not in ("completed", "failed")]
+
+    def idle_sandboxes(self, idle_seconds: float | None = None) -> list[SessionRecord]:
+        """Sessions that wait (for approval, after a pause or an interruption) longer than
+        ``idle_seconds`` (default: ``$KERNELAGENT_IDLE_TIMEOUT``) with their sandbox up."""
+        idle = DEFAULT_IDLE_SECONDS if idle_seconds is None else idle_seconds
+        now = time.time()
+        return [
+            record
+            for record in self.sessions_with_live_sandboxes()
+            if record.status in WAITING and now - record.updated_at >= idle
+        ]
 
 
 def _json(value: Any) -> str | None:

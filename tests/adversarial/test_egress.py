@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
-from kernelagent.execution import execute
+from kernelagent.execution.run import execute
 from kernelagent.sandbox.egress_proxy import EgressRecord
 from kernelagent.sandbox.sandbox import Sandbox
 from tests.adversarial._helpers import container_attrs, probe

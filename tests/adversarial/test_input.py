@@ -12,7 +12,7 @@ import os
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 from kernelagent.sandbox.sandbox import Sandbox
 from tests.adversarial._helpers import peak_rss, probe, short
 from tests.adversarial.conftest import Record

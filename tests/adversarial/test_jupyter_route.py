@@ -25,7 +25,7 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 from kernelagent import api
-from kernelagent.execution import execute
+from kernelagent.execution.run import execute
 from kernelagent.replay.replay import ReplayOptions, replay_notebook
 from kernelagent.sandbox.maintenance import install_kernelspec
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError

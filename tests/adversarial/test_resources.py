@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 from kernelagent.sandbox.sandbox import Sandbox
 from tests.adversarial._helpers import container_attrs, peak_rss, probe, short
 from tests.adversarial.conftest import Record, StartSandbox
