@@ -9,7 +9,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).parent.parent / "kernelagent"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("literals", "errors", "events", "manifest"),
+    ("literals", "errors"),
+    ("events", "manifest"),
     ("testing",),
     ("execution",),
     ("sandbox", "localmodel"),
