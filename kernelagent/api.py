@@ -24,7 +24,8 @@ from kernelagent.agent.openai_errors import to_model_error
 from kernelagent.events import Event, SessionStatus, Usage
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.attempts import attempts_allowed, refuse_attempts, run_attempts
-from kernelagent.session.durable import WAITING, check_resumable, register, resume_session
+from kernelagent.session.durable import check_resumable, register, resume_session
+from kernelagent.session.store import WAITING
 from kernelagent.session.session import ApiKind, Session, SessionConfig
 from kernelagent.session.store import SessionStore
 from kernelagent.session.stream import EventStream

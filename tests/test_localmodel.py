@@ -38,10 +38,10 @@ from kernelagent.localmodel.store import (
     NotGGUFError,
     PullError,
     PullProgress,
-    check_gguf_header,
-    find_wheel,
     models_dir,
 )
+from kernelagent.localmodel.sources import find_wheel
+from kernelagent.localmodel.verification import check_gguf_header
 
 FAKE = "fake-model"
 FAKE_SERVER = Path(__file__).with_name("fake_model_server.py")

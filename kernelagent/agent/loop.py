@@ -10,9 +10,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
-from pydantic import BaseModel
 
 from kernelagent.agent import prompts
 from kernelagent.agent.answers import AnswerReview, RanCell

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 import openai

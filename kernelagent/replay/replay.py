@@ -20,7 +20,6 @@ from nbformat import NotebookNode
 from pydantic import BaseModel, Field
 
 from kernelagent.errors import KernelAgentError
-from kernelagent.manifest import parse_expression
 from kernelagent.notebook.cell_policy import comparison_opt_out, is_side_effect
 from kernelagent.notebook.compare import CompareOptions, compare_outputs
 from kernelagent.notebook.recorder import load_notebook

@@ -43,7 +43,6 @@ from kernelagent.manifest import (
 from kernelagent.sandbox.docker_provisioner import (
     CONTAINER_WORKSPACE,
     DockerProvisioner,
-    docker_client,
 )
 from kernelagent.sandbox.egress_proxy import EgressListener, EgressProxy
 from kernelagent.sandbox.settings import SandboxSettings

@@ -11,7 +11,8 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union
 from kernelagent.api import DEFAULT_MODEL
 from kernelagent.literals import API_KINDS, SANDBOX_KINDS
 from kernelagent.server.handlers import default_handlers
-from kernelagent.server.manager import Defaults, SessionManager
+from kernelagent.server.manager import SessionManager
+from kernelagent.server.session_config import Defaults
 from kernelagent.server.request_policy import DEFAULT_ALLOWED_BASE_URLS, RequestPolicy
 from kernelagent.session.store import SessionStore
 

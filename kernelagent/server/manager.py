@@ -10,33 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import shutil
 import uuid
-from collections.abc import Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.approvals import Decision
-from kernelagent.api import SessionResult, aresume, arun, build_config, served_model
+from kernelagent.api import SessionResult, aresume, arun, served_model
 from kernelagent.errors import (
     ConflictError,
     InvalidRequestError,
     KernelAgentError,
     UnavailableError,
 )
-from kernelagent.events import SessionFinished
-from kernelagent.literals import ApiKind, SandboxKind
-from kernelagent.localmodel import recommended_api
-from kernelagent.notebook.recorder import NotebookFormatError
-from kernelagent.replay.replay import ReplayError, ReplayOptions, replay_notebook
-from kernelagent.replay.workspace_inputs import MissingInputError
-from kernelagent.sandbox.sandbox import Sandbox
-from kernelagent.sandbox.settings import SandboxSettings
-from kernelagent.server.errors import HTTP_STATUS, describe_error
+from kernelagent.server.errors import HTTP_STATUS
 from kernelagent.server.event_log import (
     EventDict,
     EventLogs,
@@ -45,7 +32,11 @@ from kernelagent.server.event_log import (
     ServerEventStream,
     unknown_session,
 )
+from kernelagent.server.replay_request import replay_report
 from kernelagent.server.request_policy import RequestPolicy
+from kernelagent.server.session_config import Defaults, session_config
+from kernelagent.server.session_runs import SessionRuns
+from kernelagent.server.views import display_path, session_view
 from kernelagent.server.requests import (
     ApproveRequest,
     CreateSessionRequest,
@@ -60,25 +51,10 @@ from kernelagent.session.store import SessionNotFoundError, SessionRecord, Sessi
 
 log = logging.getLogger(__name__)
 
-PENDING_FIELDS = ("cell_id", "kind", "code", "code_sha256", "reason")
 #: How long an approval or a follow-up waits for a run that has finished but is still
 #: closing its sandbox channels and model client, before answering 409.
 SETTLE_SECONDS = 30.0
 SHUTDOWN_SECONDS = 60.0
-ACTIVE = ("running", "starting")
-
-
-@dataclass
-class Defaults:
-    """What a new session uses when the request does not say."""
-
-    model: str
-    base_url: str | None = None
-    api: ApiKind = "responses"
-    sandbox: SandboxKind = "docker"
-    max_steps: int = 30
-    attempts: int = 1
-    cell_timeout: float = 300.0
 
 
 class SessionManager:
@@ -106,7 +82,7 @@ class SessionManager:
         self.log = logger or log
         events_dir = store.home / "server-events" if persist_events else None
         self.logs = EventLogs(events_dir, self.log)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.runs = SessionRuns(store, self.log)
         self.closing = False
 
     @property
@@ -135,39 +111,11 @@ class SessionManager:
 
     def record_json(self, record: SessionRecord) -> dict[str, Any]:
         """The session as the HTTP API shows it."""
-        entry = self.entries.get(record.id)
-        status, reason, pending = record.status, record.reason, record.pending
-        busy = entry is not None and entry.running
-        if busy and entry is not None and not entry.finishing and status not in ACTIVE:
-            # A follow-up or an approval is being resumed; the store changes when it runs.
-            status, reason, pending = "starting", "resuming", None
-        elif not busy and status in ACTIVE and not _owner_alive(record.owner_pid):
-            status = "interrupted"
-            reason = record.reason or "the process that ran this session stopped"
-        return {
-            "id": record.id,
-            "status": status,
-            "reason": reason,
-            "task": record.task,
-            "created_at": record.created_at,
-            "updated_at": record.updated_at,
-            "steps": record.steps,
-            "cells": record.cells,
-            "input_tokens": record.input_tokens,
-            "output_tokens": record.output_tokens,
-            "notebook": self.display_path(record.notebook),
-            "pending": {name: getattr(pending, name) for name in PENDING_FIELDS}
-            if pending
-            else None,
-        }
+        return session_view(record, self.entries.get(record.id), self.display_path)
 
     def display_path(self, path: Path) -> str:
         """Relative to the server's root directory when inside it, else absolute."""
-        absolute = Path(path).expanduser().resolve()
-        try:
-            return absolute.relative_to(self.root_dir).as_posix()
-        except ValueError:
-            return str(absolute)
+        return display_path(self.root_dir, path)
 
     # -- live events -------------------------------------------------------------------
 
@@ -229,7 +177,7 @@ class SessionManager:
                     stream=stream,
                 )
 
-        task = self._spawn(self._drive(stream, run()), f"kernelagent session {slug}")
+        task = self.runs.spawn(stream, run(), f"kernelagent session {slug}")
         await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
         if started.done():
             return self.session_json(started.result())
@@ -240,33 +188,7 @@ class SessionManager:
         raise self._start_error(task.exception())
 
     def _config(self, request: CreateSessionRequest) -> SessionConfig:
-        sandbox = request.sandbox or self.defaults.sandbox
-        self.policy.check_sandbox(sandbox)
-        network_allow = self.policy.network_for(request.allow_net, sandbox)
-        model = request.model or self.defaults.model
-        endpoint = self.policy.endpoint(request.base_url)
-        base_url = endpoint.base_url or self.defaults.base_url
-        api = request.api or self.defaults.api
-        config = build_config(
-            model=model,
-            api=api,
-            base_url=base_url,
-            sandbox=sandbox,
-            max_steps=request.max_steps or self.defaults.max_steps,
-            cell_timeout=self.defaults.cell_timeout,
-            attempts=request.attempts or self.defaults.attempts,
-        )
-        config.approval = ApprovalPolicy(mode=request.approve or "never")
-        try:
-            config.sandbox = config.sandbox.allowing(network_allow)
-        except ValueError as error:
-            raise InvalidRequestError(str(error), hint="allow_net entries are HOST[:PORT]") from None
-        if config.sandbox.network_allow:
-            config.sandbox.network_headers = dict(self.policy.network_headers)
-        if base_url is None and (model == "local" or model.startswith("local:")):
-            config.local_model = model.removeprefix("local").removeprefix(":")  # "" = the default
-            config.api = request.api or recommended_api(config.local_model or None)
-        return config
+        return session_config(request, self.defaults, self.policy)
 
     def _api_key(self, base_url: str | None) -> str | None:
         """The key a session's model requests carry: the server's only for its own base URL."""
@@ -361,100 +283,27 @@ class SessionManager:
             store=self.store,
             stream=stream,
         )
-        entry.task = self._spawn(self._drive(stream, run), f"kernelagent session {record.id}")
+        entry.task = self.runs.spawn(stream, run, f"kernelagent session {record.id}")
         return self.record_json(record)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coroutine, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _drive(
-        self, stream: ServerEventStream, run: Coroutine[Any, Any, SessionResult]
-    ) -> SessionResult | None:
-        """Run a session to its stop; failures after it exists become events."""
-        try:
-            return await run
-        except asyncio.CancelledError:
-            if stream.attached and not stream.finished:
-                stream.emit(
-                    SessionFinished(status="interrupted", reason="stopped before the session ran")
-                )
-            raise
-        except Exception as error:  # reported to the client as events
-            if not stream.attached:
-                raise  # no session yet: the request that started it answers with the error
-            self.log.warning("kernelagent: session %s stopped with %r", stream.session_id, error)
-            if not stream.error_reported:
-                stream.report(error)
-            if not stream.finished:
-                message, _ = describe_error(error)
-                stream.emit(SessionFinished(status="failed", reason=message))
-            return None
-
     # -- replay --------------------------------------------------------------------------
+
+    # -- replay and shutting down -----------------------------------------------------------
 
     async def replay(self, body: dict[str, Any]) -> dict[str, Any]:
         self._check_open()
         request = parse_request(ReplayRequest, body)
         path = self.inside_root(request.path, "notebook")
-        if not path.is_file():
-            raise InvalidRequestError(
-                f"notebook not found: {self.display_path(path)}",
-                hint=f"the path is relative to the server's root directory ({self.root_dir})",
-            )
         sandbox = request.sandbox or self.defaults.sandbox
         self.policy.check_sandbox(sandbox)
-        settings = SandboxSettings.model_validate({"kind": sandbox})
-        options = ReplayOptions(sandbox=settings, until=request.until)
-        try:
-            report = await replay_notebook(path, options)
-        except (ReplayError, NotebookFormatError, MissingInputError) as error:
-            raise InvalidRequestError(
-                str(error), hint="replay runs the code cells of a valid Python notebook"
-            ) from None
-        if report.workspace is not None:
-            shutil.rmtree(report.workspace, ignore_errors=True)
-        return report.as_dict()
-
-    # -- shutting down -------------------------------------------------------------------
+        shown = self.display_path(path)
+        return await replay_report(path, shown, self.root_dir, sandbox, request.until)
 
     async def shutdown(self, timeout: float = SHUTDOWN_SECONDS) -> None:
         """Stop every running session (they become interrupted, their notebooks stay
         valid), then shut down the sandboxes of the sessions run here."""
         self.closing = True
-        tasks = list(self._tasks)
-        winding_down = {entry.task for entry in self.entries.values() if entry.finishing}
-        for task in tasks:
-            if task not in winding_down:  # those only close their sandbox and model client
-                task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
-        for entry in list(self.entries.values()):
-            if entry.ran_here:
-                await self._stop_sandbox(entry)
-
-    async def _stop_sandbox(self, entry: SessionEntry) -> None:
-        try:
-            record = self.store.get(entry.id)
-        except SessionNotFoundError:
-            return
-        if not record.sandbox_state:
-            return
-        try:
-            session = entry.stream.session if entry.stream else None
-            if session is not None:
-                await asyncio.wait_for(session.sandbox.shutdown(), timeout=30)
-            else:
-                sandbox = await asyncio.wait_for(Sandbox.attach(record.sandbox_state), timeout=30)
-                await asyncio.wait_for(sandbox.shutdown(), timeout=30)
-        except Exception as error:  # gone already or unreachable: fix the record
-            self.log.info("kernelagent: sandbox of %s: %s", entry.id, error)
-        try:
-            self.store.update(entry.id, sandbox_state=None)
-        except Exception:
-            self.log.exception("kernelagent: cannot update session %s", entry.id)
+        await self.runs.shutdown(list(self.entries.values()), timeout)
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -479,15 +328,3 @@ class SessionManager:
     def _check_open(self) -> None:
         if self.closing:
             raise UnavailableError("the server is shutting down", hint="start JupyterLab again")
-
-
-def _owner_alive(pid: int | None) -> bool:
-    if not pid or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

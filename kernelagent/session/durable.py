@@ -27,7 +27,6 @@ from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.session.session import Session, SessionConfig
 from kernelagent.session.store import (
     DEFAULT_IDLE_SECONDS,
-    WAITING,
     SessionRecord,
     SessionStateError,
     SessionStore,

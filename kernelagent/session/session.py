@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -32,7 +32,7 @@ from kernelagent.events import (
 )
 from kernelagent.notebook.recorder import NotebookRecorder
 from kernelagent.replay.restore import restore_state
-from kernelagent.replay.workspace_inputs import sha256_of
+from kernelagent.hashing import sha256_file
 from kernelagent.sandbox.maintenance import recorded_kernelspec
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.literals import ApiKind
@@ -44,7 +44,7 @@ from kernelagent.session.stream import EventStream
 
 def describe_input(path: Path) -> dict[str, Any]:
     """Name, size and sha256 of a workspace input, so a replay can check it has the same data."""
-    return {"name": path.name, "size": path.stat().st_size, "sha256": sha256_of(path)}
+    return {"name": path.name, "size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def sessions_home() -> Path:
