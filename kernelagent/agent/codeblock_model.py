@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import openai
@@ -60,8 +59,9 @@ class _Block(BaseModel):
     end: int
 
 
-class CodeBlockModel:
-    """Wraps a chat adapter; the model acts with ```python / ```bash blocks or FINAL ANSWER."""
+class CodeBlockModel(ChatCompletionsModel):
+    """Chat Completions without tools: the model acts with ```python / ```bash blocks or
+    a FINAL ANSWER line, and each turn's text is parsed into tool calls."""
 
     acts_with_code_blocks = True
     nudge = (
@@ -69,35 +69,10 @@ class CodeBlockModel:
         "`FINAL ANSWER: <answer>` when the task is done."
     )
 
-    def __init__(self, inner: ChatCompletionsModel) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.supports_images = inner.supports_images
-
     @classmethod
-    def over_client(
-        cls,
-        client: openai.AsyncOpenAI,
-        model: str,
-        *,
-        stream: bool = True,
-        supports_images: bool = False,
-        max_output_tokens: int | None = None,
-        extra_params: Mapping[str, Any] | None = None,
-    ) -> CodeBlockModel:
-        return cls(
-            ChatCompletionsModel(
-                client,
-                model,
-                stream=stream,
-                supports_images=supports_images,
-                max_output_tokens=max_output_tokens,
-                extra_params=extra_params,
-            )
-        )
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def over_client(cls, client: openai.AsyncOpenAI, model: str, **options: Any) -> CodeBlockModel:
+        """The adapter over ``client`` (``options`` as for ChatCompletionsModel)."""
+        return cls(client, model, **options)
 
     async def turn(
         self,
@@ -107,7 +82,7 @@ class CodeBlockModel:
         *,
         temperature: float | None = None,
     ) -> ModelTurn:
-        inner_turn = await self.inner.turn(
+        inner_turn = await super().turn(
             as_text_conversation(conversation, tools), [], on_text_delta, temperature=temperature
         )
         parsed = parse_reply(inner_turn.text)

@@ -34,7 +34,7 @@ from traitlets import Bool, Dict, Float, Int, List, Unicode
 from kernelagent.errors import KernelAgentError
 from kernelagent.sandbox import egress_setup
 from kernelagent.sandbox.egress_proxy import EgressListener, EgressProxy, EgressRecord
-from kernelagent.sandbox.images import DEFAULT_IMAGE
+from kernelagent.sandbox.settings import setting_default, setting_help
 from kernelagent.sandbox.workspace_access import ensure_writable, sandbox_identity
 
 CONTAINER_RUNTIME_DIR = "/run/kernelagent"
@@ -129,47 +129,33 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     below.
     """
 
-    image = Unicode(DEFAULT_IMAGE, config=True, help="Sandbox image to run.")
+    # The limits and egress settings: defaults and help are SandboxSettings'.
+    image = Unicode(setting_default("image"), config=True, help=setting_help("image"))
     workspace = Unicode(
         "",
         config=True,
         help="Host directory mounted read-write at /workspace. Empty: the `cwd` the "
         "kernel is started with (the notebook's directory in JupyterLab).",
     )
-    mem_limit = Unicode("1g", config=True, help="Memory limit (Docker syntax, e.g. 1g).")
-    cpus = Float(1.0, config=True, help="CPU limit in cores.")
-    pids_limit = Int(256, config=True, help="Maximum number of processes and threads.")
-    tmpfs_size = Unicode("64m", config=True, help="Size of the writable /tmp tmpfs.")
-    network = Unicode(
-        "none", config=True, help="Docker network mode. 'none' cuts the sandbox off."
+    mem_limit = Unicode(setting_default("mem_limit"), config=True, help=setting_help("mem_limit"))
+    cpus = Float(setting_default("cpus"), config=True, help=setting_help("cpus"))
+    pids_limit = Int(setting_default("pids_limit"), config=True, help=setting_help("pids_limit"))
+    tmpfs_size = Unicode(
+        setting_default("tmpfs_size"), config=True, help=setting_help("tmpfs_size")
     )
+    network = Unicode(setting_default("network"), config=True, help=setting_help("network"))
     read_only = Bool(True, config=True, help="Mount the image's root filesystem read-only.")
-    runtime = Unicode(
-        "", config=True, help="OCI runtime, e.g. 'runsc' for gVisor. Empty: Docker's default."
-    )
+    runtime = Unicode(setting_default("runtime"), config=True, help=setting_help("runtime"))
     user = Unicode(
         "",
         config=True,
         help="uid:gid in the container. Empty: the host user; when the host runs as root, the "
         "workspace owner, or 1000 (with an ACL entry on the workspace) when root owns it.",
     )
-    network_allow = List(
-        Unicode(),
-        config=True,
-        help="Destinations (HOST[:PORT]) the sandbox may reach through the host's audited egress "
-        "proxy; the container still has no network interface. Empty: no egress at all.",
-    )
-    network_headers = Dict(
-        config=True,
-        help="Secret headers the egress proxy adds to plain-HTTP requests, by destination rule: "
-        '{"api.internal:8080": {"Authorization": "Bearer ${TOKEN}"}}; ${NAME} comes from the '
-        "host's environment and never enters the sandbox.",
-    )
+    network_allow = List(Unicode(), config=True, help=setting_help("network_allow"))
+    network_headers = Dict(config=True, help=setting_help("network_headers"))
     egress_log = Unicode(
-        "",
-        config=True,
-        help="JSON-lines audit log of every egress request. Empty: "
-        "<jupyter data dir>/kernelagent/egress/<kernel id>.jsonl.",
+        setting_default("egress_log"), config=True, help=setting_help("egress_log")
     )
     egress_port = Int(
         egress_setup.DEFAULT_EGRESS_PORT, config=True, help="Port of the proxy inside the sandbox."
