@@ -12,7 +12,7 @@ import hashlib
 import time
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 from kernelagent.literals import CellKind, CellStatus, SessionStatus
 
@@ -21,8 +21,11 @@ def code_sha256(code: str) -> str:
     """The hash an approval is bound to: the exact code (or command) that was shown."""
     return hashlib.sha256(code.encode()).hexdigest()
 
-#: An nbformat v4 output dict (stream, display_data, execute_result, error).
-NotebookOutput = dict[str, Any]
+NotebookOutput = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "additionalProperties": True, "tsType": "IOutput"}),
+]
+"""An nbformat v4 output dict (stream, display_data, execute_result, error)."""
 
 
 
@@ -169,7 +172,10 @@ class EgressRequest(_Event):
     type: Literal["egress"] = "egress"
     cell_id: str | None = None
     """The cell that was running when the request started (None: between cells)."""
-    request: dict[str, Any]
+    request: Annotated[
+        dict[str, Any],
+        WithJsonSchema({"type": "object", "additionalProperties": True, "tsType": "IEgressRecord"}),
+    ]
     """method, host, port, decision, reason, bytes_up, bytes_down, time, duration, ...
     (``EgressRecord.as_dict()``)."""
 

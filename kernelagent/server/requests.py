@@ -8,9 +8,9 @@ field and what it must be.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError, WithJsonSchema, field_validator
 
 from kernelagent.errors import InvalidRequestError
 from kernelagent.literals import (
@@ -85,7 +85,7 @@ class CreateSessionRequest(BaseModel):
     """Data files, relative to the server's root directory, copied into the workspace."""
     api: ApiKind | None = None
     sandbox: SandboxKind | None = None
-    allow_net: Any = None
+    allow_net: Annotated[Any, WithJsonSchema({"type": "array", "items": {"type": "string"}})] = None
     """Extra HOST[:PORT] rules for the sandbox's egress (the server's policy decides)."""
     approve: ApprovalMode | None = None
     max_steps: int | None = None

@@ -285,6 +285,9 @@ export class SessionView extends Panel {
       case 'cell_finished':
         this.cells.get(event.cell_id)?.finish(event);
         break;
+      case 'display_updated':
+        this.cells.get(event.cell_id)?.setOutputs(event.outputs);
+        break;
       case 'approval_requested':
         this.endLiveText();
         this.addApproval(event);
