@@ -126,17 +126,17 @@ def render() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the file is stale")
+    parser.add_argument("--output", type=Path, default=OUTPUT, help="the file (default: %(default)s)")
     args = parser.parse_args()
     text = render()
     if args.check:
-        current = OUTPUT.read_text() if OUTPUT.exists() else ""
+        current = args.output.read_text() if args.output.exists() else ""
         if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is stale: run python scripts/panel_types.py",
-                  file=sys.stderr)
+            print(f"{args.output} is stale: run python scripts/panel_types.py", file=sys.stderr)
             return 1
         return 0
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
     return 0
 
 

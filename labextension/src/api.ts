@@ -113,8 +113,7 @@ async function request<T>(
     body = null;
   }
   if (!response.ok) {
-    const message =
-      body?.error ?? body?.message ?? `${response.status} ${response.statusText}`;
+    const message = body?.error ?? body?.message ?? `${response.status} ${response.statusText}`;
     throw new ApiError(String(message), response.status, String(body?.hint ?? ''));
   }
   return body as T;
@@ -132,16 +131,12 @@ export async function listSessions(): Promise<ISessionInfo[]> {
   return body.sessions;
 }
 
-export async function createSession(
-  options: ICreateSessionRequest
-): Promise<ISessionInfo> {
+export async function createSession(options: ICreateSessionRequest): Promise<ISessionInfo> {
   const body = await post<{ session: ISessionInfo }>('sessions', options);
   return body.session;
 }
 
-export function getSession(
-  id: string
-): Promise<{ session: ISessionInfo; events: AgentEvent[] }> {
+export function getSession(id: string): Promise<{ session: ISessionInfo; events: AgentEvent[] }> {
   return request(sessionPath(id));
 }
 
