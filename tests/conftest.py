@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ import pytest
 from kernelagent.sandbox.images import DEFAULT_IMAGE
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
+from tests.egress_servers import RecordingHTTPServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -63,6 +64,27 @@ async def any_sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         yield sandbox
     finally:
         await sandbox.shutdown()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs Docker (through ``docker_available``, directly or by
+    another fixture) ``docker``, so ``-m 'not docker'`` selects the others."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "docker_available" in fixtures or params.get("any_sandbox") == "docker":
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[RecordingHTTPServer, RecordingHTTPServer]]:
+    """Two HTTP servers on 127.0.0.1: one a test allows egress to, one it does not."""
+    allowed, refused = RecordingHTTPServer(), RecordingHTTPServer()
+    try:
+        yield allowed, refused
+    finally:
+        allowed.close()
+        refused.close()
 
 
 @pytest.fixture(autouse=True, scope="session")

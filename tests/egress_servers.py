@@ -3,12 +3,15 @@ egress tests (tests/test_egress.py and tests/adversarial/test_egress.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import ssl
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any
+
+from kernelagent.sandbox.egress_proxy import EgressProxy, EgressRecord
 
 
 class RecordingHTTPServer:
@@ -68,3 +71,24 @@ def self_signed_certificate(directory: Path) -> Path:
         capture_output=True,
     )
     return certificate
+
+
+async def egress_records(proxy: EgressProxy, count: int, timeout: float = 3.0) -> list[EgressRecord]:
+    """The proxy's records once ``count`` requests have ended (a record is published when
+    its connection ends), in the order they started; fewer if ``timeout`` passes first."""
+    enough = asyncio.Event()
+
+    def on_record(_: EgressRecord) -> None:
+        if len(proxy.records) >= count:
+            enough.set()
+
+    proxy.add_listener(on_record)
+    try:
+        if len(proxy.records) < count:
+            try:
+                await asyncio.wait_for(enough.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        proxy.remove_listener(on_record)
+    return sorted(proxy.records, key=lambda record: record.time)

@@ -9,18 +9,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from kernelagent.sandbox.egress_proxy import EgressProxy, EgressRecord, destination_of, parse_head
+from kernelagent.sandbox.egress_proxy import EgressProxy, destination_of, parse_head
 from kernelagent.sandbox.egress_rules import Allowlist, EgressRuleError, covered_by, parse_rule
 from kernelagent.sandbox.egress_setup import EgressConfigError, check_settings, expand_headers
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
-from tests.egress_servers import RecordingHTTPServer
+from tests.egress_servers import RecordingHTTPServer, egress_records
 
 
 def test_rules_parse_every_documented_form() -> None:
@@ -132,16 +132,6 @@ def test_request_heads_and_destinations() -> None:
 
 
 @pytest.fixture
-def servers() -> Iterator[tuple[RecordingHTTPServer, RecordingHTTPServer]]:
-    allowed, refused = RecordingHTTPServer(), RecordingHTTPServer()
-    try:
-        yield allowed, refused
-    finally:
-        allowed.close()
-        refused.close()
-
-
-@pytest.fixture
 async def proxy(
     tmp_path: Path, servers: tuple[RecordingHTTPServer, RecordingHTTPServer], monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[EgressProxy]:
@@ -171,16 +161,6 @@ async def exchange(proxy: EgressProxy, request: bytes) -> bytes:
     return answer
 
 
-async def settled(proxy: EgressProxy, count: int) -> list[EgressRecord]:
-    """The proxy's records once ``count`` requests have ended, in the order they started
-    (a record is published when its connection ends)."""
-    for _ in range(300):
-        if len(proxy.records) >= count:
-            break
-        await asyncio.sleep(0.01)
-    return sorted(proxy.records, key=lambda record: record.time)
-
-
 async def test_plain_http_is_forwarded_with_the_secret_and_audited(
     proxy: EgressProxy, servers: tuple[RecordingHTTPServer, RecordingHTTPServer], tmp_path: Path
 ) -> None:
@@ -203,7 +183,7 @@ async def test_plain_http_is_forwarded_with_the_secret_and_audited(
     assert f"--allow-net 127.0.0.1:{refused.port}".encode() in denied
     assert refused.requests == []
 
-    records = await settled(proxy, 2)
+    records = await egress_records(proxy, 2)
     assert [(r.decision, r.method, r.port, r.status) for r in records] == [
         ("allowed", "GET", allowed.port, 200),
         ("refused", "GET", refused.port, 403),
@@ -235,7 +215,7 @@ async def test_connect_tunnels_only_to_allowed_destinations(
         "is not in the egress allowlist".encode()
     )
     assert refused.requests == []
-    records = await settled(proxy, 2)
+    records = await egress_records(proxy, 2)
     assert [(r.method, r.decision) for r in records] == [("CONNECT", "allowed"), ("CONNECT", "refused")]
 
 
@@ -251,7 +231,7 @@ async def test_a_broken_decision_fails_closed(
     answer = await exchange(proxy, f"CONNECT 127.0.0.1:{allowed.port} HTTP/1.1\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 502 Egress proxy error") and b"nothing was sent" in answer
     assert allowed.requests == [] and allowed.connections == 0
-    records = await settled(proxy, 1)
+    records = await egress_records(proxy, 1)
     assert records[0].decision == "refused" and "RuntimeError" in records[0].reason
 
 

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from kernelagent.sandbox.egress_proxy import EgressRecord
 from kernelagent.sandbox.sandbox import Sandbox
 from tests.adversarial._helpers import container_attrs, probe
 from tests.adversarial.conftest import Record, StartSandbox
-from tests.egress_servers import RecordingHTTPServer
+from tests.egress_servers import RecordingHTTPServer, egress_records
 
 FETCH = """
 import urllib.request, urllib.error
@@ -40,24 +39,10 @@ def fetch(url, **kwargs):
 """
 
 
-@pytest.fixture
-def servers() -> Iterator[tuple[RecordingHTTPServer, RecordingHTTPServer]]:
-    allowed, refused = RecordingHTTPServer(), RecordingHTTPServer()
-    try:
-        yield allowed, refused
-    finally:
-        allowed.close()
-        refused.close()
-
-
 async def records_of(sandbox: Sandbox, count: int) -> list[EgressRecord]:
     """The sandbox's egress records once ``count`` requests ended, in the order they started."""
     assert sandbox.egress is not None
-    for _ in range(500):
-        if len(sandbox.egress.records) >= count:
-            break
-        await asyncio.sleep(0.01)
-    return sorted(sandbox.egress.records, key=lambda record: record.time)
+    return await egress_records(sandbox.egress, count, timeout=5.0)
 
 
 async def test_only_listed_destinations_answer_and_both_are_audited(
