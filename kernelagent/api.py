@@ -130,6 +130,18 @@ def _answered_then_waited(error: openai.APITimeoutError) -> bool:
     return cause is not None and "connect" not in type(cause).__name__.lower()
 
 
+CHARS_PER_TOKEN = 3
+"""A low estimate for code, tables and English (Qwen's tokenizer: ~3.5)."""
+RESERVED_TOKENS = 1_536
+"""Of a slot's context: the system prompt, the tool schemas and the reply."""
+
+
+def context_chars_for(tokens: int) -> int:
+    """How long the conversation may grow (``LoopLimits.context_chars``) on a server whose
+    slots hold ``tokens``: longer, and the server refuses the request."""
+    return max(4_000, (tokens - RESERVED_TOKENS) * CHARS_PER_TOKEN)
+
+
 @asynccontextmanager
 async def served_model(
     config: SessionConfig, on_notice: Callable[[str], None] | None = None
@@ -150,6 +162,7 @@ async def served_model(
     config.base_url, config.model = handle.base_url, handle.model_name
     if config.parallel_attempts is None:  # attempts share the server's decoding slots
         config.parallel_attempts = max(1, min(config.attempts, handle.parallel_slots))
+    config.limits.context_chars = min(config.limits.context_chars, context_chars_for(handle.n_ctx))
     if not handle.reports_streaming_usage:
         config.stream = False  # llama-cpp-python's server counts tokens only without streaming
     try:

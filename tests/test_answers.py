@@ -217,3 +217,32 @@ async def test_verification_can_fix_the_answer(docker_available: None, tmp_path:
         result, notebook = await run(server, tmp_path, verify_answers=True, check_answers=False)
     assert (result.status, result.answer) == ("completed", "4")
     assert [cell.metadata.kernelagent.status for cell in code_cells(notebook)] == ["ok", "ok"]
+
+
+async def test_review_turns_do_not_count_against_the_step_limit(
+    docker_available: None, tmp_path: Path
+) -> None:
+    """Two steps allowed: code, answer; the check's and the verification's turns are extra."""
+    script = [
+        ScriptedTurn.python(FAILS.replace("city", "region")),
+        ScriptedTurn.final("four"),  # not in any output: sent back once (check_answers)
+        ScriptedTurn.final("4"),  # then the verification turn
+        ScriptedTurn.final("4"),
+    ]
+    with ScriptedModelServer(script) as server:
+        result, notebook = await run(
+            server, tmp_path, max_steps=2, verify_answers=True, check_answers=True
+        )
+    assert (result.status, result.answer, result.usage.requests) == ("completed", "4", 4)
+    verdicts = [review["verdict"] for review in notebook.metadata.kernelagent.answer_reviews]
+    assert verdicts == ["not_shown", "verify", "accepted"]
+
+
+async def test_the_step_limit_still_holds_without_reviews(
+    docker_available: None, tmp_path: Path
+) -> None:
+    script = [ScriptedTurn.python(WORKS.replace("region", f"region'][{n}:]['region")) for n in range(4)]
+    with ScriptedModelServer(script) as server:
+        result, _ = await run(server, tmp_path, max_steps=2)
+    assert result.status == "paused" and result.usage.requests == 2
+    assert "step limit (2)" in (result.reason or "")

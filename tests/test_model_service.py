@@ -24,6 +24,7 @@ from kernelagent.localmodel import backends, service
 from kernelagent.localmodel.backends import NoModelServerError
 from kernelagent.localmodel.server import ServerStartError
 from kernelagent.localmodel.service_files import pid_alive, read_state, supervisor_alive
+from kernelagent.localmodel.service import running_services
 from kernelagent.localmodel.store import ModelStore
 from tests.model_service_fixtures import (
     FAKE_SERVER,
@@ -154,8 +155,12 @@ async def test_a_changed_model_file_gets_a_new_server(models: ModelStore) -> Non
 async def test_served_model_points_the_config_at_the_service(models: ModelStore) -> None:
     config = api.build_config(model="ignored", api="code-blocks")
     config.local_model = tiny(models)
+    config.attempts = 3
     async with api.served_model(config) as served:
         assert served.model == "tiny" and localmodel.parallel_slots(served.base_url) == 4
+        assert served.parallel_attempts == 3  # the attempts share the server's slots
+        slot_tokens = running_services(models.root)[0].state.ctx_per_slot
+        assert served.limits.context_chars == api.context_chars_for(slot_tokens) < 60_000
         assert ps(models)[0]["sessions"] == 1
     assert ps(models)[0]["sessions"] == 0
 

@@ -91,3 +91,54 @@ def test_a_majority_is_reached_once_more_than_half_agree() -> None:
         result.summary
         == "2 of 3 attempts agree on '42'. 1 attempt was not needed: a majority had agreed."
     )
+
+
+QUESTION = "Which region has the highest total revenue in 2024? Name the top 3 products too."
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "agree"),
+    [
+        ("The region with the highest total revenue is: West", "West", True),
+        ("The region with the highest total revenue is likely West.", "**West**", True),
+        ("The region with the highest total revenue is East", "West", False),
+        ("In 2024 the total revenue was 1,234.5", "1234.5", True),  # the question's 2024 is not the answer
+        ("In 2024 the total revenue was 1,234.5", "1250", False),
+        ("The top 3 products are Widget, Gadget and Doohickey", "widget, doohickey, gadget", True),
+        ("The top 3 products are Widget, Gadget and Doohickey", "Widget, Gadget", False),
+        ("3", "The top 3", True),  # nothing but the question's words is left: the whole answer counts
+        ("region", "West", False),
+    ],
+)
+def test_sentences_are_compared_by_what_they_add_to_the_question(
+    first: str, second: str, agree: bool
+) -> None:
+    assert answers_agree(first, second, QUESTION) is agree
+    assert answers_agree(second, first, QUESTION) is agree
+
+
+def test_a_majority_of_differently_worded_answers_is_found() -> None:
+    ballots = [
+        ballot(1, "The region with the highest total revenue is: West"),
+        ballot(2, "The region with the highest total revenue is likely West."),
+        ballot(3, "East"),
+    ]
+    result = tally(ballots, 3, QUESTION)
+    assert (result.chosen, result.agreeing, result.majority) == (1, [1, 2], True)
+    assert majority_reached(ballots[:2], 3, QUESTION)
+    terse = [ballots[0], ballot(2, "West")]
+    assert majority_reached(terse, 3, QUESTION)
+    assert not majority_reached(terse, 3)  # without the question, the words differ
+
+
+def test_a_tie_goes_to_the_attempt_with_fewer_failed_cells() -> None:
+    ballots = [
+        Ballot(1, "completed", "1", True, failed_cells=3),
+        Ballot(2, "completed", "2", True, failed_cells=0),
+        Ballot(3, "completed", "3", True, failed_cells=1),
+    ]
+    result = tally(ballots, 3)
+    assert (result.chosen, result.answer, result.majority) == (2, "2", False)
+    assert "the attempt with the fewest failed cells" in result.summary
+    even = [Ballot(1, "completed", "1", True, failed_cells=1), Ballot(2, "completed", "2", True)]
+    assert tally(even + [Ballot(3, "completed", "1", True, failed_cells=5)], 3).chosen == 1

@@ -56,12 +56,16 @@ class AnswerReview:
     """The current instruction has had no successful cell yet."""
     checked: bool = False
     verified: bool = False
+    review_turns: int = 0
+    """Turns the reviews asked for in this instruction (a check or a verification): they
+    do not count against the loop's step limit."""
 
     def new_instruction(self, instruction: str) -> None:
         self.question = instruction
         self.evidence_pending = True
         self.checked = False
         self.verified = False
+        self.review_turns = 0
 
     def cell_ran(self, number: int, code: str, output: str, ok: bool) -> None:
         self.cells = [*self.cells, RanCell(number, code, output, ok)][-CELLS_KEPT:]
@@ -94,6 +98,7 @@ class AnswerReview:
             and (missing := ungrounded_parts(answer, self.printed()))
         ):
             self.checked = True
+            self.review_turns += 1
             listed = ", ".join(repr(part) for part in missing)
             return Review(
                 "not_shown",
@@ -106,6 +111,7 @@ class AnswerReview:
             and (source := self.source_of(answer)) is not None
         ):
             self.verified = True
+            self.review_turns += 1
             return Review(
                 "verify",
                 self.verification_request(answer, source),

@@ -51,7 +51,7 @@ KernelRecovery = Callable[[], Awaitable[str]]
 @dataclass
 class LoopLimits:
     max_steps: int = 30
-    """Model calls per instruction."""
+    """Model calls per instruction, besides the turns an answer review asks for (answers.py)."""
     cell_timeout: float = 300.0
     shell_timeout: float = 120.0
     max_tokens: int | None = None
@@ -162,7 +162,9 @@ class AgentLoop:
         if self.resume_note:
             self.conversation.add_user(self.resume_note)
             self.resume_note = ""
-        for _ in range(self.limits.max_steps):
+        taken = 0
+        while taken < self.limits.max_steps + self.answers.review_turns:
+            taken += 1
             if (stop := self._budget_exhausted()) is not None:
                 return stop
             if self.conversation.size() > self.limits.context_chars:

@@ -2,9 +2,13 @@
 
 Only answers *grounded* in their own attempt's outputs vote (see ``answers.AnswerReview``).
 Two answers agree when they say the same thing: numbers within a tolerance, words
-case-folded, lists as sets. The answer is the one most grounded attempts agree on; a tie
-goes to the earlier attempt (attempt 1 samples at the session's own temperature). With no
-strict majority the answer is still given, and the summary says that it is contested.
+case-folded, lists as sets. A sentence is compared by what it adds to the question: "The
+region with the highest revenue is likely West." and "West" agree for "Which region has
+the highest revenue?" (words and numbers of the question, articles and hedges do not count,
+unless nothing else is left). The answer is the one most grounded attempts agree on; a tie
+goes to the attempt that had fewer failed cells, then to the earlier one (attempt 1 samples
+at the session's own temperature). With no strict majority the answer is still given, and
+the summary says that it is contested.
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ _WORD = re.compile(r"[^\W_]+")
 _ITEMS = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _PREFIX = re.compile(r"^\s*(?:final\s+)?answer\s*[:=-]\s*", re.IGNORECASE)
+_TOKEN = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|[^\W_]+")
+_FILLER = frozenset(
+    "a an the is are was were be been it its this that these those there here of in on at "
+    "for to with by from as which what who whose whom where when how answer final result "
+    "value values likely probably approximately approx about around roughly nearly "
+    "estimated so therefore thus".split()
+)
+"""Words that do not change what an answer says."""
 RELATIVE_TOLERANCE = 0.005
 """Numbers also agree when they differ by at most this fraction (e.g. 0.842 vs 0.84)."""
 SHOWN_CHARS = 60
@@ -31,6 +43,8 @@ class Ballot:
     grounded: bool = False
     detail: str = ""
     """Why there is no answer: the status reason or the attempt's last error."""
+    failed_cells: int = 0
+    """Cells of the attempt that raised: breaks a tie between equally large groups."""
 
 
 @dataclass
@@ -43,8 +57,18 @@ class Tally:
     summary: str = ""
 
 
-def answers_agree(first: str, second: str) -> bool:
-    """Whether two answers say the same thing (see the module docstring)."""
+def answers_agree(first: str, second: str, question: str = "") -> bool:
+    """Whether two answers to ``question`` say the same thing (see the module docstring)."""
+    if _answers_agree(first, second):
+        return True
+    asked = _tokens(question)
+    core_first, core_second = _core(first, asked), _core(second, asked)
+    if (core_first, core_second) == (first, second):
+        return False
+    return _answers_agree(core_first, core_second)
+
+
+def _answers_agree(first: str, second: str) -> bool:
     a_items, b_items = _items(first), _items(second)
     if len(a_items) > 1 or len(b_items) > 1:
         return (
@@ -55,14 +79,14 @@ def answers_agree(first: str, second: str) -> bool:
     return _scalars_agree(_clean(first), _clean(second))
 
 
-def majority_reached(ballots: list[Ballot], attempts: int) -> bool:
+def majority_reached(ballots: list[Ballot], attempts: int, question: str = "") -> bool:
     """A strict majority of ``attempts`` already agrees: the rest cannot change the answer."""
-    return _best_group(ballots)[1] * 2 > attempts
+    return _best_group(ballots, question)[1] * 2 > attempts
 
 
-def tally(ballots: list[Ballot], attempts: int) -> Tally:
+def tally(ballots: list[Ballot], attempts: int, question: str = "") -> Tally:
     """The answer the attempts agree on, with a sentence that says how they voted."""
-    group, size = _best_group(ballots)
+    group, size = _best_group(ballots, question)
     if not group:
         answered = [ballot for ballot in ballots if ballot.answer is not None]
         if answered:
@@ -86,9 +110,10 @@ def tally(ballots: list[Ballot], attempts: int) -> Tally:
     if majority:
         head = f"{size} of {attempts} attempts agree on {shown}."
     else:
-        head = (
-            f"No majority: {size} of {attempts} attempts agree on {shown}; "
+        head = f"No majority: {size} of {attempts} attempts agree on {shown}; " + (
             "the session keeps it as the earliest."
+            if _tied(ballots, group, question) is None
+            else "the session keeps it: the attempt with the fewest failed cells."
         )
     summary = f"{head} {_others(ballots, agreeing)}".strip()
     not_run = attempts - len(ballots)
@@ -98,20 +123,46 @@ def tally(ballots: list[Ballot], attempts: int) -> Tally:
     return Tally(chosen.number, chosen.answer, agreeing, attempts, majority, summary)
 
 
-def _best_group(ballots: list[Ballot]) -> tuple[list[Ballot], int]:
-    """The largest set of grounded ballots that agree with one of them (ties: earliest)."""
+def _groups(ballots: list[Ballot], question: str) -> list[list[Ballot]]:
+    """For each grounded ballot (earliest first), it and the ballots that agree with it."""
     voters = sorted(
         (b for b in ballots if b.answer is not None and b.grounded), key=lambda b: b.number
     )
-    best: list[Ballot] = []
+    groups = []
     for candidate in voters:
         assert candidate.answer is not None
-        group = [
-            b for b in voters if b.answer is not None and answers_agree(candidate.answer, b.answer)
+        agreeing = [
+            b
+            for b in voters
+            if b is not candidate
+            and b.answer is not None
+            and answers_agree(candidate.answer, b.answer, question)
         ]
-        if len(group) > len(best):
-            best = [candidate, *(b for b in group if b is not candidate)]
+        groups.append([candidate, *agreeing])
+    return groups
+
+
+def _best_group(ballots: list[Ballot], question: str = "") -> tuple[list[Ballot], int]:
+    """The largest set of grounded ballots that agree; among equally large sets the one
+    whose first ballot had the fewest failed cells, then the earliest."""
+    groups = _groups(ballots, question)
+    if not groups:
+        return [], 0
+    best = min(groups, key=lambda g: (-len(g), g[0].failed_cells, g[0].number))
     return best, len(best)
+
+
+def _tied(ballots: list[Ballot], chosen: list[Ballot], question: str) -> Ballot | None:
+    """An earlier ballot heading a group as large as the chosen one (the tie was broken
+    by failed cells), else None."""
+    return next(
+        (
+            group[0]
+            for group in _groups(ballots, question)
+            if len(group) == len(chosen) and group[0].number < chosen[0].number
+        ),
+        None,
+    )
 
 
 def _others(ballots: list[Ballot], agreeing: list[int]) -> str:
@@ -135,6 +186,28 @@ def _others(ballots: list[Ballot], agreeing: list[int]) -> str:
 def _shown(answer: str | None) -> str:
     text = " ".join((answer or "").split())
     return repr(text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…")
+
+
+def _tokens(text: str) -> set[str]:
+    return set(_TOKEN.findall(_THOUSANDS.sub("", text).casefold()))
+
+
+def _core(answer: str, asked: set[str]) -> str:
+    """What ``answer`` adds to the question: its tokens without filler words and without
+    the question's own words and numbers (each step only if something is left). List
+    items are reduced one by one."""
+    items = [_clean(part) for part in _ITEMS.split(_THOUSANDS.sub("", _clean(answer)))]
+    reduced = [_reduce(item, asked) for item in items if item]
+    return ", ".join(reduced) if len(reduced) > 1 else (reduced[0] if reduced else answer)
+
+
+def _reduce(item: str, asked: set[str]) -> str:
+    tokens = _TOKEN.findall(item)
+    for drop in (_FILLER, asked):
+        kept = [token for token in tokens if token.casefold() not in drop]
+        if kept:
+            tokens = kept
+    return " ".join(tokens) if tokens else item
 
 
 def _clean(answer: str) -> str:

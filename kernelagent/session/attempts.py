@@ -68,6 +68,7 @@ class Attempt:
             answer=outcome.answer if outcome.status == "completed" else None,
             grounded=bool(loop and loop.answer_grounded),
             detail=outcome.reason + (f"; last error: {last_error}" if last_error else ""),
+            failed_cells=len(loop.memory.failed) if loop else 0,
         )
 
 
@@ -117,7 +118,7 @@ async def run_attempts(session: Session, instruction: str, model: Model) -> Outc
             finished = [
                 a.ballot() for a in attempts if a.outcome is not None or a.error is not None
             ]
-            if (running or waiting) and majority_reached(finished, count):
+            if (running or waiting) and majority_reached(finished, count, instruction):
                 await _stop(running)
                 for attempt in waiting:
                     attempt.stopped = True
@@ -132,7 +133,7 @@ async def run_attempts(session: Session, instruction: str, model: Model) -> Outc
                 with contextlib.suppress(Exception):
                     await attempt.session.close()
     ran = [a for a in attempts if not a.stopped]
-    result = tally([a.ballot() for a in ran], count)
+    result = tally([a.ballot() for a in ran], count, instruction)
     return _conclude(session, attempts, result, directory)
 
 
