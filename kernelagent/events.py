@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
@@ -21,12 +21,12 @@ def code_sha256(code: str) -> str:
     """The hash an approval is bound to: the exact code (or command) that was shown."""
     return hashlib.sha256(code.encode()).hexdigest()
 
+
 NotebookOutput = Annotated[
     dict[str, Any],
     WithJsonSchema({"type": "object", "additionalProperties": True, "tsType": "IOutput"}),
 ]
 """An nbformat v4 output dict (stream, display_data, execute_result, error)."""
-
 
 
 class Usage(BaseModel):
@@ -285,30 +285,7 @@ class ModelRetrying(_Event):
 
 
 Event = Annotated[
-    Union[
-        SessionStarted,
-        StatusChanged,
-        UserMessage,
-        AssistantText,
-        AssistantTextDelta,
-        CellStarted,
-        CellOutput,
-        CellFinished,
-        DisplayUpdated,
-        ApprovalRequested,
-        ApprovalDecided,
-        KernelRestarted,
-        EgressRequest,
-        UsageUpdated,
-        Error,
-        ActionSkipped,
-        AnswerReviewed,
-        AttemptStarted,
-        AttemptFinished,
-        VoteDecided,
-        SessionFinished,
-        ModelRetrying,
-    ],
+    SessionStarted | StatusChanged | UserMessage | AssistantText | AssistantTextDelta | CellStarted | CellOutput | CellFinished | DisplayUpdated | ApprovalRequested | ApprovalDecided | KernelRestarted | EgressRequest | UsageUpdated | Error | ActionSkipped | AnswerReviewed | AttemptStarted | AttemptFinished | VoteDecided | SessionFinished | ModelRetrying,
     Field(discriminator="type"),
 ]
 

@@ -40,9 +40,7 @@ class TypeScript:
     """JSON schema (as pydantic writes it) to TypeScript declarations."""
 
     def __init__(self) -> None:
-        self.named_enums = {
-            tuple(get_args(getattr(literals, name))): name for name in LITERALS
-        }
+        self.named_enums = {tuple(get_args(getattr(literals, name))): name for name in LITERALS}
         self.declarations: dict[str, str] = {}
 
     def literal_aliases(self) -> None:
@@ -69,8 +67,13 @@ class TypeScript:
             values = schema.get("additionalProperties")
             inner = self.type_of(values) if isinstance(values, dict) else "unknown"
             return f"{{ [key: string]: {inner} }}"
-        return {"string": "string", "integer": "number", "number": "number",
-                "boolean": "boolean", "null": "null"}.get(kind or "", "unknown")
+        return {
+            "string": "string",
+            "integer": "number",
+            "number": "number",
+            "boolean": "boolean",
+            "null": "null",
+        }.get(kind or "", "unknown")
 
     def interface(self, name: str, schema: dict[str, Any], *, all_required: bool) -> None:
         required = set(schema.get("required", ()))
@@ -105,8 +108,9 @@ def _doc(text: str, indent: str) -> str:
     lines = [line.rstrip() for line in text.strip().splitlines()]
     if len(lines) == 1:
         return f"{indent}/** {lines[0]} */"
-    return "\n".join([f"{indent}/**", *(f"{indent} * {line}".rstrip() for line in lines),
-                      f"{indent} */"])
+    return "\n".join(
+        [f"{indent}/**", *(f"{indent} * {line}".rstrip() for line in lines), f"{indent} */"]
+    )
 
 
 def render() -> str:
@@ -126,7 +130,9 @@ def render() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the file is stale")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help="the file (default: %(default)s)")
+    parser.add_argument(
+        "--output", type=Path, default=OUTPUT, help="the file (default: %(default)s)"
+    )
     args = parser.parse_args()
     text = render()
     if args.check:

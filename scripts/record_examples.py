@@ -60,9 +60,15 @@ EXAMPLES = {
                 "halves = sales.pivot_table(index='product', columns='half', values='revenue', aggfunc='sum')\n"
                 "halves"
             ),
-            ScriptedTurn.python("halves['growth_%'] = (halves['H2'] / halves['H1'] - 1) * 100\nhalves.round(1)"),
-            ScriptedTurn.python("best = halves['growth_%'].idxmax()\nprint(best, round(halves.loc[best, 'growth_%'], 1))"),
-            ScriptedTurn.shell("wc -l sales.csv && head -3 sales.csv", text="A quick look at the raw file."),
+            ScriptedTurn.python(
+                "halves['growth_%'] = (halves['H2'] / halves['H1'] - 1) * 100\nhalves.round(1)"
+            ),
+            ScriptedTurn.python(
+                "best = halves['growth_%'].idxmax()\nprint(best, round(halves.loc[best, 'growth_%'], 1))"
+            ),
+            ScriptedTurn.shell(
+                "wc -l sales.csv && head -3 sales.csv", text="A quick look at the raw file."
+            ),
             ScriptedTurn.final("ANSWER_PLACEHOLDER"),
         ],
     ),
@@ -80,12 +86,25 @@ def main() -> None:
     for name, (task, turns) in EXAMPLES.items():
         notebook = NOTEBOOKS / f"{name}.ipynb"
         if args.base_url:
-            result = api.run(task, data=[SALES], workspace=WORKSPACE, notebook=notebook,
-                             base_url=args.base_url, model=args.model, api=args.api)
+            result = api.run(
+                task,
+                data=[SALES],
+                workspace=WORKSPACE,
+                notebook=notebook,
+                base_url=args.base_url,
+                model=args.model,
+                api=args.api,
+            )
         else:
             with ScriptedModelServer(_with_answer(turns)) as server:
-                result = api.run(task, data=[SALES], workspace=WORKSPACE, notebook=notebook,
-                                 base_url=server.base_url, model=args.model)
+                result = api.run(
+                    task,
+                    data=[SALES],
+                    workspace=WORKSPACE,
+                    notebook=notebook,
+                    base_url=server.base_url,
+                    model=args.model,
+                )
         print(f"{notebook.name}: {result.status} · {result.answer}")
 
 

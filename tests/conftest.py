@@ -21,11 +21,11 @@ def _docker_problem() -> str | None:
         from kernelagent.sandbox.docker_provisioner import docker_client
 
         client = docker_client()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return str(error)
     try:
         client.images.get(DEFAULT_IMAGE)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return f"the sandbox image {DEFAULT_IMAGE} is missing: run `kernelagent image build`"
     return None
 
@@ -46,7 +46,9 @@ def docker_settings(docker_available: None) -> SandboxSettings:
 
 
 @pytest.fixture
-async def docker_sandbox(docker_settings: SandboxSettings, tmp_path: Path) -> AsyncIterator[Sandbox]:
+async def docker_sandbox(
+    docker_settings: SandboxSettings, tmp_path: Path
+) -> AsyncIterator[Sandbox]:
     sandbox = await Sandbox.start(docker_settings, tmp_path / "workspace")
     try:
         yield sandbox

@@ -63,9 +63,22 @@ def self_signed_certificate(directory: Path) -> Path:
     certificate = directory / "cert.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(directory / "key.pem"), "-out", str(certificate),
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(directory / "key.pem"),
+            "-out",
+            str(certificate),
         ],
         check=True,
         capture_output=True,
@@ -73,7 +86,9 @@ def self_signed_certificate(directory: Path) -> Path:
     return certificate
 
 
-async def egress_records(proxy: EgressProxy, count: int, timeout: float = 3.0) -> list[EgressRecord]:
+async def egress_records(
+    proxy: EgressProxy, count: int, timeout: float = 3.0
+) -> list[EgressRecord]:
     """The proxy's records once ``count`` requests have ended (a record is published when
     its connection ends), in the order they started; fewer if ``timeout`` passes first."""
     enough = asyncio.Event()

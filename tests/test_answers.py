@@ -241,7 +241,9 @@ async def test_review_turns_do_not_count_against_the_step_limit(
 async def test_the_step_limit_still_holds_without_reviews(
     docker_available: None, tmp_path: Path
 ) -> None:
-    script = [ScriptedTurn.python(WORKS.replace("region", f"region'][{n}:]['region")) for n in range(4)]
+    script = [
+        ScriptedTurn.python(WORKS.replace("region", f"region'][{n}:]['region")) for n in range(4)
+    ]
     with ScriptedModelServer(script) as server:
         result, _ = await run(server, tmp_path, max_steps=2)
     assert result.status == "paused" and result.usage.requests == 2

@@ -43,7 +43,10 @@ def modules_after(tmp_path: Path, *args: str) -> set[str]:
     env = {**os.environ, "KERNELAGENT_HOME": str(tmp_path / "home")}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(report), *args],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert report.is_file(), done.stderr
     return set(json.loads(report.read_text()))
@@ -51,8 +54,15 @@ def modules_after(tmp_path: Path, *args: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "args",
-    [(), ("--help",), ("sessions", "--json"), ("show", "nosuchsession"), ("approve", "--help"),
-     ("run", "--help"), ("model", "list")],
+    [
+        (),
+        ("--help",),
+        ("sessions", "--json"),
+        ("show", "nosuchsession"),
+        ("approve", "--help"),
+        ("run", "--help"),
+        ("model", "list"),
+    ],
     ids=lambda args: " ".join(args) or "import",
 )
 def test_a_light_command_loads_no_heavy_stack(tmp_path: Path, args: tuple[str, ...]) -> None:

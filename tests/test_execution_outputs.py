@@ -37,14 +37,24 @@ class ScriptedKernelClient:
         parent = {"msg_id": msg_id}
         for msg_type, content in self.contents:
             self.iopub.put_nowait(
-                {"header": {"msg_type": msg_type}, "msg_type": msg_type,
-                 "parent_header": parent, "content": content}
+                {
+                    "header": {"msg_type": msg_type},
+                    "msg_type": msg_type,
+                    "parent_header": parent,
+                    "content": content,
+                }
             )
         self.iopub.put_nowait(
-            {"header": {"msg_type": "status"}, "msg_type": "status",
-             "parent_header": parent, "content": {"execution_state": "idle"}}
+            {
+                "header": {"msg_type": "status"},
+                "msg_type": "status",
+                "parent_header": parent,
+                "content": {"execution_state": "idle"},
+            }
         )
-        self.shell.put_nowait({"parent_header": parent, "content": {"status": "ok", "execution_count": 1}})
+        self.shell.put_nowait(
+            {"parent_header": parent, "content": {"status": "ok", "execution_count": 1}}
+        )
         return msg_id
 
     async def get_iopub_msg(self, timeout: float) -> dict[str, Any]:
@@ -77,13 +87,19 @@ async def test_a_display_updated_by_a_later_cell_changes_the_earlier_one() -> No
     outputs = KernelOutputs()
     first = await execute(
         ScriptedKernelClient(display("first", transient={"display_id": "d1"})),  # type: ignore[arg-type]
-        "a", outputs=outputs, cell_id="cell-a",
+        "a",
+        outputs=outputs,
+        cell_id="cell-a",
     )
-    update = ("update_display_data", {"data": {"text/plain": "second"}, "metadata": {},
-                                      "transient": {"display_id": "d1"}})
+    update = (
+        "update_display_data",
+        {"data": {"text/plain": "second"}, "metadata": {}, "transient": {"display_id": "d1"}},
+    )
     second = await execute(
         ScriptedKernelClient(update, ("stream", {"name": "stdout", "text": "done\n"})),  # type: ignore[arg-type]
-        "b", outputs=outputs, cell_id="cell-b",
+        "b",
+        outputs=outputs,
+        cell_id="cell-b",
     )
     assert first.outputs[0]["data"]["text/plain"] == "first"
     assert second.outputs == [{"output_type": "stream", "name": "stdout", "text": "done\n"}]
@@ -118,20 +134,29 @@ async def test_a_real_kernel_updates_the_display_of_an_earlier_cell(local_sandbo
 
 
 def test_the_recorded_notebook_shows_the_updated_display(tmp_path: Path) -> None:
-    script = [ScriptedTurn.python(CREATE_DISPLAY), ScriptedTurn.python(UPDATE_DISPLAY),
-              ScriptedTurn.final("done")]
+    script = [
+        ScriptedTurn.python(CREATE_DISPLAY),
+        ScriptedTurn.python(UPDATE_DISPLAY),
+        ScriptedTurn.final("done"),
+    ]
     notebook = tmp_path / "s.ipynb"
     with ScriptedModelServer(script) as server:
         result = api.run(
-            "Show and update.", sandbox="local", base_url=server.base_url, model="m",
-            workspace=tmp_path / "ws", notebook=notebook,
+            "Show and update.",
+            sandbox="local",
+            base_url=server.base_url,
+            model="m",
+            workspace=tmp_path / "ws",
+            notebook=notebook,
         )
     assert result.status == "completed", result.reason
     cells = [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code"]
     assert cells[0].outputs[0]["data"]["text/plain"] == "'second'"
     assert cells[1].outputs[0]["text"] == "updated\n"
 
-    report = asyncio.run(replay_notebook(notebook, ReplayOptions(sandbox=SandboxSettings(kind="local"))))
+    report = asyncio.run(
+        replay_notebook(notebook, ReplayOptions(sandbox=SandboxSettings(kind="local")))
+    )
     assert [cell.outcome for cell in report.cells] == ["matched", "matched"]
     replayed = [c for c in report.replayed.cells if c.cell_type == "code"]
     assert replayed[0].outputs[0]["data"]["text/plain"] == "'second'"

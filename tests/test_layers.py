@@ -104,7 +104,9 @@ def test_no_cycle_between_packages() -> None:
 def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     sample = tmp_path / "kernelagent" / "sandbox" / "bad.py"
     sample.parent.mkdir(parents=True)
-    sample.write_text("def f():\n    from ..session import store\n    from kernelagent import api\n")
+    sample.write_text(
+        "def f():\n    from ..session import store\n    from kernelagent import api\n"
+    )
     root = tmp_path / "kernelagent"
     assert [name for _, name in imports(sample, root)] == ["kernelagent.session", "kernelagent.api"]
     assert {(s, t) for s, t, _ in edges(root)} == {("sandbox", "session"), ("sandbox", "api")}

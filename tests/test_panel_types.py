@@ -15,7 +15,9 @@ GENERATED = ROOT / "labextension" / "src" / "generated" / "schema.ts"
 def check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(GENERATOR), "--check", "--output", str(path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

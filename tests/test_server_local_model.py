@@ -38,5 +38,8 @@ def test_a_panel_session_on_a_local_model_uses_the_shared_service(
 
     run(scenario())
     (served,) = running_services(models.root)
-    assert served.state.model == "tiny" and Path(served.state.model_path) == Path(tiny(models)).resolve()
+    assert (
+        served.state.model == "tiny"
+        and Path(served.state.model_path) == Path(tiny(models)).resolve()
+    )
     assert served.sessions == []

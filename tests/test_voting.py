@@ -102,11 +102,19 @@ QUESTION = "Which region has the highest total revenue in 2024? Name the top 3 p
         ("The region with the highest total revenue is: West", "West", True),
         ("The region with the highest total revenue is likely West.", "**West**", True),
         ("The region with the highest total revenue is East", "West", False),
-        ("In 2024 the total revenue was 1,234.5", "1234.5", True),  # the question's 2024 is not the answer
+        (
+            "In 2024 the total revenue was 1,234.5",
+            "1234.5",
+            True,
+        ),  # the question's 2024 is not the answer
         ("In 2024 the total revenue was 1,234.5", "1250", False),
         ("The top 3 products are Widget, Gadget and Doohickey", "widget, doohickey, gadget", True),
         ("The top 3 products are Widget, Gadget and Doohickey", "Widget, Gadget", False),
-        ("3", "The top 3", True),  # nothing but the question's words is left: the whole answer counts
+        (
+            "3",
+            "The top 3",
+            True,
+        ),  # nothing but the question's words is left: the whole answer counts
         ("region", "West", False),
     ],
 )

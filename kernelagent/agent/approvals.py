@@ -22,14 +22,16 @@ _PYTHON_WRITE = re.compile(
         [rbuf]?['"](/[^'"]*)['"]""",
     re.VERBOSE,
 )
-_SHELL_WRITE = re.compile(r"(?:>>?|\btee\s+(?:-a\s+)?|\b(?:cp|mv|rm|touch|mkdir|chmod|chown|ln)\s+(?:-\S+\s+)*)(/[^\s;|&]*)")
+_SHELL_WRITE = re.compile(
+    r"(?:>>?|\btee\s+(?:-a\s+)?|\b(?:cp|mv|rm|touch|mkdir|chmod|chown|ln)\s+(?:-\S+\s+)*)(/[^\s;|&]*)"
+)
 
 
 def who() -> str:
     """The person deciding, as recorded in the notebook: user@host."""
     try:
         user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+    except Exception:
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
 

@@ -69,12 +69,16 @@ class ChatCompletionsModel(OpenAIAdapter):
                         finished = finished or choice.finish_reason is not None
                         _add_delta(choice.delta, texts, calls, on_text_delta)
         if not finished and not texts and not calls.started:
-            raise BrokenStreamError("empty reply stream (no content, no tool call, no finish reason)")
+            raise BrokenStreamError(
+                "empty reply stream (no content, no tool call, no finish reason)"
+            )
         return ModelTurn(text="".join(texts), tool_calls=calls.finish(), usage=usage)
 
 
 def _add_delta(
-    delta: Any, texts: list[str], calls: _ToolCallAccumulator,
+    delta: Any,
+    texts: list[str],
+    calls: _ToolCallAccumulator,
     on_text_delta: TextDeltaCallback | None,
 ) -> None:
     if delta is None:
@@ -155,7 +159,8 @@ def turn_from_completion(completion: Any) -> ModelTurn:
     tool_calls: list[ToolCall] = []
     choice = completion.choices[0] if completion.choices else None
     if choice is None or (
-        choice.finish_reason is None and not choice.message.content
+        choice.finish_reason is None
+        and not choice.message.content
         and not choice.message.tool_calls
     ):
         raise BrokenStreamError("empty reply (no content, no tool call, no finish reason)")

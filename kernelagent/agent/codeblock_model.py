@@ -166,7 +166,9 @@ def parse_reply(text: str) -> ParsedReply:
         if final is not None and answer is None:
             answer = _answer_after(text, final.end()) or None
         if not code.strip() and answer is not None:
-            return ParsedReply(prose=text[: chosen.start].strip(), action="final_answer", payload=answer)
+            return ParsedReply(
+                prose=text[: chosen.start].strip(), action="final_answer", payload=answer
+            )
         return ParsedReply(
             prose=text[: chosen.start].strip(), action=action, payload=code, answer=answer
         )

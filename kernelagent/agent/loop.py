@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-
 from kernelagent.agent import prompts
 from kernelagent.agent.answers import AnswerReview, RanCell
 from kernelagent.agent.approvals import ApprovalPolicy, Decision, PendingApproval
@@ -172,7 +171,9 @@ class AgentLoop:
             self.checkpoint()
             temperature = self._temperature()
             sampling = {} if temperature is None else {"temperature": temperature}
-            turn = await self.model.turn(self.conversation, TOOLS, on_text_delta=self._delta, **sampling)
+            turn = await self.model.turn(
+                self.conversation, TOOLS, on_text_delta=self._delta, **sampling
+            )
             self.state.steps += 1
             self._account(turn)
             self.conversation.add_assistant(turn)
@@ -232,8 +233,12 @@ class AgentLoop:
                 self.conversation.add_tool_result(call.id, f"[tool error] {error}")
                 continue
             if action.kind == "final_answer":
-                review = self.answers.review(action.text, data_present=self._data_present(), same_turn=ran)
-                self.emit(AnswerReviewed(answer=action.text, verdict=review.verdict, detail=review.detail))
+                review = self.answers.review(
+                    action.text, data_present=self._data_present(), same_turn=ran
+                )
+                self.emit(
+                    AnswerReviewed(answer=action.text, verdict=review.verdict, detail=review.detail)
+                )
                 if review.verdict == "no_evidence":
                     self.conversation.add_tool_result(call.id, review.message)
                     continue  # not usable: repeated guesses end the session as failed
@@ -262,7 +267,9 @@ class AgentLoop:
         self.repeats_in_a_row = self.repeats_in_a_row + 1 if repeated and not ran else 0
         return answer, usable
 
-    def _refuse_repeat(self, call: ToolCall, action: Action, source: str, earlier: FailedCell) -> None:
+    def _refuse_repeat(
+        self, call: ToolCall, action: Action, source: str, earlier: FailedCell
+    ) -> None:
         """Code identical to a failed cell, on an unchanged kernel: recorded, not run."""
         ladder = self.limits.retry_temperatures
         next_temperature = (
@@ -273,8 +280,13 @@ class AgentLoop:
         assert action.kind != "final_answer"
         self.emit(
             ActionSkipped(
-                tool_call_id=call.id, kind=action.kind, code=source, code_sha256=code_sha256(source),
-                same_as_cell=earlier.cell_id, error=earlier.error, next_temperature=next_temperature,
+                tool_call_id=call.id,
+                kind=action.kind,
+                code=source,
+                code_sha256=code_sha256(source),
+                same_as_cell=earlier.cell_id,
+                error=earlier.error,
+                next_temperature=next_temperature,
             )
         )
         notes = [prompts.REPEATED_FAILURE.format(number=earlier.number, error=earlier.error)]
@@ -300,13 +312,21 @@ class AgentLoop:
         files = ", ".join(workspace_files(self.sandbox.workspace, limit=10)) or "none"
         notes = " ".join(self.memory.error_notes(failure.error))
         return "\n".join(
-            filter(None, [prompts.AFTER_ERROR_NUDGE.format(error=failure.error, files=files, act=plain), notes])
+            filter(
+                None,
+                [
+                    prompts.AFTER_ERROR_NUDGE.format(error=failure.error, files=files, act=plain),
+                    notes,
+                ],
+            )
         )
 
     def _data_present(self) -> bool:
         return bool(workspace_files(self.sandbox.workspace, limit=1))
 
-    def _approval_gate(self, call: ToolCall, action: Action, source: str) -> tuple[str | None, str] | None:
+    def _approval_gate(
+        self, call: ToolCall, action: Action, source: str
+    ) -> tuple[str | None, str] | None:
         """(cell id, code to run), (None, _) when rejected, or None when approval is pending."""
         reason = self.approval.reason(action.kind, source) if self.approval else None
         decision = self.decisions.pop(call.id, None)
@@ -317,20 +337,31 @@ class AgentLoop:
             if decision is not None:
                 reason = f"the approved code no longer matches the pending action; {reason}"
             self.pending = PendingApproval(
-                cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source,
-                code_sha256=code_sha256(source), reason=reason or "approval required",
+                cell_id=cell_id,
+                tool_call_id=call.id,
+                kind=action.kind,
+                code=source,
+                code_sha256=code_sha256(source),
+                reason=reason or "approval required",
             )
             self.emit(
                 ApprovalRequested(
-                    cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source,
-                    code_sha256=code_sha256(source), reason=self.pending.reason,
+                    cell_id=cell_id,
+                    tool_call_id=call.id,
+                    kind=action.kind,
+                    code=source,
+                    code_sha256=code_sha256(source),
+                    reason=self.pending.reason,
                 )
             )
             return None
         self.emit(
             ApprovalDecided(
-                cell_id=decision.cell_id, decision=decision.decision, decided_by=decision.decided_by,
-                code=decision.code, reason=decision.reason,
+                cell_id=decision.cell_id,
+                decision=decision.decision,
+                decided_by=decision.decided_by,
+                code=decision.code,
+                reason=decision.reason,
             )
         )
         if decision.decision == "rejected":
@@ -341,7 +372,9 @@ class AgentLoop:
             return None, source
         return decision.cell_id, decision.code
 
-    async def _run_cell(self, call: ToolCall, action: Action, source: str, cell_id: str) -> ExecutionResult:
+    async def _run_cell(
+        self, call: ToolCall, action: Action, source: str, cell_id: str
+    ) -> ExecutionResult:
         self.current_cell, self.current_outputs, self.current_started = cell_id, [], time.time()
         self.emit(CellStarted(cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source))
         timeout = (
@@ -361,12 +394,20 @@ class AgentLoop:
         manifest = parse_expression(result.user_expressions)
         self.state.cells += 1
         notes = self.memory.record(
-            action.kind, source, result, cell_number=self.state.cells, cell_id=cell_id, manifest=manifest
+            action.kind,
+            source,
+            result,
+            cell_number=self.state.cells,
+            cell_id=cell_id,
+            manifest=manifest,
         )
         self.answers.cell_ran(self.state.cells, source, result.text(), result.ok)
         if not result.ok and result.status != "interrupted":
             self.last_failure = FailedCell(
-                self.state.cells, cell_id, error_line(result) or result.detail or result.status, self.memory.state
+                self.state.cells,
+                cell_id,
+                error_line(result) or result.detail or result.status,
+                self.memory.state,
             )
         elif result.ok:
             self.last_failure = None

@@ -105,7 +105,9 @@ class Conversation(BaseModel):
         whole; older tool outputs and texts keep their head, older images are dropped. The
         notebook still has everything."""
         shortened = 0
-        first_user = next((i for i, item in enumerate(self.items) if isinstance(item, UserItem)), -1)
+        first_user = next(
+            (i for i, item in enumerate(self.items) if isinstance(item, UserItem)), -1
+        )
         for index, item in enumerate(self.items[: max(0, len(self.items) - keep_recent)]):
             if self.size() <= max_chars:
                 break

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
-from kernelagent.errors import KernelAgentError
 from kernelagent.agent.model import ToolCall, ToolSpec
+from kernelagent.errors import KernelAgentError
 
 PYTHON = ToolSpec(
     name="python",

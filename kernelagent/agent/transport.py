@@ -158,7 +158,9 @@ async def with_transport_retries(
                     "ps` for a local model, and its log), then resume the session",
                 ) from error
             delay = policy.delay(retry + 1)
-            _notify(ModelRetrying(retry=retry + 1, retries=policy.retries, reason=reason, delay=delay))
+            _notify(
+                ModelRetrying(retry=retry + 1, retries=policy.retries, reason=reason, delay=delay)
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.syntax import Syntax
@@ -32,13 +32,23 @@ OUTCOME_STYLE = {"matched": "green", "diverged": "yellow", "error": "red", "skip
 def replay(
     notebook: Annotated[Path, typer.Argument(help="The notebook to re-execute (never modified).")],
     sandbox: Annotated[str, typer.Option(help="docker | local")] = "docker",
-    until: Annotated[Optional[str], typer.Option(help="Stop after this code cell (number or cell id).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the replayed notebook here.")] = None,
-    workspace: Annotated[Optional[Path], typer.Option(help="Directory with the notebook's input files.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Stop after this code cell (number or cell id).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the replayed notebook here.")] = None,
+    workspace: Annotated[
+        Path | None, typer.Option(help="Directory with the notebook's input files.")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per cell.")] = 300.0,
-    side_effects: Annotated[str, typer.Option(help="Cells tagged kernelagent:side-effect: run | skip")] = "skip",
-    agent: Annotated[bool, typer.Option("--agent", help="Re-drive the agent loop with the recorded model turns.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    side_effects: Annotated[
+        str, typer.Option(help="Cells tagged kernelagent:side-effect: run | skip")
+    ] = "skip",
+    agent: Annotated[
+        bool, typer.Option("--agent", help="Re-drive the agent loop with the recorded model turns.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON on stdout.")
+    ] = False,
 ) -> None:
     """Re-execute a notebook in a fresh sandbox and compare every cell's outputs.
 
@@ -65,7 +75,9 @@ def replay(
             if agent:
                 from kernelagent.session.agent_replay import replay_agent
 
-                report = asyncio.run(replay_agent(notebook, sandbox=options.sandbox, workspace=workspace))
+                report = asyncio.run(
+                    replay_agent(notebook, sandbox=options.sandbox, workspace=workspace)
+                )
             else:
                 report = asyncio.run(replay_notebook(notebook, options))
     except KernelAgentError as error:  # not a notebook, a missing input, no Docker, ...
@@ -83,13 +95,21 @@ def print_report(report: ReplayReport) -> None:
     table = Table("cell", "id", "outcome", "detail", "s", title=f"replay of {report.notebook}")
     for cell in report.cells:
         style = OUTCOME_STYLE[cell.outcome]
-        table.add_row(str(cell.number), cell.cell_id[:12], f"[{style}]{cell.outcome}[/]", cell.reason, f"{cell.seconds:.2f}")
+        table.add_row(
+            str(cell.number),
+            cell.cell_id[:12],
+            f"[{style}]{cell.outcome}[/]",
+            cell.reason,
+            f"{cell.seconds:.2f}",
+        )
     console.print(table)
     for cell in report.cells:
         if cell.diff:
             console.print(f"[yellow]cell {cell.number} diverged:[/]")
             console.print(Syntax(cell.diff, "diff", theme="ansi_dark"))
-    counts = ", ".join(f"{report.count(o)} {o}" for o in ("matched", "diverged", "error", "skipped"))
+    counts = ", ".join(
+        f"{report.count(o)} {o}" for o in ("matched", "diverged", "error", "skipped")
+    )
     console.print(f"{counts} in {report.seconds:.1f}s")
 
 
@@ -97,15 +117,28 @@ def print_report(report: ReplayReport) -> None:
 def continue_(
     notebook: Annotated[Path, typer.Argument(help="A recorded session notebook.")],
     instruction: Annotated[str, typer.Argument(help="The new instruction.")],
-    in_place: Annotated[bool, typer.Option("--in-place", help="Append to NOTEBOOK itself instead of a copy.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the continued notebook.")] = None,
-    workspace: Annotated[Optional[Path], typer.Option(help="Directory with the notebook's workspace files.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name (default: the recorded one).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint.")] = None,
-    api: Annotated[Optional[str], typer.Option(help="responses | chat | code-blocks (default: the recorded one)")] = None,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Append to NOTEBOOK itself instead of a copy.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the continued notebook.")
+    ] = None,
+    workspace: Annotated[
+        Path | None, typer.Option(help="Directory with the notebook's workspace files.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name (default: the recorded one).")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint.")] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(help="responses | chat | code-blocks (default: the recorded one)"),
+    ] = None,
     sandbox: Annotated[str, typer.Option(help="docker | local")] = "docker",
     max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON summary on stdout.")
+    ] = False,
 ) -> None:
     """Restore a recorded session's state and conversation, then work on a new instruction."""
     from kernelagent.api import build_config, check_model_server, model_for, served_model
@@ -131,15 +164,23 @@ def continue_(
         local = None if base_url else recorded.get("local_model")
     if local is not None:
         use_local_model(config, local, api)
-        config.limits.check_answers = config.limits.verify_answers = True  # as `run` does for local models
+        config.limits.check_answers = config.limits.verify_answers = (
+            True  # as `run` does for local models
+        )
 
     async def main():  # type: ignore[no-untyped-def]
         async with served_model(config, on_notice=lambda line: console.print(f"[dim]{line}[/]")):
             await check_model_server(config)
             model_adapter = model_for(config)
             session, report = await continue_notebook(
-                notebook, instruction, config, model_adapter, in_place=in_place, out=out,
-                workspace=workspace, on_event=EventRenderer(console),
+                notebook,
+                instruction,
+                config,
+                model_adapter,
+                in_place=in_place,
+                out=out,
+                workspace=workspace,
+                on_event=EventRenderer(console),
             )
             console.print(f"[dim]restored: {report.summary()}[/]")
             try:
@@ -155,9 +196,16 @@ def continue_(
     except KernelAgentError as error:  # the model, the notebook, its inputs, Docker, ...
         raise fail_with(error) from None
     if json_output:
-        print(json.dumps({
-            "session_id": session.id, "status": outcome.status, "answer": outcome.answer,
-            "reason": outcome.reason, "notebook": str(session.notebook_path),
-        }))
+        print(
+            json.dumps(
+                {
+                    "session_id": session.id,
+                    "status": outcome.status,
+                    "answer": outcome.answer,
+                    "reason": outcome.reason,
+                    "notebook": str(session.notebook_path),
+                }
+            )
+        )
     console.print(f"[dim]notebook: {session.notebook_path}[/]")
     raise typer.Exit(EXIT_CODES.get(outcome.status, EXIT_FAILED))

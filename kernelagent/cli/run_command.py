@@ -8,11 +8,18 @@ import os
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kernelagent.cli.output import EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, console, fail, fail_with
+from kernelagent.cli.output import (
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    console,
+    fail,
+    fail_with,
+)
 from kernelagent.errors import KernelAgentError
 from kernelagent.literals import API_KINDS, APPROVAL_MODES, SANDBOX_KINDS
 from kernelagent.localmodel import recommended_api
@@ -36,29 +43,97 @@ def _one_of(names: tuple[str, ...]) -> str:
 @commands.command()
 def run(
     task: Annotated[str, typer.Argument(help="What the agent should do.")],
-    data: Annotated[Optional[list[Path]], typer.Option("--data", "-d", help="File to copy into the workspace (repeatable).")] = None,
-    workspace: Annotated[Optional[Path], typer.Option(help="Workspace directory (default: a new one per session).")] = None,
-    notebook: Annotated[Optional[Path], typer.Option(help="Where to record the session notebook.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name; 'local' or 'local:NAME|PATH.gguf' serves a local GGUF model (the default when no API key and no base URL are set).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL).")] = None,
-    api: Annotated[Optional[str], typer.Option(help="responses | chat | code-blocks (default: responses; for local models, what suits them)")] = None,
+    data: Annotated[
+        list[Path] | None,
+        typer.Option("--data", "-d", help="File to copy into the workspace (repeatable)."),
+    ] = None,
+    workspace: Annotated[
+        Path | None, typer.Option(help="Workspace directory (default: a new one per session).")
+    ] = None,
+    notebook: Annotated[
+        Path | None, typer.Option(help="Where to record the session notebook.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model name; 'local' or 'local:NAME|PATH.gguf' serves a local GGUF model (the default when no API key and no base URL are set)."
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL).")
+    ] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            help="responses | chat | code-blocks (default: responses; for local models, what suits them)"
+        ),
+    ] = None,
     sandbox: Annotated[str, typer.Option(help="docker | local (local is NOT isolated)")] = "docker",
-    image: Annotated[Optional[str], typer.Option(help="Sandbox image.")] = None,
-    allow_net: Annotated[Optional[list[str]], typer.Option("--allow-net", metavar="HOST[:PORT]", help="A destination the sandbox may reach through the host's audited egress proxy (repeatable; e.g. pypi.org, *.pythonhosted.org:443). Default: no network.")] = None,
+    image: Annotated[str | None, typer.Option(help="Sandbox image.")] = None,
+    allow_net: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-net",
+            metavar="HOST[:PORT]",
+            help="A destination the sandbox may reach through the host's audited egress proxy (repeatable; e.g. pypi.org, *.pythonhosted.org:443). Default: no network.",
+        ),
+    ] = None,
     max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
-    timeout: Annotated[float, typer.Option(help="Seconds per cell before it is interrupted.")] = 300.0,
-    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the session.")] = None,
-    max_cost: Annotated[Optional[float], typer.Option(help="Cost budget in USD (needs --price).")] = None,
-    price: Annotated[Optional[str], typer.Option(help="USD per million tokens, 'INPUT,OUTPUT'.")] = None,
-    approve: Annotated[str, typer.Option(help="Which actions need a person's approval: never | shell | always")] = "never",
-    approve_pattern: Annotated[Optional[list[str]], typer.Option(help="Regex; matching code or commands need approval (repeatable).")] = None,
-    approve_outside_writes: Annotated[bool, typer.Option(help="Writes outside the workspace need approval.")] = False,
-    check_answers: Annotated[Optional[bool], typer.Option("--check-answers/--no-check-answers", help="Send a short answer back once when no cell printed it (default: on for local models).")] = None,
-    attempts: Annotated[Optional[int], typer.Option(min=1, max=8, help="Independent attempts, each in its own sandbox; the answer most of them agree on wins (default: 3 for local models, else 1).")] = None,
-    verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Show the model its answer's code and output once to confirm or fix it (default: on for local models or --attempts > 1).")] = None,
-    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Stream model replies. Some servers (llama.cpp's) report token usage only with --no-stream.")] = True,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")] = False,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds per cell before it is interrupted.")
+    ] = 300.0,
+    max_tokens: Annotated[int | None, typer.Option(help="Token budget for the session.")] = None,
+    max_cost: Annotated[
+        float | None, typer.Option(help="Cost budget in USD (needs --price).")
+    ] = None,
+    price: Annotated[
+        str | None, typer.Option(help="USD per million tokens, 'INPUT,OUTPUT'.")
+    ] = None,
+    approve: Annotated[
+        str, typer.Option(help="Which actions need a person's approval: never | shell | always")
+    ] = "never",
+    approve_pattern: Annotated[
+        list[str] | None,
+        typer.Option(help="Regex; matching code or commands need approval (repeatable)."),
+    ] = None,
+    approve_outside_writes: Annotated[
+        bool, typer.Option(help="Writes outside the workspace need approval.")
+    ] = False,
+    check_answers: Annotated[
+        bool | None,
+        typer.Option(
+            "--check-answers/--no-check-answers",
+            help="Send a short answer back once when no cell printed it (default: on for local models).",
+        ),
+    ] = None,
+    attempts: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=8,
+            help="Independent attempts, each in its own sandbox; the answer most of them agree on wins (default: 3 for local models, else 1).",
+        ),
+    ] = None,
+    verify: Annotated[
+        bool | None,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Show the model its answer's code and output once to confirm or fix it (default: on for local models or --attempts > 1).",
+        ),
+    ] = None,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream/--no-stream",
+            help="Stream model replies. Some servers (llama.cpp's) report token usage only with --no-stream.",
+        ),
+    ] = True,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON summary on stdout.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")
+    ] = False,
 ) -> None:
     """Run an agent session on TASK; it is recorded as a notebook while it runs."""
     if api is not None and api not in API_KINDS:
@@ -79,10 +154,19 @@ def run(
 
     local = local_model_choice(model, base_url)
     if local is not None and model is None:
-        console.print(f"[dim]no API key or base URL configured: using the local model {local or 'default'} (offline)[/]")
+        console.print(
+            f"[dim]no API key or base URL configured: using the local model {local or 'default'} (offline)[/]"
+        )
     config = build_config(
-        model=model, api=api or "responses", base_url=base_url, sandbox=sandbox, image=image,  # type: ignore[arg-type]
-        max_steps=max_steps, cell_timeout=timeout, max_tokens=max_tokens, max_cost=max_cost,
+        model=model,
+        api=api or "responses",
+        base_url=base_url,
+        sandbox=sandbox,
+        image=image,  # type: ignore[arg-type]
+        max_steps=max_steps,
+        cell_timeout=timeout,
+        max_tokens=max_tokens,
+        max_cost=max_cost,
         price_per_million=price_per_million,
     )
     try:
@@ -91,14 +175,22 @@ def run(
         raise fail(str(error), 2) from None
     config.stream = stream
     config.limits.check_answers = check_answers if check_answers is not None else local is not None
-    config.attempts = attempts if attempts is not None else (LOCAL_ATTEMPTS if local is not None else 1)
-    config.limits.verify_answers = verify if verify is not None else (config.attempts > 1 or local is not None)
+    config.attempts = (
+        attempts if attempts is not None else (LOCAL_ATTEMPTS if local is not None else 1)
+    )
+    config.limits.verify_answers = (
+        verify if verify is not None else (config.attempts > 1 or local is not None)
+    )
     config.approval = ApprovalPolicy(
-        mode=approve, patterns=approve_pattern or [], writes_outside_workspace=approve_outside_writes  # type: ignore[arg-type]
+        mode=approve,
+        patterns=approve_pattern or [],
+        writes_outside_workspace=approve_outside_writes,  # type: ignore[arg-type]
     )
     renderer = None if quiet else EventRenderer(console)
     try:
-        result = asyncio.run(_run(task, data or [], workspace, notebook, config, renderer, local, api))
+        result = asyncio.run(
+            _run(task, data or [], workspace, notebook, config, renderer, local, api)
+        )
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the notebook was saved")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -111,10 +203,14 @@ def run(
     if json_output:
         print(json.dumps(result.summary()), file=sys.stdout)
     elif quiet:
-        console.print(result.answer if result.answer is not None else f"{result.status}: {result.reason}")
+        console.print(
+            result.answer if result.answer is not None else f"{result.status}: {result.reason}"
+        )
     if result.status == "awaiting_approval":
-        console.print(f"[bold yellow]waiting for approval[/]: kernelagent show {result.session_id}, "
-                      f"then approve {result.session_id} or reject {result.session_id}")
+        console.print(
+            f"[bold yellow]waiting for approval[/]: kernelagent show {result.session_id}, "
+            f"then approve {result.session_id} or reject {result.session_id}"
+        )
     console.print(f"[dim]notebook: {result.notebook_path}[/]")
     raise typer.Exit(EXIT_CODES.get(result.status, EXIT_FAILED))
 
@@ -164,7 +260,14 @@ async def _run_session(task, data, workspace, notebook, config, renderer) -> Ses
             if renderer is not None:
                 renderer(event)
 
-        return await arun(task, data=data, workspace=workspace, notebook=notebook, config=config, on_event=on_event)
+        return await arun(
+            task,
+            data=data,
+            workspace=workspace,
+            notebook=notebook,
+            config=config,
+            on_event=on_event,
+        )
 
 
 def _parse_price(price: str | None) -> tuple[float, float] | None:
@@ -173,5 +276,7 @@ def _parse_price(price: str | None) -> tuple[float, float] | None:
     try:
         price_in, price_out = (float(part) for part in price.split(","))
     except ValueError:
-        raise fail("--price must be 'INPUT,OUTPUT' in USD per million tokens, e.g. 0.4,1.6", 2) from None
+        raise fail(
+            "--price must be 'INPUT,OUTPUT' in USD per million tokens, e.g. 0.4,1.6", 2
+        ) from None
     return price_in, price_out

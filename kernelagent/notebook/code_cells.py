@@ -34,7 +34,9 @@ class CodeCellEvents:
     def cell_started(self, event: CellStarted) -> None:
         cell = self.doc.cells_by_id.get(event.cell_id)
         if cell is None or status(cell) not in _AWAITING_RUN:
-            cell = self.doc.append_code_cell(event.cell_id, event.tool_call_id, event.kind, event.code)
+            cell = self.doc.append_code_cell(
+                event.cell_id, event.tool_call_id, event.kind, event.code
+            )
         started_at = iso(event.time)
         cell.source = event.code
         cell.outputs = []

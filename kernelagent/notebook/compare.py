@@ -279,11 +279,11 @@ def image_difference(
         return "images differ and Pillow is not installed to compare their pixels"
     try:
         left = _decode(recorded)
-    except Exception as error:  # noqa: BLE001 - any decoding failure is a divergence
+    except Exception as error:
         return f"recorded {recorded.mime} cannot be decoded ({error})"
     try:
         right = _decode(replayed)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return f"replayed {replayed.mime} cannot be decoded ({error})"
     tolerance = options.image_size_tolerance
     if abs(left.width - right.width) > tolerance or abs(left.height - right.height) > tolerance:

@@ -65,7 +65,9 @@ def load_notebook(path: Path | str) -> NotebookNode:
             _, notebook = normalize(notebook)  # adds missing cell ids, repairs duplicates
         nbformat.validate(notebook)
     except ValidationError as error:
-        raise NotebookFormatError(f"{path} is not a valid notebook: {describe_validation_error(error)}") from error
+        raise NotebookFormatError(
+            f"{path} is not a valid notebook: {describe_validation_error(error)}"
+        ) from error
     except Exception as error:
         # nbformat's converters fail obscurely on broken structure; the schema says what is wrong.
         cause = _schema_problem(data) or f"{type(error).__name__}: {error}"
@@ -80,7 +82,7 @@ def _schema_problem(data: dict[str, Any]) -> str | None:
             nbformat.validate(data)
     except ValidationError as error:
         return describe_validation_error(error)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
     return None
 

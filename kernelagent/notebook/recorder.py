@@ -38,7 +38,6 @@ from kernelagent.events import (
     UserMessage,
     VoteDecided,
 )
-from kernelagent.notebook.reading import DEFAULT_KERNELSPEC, NotebookFormatError, load_notebook
 from kernelagent.notebook.code_cells import MAX_EGRESS_RECORDS, CodeCellEvents
 from kernelagent.notebook.document import (
     Document,
@@ -47,6 +46,7 @@ from kernelagent.notebook.document import (
     labelled,
     role,
 )
+from kernelagent.notebook.reading import DEFAULT_KERNELSPEC, NotebookFormatError, load_notebook
 from kernelagent.notebook.writer import NotebookWriter, RecordingError, dumps
 
 __all__ = [
@@ -59,7 +59,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
 
 
 class NotebookRecorder:
@@ -259,7 +258,9 @@ class NotebookRecorder:
                 links = " · ".join(
                     f"[attempt {number}]({path})" for number, path in enumerate(event.notebooks, 1)
                 )
-                self._doc.append_note("vote", "Vote", event.summary + (f"\n\n{links}" if links else ""), event)
+                self._doc.append_note(
+                    "vote", "Vote", event.summary + (f"\n\n{links}" if links else ""), event
+                )
             case _:  # AssistantTextDelta and anything newer: not recorded
                 return
         self.save()
@@ -297,7 +298,8 @@ class NotebookRecorder:
         if event.answer:
             self._doc.append(
                 new_markdown_cell(
-                    labelled("Answer", event.answer), metadata=self._doc.cell_metadata("answer", event)
+                    labelled("Answer", event.answer),
+                    metadata=self._doc.cell_metadata("answer", event),
                 )
             )
 
@@ -311,7 +313,3 @@ class NotebookRecorder:
         self._writer.save(self._doc.notebook)
         self._doc.unsaved = False
         self._last_save = time.monotonic()
-
-
-
-

@@ -191,7 +191,9 @@ def _replace_invalid_outputs(cell: NotebookNode) -> None:
             nbformat.validate(new_notebook(cells=[new_code_cell(outputs=[output])]))
         except ValidationError as error:
             log.warning(
-                "cell %s: invalid output not recorded: %s", cell.get("id"), describe_validation_error(error)
+                "cell %s: invalid output not recorded: %s",
+                cell.get("id"),
+                describe_validation_error(error),
             )
             cell.outputs[index] = new_output(
                 "stream",

@@ -53,11 +53,15 @@ def check_inputs(notebook: NotebookNode, directory: Path) -> list[str]:
         if not path.is_file():
             problems.append(f"missing input file {item['name']} (expected in {directory})")
         elif item.get("sha256") and sha256_file(path) != item["sha256"]:
-            problems.append(f"input file {item['name']} differs from the recorded one (sha256 changed)")
+            problems.append(
+                f"input file {item['name']} differs from the recorded one (sha256 changed)"
+            )
     return problems
 
 
-def copy_workspace(source: Path, destination: Path, *, only_inputs: list[str] | None = None) -> None:
+def copy_workspace(
+    source: Path, destination: Path, *, only_inputs: list[str] | None = None
+) -> None:
     """Copy what a replay needs into a fresh workspace, never touching the source."""
     _copy(source, destination, only_inputs)
     share_with_sandbox_user(destination)

@@ -416,7 +416,9 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         proxy = EgressProxy(
             allowlist,
             egress_setup.socket_path(self.runtime_dir),
-            log_path=Path(self.egress_log) if self.egress_log else egress_setup.default_log_path(self.kernel_id),
+            log_path=Path(self.egress_log)
+            if self.egress_log
+            else egress_setup.default_log_path(self.kernel_id),
             headers=egress_setup.expand_headers(dict(self.network_headers)),
             socket_owner=(uid, gid) if as_root else None,
             socket_mode=0o660 if as_root or uid == os.geteuid() else 0o666,

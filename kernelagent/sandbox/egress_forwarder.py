@@ -56,9 +56,7 @@ async def handle(socket_path, client_reader, client_writer):
 
 
 async def serve(listener, socket_path):
-    server = await asyncio.start_server(
-        lambda r, w: handle(socket_path, r, w), sock=listener
-    )
+    server = await asyncio.start_server(lambda r, w: handle(socket_path, r, w), sock=listener)
     async with server:
         await server.serve_forever()
 

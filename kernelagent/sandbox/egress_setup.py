@@ -139,4 +139,3 @@ def check_settings(rules: list[str], network: str) -> Allowlist:
 def default_log_path(kernel_id: str) -> Path:
     """Where a kernel's egress audit goes when its settings name no file (host-only)."""
     return Path(jupyter_data_dir()) / "kernelagent" / "egress" / f"{kernel_id}.jsonl"
-

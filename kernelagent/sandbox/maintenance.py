@@ -74,7 +74,9 @@ def list_sandboxes(keep_kernel_ids: frozenset[str] = frozenset()) -> list[Sandbo
             orphan, why = True, f"owner process {owner_pid} is gone"
         else:
             orphan, why = False, f"owned by live process {owner_pid}"
-        found.append(SandboxContainer(container.name, kernel_id, container.status, owner_pid, orphan, why))
+        found.append(
+            SandboxContainer(container.name, kernel_id, container.status, owner_pid, orphan, why)
+        )
     return found
 
 

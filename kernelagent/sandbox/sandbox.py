@@ -23,7 +23,6 @@ from queue import Empty
 from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
-
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
@@ -309,7 +308,11 @@ class Sandbox:
             if result.interrupt_ignored:
                 await self.restart()
                 result.detail += "; the kernel was restarted and its variables are lost"
-            elif manifest and result.status == "error" and EXPRESSION_NAME not in result.user_expressions:
+            elif (
+                manifest
+                and result.status == "error"
+                and EXPRESSION_NAME not in result.user_expressions
+            ):
                 # the kernel skips user_expressions after an error; the names a failed cell
                 # defined before it raised are asked for separately
                 reply = await self._run_hidden("", user_expressions={EXPRESSION_NAME: EXPRESSION})
@@ -321,7 +324,9 @@ class Sandbox:
             await self._run_hidden(KERNEL_SETUP)
             self._manifest_ready = True
 
-    async def _run_hidden(self, code: str, user_expressions: dict[str, str] | None = None) -> dict[str, Any]:
+    async def _run_hidden(
+        self, code: str, user_expressions: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """Run code that leaves no trace in the history or the outputs; returns the reply."""
         msg_id = self.client.execute(
             code, silent=True, store_history=False, user_expressions=user_expressions or {}

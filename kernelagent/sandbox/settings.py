@@ -57,7 +57,8 @@ class SandboxSettings(BaseModel):
     output_limit: int = Field(DEFAULT_OUTPUT_LIMIT, description="Bytes of output kept per cell.")
     startup_timeout: float = Field(60.0, description="Seconds to wait for the kernel to be ready.")
     interrupt_grace: float = Field(
-        5.0, description="Seconds a timed-out cell gets to stop after an interrupt before a restart."
+        5.0,
+        description="Seconds a timed-out cell gets to stop after an interrupt before a restart.",
     )
 
     @field_validator("network_allow")

@@ -36,8 +36,24 @@ _UNDEFINED_ID = 0xFFFFFFFF
 _ENTRY = struct.Struct("<HHI")
 _HEADER = struct.Struct("<I")
 #: Directories that are never given to the sandbox for writing, even as its workspace.
-_PROTECTED = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/opt", "/proc", "/run",
-              "/sbin", "/srv", "/sys", "/usr", "/var", "/home")
+_PROTECTED = (
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/opt",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/usr",
+    "/var",
+    "/home",
+)
 
 
 class WorkspaceAccessError(KernelAgentError, RuntimeError):

@@ -12,8 +12,8 @@ from kernelagent.api import DEFAULT_MODEL
 from kernelagent.literals import API_KINDS, SANDBOX_KINDS
 from kernelagent.server.handlers import default_handlers
 from kernelagent.server.manager import SessionManager
-from kernelagent.server.session_config import Defaults
 from kernelagent.server.request_policy import DEFAULT_ALLOWED_BASE_URLS, RequestPolicy
+from kernelagent.server.session_config import Defaults
 from kernelagent.session.store import SessionStore
 
 
@@ -21,7 +21,9 @@ class KernelAgentExtension(ExtensionApp):
     """Runs agent sessions inside the Jupyter server, for the JupyterLab panel."""
 
     name = "kernelagent"
-    description = "Agent sessions whose computer is a sandboxed Jupyter kernel, recorded as notebooks."
+    description = (
+        "Agent sessions whose computer is a sandboxed Jupyter kernel, recorded as notebooks."
+    )
 
     default_model = Unicode(
         DEFAULT_MODEL,
@@ -88,14 +90,18 @@ class KernelAgentExtension(ExtensionApp):
         help="Where kernels run: docker (isolated container) or local (a plain subprocess, NOT isolated). "
         "Also used by replay.",
     )
-    default_max_steps = Integer(30, config=True, help="Model calls per run when a session does not say.")
+    default_max_steps = Integer(
+        30, config=True, help="Model calls per run when a session does not say."
+    )
     default_attempts = Integer(
         1,
         config=True,
         help="Parallel attempts per new task when a session does not say (each in its own "
         "sandbox; the answer most attempts agree on wins).",
     )
-    cell_timeout = Float(300.0, config=True, help="Seconds a cell may run before it is interrupted.")
+    cell_timeout = Float(
+        300.0, config=True, help="Seconds a cell may run before it is interrupted."
+    )
     sessions_dir = Unicode(
         "kernelagent-sessions",
         config=True,
@@ -151,10 +157,14 @@ class KernelAgentExtension(ExtensionApp):
                 default_sandbox=self.default_sandbox,
                 network_allow=list(self.network_allow),
                 request_network_allow=list(self.request_network_allow),
-                network_headers={rule: dict(headers) for rule, headers in self.network_headers.items()},
+                network_headers={
+                    rule: dict(headers) for rule, headers in self.network_headers.items()
+                },
             ),
         )
-        self.log.info("kernelagent: session store %s, notebooks in %s", store.home, self.manager.sessions_path)
+        self.log.info(
+            "kernelagent: session store %s, notebooks in %s", store.home, self.manager.sessions_path
+        )
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)

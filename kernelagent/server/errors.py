@@ -59,7 +59,9 @@ def describe_error(error: BaseException) -> tuple[str, str]:
         hint = "start Docker (or create the session with sandbox 'local', which is not isolated)"
         return str(error), hint
     if isinstance(error, SandboxError):
-        return str(error), "check that Docker runs and the sandbox image exists (kernelagent image build)"
+        return str(
+            error
+        ), "check that Docker runs and the sandbox image exists (kernelagent image build)"
     if isinstance(error, KernelAgentError):
         return error.message, error.hint
     if isinstance(error, FileNotFoundError):

@@ -83,7 +83,9 @@ class KernelAgentHandler(ExtensionHandlerMixin, APIHandler):
         try:
             body = self.get_json_body()
         except web.HTTPError:
-            raise ApiError(400, "the request body is not valid JSON", hint="send a JSON object") from None
+            raise ApiError(
+                400, "the request body is not valid JSON", hint="send a JSON object"
+            ) from None
         if body is None:
             return {}
         if not isinstance(body, dict):
@@ -123,7 +125,10 @@ class KernelAgentHandler(ExtensionHandlerMixin, APIHandler):
                 error = exception.reason or error
         elif exception is not None:
             self.log.error(
-                "kernelagent: %s %s failed", self.request.method, self.request.path, exc_info=exc_info
+                "kernelagent: %s %s failed",
+                self.request.method,
+                self.request.path,
+                exc_info=exc_info,
             )
             error = "internal server error"
             hint = "see the Jupyter server log for the details"
@@ -215,7 +220,9 @@ class SessionEventsSocket(ExtensionHandlerMixin, WebSocketMixin, WebSocketHandle
         try:
             self.last_sent = max(0, int(self.get_argument("since", "0")))
         except ValueError:
-            raise web.HTTPError(400, "since must be an integer (the last seq the client saw)") from None
+            raise web.HTTPError(
+                400, "since must be an integer (the last seq the client saw)"
+            ) from None
         try:
             record = self.manager.get_record(session_id)  # 404 before the upgrade
         except NotFoundError as error:

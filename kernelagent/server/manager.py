@@ -28,15 +28,12 @@ from kernelagent.server.event_log import (
     EventDict,
     EventLogs,
     Listener,
-    SessionEntry,
     ServerEventStream,
+    SessionEntry,
     unknown_session,
 )
 from kernelagent.server.replay_request import replay_report
 from kernelagent.server.request_policy import RequestPolicy
-from kernelagent.server.session_config import Defaults, session_config
-from kernelagent.server.session_runs import SessionRuns
-from kernelagent.server.views import display_path, session_view
 from kernelagent.server.requests import (
     ApproveRequest,
     CreateSessionRequest,
@@ -45,6 +42,9 @@ from kernelagent.server.requests import (
     ReplayRequest,
     parse_request,
 )
+from kernelagent.server.session_config import Defaults, session_config
+from kernelagent.server.session_runs import SessionRuns
+from kernelagent.server.views import display_path, session_view
 from kernelagent.session.durable import check_resumable, decide
 from kernelagent.session.session import Session, SessionConfig
 from kernelagent.session.store import SessionNotFoundError, SessionRecord, SessionStore

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from kernelagent.errors import KernelAgentError
 from kernelagent.agent.models_factory import LOCAL_PLACEHOLDER_KEY
+from kernelagent.errors import KernelAgentError
 from kernelagent.sandbox.egress_rules import EgressRuleError, covered_by, parse_rule
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -70,7 +70,9 @@ class AllowedBaseUrl:
         else:
             url, api_key = str(entry), "none"
         if api_key not in ("none", "server") and not api_key.startswith("env:"):
-            raise ValueError(f"allowed_base_urls entry {url!r}: api_key must be none, server or env:NAME")
+            raise ValueError(
+                f"allowed_base_urls entry {url!r}: api_key must be none, server or env:NAME"
+            )
         any_port = ":*" in url
         parts = urlsplit(url.replace(":*", "", 1))
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -138,7 +140,9 @@ class RequestPolicy:
         server's own). Raises PolicyError (400) for a URL this server does not allow."""
         own = self.server_base_url or OPENAI_BASE_URL
         if not requested or _same_url(requested, own):
-            return Endpoint(self.server_base_url if not requested else requested, self.server_api_key)
+            return Endpoint(
+                self.server_base_url if not requested else requested, self.server_api_key
+            )
         parts = urlsplit(requested)
         if parts.username or parts.password or parts.query or parts.fragment:
             raise PolicyError(
@@ -184,17 +188,23 @@ class RequestPolicy:
         if requested is None:
             requested = []
         if not isinstance(requested, list) or not all(isinstance(item, str) for item in requested):
-            raise PolicyError(400, "allow_net must be a list of HOST[:PORT] strings", "e.g. [\"pypi.org:443\"]")
+            raise PolicyError(
+                400, "allow_net must be a list of HOST[:PORT] strings", 'e.g. ["pypi.org:443"]'
+            )
         if kind != "docker":
             if requested:
-                raise PolicyError(400, "allow_net needs sandbox 'docker'", "the local sandbox is not isolated")
+                raise PolicyError(
+                    400, "allow_net needs sandbox 'docker'", "the local sandbox is not isolated"
+                )
             return []
         try:
             for item in requested:
                 parse_rule(item)
             refused = covered_by(requested, self.request_network_allow)
         except EgressRuleError as error:
-            raise PolicyError(400, str(error), "allow_net entries are HOST[:PORT], e.g. pypi.org:443") from None
+            raise PolicyError(
+                400, str(error), "allow_net entries are HOST[:PORT], e.g. pypi.org:443"
+            ) from None
         if refused:
             permitted = ", ".join(self.request_network_allow) or "nothing"
             raise PolicyError(

@@ -11,7 +11,7 @@ from kernelagent.api import SessionResult
 from kernelagent.events import SessionFinished
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.server.errors import describe_error
-from kernelagent.server.event_log import SessionEntry, ServerEventStream
+from kernelagent.server.event_log import ServerEventStream, SessionEntry
 from kernelagent.session.store import SessionNotFoundError, SessionStore
 
 

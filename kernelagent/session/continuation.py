@@ -11,10 +11,10 @@ from pathlib import Path
 
 from nbformat import NotebookNode
 
-from kernelagent.errors import KernelAgentError
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.agent.prompts import system_prompt
 from kernelagent.agent.workspace import workspace_files
+from kernelagent.errors import KernelAgentError
 from kernelagent.events import Event
 from kernelagent.notebook.recorder import load_notebook
 from kernelagent.replay.replay import code_cells
@@ -51,7 +51,9 @@ def recorded_conversation(notebook: NotebookNode, system: str) -> Conversation:
     sources = [cell.source for cell in code_cells(notebook) if cell.source.strip()]
     if sources:
         listing = "\n\n".join(f"# cell {n}\n{src}" for n, src in enumerate(sources, start=1))
-        conversation.add_user(f"This notebook's code has already been run in your kernel:\n\n{listing}")
+        conversation.add_user(
+            f"This notebook's code has already been run in your kernel:\n\n{listing}"
+        )
     return conversation
 
 
@@ -89,7 +91,9 @@ async def continue_notebook(
         stream = EventStream("")
         if on_event is not None:
             stream.subscribe(on_event)
-        steps = int(notebook.metadata.get("kernelagent", {}).get("conversation", {}).get("steps", 0) or 0)
+        steps = int(
+            notebook.metadata.get("kernelagent", {}).get("conversation", {}).get("steps", 0) or 0
+        )
         session = await Session.continue_from(
             target, config, model, sandbox, conversation, stream=stream, steps=steps
         )

@@ -16,10 +16,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kernelagent.agent.approvals import who
-from kernelagent.agent.approvals import Decision
+from kernelagent.agent.approvals import Decision, who
 from kernelagent.agent.model import Conversation, Model
-from kernelagent.events import CellFinished, Event, SessionFinished, StatusChanged, UsageUpdated, code_sha256
+from kernelagent.events import (
+    CellFinished,
+    Event,
+    SessionFinished,
+    StatusChanged,
+    UsageUpdated,
+    code_sha256,
+)
 from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
 from kernelagent.replay.restore import restore_state
 from kernelagent.sandbox.maintenance import discard_sandbox, pid_alive
@@ -91,7 +97,9 @@ def register(store: SessionStore, session: Session, task: str) -> None:
     session.stream.subscribe(StoreUpdater(store, session))
 
 
-def check_resumable(record: SessionRecord, instruction: str | None, decision: Decision | None) -> Any:
+def check_resumable(
+    record: SessionRecord, instruction: str | None, decision: Decision | None
+) -> Any:
     """Refuse clearly what cannot be resumed; returns the session's notebook."""
     _check_status(record, instruction, decision)
     try:
@@ -110,13 +118,15 @@ def check_resumable(record: SessionRecord, instruction: str | None, decision: De
     return notebook
 
 
-def _check_status(record: SessionRecord, instruction: str | None, decision: Decision | None) -> None:
+def _check_status(
+    record: SessionRecord, instruction: str | None, decision: Decision | None
+) -> None:
     if record.status == "running" and record.owner_pid and pid_alive(record.owner_pid):
         raise SessionStateError(f"session {record.id} is running in process {record.owner_pid}")
     if record.status == "completed" and instruction is None:
         raise SessionStateError(
             f"session {record.id} is completed; to go on, give it a new instruction: "
-            f"kernelagent resume {record.id} \"next step\""
+            f'kernelagent resume {record.id} "next step"'
         )
     if record.status == "awaiting_approval" and decision is None:
         raise SessionStateError(
@@ -124,7 +134,9 @@ def _check_status(record: SessionRecord, instruction: str | None, decision: Deci
             f"kernelagent approve {record.id} (or reject {record.id} --reason ...)"
         )
     if decision is not None and record.status != "awaiting_approval":
-        raise SessionStateError(f"session {record.id} has no pending action (it is {record.status})")
+        raise SessionStateError(
+            f"session {record.id} has no pending action (it is {record.status})"
+        )
 
 
 def decide(
@@ -138,9 +150,13 @@ def decide(
     """A person's decision on the session's pending action, bound to the code they saw."""
     pending = record.pending
     if record.status != "awaiting_approval" or pending is None:
-        raise SessionStateError(f"session {record.id} has no pending action (it is {record.status})")
+        raise SessionStateError(
+            f"session {record.id} has no pending action (it is {record.status})"
+        )
     if code_sha256(pending.code) != pending.code_sha256:
-        raise SessionStateError(f"session {record.id}: the pending action's code does not match its hash")
+        raise SessionStateError(
+            f"session {record.id}: the pending action's code does not match its hash"
+        )
     kind = "edited" if edited_code is not None and edited_code != pending.code else decision
     return Decision(
         tool_call_id=pending.tool_call_id,
@@ -171,7 +187,9 @@ async def resume_session(
     sandbox, how = await _sandbox_for(record, config, notebook)
     conversation = Conversation.model_validate(stored["conversation"])
     try:
-        session = await Session.continue_from(record.notebook, config, model, sandbox, conversation, stream=stream)
+        session = await Session.continue_from(
+            record.notebook, config, model, sandbox, conversation, stream=stream
+        )
         session.stream.subscribe(StoreUpdater(store, session))
         store.update(record.id, sandbox_state=sandbox.state(), owner_pid=os.getpid())
         interrupted = _close_interrupted_cells(session)
@@ -185,11 +203,16 @@ async def resume_session(
     return session, note
 
 
-async def _sandbox_for(record: SessionRecord, config: SessionConfig, notebook: Any) -> tuple[Sandbox, str]:
+async def _sandbox_for(
+    record: SessionRecord, config: SessionConfig, notebook: Any
+) -> tuple[Sandbox, str]:
     if record.sandbox_state:
         try:
             sandbox = await Sandbox.attach(record.sandbox_state)
-            return sandbox, "(Session resumed: re-attached to its running sandbox; all variables are intact.)"
+            return (
+                sandbox,
+                "(Session resumed: re-attached to its running sandbox; all variables are intact.)",
+            )
         except (SandboxError, OSError, KeyError, RuntimeError, TimeoutError):
             pass
     sandbox = await Sandbox.start(config.sandbox, record.workspace)
@@ -225,7 +248,9 @@ def _close_interrupted_cells(session: Session) -> str:
     for call in session.conversation.unanswered_calls():
         cell = by_call.get(call.id)
         if cell is not None and cell.metadata.kernelagent.get("status") == "interrupted":
-            text = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+            text = "".join(
+                o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream"
+            )
             session.conversation.add_tool_result(
                 call.id,
                 "[interrupted: the host process stopped while this cell ran; it may not have finished. "
@@ -260,7 +285,9 @@ def _timestamp(value: str | None) -> float:
         return time.time()
 
 
-async def stop_idle_sandboxes(store: SessionStore, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> list[str]:
+async def stop_idle_sandboxes(
+    store: SessionStore, idle_seconds: float = DEFAULT_IDLE_SECONDS
+) -> list[str]:
     """Stop the containers of sessions waiting longer than ``idle_seconds``; their state is
     rebuilt by replay on resume. Returns the ids of the sessions whose sandbox was stopped."""
     stopped = []
@@ -269,7 +296,7 @@ async def stop_idle_sandboxes(store: SessionStore, idle_seconds: float = DEFAULT
             if not discard_sandbox(record.sandbox_state or {}):
                 sandbox = await Sandbox.attach(record.sandbox_state or {})
                 await sandbox.shutdown()
-        except Exception:  # noqa: BLE001 - already gone: only the record needs updating
+        except Exception:
             pass
         store.update(record.id, sandbox_state=None)
         stopped.append(record.id)

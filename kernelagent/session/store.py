@@ -22,8 +22,8 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from pydantic import BaseModel
 
-from kernelagent.errors import KernelAgentError
 from kernelagent.agent.approvals import PendingApproval
+from kernelagent.errors import KernelAgentError
 from kernelagent.events import SessionStatus
 
 SCHEMA = """
@@ -128,11 +128,22 @@ class SessionStore:
                 " input_tokens, output_tokens, notebook, workspace, config, sandbox_state, pending, owner_pid)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    record.id, record.status, record.reason, record.task, record.created_at,
-                    record.updated_at, record.steps, record.cells, record.input_tokens,
-                    record.output_tokens, str(record.notebook), str(record.workspace),
-                    json.dumps(record.config), _json(record.sandbox_state),
-                    record.pending.model_dump_json() if record.pending else None, record.owner_pid,
+                    record.id,
+                    record.status,
+                    record.reason,
+                    record.task,
+                    record.created_at,
+                    record.updated_at,
+                    record.steps,
+                    record.cells,
+                    record.input_tokens,
+                    record.output_tokens,
+                    str(record.notebook),
+                    str(record.workspace),
+                    json.dumps(record.config),
+                    _json(record.sandbox_state),
+                    record.pending.model_dump_json() if record.pending else None,
+                    record.owner_pid,
                 ),
             )
 
@@ -166,7 +177,9 @@ class SessionStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 if "status" in fields:
-                    row = db.execute("SELECT status FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                    row = db.execute(
+                        "SELECT status FROM sessions WHERE id = ?", (session_id,)
+                    ).fetchone()
                     if row is None:
                         raise SessionNotFoundError(f"no session {session_id!r}")
                     allowed = TRANSITIONS.get(row["status"], set())
@@ -175,14 +188,19 @@ class SessionStore:
                             f"session {session_id}: cannot go from {row['status']} to {fields['status']}"
                         )
                 assignments = ", ".join(f"{key} = ?" for key in encoded)
-                db.execute(f"UPDATE sessions SET {assignments} WHERE id = ?", (*encoded.values(), session_id))
+                db.execute(
+                    f"UPDATE sessions SET {assignments} WHERE id = ?",
+                    (*encoded.values(), session_id),
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
 
     def sessions_with_live_sandboxes(self) -> list[SessionRecord]:
-        return [r for r in self.list() if r.sandbox_state and r.status not in ("completed", "failed")]
+        return [
+            r for r in self.list() if r.sandbox_state and r.status not in ("completed", "failed")
+        ]
 
     def idle_sandboxes(self, idle_seconds: float | None = None) -> list[SessionRecord]:
         """Sessions that wait (for approval, after a pause or an interruption) longer than
@@ -214,5 +232,7 @@ def _record(row: sqlite3.Row) -> SessionRecord:
     data = dict(row)
     data["config"] = json.loads(data["config"])
     data["sandbox_state"] = json.loads(data["sandbox_state"]) if data["sandbox_state"] else None
-    data["pending"] = PendingApproval.model_validate_json(data["pending"]) if data["pending"] else None
+    data["pending"] = (
+        PendingApproval.model_validate_json(data["pending"]) if data["pending"] else None
+    )
     return SessionRecord.model_validate(data)

@@ -299,8 +299,11 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         model = str(request.get("model", "scripted-model"))
         if path in RESPONSES_PATHS:
             pending = payloads.response_object(
-                response_id=self.scripted.ids.next("resp"), request=request,
-                status="in_progress", output=[], usage=None,
+                response_id=self.scripted.ids.next("resp"),
+                request=request,
+                status="in_progress",
+                output=[],
+                usage=None,
             )
             if request.get("stream"):
                 event = {"type": "response.created", "sequence_number": 0, "response": pending}
@@ -314,7 +317,8 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
             self._send_sse([f"data: {json.dumps(role)}\n\n", "data: [DONE]\n\n"], turn)
         else:
             self._send_json(
-                HTTPStatus.OK, payloads.chat_empty_completion(completion_id=completion_id, model=model),
+                HTTPStatus.OK,
+                payloads.chat_empty_completion(completion_id=completion_id, model=model),
                 extra_headers=turn.headers,
             )
 
@@ -344,7 +348,9 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
                 usage=usage,
             )
             self._send_json(
-                HTTPStatus.OK, completion, extra_headers=turn.headers,
+                HTTPStatus.OK,
+                completion,
+                extra_headers=turn.headers,
                 cut=turn.fault == "cut_stream",
             )
 
@@ -399,7 +405,11 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self._send_json(status, openai_error_body(message, error_type=error_type, code=code))
 
     def _send_json(
-        self, status: int, payload: Any, *, extra_headers: dict[str, str] | None = None,
+        self,
+        status: int,
+        payload: Any,
+        *,
+        extra_headers: dict[str, str] | None = None,
         cut: bool = False,
     ) -> None:
         data = json.dumps(payload).encode()

@@ -30,7 +30,7 @@ def _notebook_problem(result: ExecutionResult) -> str | None:
         back = nbformat.reads(text, as_version=4)
         if back.cells[0].outputs != notebook.cells[0].outputs:
             return "outputs changed in the JSON round trip"
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return f"{type(error).__name__}: {str(error)[:120]}"
     return None
 
