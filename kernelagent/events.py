@@ -285,7 +285,28 @@ class ModelRetrying(_Event):
 
 
 Event = Annotated[
-    SessionStarted | StatusChanged | UserMessage | AssistantText | AssistantTextDelta | CellStarted | CellOutput | CellFinished | DisplayUpdated | ApprovalRequested | ApprovalDecided | KernelRestarted | EgressRequest | UsageUpdated | Error | ActionSkipped | AnswerReviewed | AttemptStarted | AttemptFinished | VoteDecided | SessionFinished | ModelRetrying,
+    SessionStarted
+    | StatusChanged
+    | UserMessage
+    | AssistantText
+    | AssistantTextDelta
+    | CellStarted
+    | CellOutput
+    | CellFinished
+    | DisplayUpdated
+    | ApprovalRequested
+    | ApprovalDecided
+    | KernelRestarted
+    | EgressRequest
+    | UsageUpdated
+    | Error
+    | ActionSkipped
+    | AnswerReviewed
+    | AttemptStarted
+    | AttemptFinished
+    | VoteDecided
+    | SessionFinished
+    | ModelRetrying,
     Field(discriminator="type"),
 ]
 

@@ -12,6 +12,7 @@ from kernelagent.sandbox.images import DEFAULT_IMAGE
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from tests.egress_servers import RecordingHTTPServer
+from tests.model_service_fixtures import models  # noqa: F401  (a fake model service, any test)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -93,6 +94,3 @@ def servers() -> Iterator[tuple[RecordingHTTPServer, RecordingHTTPServer]]:
 def isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Sessions made by the tests go to a temporary store, not the user's."""
     os.environ["KERNELAGENT_HOME"] = str(tmp_path_factory.mktemp("kernelagent-home"))
-
-
-from tests.model_service_fixtures import models  # noqa: F401  (a fake model service, for any test)

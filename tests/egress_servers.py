@@ -4,6 +4,7 @@ egress tests (tests/test_egress.py and tests/adversarial/test_egress.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import ssl
 import subprocess
@@ -100,10 +101,8 @@ async def egress_records(
     proxy.add_listener(on_record)
     try:
         if len(proxy.records) < count:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(enough.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
     finally:
         proxy.remove_listener(on_record)
     return sorted(proxy.records, key=lambda record: record.time)

@@ -178,7 +178,8 @@ def agent_api(jp_serverapp: Any, jp_fetch: Any, jp_ws_fetch: Any, jp_root_dir: P
     return AgentApi(jp_fetch, jp_ws_fetch, Path(jp_root_dir))
 
 
-__all__ = _FIXTURES + [
+__all__ = [
+    *_FIXTURES,
     "AgentApi",
     "agent_api",
     "jp_runtime_dir",

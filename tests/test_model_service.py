@@ -69,7 +69,9 @@ START_AND_HOLD = textwrap.dedent("""
     from kernelagent.localmodel import start_local_model
     from kernelagent.localmodel.store import ModelStore
     async def main():
-        handle = await start_local_model(sys.argv[1], store=ModelStore(), label="doomed", idle_timeout=1.0)
+        handle = await start_local_model(
+            sys.argv[1], store=ModelStore(), label="doomed", idle_timeout=1.0
+        )
         print(handle.state.supervisor_pid, flush=True)
         await asyncio.sleep(3600)
     asyncio.run(main())
@@ -248,7 +250,7 @@ async def test_a_server_that_cannot_load_reports_its_log(
     models: ModelStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_EXIT_CODE", "3")
-    with pytest.raises(ServerStartError, match="(?s)exited with code 3.*failed to load model"):
+    with pytest.raises(ServerStartError, match=r"(?s)exited with code 3.*failed to load model"):
         await lease(models)
     assert ps(models) == []
     monkeypatch.delenv("FAKE_EXIT_CODE")

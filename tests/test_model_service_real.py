@@ -31,7 +31,10 @@ from kernelagent.localmodel.store import ModelStore, models_dir
 from tests.conftest import IN_CI
 
 MODEL = "qwen2.5-coder-0.5b"
-TASK = "Use Python to compute 17 * 23. Once you have seen the output, reply FINAL ANSWER: <the number>."
+TASK = (
+    "Use Python to compute 17 * 23. Once you have seen the output, reply FINAL ANSWER: <the "
+    "number>."
+)
 SETUP_HINT = "run `bash scripts/setup.sh --test` (it builds llama-server and pulls the 0.5B model)"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -154,10 +155,8 @@ async def test_network_is_unreachable(docker_sandbox: Sandbox) -> None:
 
 
 def _accept_once(listener: socket.socket, accepted: list[object]) -> None:
-    try:
+    with contextlib.suppress(OSError):
         accepted.append(listener.accept())
-    except OSError:
-        pass
 
 
 async def test_hardening(docker_sandbox: Sandbox) -> None:
@@ -173,7 +172,8 @@ async def test_hardening(docker_sandbox: Sandbox) -> None:
             status['root_writable'] = False
         with open('/workspace/ok.txt', 'w') as f:
             f.write('ok')
-        caps = [l for l in open('/proc/self/status') if l.startswith(('CapEff', 'CapBnd', 'NoNewPrivs'))]
+        caps = [l for l in open('/proc/self/status')
+                if l.startswith(('CapEff', 'CapBnd', 'NoNewPrivs'))]
         status['caps'] = ''.join(caps)
         print(status)
         """

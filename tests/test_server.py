@@ -23,7 +23,7 @@ from tornado.websocket import WebSocketHandler, websocket_connect
 from kernelagent.server import handlers as server_handlers
 from kernelagent.session.store import SessionStore
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
-from tests.server_fixtures import *  # pytest-jupyter's fixtures, for this module only
+from tests.server_fixtures import *  # noqa: F403 - pytest-jupyter's fixtures, for this module only
 from tests.server_fixtures import AgentApi
 
 SALES = "region,revenue\nnorth,10\nsouth,50\n"

@@ -14,7 +14,7 @@ import pytest
 from kernelagent.localmodel.service import running_services
 from kernelagent.localmodel.store import ModelStore
 from tests.model_service_fixtures import tiny
-from tests.server_fixtures import *  # pytest-jupyter's fixtures, for this module only)
+from tests.server_fixtures import *  # noqa: F403 - pytest-jupyter's fixtures, for this module only)
 from tests.server_fixtures import AgentApi
 
 REPLIES = ["I will compute it.\n```python\nprint(6 * 7)\n```", "FINAL ANSWER: 42"]

@@ -77,7 +77,8 @@ def test_no_answer_at_all_lists_each_attempts_failure() -> None:
     assert result.chosen is None and result.answer is None
     assert (
         result.summary
-        == "No attempt answered: attempt 1: failed (KeyError: 'city'); attempt 2: failed (KeyError: 'city')."
+        == "No attempt answered: attempt 1: failed (KeyError: 'city'); attempt 2: failed "
+        "(KeyError: 'city')."
     )
 
 
@@ -149,4 +150,4 @@ def test_a_tie_goes_to_the_attempt_with_fewer_failed_cells() -> None:
     assert (result.chosen, result.answer, result.majority) == (2, "2", False)
     assert "the attempt with the fewest failed cells" in result.summary
     even = [Ballot(1, "completed", "1", True, failed_cells=1), Ballot(2, "completed", "2", True)]
-    assert tally(even + [Ballot(3, "completed", "1", True, failed_cells=5)], 3).chosen == 1
+    assert tally([*even, Ballot(3, "completed", "1", True, failed_cells=5)], 3).chosen == 1

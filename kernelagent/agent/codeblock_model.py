@@ -186,7 +186,7 @@ def split_answer_line(code: str) -> tuple[str, str | None]:
     answers = [(i, m) for i, line in enumerate(lines) if (m := _ANSWER_LINE_IN_CODE.match(line))]
     if not answers:
         return code, None
-    index, match = answers[0]
+    _index, match = answers[0]
     rest = [line for i, line in enumerate(lines) if i not in {i for i, _ in answers}]
     stripped = "\n".join(rest).strip("\n")
     if _parses(code) and not _parses(stripped):

@@ -134,8 +134,8 @@ def _error_text(output: NotebookOutput, max_lines: int) -> str:
         elif frames:
             frames[-1].append(line)
     if not frames:
-        body = [line for line in lines if line.strip() and not set(line.strip()) <= {"-"}]
-        return "\n".join([f"Error: {summary}", *body[-max_lines:]])
+        text = [line for line in lines if line.strip() and not set(line.strip()) <= {"-"}]
+        return "\n".join([f"Error: {summary}", *text[-max_lines:]])
     body: list[str] = []
     hidden = 0
     for index, frame in enumerate(frames):

@@ -213,7 +213,8 @@ class AgentLoop:
         if self.state.kernel_deaths > self.limits.max_kernel_deaths:
             return Outcome(
                 "failed",
-                reason=f"the kernel died {self.state.kernel_deaths} times; the last: {self._last_death}",
+                reason=f"the kernel died {self.state.kernel_deaths} times; the last: "
+                f"{self._last_death}",
             )
         return idle_turns
 
@@ -348,7 +349,7 @@ class AgentLoop:
                 ApprovalRequested(
                     cell_id=cell_id,
                     tool_call_id=call.id,
-                    kind=action.kind,
+                    kind=action.cell_kind,
                     code=source,
                     code_sha256=code_sha256(source),
                     reason=self.pending.reason,
@@ -376,7 +377,9 @@ class AgentLoop:
         self, call: ToolCall, action: Action, source: str, cell_id: str
     ) -> ExecutionResult:
         self.current_cell, self.current_outputs, self.current_started = cell_id, [], time.time()
-        self.emit(CellStarted(cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source))
+        self.emit(
+            CellStarted(cell_id=cell_id, tool_call_id=call.id, kind=action.cell_kind, code=source)
+        )
         timeout = (
             self.limits.cell_timeout
             if action.kind == "python"

@@ -82,7 +82,8 @@ KERNEL_DIED = (
 )
 
 
-CODE_BLOCK_SYSTEM_PROMPT = """You are a careful data analyst. You answer by running Python code in a live Jupyter kernel
+CODE_BLOCK_SYSTEM_PROMPT = """\
+You are a careful data analyst. You answer by running Python code in a live Jupyter kernel
 and reading its output. You never guess: every number in your answer comes from code you ran.
 
 Your working directory is `{workspace}`. {files} {libraries} are installed;

@@ -45,7 +45,7 @@ RETRY_DELAY_ENV = "KERNELAGENT_MODEL_RETRY_DELAY"
 #: Statuses a proxy or a loading/overloaded server answers; worth another try.
 RETRY_STATUSES = frozenset({502, 503, 504})
 
-RetryListener = Callable[[ModelRetrying], None]
+RetryListener = Callable[[ModelRetrying], object]
 _listener: ContextVar[RetryListener | None] = ContextVar("kernelagent_retry_listener", default=None)
 _clients_we_retry: weakref.WeakSet[openai.AsyncOpenAI] = weakref.WeakSet()
 

@@ -83,7 +83,8 @@ def _hold(handle: LocalModelHandle) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
     console.print(
         f"serving [bold]{handle.model_name}[/] at [bold]{handle.base_url}[/] "
-        f"({handle.backend}, {handle.parallel_slots} parallel slots of {handle.n_ctx} tokens; Ctrl-C stops)"
+        f"({handle.backend}, {handle.parallel_slots} parallel slots of {handle.n_ctx} tokens; "
+        f"Ctrl-C stops)"
     )
     console.print(
         f"[dim]use it: kernelagent run --base-url {handle.base_url} --model {handle.model_name} "
@@ -105,7 +106,8 @@ def _hold(handle: LocalModelHandle) -> None:
         handle.close()
     timeout = handle.state.idle_timeout
     console.print(
-        f"released; the server stops after {timeout:.0f}s without sessions (`kernelagent model stop` now)"
+        f"released; the server stops after {timeout:.0f}s without sessions (`kernelagent model "
+        f"stop` now)"
     )
 
 
@@ -220,7 +222,8 @@ def install_server(
     source: Annotated[
         Path | None,
         typer.Option(
-            help="A llama-cpp-python sdist (.tar.gz or unpacked) to build instead of downloading it."
+            help="A llama-cpp-python sdist (.tar.gz or unpacked) to build instead of downloading "
+            "it."
         ),
     ] = None,
 ) -> None:
@@ -250,5 +253,6 @@ def install_server(
         raise typer.Exit(130) from None
     info = installed_version() or {}
     console.print(
-        f"[green]installed[/] {binary} ({info.get('version', '?')}; {time.monotonic() - started:.0f}s)"
+        f"[green]installed[/] {binary} ({info.get('version', '?')}; "
+        f"{time.monotonic() - started:.0f}s)"
     )

@@ -146,7 +146,10 @@ class EventRenderer:
 
     def _on_egress(self, event: EgressRequest) -> None:
         request = event.request
-        where = f"{request.get('method')} {request.get('host')}:{request.get('port')}{request.get('path') or ''}"
+        where = (
+            f"{request.get('method')} "
+            f"{request.get('host')}:{request.get('port')}{request.get('path') or ''}"
+        )
         if request.get("decision") == "allowed":
             size = f"{request.get('bytes_up', 0)} B up, {request.get('bytes_down', 0)} B down"
             self.console.print(f"[dim]↗ egress {where} · {size}[/]", highlight=False)

@@ -64,7 +64,7 @@ def replay(
     from kernelagent.sandbox.settings import SandboxSettings
 
     options = ReplayOptions(
-        sandbox=SandboxSettings(kind=sandbox),  # type: ignore[arg-type]
+        sandbox=SandboxSettings(kind=sandbox),
         until=until,
         workspace=workspace,
         timeout=timeout,
@@ -120,9 +120,7 @@ def continue_(
     in_place: Annotated[
         bool, typer.Option("--in-place", help="Append to NOTEBOOK itself instead of a copy.")
     ] = False,
-    out: Annotated[
-        Path | None, typer.Option(help="Where to write the continued notebook.")
-    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the continued notebook.")] = None,
     workspace: Annotated[
         Path | None, typer.Option(help="Directory with the notebook's workspace files.")
     ] = None,
@@ -168,7 +166,7 @@ def continue_(
             True  # as `run` does for local models
         )
 
-    async def main():  # type: ignore[no-untyped-def]
+    async def main():
         async with served_model(config, on_notice=lambda line: console.print(f"[dim]{line}[/]")):
             await check_model_server(config)
             model_adapter = model_for(config)

@@ -56,7 +56,8 @@ def run(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model name; 'local' or 'local:NAME|PATH.gguf' serves a local GGUF model (the default when no API key and no base URL are set)."
+            help="Model name; 'local' or 'local:NAME|PATH.gguf' serves a local GGUF model (the "
+            "default when no API key and no base URL are set)."
         ),
     ] = None,
     base_url: Annotated[
@@ -65,7 +66,8 @@ def run(
     api: Annotated[
         str | None,
         typer.Option(
-            help="responses | chat | code-blocks (default: responses; for local models, what suits them)"
+            help="responses | chat | code-blocks (default: responses; for local models, what suits "
+            "them)"
         ),
     ] = None,
     sandbox: Annotated[str, typer.Option(help="docker | local (local is NOT isolated)")] = "docker",
@@ -75,7 +77,8 @@ def run(
         typer.Option(
             "--allow-net",
             metavar="HOST[:PORT]",
-            help="A destination the sandbox may reach through the host's audited egress proxy (repeatable; e.g. pypi.org, *.pythonhosted.org:443). Default: no network.",
+            help="A destination the sandbox may reach through the host's audited egress proxy "
+            "(repeatable; e.g. pypi.org, *.pythonhosted.org:443). Default: no network.",
         ),
     ] = None,
     max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
@@ -103,7 +106,8 @@ def run(
         bool | None,
         typer.Option(
             "--check-answers/--no-check-answers",
-            help="Send a short answer back once when no cell printed it (default: on for local models).",
+            help="Send a short answer back once when no cell printed it (default: on for local "
+            "models).",
         ),
     ] = None,
     attempts: Annotated[
@@ -111,21 +115,24 @@ def run(
         typer.Option(
             min=1,
             max=8,
-            help="Independent attempts, each in its own sandbox; the answer most of them agree on wins (default: 3 for local models, else 1).",
+            help="Independent attempts, each in its own sandbox; the answer most of them agree on "
+            "wins (default: 3 for local models, else 1).",
         ),
     ] = None,
     verify: Annotated[
         bool | None,
         typer.Option(
             "--verify/--no-verify",
-            help="Show the model its answer's code and output once to confirm or fix it (default: on for local models or --attempts > 1).",
+            help="Show the model its answer's code and output once to confirm or fix it (default: "
+            "on for local models or --attempts > 1).",
         ),
     ] = None,
     stream: Annotated[
         bool,
         typer.Option(
             "--stream/--no-stream",
-            help="Stream model replies. Some servers (llama.cpp's) report token usage only with --no-stream.",
+            help="Stream model replies. Some servers (llama.cpp's) report token usage only with "
+            "--no-stream.",
         ),
     ] = True,
     json_output: Annotated[
@@ -155,14 +162,15 @@ def run(
     local = local_model_choice(model, base_url)
     if local is not None and model is None:
         console.print(
-            f"[dim]no API key or base URL configured: using the local model {local or 'default'} (offline)[/]"
+            f"[dim]no API key or base URL configured: using the local model {local or 'default'} "
+            f"(offline)[/]"
         )
     config = build_config(
         model=model,
         api=api or "responses",
         base_url=base_url,
         sandbox=sandbox,
-        image=image,  # type: ignore[arg-type]
+        image=image,
         max_steps=max_steps,
         cell_timeout=timeout,
         max_tokens=max_tokens,
@@ -184,7 +192,7 @@ def run(
     config.approval = ApprovalPolicy(
         mode=approve,
         patterns=approve_pattern or [],
-        writes_outside_workspace=approve_outside_writes,  # type: ignore[arg-type]
+        writes_outside_workspace=approve_outside_writes,
     )
     renderer = None if quiet else EventRenderer(console)
     try:
@@ -234,7 +242,7 @@ def use_local_model(config: SessionConfig, local: str, api: str | None) -> None:
         config.limits.temperature = 0.0  # the first attempt is the model's most likely reply
 
 
-async def _run(task, data, workspace, notebook, config, renderer, local, api) -> SessionResult:  # type: ignore[no-untyped-def]
+async def _run(task, data, workspace, notebook, config, renderer, local, api) -> SessionResult:
     from kernelagent.api import served_model
 
     if local is None:
@@ -247,13 +255,13 @@ async def _run(task, data, workspace, notebook, config, renderer, local, api) ->
         return await _run_session(task, data, workspace, notebook, config, renderer)
 
 
-async def _run_session(task, data, workspace, notebook, config, renderer) -> SessionResult:  # type: ignore[no-untyped-def]
+async def _run_session(task, data, workspace, notebook, config, renderer) -> SessionResult:
     from kernelagent.api import arun
 
     with console.status("starting the sandbox…", spinner="dots") as status:
         started = asyncio.Event()
 
-        def on_event(event) -> None:  # type: ignore[no-untyped-def]
+        def on_event(event) -> None:
             if not started.is_set():
                 started.set()
                 status.stop()

@@ -34,7 +34,8 @@ def image_build(
     ] = "python:3.12-slim",
     force: Annotated[bool, typer.Option(help="Rebuild even if the image is current.")] = False,
 ) -> None:
-    """Build the sandbox image (python3, ipykernel, numpy, pandas, scipy, scikit-learn, matplotlib, non-root user)."""
+    """Build the sandbox image (python3, ipykernel, numpy, pandas, scipy, scikit-learn, matplotlib,
+    non-root user)."""
     if route not in ("rootfs", "dockerfile"):
         raise fail(f"unknown route {route!r}: use rootfs or dockerfile")
     from kernelagent.sandbox.docker_provisioner import docker_client
@@ -70,7 +71,8 @@ def kernelspec_install(
         typer.Option(
             "--allow-net",
             metavar="HOST[:PORT]",
-            help="A destination the kernel may reach through the audited egress proxy (repeatable). Default: no network.",
+            help="A destination the kernel may reach through the audited egress proxy "
+            "(repeatable). Default: no network.",
         ),
     ] = None,
     user: Annotated[
@@ -80,7 +82,8 @@ def kernelspec_install(
         bool, typer.Option(help="Install into sys.prefix (e.g. a virtualenv).")
     ] = False,
 ) -> None:
-    """Install a kernelspec so JupyterLab, nbclient, papermill and jupyter console can use the sandbox."""
+    """Install a kernelspec so JupyterLab, nbclient, papermill and jupyter console can use the
+    sandbox."""
     import sys
 
     from kernelagent.sandbox.settings import SandboxSettings

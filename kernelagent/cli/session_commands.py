@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -52,10 +53,8 @@ def _store() -> SessionStore:
     if store.idle_sandboxes():  # only then is the sandbox stack needed
         from kernelagent.session.durable import stop_idle_sandboxes
 
-        try:
+        with contextlib.suppress(KernelAgentError, OSError):  # no Docker engine: nothing to stop
             asyncio.run(stop_idle_sandboxes(store))
-        except (KernelAgentError, OSError):  # no Docker engine: nothing to stop
-            pass
     return store
 
 
@@ -88,7 +87,7 @@ def sessions(json_output: Annotated[bool, typer.Option("--json")] = False) -> No
         print(plain_columns([name.upper() for name in headers], rows))
         return
     table = Table(*headers)
-    for row, record in zip(rows, records):
+    for row, record in zip(rows, records, strict=False):
         style = STATUS_STYLE.get(record.status, "white")
         task = row[2] if len(row[2]) <= 50 else row[2][:47] + "…"
         table.add_row(row[0], f"[{style}]{row[1]}[/]", task, *row[3:])
@@ -100,7 +99,9 @@ def plain_columns(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
     lines = []
     for row in [headers, *rows]:
-        cells = [value.ljust(width) for value, width in zip(row[:-1], widths)] + [row[-1]]
+        cells = [value.ljust(width) for value, width in zip(row[:-1], widths, strict=False)] + [
+            row[-1]
+        ]
         lines.append("   ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -118,7 +119,8 @@ def show(
     console.print(f"task: {record.task}")
     console.print(f"notebook: {record.notebook}\nworkspace: {record.workspace}")
     console.print(
-        f"steps {record.steps} · cells {record.cells} · tokens in {record.input_tokens} out {record.output_tokens}"
+        f"steps {record.steps} · cells {record.cells} · tokens in {record.input_tokens} out "
+        f"{record.output_tokens}"
     )
     console.print(
         "sandbox: "
@@ -131,7 +133,8 @@ def show(
     sandbox = record.config.get("sandbox") or {}
     if sandbox.get("network_allow"):
         console.print(
-            f"egress allowed to {', '.join(sandbox['network_allow'])}; audit log: {sandbox.get('egress_log') or '-'}"
+            f"egress allowed to {', '.join(sandbox['network_allow'])}; audit log: "
+            f"{sandbox.get('egress_log') or '-'}"
         )
     if record.pending:
         console.print(f"[bold yellow]waiting for approval[/] ({record.pending.reason}):")
@@ -206,7 +209,7 @@ def _get(store: SessionStore, session_id: str) -> SessionRecord:
         raise fail(str(error)) from None
 
 
-def _resume(session_id: str, **options) -> SessionResult:  # type: ignore[no-untyped-def]
+def _resume(session_id: str, **options) -> SessionResult:
     from kernelagent.api import aresume
     from kernelagent.cli.render import EventRenderer
 

@@ -48,7 +48,8 @@ class CodeCellEvents:
         cell = self.doc.code_cell(event.cell_id, event)
         if cell is None:
             return
-        # A copy: the executor keeps mutating its own output dicts (stream merging, display updates).
+        # A copy: the executor keeps mutating its own output dicts (stream merging, display
+        # updates).
         cell.outputs.append(nbformat.from_dict(event.output))
         self.doc.changed(cell)
 

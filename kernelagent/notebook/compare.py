@@ -201,7 +201,7 @@ class _Comparer:
             self.reasons.append(
                 f"{label}: {len(recorded)} image(s) recorded vs {len(replayed)} replayed"
             )
-        for left, right in zip(recorded, replayed):
+        for left, right in zip(recorded, replayed, strict=False):
             self._images_seen += 1
             problem = image_difference(left, right, self.options)
             if problem:
@@ -232,7 +232,7 @@ def texts_match(recorded: str, replayed: str, rel_tol: float = 1e-6, abs_tol: fl
     if len(left) != len(right):
         return False
     # re.split with one capturing group alternates text, number, text, number, ..., text.
-    for position, (a, b) in enumerate(zip(left, right)):
+    for position, (a, b) in enumerate(zip(left, right, strict=False)):
         if position % 2 == 0:
             if _squeeze_spaces(a) != _squeeze_spaces(b):
                 return False
@@ -431,7 +431,7 @@ def _hide_tolerated_changes(
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag != "replace":
             continue
-        for i, j in zip(range(i1, i2), range(j1, j2)):
+        for i, j in zip(range(i1, i2), range(j1, j2), strict=False):
             if texts_match(left[i], right[j], options.float_rel_tol, options.float_abs_tol):
                 right[j] = left[i]
     return right

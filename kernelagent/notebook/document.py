@@ -58,7 +58,8 @@ class Document:
     def append_code_cell(
         self, cell_id: str, tool_call_id: str, kind: str, code: str, status: str = "running"
     ) -> NotebookNode:
-        # Reusing an id already in the notebook (say, from an earlier session) would make it invalid.
+        # Reusing an id already in the notebook (say, from an earlier session) would make it
+        # invalid.
         usable = _CELL_ID.match(cell_id) and cell_id not in self.cells_by_id
         # What nbformat's new_code_cell builds, minus its jsonschema check of every new cell
         # (~0.7 ms, a third of a short session's cost per cell); save() validates changed cells.

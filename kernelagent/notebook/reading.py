@@ -45,7 +45,8 @@ def load_notebook(path: Path | str) -> NotebookNode:
             "an object without an 'nbformat' key" if isinstance(data, dict) else _json_kind(data)
         )
         raise NotebookFormatError(
-            f"{path} is not a notebook: expected a JSON object with an 'nbformat' key, found {found}"
+            f"{path} is not a notebook: expected a JSON object with an 'nbformat' key, found "
+            f"{found}"
         )
     major, minor = get_version(data)
     if not isinstance(major, int) or major < 1:

@@ -193,7 +193,8 @@ class NotebookRecorder:
     # -- events -----------------------------------------------------------------------------
 
     def handle(self, event: Event) -> None:
-        """Apply one event; save when it completes a step (outputs: at most every autosave_interval).
+        """Apply one event; save when it completes a step (outputs: at most every
+        autosave_interval).
 
         Events of parallel attempts (``event.attempt`` set) belong to their branch notebooks."""
         if event.attempt is not None:

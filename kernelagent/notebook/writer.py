@@ -78,7 +78,9 @@ class NotebookWriter:
         """Write ``notebook`` now, atomically; raise RecordingError if that fails."""
         cells = notebook.cells
         cached = [self._cached_json(cell) for cell in cells]
-        self._check_valid(notebook, [cell for cell, text in zip(cells, cached) if text is None])
+        self._check_valid(
+            notebook, [cell for cell, text in zip(cells, cached, strict=False) if text is None]
+        )
         chunks = self._serialise(notebook, cached)
         if not self._directory_ready:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +98,7 @@ class NotebookWriter:
         """The file as byte chunks: a small skeleton with placeholders, filled from the caches."""
         pieces: list[bytes] = []
         cell_json: dict[int, tuple[NotebookNode, bytes]] = {}
-        for cell, text in zip(notebook.cells, cached):
+        for cell, text in zip(notebook.cells, cached, strict=False):
             if text is None:
                 text = nested_json(_cell_as_written(cell), _CELL_DEPTH)
             cell_json[id(cell)] = (cell, text)
@@ -124,7 +126,8 @@ class NotebookWriter:
         return chunks
 
     def _check_valid(self, notebook: NotebookNode, changed: list[NotebookNode]) -> None:
-        """Validate the notebook's metadata and the changed cells (everything if validate_on_save)."""
+        """Validate the notebook's metadata and the changed cells (everything if
+        validate_on_save)."""
         try:
             try:
                 nbformat.validate(_probe(notebook, changed))

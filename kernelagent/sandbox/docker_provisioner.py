@@ -15,6 +15,7 @@ unix socket (mounted read-only) is its only way out, for the listed destinations
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -121,7 +122,7 @@ def describe_exit(state: dict[str, Any]) -> str:
     return f"exited: the kernel process exited with code {code}"
 
 
-class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+class DockerProvisioner(KernelProvisionerBase):
     """Runs the kernel in a Docker container: no network, non-root, read-only root.
 
     Created by jupyter_client's ``KernelProvisionerFactory`` for a kernelspec whose
@@ -189,6 +190,8 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Called by the KernelManager before launch: writes the connection files."""
         km = self.parent
+        if km is None:
+            raise RuntimeError("the provisioner has no kernel manager to configure")
         self.runtime_dir = kernel_runtime_dir(self.kernel_id)
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.workspace_dir = Path(self.workspace or kwargs.get("cwd") or os.getcwd()).resolve()
@@ -360,10 +363,8 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         """Interrupts arrive here (SIGINT); docker-init forwards them to the kernel."""
         container = await asyncio.to_thread(self._container)
         if container is not None:
-            try:
+            with contextlib.suppress(docker.errors.APIError):  # the container already stopped
                 await asyncio.to_thread(container.kill, signal=int(signum))
-            except docker.errors.APIError:
-                pass  # the container already stopped
 
     async def kill(self, restart: bool = False) -> None:
         await self.send_signal(signal.SIGKILL)
@@ -376,10 +377,8 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         is a restart, the runtime directory). The workspace always stays."""
         container = await asyncio.to_thread(self._container)
         if container is not None:
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 await asyncio.to_thread(container.remove, force=True)
-            except docker.errors.NotFound:
-                pass
         self.container_id = None
         if not restart:
             await self.stop_egress_proxy()

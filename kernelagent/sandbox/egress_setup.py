@@ -108,14 +108,16 @@ def expand_headers(templates: dict[str, dict[str, str]]) -> dict[str, dict[str, 
                 expanded[rule][name] = string.Template(template).substitute(os.environ)
             except KeyError as missing:
                 raise EgressConfigError(
-                    f"the {name} header for {rule} uses ${{{missing.args[0]}}}, which is not set in "
+                    f"the {name} header for {rule} uses ${{{missing.args[0]}}}, which is not set "
+                    f"in "
                     "the environment of the process that starts the kernel: export it there"
                 ) from None
             except ValueError as error:
                 raise EgressConfigError(f"the {name} header for {rule}: {error}") from None
             if any(ch in name + expanded[rule][name] for ch in "\r\n\0") or ":" in name:
                 raise EgressConfigError(
-                    f"the {name!r} header for {rule} has a line break or a colon in its name or value"
+                    f"the {name!r} header for {rule} has a line break or a colon in its name or "
+                    f"value"
                 )
     return expanded
 

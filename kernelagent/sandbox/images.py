@@ -76,7 +76,7 @@ def recipe_hash(route: str, suite: str = DEBIAN_SUITE) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def image_is_current(client, name: str, route: str = "rootfs") -> bool:  # type: ignore[no-untyped-def]
+def image_is_current(client, name: str, route: str = "rootfs") -> bool:
     import docker.errors
 
     try:
@@ -112,7 +112,7 @@ def _run(cmd: list[str], progress: Progress, what: str, *, check: bool = True) -
 
 
 def build_rootfs_image(
-    client,  # type: ignore[no-untyped-def]
+    client,
     name: str = DEFAULT_IMAGE,
     *,
     suite: str = DEBIAN_SUITE,
@@ -234,7 +234,7 @@ CMD ["python3", "-m", "ipykernel_launcher"]
 
 
 def build_dockerfile_image(
-    client,  # type: ignore[no-untyped-def]
+    client,
     name: str = DEFAULT_IMAGE,
     *,
     base: str = "python:3.12-slim",

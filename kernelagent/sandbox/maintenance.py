@@ -98,8 +98,9 @@ def discard_sandbox(state: dict[str, Any]) -> bool:
     return True
 
 
-def _remove_container(client, container: str, kernel_id: str | None) -> bool:  # type: ignore[no-untyped-def]
-    """Force-remove a container (by name or id) and its host runtime directory; False if it was gone."""
+def _remove_container(client, container: str, kernel_id: str | None) -> bool:
+    """Force-remove a container (by name or id) and its host runtime directory; False if it was
+    gone."""
     removed = True
     try:
         client.containers.get(container).remove(force=True)

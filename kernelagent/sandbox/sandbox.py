@@ -184,7 +184,8 @@ class Sandbox:
                 "image": provisioner.image,
             }
         elif provisioner is not None and getattr(provisioner, "pid", None):
-            provisioner_info = {"pid": provisioner.pid, "pgid": getattr(provisioner, "pgid", None)}
+            pid, pgid = getattr(provisioner, "pid", None), getattr(provisioner, "pgid", None)
+            provisioner_info = {"pid": pid, "pgid": pgid}
         return {
             "kernel_id": self.manager.kernel_id,
             "settings": self.settings.model_dump(),
@@ -265,7 +266,8 @@ class Sandbox:
 
     def on_egress(self, listener: EgressListener) -> None:
         """Call ``listener`` with every egress record (allowed or refused) of this sandbox,
-        on the event loop that runs it. The session uses it to write ``metadata.kernelagent.egress``."""
+        on the event loop that runs it. The session uses it to write
+        ``metadata.kernelagent.egress``."""
         provisioner = self.manager.provisioner
         if isinstance(provisioner, DockerProvisioner):
             provisioner.egress_listeners.append(listener)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from kernelagent.execution.limits import DEFAULT_OUTPUT_LIMIT
@@ -91,7 +93,7 @@ class SandboxSettings(BaseModel):
         return self.model_dump(include=set(PROVISIONER_FIELDS))
 
 
-def setting_default(name: str) -> object:
+def setting_default(name: str) -> Any:
     """The default of setting ``name``, for a trait that mirrors it."""
     field = SandboxSettings.model_fields[name]
     return field.get_default(call_default_factory=True)

@@ -28,7 +28,8 @@ class KernelAgentExtension(ExtensionApp):
     default_model = Unicode(
         DEFAULT_MODEL,
         config=True,
-        help="Model for sessions that do not name one (default: $KERNELAGENT_MODEL or gpt-4.1-mini).",
+        help="Model for sessions that do not name one (default: $KERNELAGENT_MODEL or "
+        "gpt-4.1-mini).",
     )
     default_base_url = Unicode(
         None,
@@ -87,7 +88,8 @@ class KernelAgentExtension(ExtensionApp):
         list(SANDBOX_KINDS),
         "docker",
         config=True,
-        help="Where kernels run: docker (isolated container) or local (a plain subprocess, NOT isolated). "
+        help="Where kernels run: docker (isolated container) or local (a plain subprocess, NOT "
+        "isolated). "
         "Also used by replay.",
     )
     default_max_steps = Integer(
@@ -111,7 +113,8 @@ class KernelAgentExtension(ExtensionApp):
     workspaces_next_to_notebooks = Bool(
         True,
         config=True,
-        help="Give each session its workspace (the sandbox's /workspace) in sessions_dir, next to its "
+        help="Give each session its workspace (the sandbox's /workspace) in sessions_dir, next to "
+        "its "
         "notebook, so its files show in JupyterLab; if False, workspaces go under store_home.",
     )
     store_home = Unicode(

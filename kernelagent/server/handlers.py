@@ -55,9 +55,9 @@ try:  # jupyter_server >= 2.13
 except ImportError:  # pragma: no cover - older servers: the same check, by hand
     import functools
 
-    def ws_authenticated(method):  # type: ignore[no-untyped-def,misc]
+    def ws_authenticated(method):  # type: ignore[misc]
         @functools.wraps(method)
-        def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def wrapper(self, *args, **kwargs):
             if self.current_user is None:
                 raise web.HTTPError(403)
             return method(self, *args, **kwargs)
@@ -77,7 +77,7 @@ class KernelAgentHandler(ExtensionHandlerMixin, APIHandler):
 
     @property
     def manager(self) -> SessionManager:
-        return self.extensionapp.manager  # type: ignore[attr-defined,no-any-return]
+        return self.extensionapp.manager  # type: ignore[attr-defined]
 
     def json_body(self) -> dict[str, Any]:
         try:
@@ -195,7 +195,7 @@ class ReplayHandler(KernelAgentHandler):
         self.reply(200, await self.manager.replay(self.json_body()))
 
 
-class SessionEventsSocket(ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class SessionEventsSocket(ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
     """``WS sessions/{id}/events?since=N``: logged events after N, then live ones.
 
     Each event is one JSON text message (``event.model_dump(mode="json")``); ``seq``
@@ -208,7 +208,7 @@ class SessionEventsSocket(ExtensionHandlerMixin, WebSocketMixin, WebSocketHandle
 
     @property
     def manager(self) -> SessionManager:
-        return self.extensionapp.manager  # type: ignore[attr-defined,no-any-return]
+        return self.extensionapp.manager  # type: ignore[attr-defined]
 
     @ws_authenticated
     async def get(self, session_id: str) -> None:

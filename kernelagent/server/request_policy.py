@@ -140,9 +140,7 @@ class RequestPolicy:
         server's own). Raises PolicyError (400) for a URL this server does not allow."""
         own = self.server_base_url or OPENAI_BASE_URL
         if not requested or _same_url(requested, own):
-            return Endpoint(
-                self.server_base_url if not requested else requested, self.server_api_key
-            )
+            return Endpoint(requested if requested else self.server_base_url, self.server_api_key)
         parts = urlsplit(requested)
         if parts.username or parts.password or parts.query or parts.fragment:
             raise PolicyError(
@@ -153,12 +151,14 @@ class RequestPolicy:
         for entry in self.allowed_base_urls:
             if entry.matches(requested):
                 return Endpoint(requested, self._key_for(entry))
+        others = ", ".join(_describe(entry) for entry in self.allowed_base_urls)
         raise PolicyError(
             400,
             f"base_url {requested} is not allowed by this server; its sessions may use "
-            f"{own} or {', '.join(_describe(e) for e in self.allowed_base_urls) or 'no other endpoint'}",
+            f"{own} or {others or 'no other endpoint'}",
             "an administrator can allow it: jupyter lab "
-            f"--KernelAgentExtension.allowed_base_urls='[\"{_origin(requested)}\"]' (the server's API "
+            f"--KernelAgentExtension.allowed_base_urls='[\"{_origin(requested)}\"]' (the server's "
+            f"API "
             "key is never sent there unless that entry says api_key: server)",
         )
 
@@ -172,7 +172,8 @@ class RequestPolicy:
     # -- the sandbox -----------------------------------------------------------------------
 
     def check_sandbox(self, kind: str) -> None:
-        """Refuse ``local`` (a plain subprocess of the Jupyter server, not isolated) unless allowed."""
+        """Refuse ``local`` (a plain subprocess of the Jupyter server, not isolated) unless
+        allowed."""
         if kind == "local" and not (self.allow_local_sandbox or self.default_sandbox == "local"):
             raise PolicyError(
                 403,

@@ -71,7 +71,8 @@ def recorded_turns(path: Path) -> tuple[str, list[AssistantItem]]:
     data = stored.get("conversation")
     if not data:
         raise ReplayError(
-            f"{path}: no recorded conversation in the notebook metadata; agent replay needs a kernelagent session"
+            f"{path}: no recorded conversation in the notebook metadata; agent replay needs a "
+            f"kernelagent session"
         )
     conversation = Conversation.model_validate(data)
     task = next((item.text for item in conversation.items if isinstance(item, UserItem)), "")

@@ -130,7 +130,8 @@ def _check_status(
         )
     if record.status == "awaiting_approval" and decision is None:
         raise SessionStateError(
-            f"session {record.id} waits for approval of cell {record.pending.cell_id if record.pending else '?'}: "
+            f"session {record.id} waits for approval of cell "
+            f"{record.pending.cell_id if record.pending else '?'}: "
             f"kernelagent approve {record.id} (or reject {record.id} --reason ...)"
         )
     if decision is not None and record.status != "awaiting_approval":
@@ -253,12 +254,16 @@ def _close_interrupted_cells(session: Session) -> str:
             )
             session.conversation.add_tool_result(
                 call.id,
-                "[interrupted: the host process stopped while this cell ran; it may not have finished. "
+                "[interrupted: the host process stopped while this cell ran; it may not have "
+                "finished. "
                 f"Output so far:]\n{text[-2000:] or '(none)'}",
             )
     if not closed:
         return ""
-    return f"{len(closed)} cell(s) were interrupted when the host process stopped; check their effects."
+    return (
+        f"{len(closed)} cell(s) were interrupted when the host process stopped; check their "
+        f"effects."
+    )
 
 
 def _tell_the_model(session: Session, note: str) -> None:

@@ -7,6 +7,7 @@ as the session runs; it holds everything needed to continue the conversation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import shutil
 import time
@@ -238,10 +239,8 @@ class Session:
         if finished is None:
             return
         self.stream.emit(finished)
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(self.sandbox.interrupt(), timeout=5)
-        except Exception:
-            pass
 
     def _set_status(self, status: str, reason: str = "") -> None:
         self.status = status
@@ -268,10 +267,8 @@ class Session:
     async def _recover_kernel(self) -> str:
         """The kernel died: a fresh sandbox on the same workspace, state rebuilt by replay."""
         old = self.sandbox
-        try:
+        with contextlib.suppress(Exception):
             await old.shutdown()
-        except Exception:
-            pass
         self.sandbox = await Sandbox.start(self.config.sandbox, old.workspace)
         self.sandbox.on_egress(self.egress.record)
         self.loop.sandbox = self.sandbox

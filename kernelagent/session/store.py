@@ -10,6 +10,7 @@ a short transaction, so a crash at any point leaves a session that can be resume
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -124,8 +125,10 @@ class SessionStore:
     def create(self, record: SessionRecord) -> None:
         with self._connect() as db:
             db.execute(
-                "INSERT INTO sessions (id, status, reason, task, created_at, updated_at, steps, cells,"
-                " input_tokens, output_tokens, notebook, workspace, config, sandbox_state, pending, owner_pid)"
+                "INSERT INTO sessions (id, status, reason, task, created_at, updated_at, steps, "
+                "cells,"
+                " input_tokens, output_tokens, notebook, workspace, config, sandbox_state, "
+                "pending, owner_pid)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
@@ -185,7 +188,8 @@ class SessionStore:
                     allowed = TRANSITIONS.get(row["status"], set())
                     if fields["status"] != row["status"] and fields["status"] not in allowed:
                         raise SessionStateError(
-                            f"session {session_id}: cannot go from {row['status']} to {fields['status']}"
+                            f"session {session_id}: cannot go from {row['status']} to "
+                            f"{fields['status']}"
                         )
                 assignments = ", ".join(f"{key} = ?" for key in encoded)
                 db.execute(
@@ -197,12 +201,12 @@ class SessionStore:
                 db.execute("ROLLBACK")
                 raise
 
-    def sessions_with_live_sandboxes(self) -> list[SessionRecord]:
+    def sessions_with_live_sandboxes(self) -> builtins.list[SessionRecord]:
         return [
             r for r in self.list() if r.sandbox_state and r.status not in ("completed", "failed")
         ]
 
-    def idle_sandboxes(self, idle_seconds: float | None = None) -> list[SessionRecord]:
+    def idle_sandboxes(self, idle_seconds: float | None = None) -> builtins.list[SessionRecord]:
         """Sessions that wait (for approval, after a pause or an interruption) longer than
         ``idle_seconds`` (default: ``$KERNELAGENT_IDLE_TIMEOUT``) with their sandbox up."""
         idle = DEFAULT_IDLE_SECONDS if idle_seconds is None else idle_seconds

@@ -1,12 +1,14 @@
 """A scripted, OpenAI-compatible HTTP server for tests and demos.
 
 Serves ``POST /v1/responses``, ``POST /v1/chat/completions`` (streaming or not),
-``GET /v1/models`` and ``GET /health`` on 127.0.0.1 from a background thread. Every completion request
+``GET /v1/models`` and ``GET /health`` on 127.0.0.1 from a background thread. Every completion
+request
 consumes the next ``ScriptedTurn``, whichever endpoint it hits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -190,10 +192,8 @@ class _TrackingHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _ScriptedHandler(BaseHTTPRequestHandler):

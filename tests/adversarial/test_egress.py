@@ -51,7 +51,8 @@ async def test_only_listed_destinations_answer_and_both_are_audited(
     record: Record,
     tmp_path: Path,
 ) -> None:
-    """With --allow-net 127.0.0.1:A, fetch http://127.0.0.1:A/ (allowed) and http://127.0.0.1:B/ (not listed) from inside"""
+    """With --allow-net 127.0.0.1:A, fetch http://127.0.0.1:A/ (allowed) and http://127.0.0.1:B/
+    (not listed) from inside"""
     allowed, refused = servers
     log = tmp_path / "egress.jsonl"
     record(
@@ -71,7 +72,8 @@ out['refused'] = fetch('http://127.0.0.1:{refused.port}/data.csv')
     logged = [json.loads(line) for line in log.read_text().splitlines()]
     record(
         observed=f"A -> {out['allowed']!r}; B -> {out['refused'][:150]!r}; B's connections="
-        f"{refused.connections}; audit: {[(r.method, r.port, r.decision, r.status) for r in records]}, "
+        f"{refused.connections}; audit: "
+        f"{[(r.method, r.port, r.decision, r.status) for r in records]}, "
         f"{len(logged)} log lines"
     )
     assert out["allowed"] == "200 hello /data.csv"
@@ -89,7 +91,8 @@ out['refused'] = fetch('http://127.0.0.1:{refused.port}/data.csv')
 async def test_https_through_connect_like_pip(
     start_sandbox: StartSandbox, record: Record, tmp_path: Path
 ) -> None:
-    """HTTPS as pip does it (HTTPS_PROXY, CONNECT, TLS verified end to end) to an allowed and an unlisted port"""
+    """HTTPS as pip does it (HTTPS_PROXY, CONNECT, TLS verified end to end) to an allowed and an
+    unlisted port"""
     record(
         expected="the allowed TLS server answers (certificate verified inside the sandbox); the "
         "unlisted one fails with 'Tunnel connection failed: 403 ...' naming it; both audited"
@@ -108,7 +111,9 @@ import os, ssl
 context = ssl.create_default_context(cafile='allowed-ca.pem')
 out['proxy'] = os.environ['HTTPS_PROXY']
 out['allowed'] = fetch('https://127.0.0.1:{allowed.port}/simple/pandas/', context=context)
-out['refused'] = fetch('https://127.0.0.1:{refused.port}/simple/', context=ssl._create_unverified_context())
+out['refused'] = fetch(
+    'https://127.0.0.1:{refused.port}/simple/', context=ssl._create_unverified_context()
+)
 """,
         )
         records = await records_of(sandbox, 2)
@@ -134,11 +139,13 @@ async def test_direct_connections_still_fail(
     servers: tuple[RecordingHTTPServer, RecordingHTTPServer],
     record: Record,
 ) -> None:
-    """With egress allowed to 127.0.0.1:A, bypass the proxy: connect straight to A, list interfaces and routes"""
+    """With egress allowed to 127.0.0.1:A, bypass the proxy: connect straight to A, list interfaces
+    and routes"""
     allowed, _ = servers
     record(
         expected="still only `lo` and no route, the hardened settings unchanged, the egress mount "
-        "read-only; a direct connection reaches the container's own loopback (refused), never the host's server"
+        "read-only; a direct connection reaches the container's own loopback (refused), never the "
+        "host's server"
     )
     sandbox = await start_sandbox(network_allow=[f"127.0.0.1:{allowed.port}"])
     out = await probe(
@@ -183,7 +190,8 @@ async def test_private_addresses_and_url_tricks_are_refused(
     servers: tuple[RecordingHTTPServer, RecordingHTTPServer],
     record: Record,
 ) -> None:
-    """Through the proxy: cloud metadata (169.254.169.254), a private IP, userinfo tricks (http://A@B/), another port of the allowed host, a raw CONNECT"""
+    """Through the proxy: cloud metadata (169.254.169.254), a private IP, userinfo tricks
+    (http://A@B/), another port of the allowed host, a raw CONNECT"""
     allowed, _ = servers
     record(
         expected="every one refused (403/400) before any connection is made; the allowed "
@@ -211,7 +219,8 @@ except OSError as e:
     records = await records_of(sandbox, 5)
     record(
         observed="; ".join(f"{k} -> {v[:70]!r}" for k, v in out.items())
-        + f"; decisions={[r.decision for r in records]}; allowed server requests={len(allowed.requests)}"
+        + f"; decisions={[r.decision for r in records]}; allowed server "
+        f"requests={len(allowed.requests)}"
     )
     assert all(
         value.startswith(("403", "400")) for key, value in out.items() if key != "connect"
@@ -228,7 +237,8 @@ async def test_secret_headers_never_enter_the_sandbox(
     record: Record,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A destination's API key is added by the proxy; look for it everywhere inside (environment of every process, the egress mount)"""
+    """A destination's API key is added by the proxy; look for it everywhere inside (environment of
+    every process, the egress mount)"""
     allowed, _ = servers
     secret = "sk-adversarial-" + os.urandom(8).hex()
     monkeypatch.setenv("KA_ADVERSARIAL_TOKEN", secret)
@@ -257,7 +267,8 @@ out['found'] = found
     )
     received = allowed.requests[-1]["headers"].get("Authorization") if allowed.requests else None
     record(
-        observed=f"answer={out['answer']!r}; server got Authorization={'Bearer <secret>' if received == f'Bearer {secret}' else received!r}; "
+        observed=f"answer={out['answer']!r}; server got "
+        f"Authorization={'Bearer <secret>' if received == f'Bearer {secret}' else received!r}; "
         f"secret found inside at {out['found']}"
     )
     assert out["answer"] == "200 hello /private"
@@ -306,7 +317,8 @@ async def test_a_crashed_proxy_fails_closed(
     record: Record,
     tmp_path: Path,
 ) -> None:
-    """SIGKILL the host process that runs the sandbox's proxy, then fetch the allowed destination from the (still running) kernel"""
+    """SIGKILL the host process that runs the sandbox's proxy, then fetch the allowed destination
+    from the (still running) kernel"""
     allowed, _ = servers
     record(
         expected="the request fails (the in-sandbox relay finds no proxy: 502 'no network'); "
@@ -318,7 +330,9 @@ async def test_a_crashed_proxy_fails_closed(
         from kernelagent.sandbox.settings import SandboxSettings
         async def main():
             sandbox = await Sandbox.start(
-                SandboxSettings(network_allow=['127.0.0.1:{allowed.port}']), {str(tmp_path / "ws")!r})
+                SandboxSettings(network_allow=['127.0.0.1:{allowed.port}']),
+                {str(tmp_path / "ws")!r},
+            )
             print(json.dumps(sandbox.state()), flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
         asyncio.run(main())
@@ -353,7 +367,8 @@ async def test_a_crashed_proxy_fails_closed(
 
             discard_sandbox(state)
     record(
-        observed=f"proxy process killed (exit {done.returncode}); fetch -> {down.text().strip()!r}; "
+        observed=f"proxy process killed (exit {done.returncode}); fetch -> "
+        f"{down.text().strip()!r}; "
         f"server saw {len(allowed.requests)} request(s) ({[r['path'] for r in allowed.requests]}); "
         f"after re-attach -> {up.text().strip()!r}"
     )

@@ -31,10 +31,12 @@ SAVE_FOREVER = textwrap.dedent(
     while True:
         n += 1
         cell = f"c{n}"
-        recorder.handle(CellStarted(cell_id=cell, tool_call_id=cell, kind="python", code=f"x = {n}"))
+        recorder.handle(
+            CellStarted(cell_id=cell, tool_call_id=cell, kind="python", code=f"x = {n}")
+        )
         out = {"output_type": "stream", "name": "stdout", "text": "y" * 20000 + "\\n"}
-        recorder.handle(CellFinished(cell_id=cell, status="ok", outputs=[out], started_at=time.time(),
-                                     finished_at=time.time()))
+        recorder.handle(CellFinished(cell_id=cell, status="ok", outputs=[out],
+                                     started_at=time.time(), finished_at=time.time()))
     """
 )
 
@@ -44,7 +46,8 @@ def test_sigkill_mid_save_leaves_the_old_or_the_new_notebook(
 ) -> None:
     """SIGKILL a process that records cells and saves the notebook as fast as it can, 15 times"""
     record(
-        expected="after every kill the notebook on disk is a valid notebook (the old or the new version)"
+        expected="after every kill the notebook on disk is a valid notebook (the old or the new "
+        "version)"
     )
     path = tmp_path / "s.ipynb"
     rng = random.Random(7)
@@ -120,7 +123,8 @@ def test_disk_full_gives_a_clear_error_and_keeps_the_previous_notebook(
     cells = [c for c in saved.cells if c.cell_type == "code"]
     assert cells[0].metadata.kernelagent.status == "ok" and cells[0].outputs[0]["text"] == "small\n"
     record(
-        observed=f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1][:160]}; notebook valid, first cell kept"
+        observed=f"exit {done.returncode}: {done.stderr.strip().splitlines()[-1][:160]}; notebook "
+        f"valid, first cell kept"
     )
 
 
@@ -155,7 +159,8 @@ def test_dockerd_restarted_between_steps(
 ) -> None:
     """dockerd restarted while a session waits for approval (its container does not survive)"""
     record(
-        expected="approve resumes the session: a fresh sandbox, state restored by replay, the answer uses it"
+        expected="approve resumes the session: a fresh sandbox, state restored by replay, the "
+        "answer uses it"
     )
     if shutil.which("pidof") is None or os.geteuid() != 0:
         pytest.fail("restarting dockerd needs root and pidof")

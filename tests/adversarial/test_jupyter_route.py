@@ -60,7 +60,8 @@ def jupyter_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 async def test_run_all_on_a_recorded_session_stays_in_the_sandbox(
     docker_available: None, jupyter_dirs: Path, tmp_path: Path, record: Record
 ) -> None:
-    """ "Run All" on a session notebook the agent recorded, with the kernel its metadata names (as JupyterLab does)"""
+    """ "Run All" on a session notebook the agent recorded, with the kernel its metadata names (as
+    JupyterLab does)"""
     marker = tmp_path / "host-only-marker"
     marker.write_text("on the host")
     record(
@@ -96,7 +97,8 @@ async def test_run_all_on_a_recorded_session_stays_in_the_sandbox(
     )
     record(
         observed=f"kernelspec {spec.name!r} ({spec.display_name}), installed at {installed}; "
-        f"Run All printed cwd={printed[0]} uid={printed[1]} runtime dir={printed[2]} host marker visible={printed[3]}"
+        f"Run All printed cwd={printed[0]} uid={printed[1]} runtime dir={printed[2]} host marker "
+        f"visible={printed[3]}"
     )
     assert spec.name == "kernelagent" and installed.is_file()
     assert '"kernelagent-docker"' in installed.read_text()
@@ -130,7 +132,8 @@ async def test_replay_uses_the_sandbox_whatever_the_metadata_says(
     assert report.replayed is not None
     printed = report.replayed.cells[0].outputs[0]["text"].split()
     record(
-        observed=f"replayed cell printed cwd={printed[0]} uid={printed[1]} runtime dir={printed[2]} "
+        observed=f"replayed cell printed cwd={printed[0]} uid={printed[1]} runtime "
+        f"dir={printed[2]} "
         f"host marker visible={printed[3]}"
     )
     assert printed[0] == "/workspace" and printed[2] == "True" and printed[3] == "False"
@@ -156,7 +159,8 @@ async def _run_in_kernelspec_kernel(directory: Path, code: str) -> str:
 async def test_kernelspec_kernel_writes_in_a_root_owned_notebook_directory(
     docker_available: None, jupyter_dirs: Path, tmp_path: Path, record: Record
 ) -> None:
-    """As root, open a notebook in a directory root owns and write a file next to it (a plain jupyter_client frontend)"""
+    """As root, open a notebook in a directory root owns and write a file next to it (a plain
+    jupyter_client frontend)"""
     record(
         expected="the kernel (never uid 0) writes in its directory; the directory keeps its owner "
         "and mode bits for others; files already there stay as they were (not writable by it)"
@@ -211,7 +215,8 @@ async def test_kernelspec_kernel_runs_as_the_directory_owner(
         project, "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getuid(), os.getgid())"
     )
     record(
-        observed=f"kernel uid:gid={printed.strip()}; mine.txt owner={(project / 'mine.txt').stat().st_uid}"
+        observed=f"kernel uid:gid={printed.strip()}; mine.txt "
+        f"owner={(project / 'mine.txt').stat().st_uid}"
     )
     assert printed.split() == [str(owner), str(owner)]
     assert (project / "mine.txt").stat().st_uid == owner
@@ -240,7 +245,8 @@ async def test_system_and_home_directories_are_never_opened_for_writing(
     except OSError:
         acl = b""
     record(
-        observed=f"host euid={os.geteuid()}; Sandbox.start({home}) -> {refusal or 'started'}; owner "
+        observed=f"host euid={os.geteuid()}; Sandbox.start({home}) -> {refusal or 'started'}; "
+        f"owner "
         f"{before.st_uid} -> {after.st_uid}; ACL entries {len(acl)} bytes"
     )
     if os.geteuid() == 0:
@@ -252,9 +258,11 @@ async def test_system_and_home_directories_are_never_opened_for_writing(
 async def test_kernelspec_with_allow_net_gives_audited_egress(
     docker_available: None, jupyter_dirs: Path, tmp_path: Path, record: Record
 ) -> None:
-    """A kernelspec installed with --allow-net 127.0.0.1:A, used by a plain jupyter_client frontend: fetch A and B"""
+    """A kernelspec installed with --allow-net 127.0.0.1:A, used by a plain jupyter_client frontend:
+    fetch A and B"""
     record(
-        expected="A answers, B gets 403; both are in the kernel's egress log under the Jupyter data dir"
+        expected="A answers, B gets 403; both are in the kernel's egress log under the Jupyter "
+        "data dir"
     )
     allowed, refused = RecordingHTTPServer(), RecordingHTTPServer()
     try:
@@ -269,8 +277,10 @@ async def test_kernelspec_with_allow_net_gives_audited_egress(
             project,
             (
                 "import urllib.request, urllib.error\n"
-                f"print(urllib.request.urlopen('http://127.0.0.1:{allowed.port}/x', timeout=20).read().decode())\n"
-                f"try:\n    urllib.request.urlopen('http://127.0.0.1:{refused.port}/y', timeout=20)\n"
+                f"print(urllib.request.urlopen('http://127.0.0.1:{allowed.port}/x', "
+                f"timeout=20).read().decode())\n"
+                f"try:\n    urllib.request.urlopen('http://127.0.0.1:{refused.port}/y', "
+                f"timeout=20)\n"
                 "except urllib.error.HTTPError as error:\n    print(error.code)"
             ),
         )
@@ -281,7 +291,8 @@ async def test_kernelspec_with_allow_net_gives_audited_egress(
     lines = [json.loads(line) for path in logs for line in path.read_text().splitlines()]
     record(
         observed=f"printed {printed.split()}; log {[p.name for p in logs]} with "
-        f"{sorted((line['decision'], line['port']) for line in lines)}; B connections={refused.connections}"
+        f"{sorted((line['decision'], line['port']) for line in lines)}; B "
+        f"connections={refused.connections}"
     )
     assert printed.split() == ["hello", "/x", "403"]
     assert [path.stem for path in logs] == [KERNEL_IDS[-1]]

@@ -21,7 +21,7 @@ from traitlets.config import Config
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
 from tests.adversarial.conftest import Record
 from tests.egress_servers import RecordingHTTPServer
-from tests.server_fixtures import *  # pytest-jupyter's fixtures, for this module only
+from tests.server_fixtures import *  # noqa: F403 - pytest-jupyter's fixtures, for this module only
 from tests.server_fixtures import AgentApi
 
 SERVER_KEY = "sk-server-secret-do-not-leak"
@@ -115,7 +115,8 @@ def test_a_request_chosen_base_url_never_gets_the_server_key(
     )
     leaked = [value for value in foreign if SERVER_KEY in value]
     record(
-        observed=f"foreign endpoint: {len(foreign)} requests, Authorization values {sorted(set(foreign))}, "
+        observed=f"foreign endpoint: {len(foreign)} requests, Authorization values "
+        f"{sorted(set(foreign))}, "
         f"server key in {len(leaked)}; own endpoint: {len(own)} requests with the server key="
         f"{all(v == f'Bearer {SERVER_KEY}' for v in own)}; listed api_key: server: "
         f"{all(v == f'Bearer {SERVER_KEY}' for v in trusted)}"
@@ -160,7 +161,8 @@ def test_an_unlisted_base_url_is_refused_before_any_request(
 def test_the_local_sandbox_and_extra_egress_need_the_administrator(
     agent_api: AgentApi, run: Any, endpoints: Endpoints, record: Record, jp_root_dir: Path
 ) -> None:
-    """Ask for sandbox 'local' (session and replay) and for allow_net beyond request_network_allow"""
+    """Ask for sandbox 'local' (session and replay) and for allow_net beyond
+    request_network_allow"""
     record(expected="403 for each, saying which server setting allows it; no session is created")
     nbformat.write(
         nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), jp_root_dir / "n.ipynb"
@@ -205,14 +207,17 @@ def test_rest_allow_net_within_the_limit_is_audited_in_the_notebook(
     record: Record,
     jp_root_dir: Path,
 ) -> None:
-    """POST a session with allow_net the administrator permits; its cell fetches the allowed server and an unlisted one"""
+    """POST a session with allow_net the administrator permits; its cell fetches the allowed server
+    and an unlisted one"""
     record(
-        expected="the allowed fetch answers, the other gets 403; the cell's metadata.kernelagent.egress "
+        expected="the allowed fetch answers, the other gets 403; the cell's "
+        "metadata.kernelagent.egress "
         "and the WebSocket's egress events have both; the notebook names the sandbox kernelspec"
     )
     allowed = f"127.0.0.1:{endpoints.data.port}"
     code = (
-        f"import urllib.request\nprint(urllib.request.urlopen('http://{allowed}/rows.csv', timeout=20).read())\n"
+        f"import urllib.request\nprint(urllib.request.urlopen('http://{allowed}/rows.csv', "
+        f"timeout=20).read())\n"
         "try:\n    urllib.request.urlopen('http://127.0.0.1:9/', timeout=20)\n"
         "except Exception as error:\n    print('refused', error)"
     )
@@ -256,7 +261,8 @@ def test_internal_errors_reach_the_client_without_their_detail(
 ) -> None:
     """Make a handler fail with an exception whose text holds a secret and a host path"""
     record(
-        expected="500 with a generic message and a pointer to the server log; the detail only in the log"
+        expected="500 with a generic message and a pointer to the server log; the detail only in "
+        "the log"
     )
     extension = jp_serverapp.web_app.settings["kernelagent"]
 

@@ -102,7 +102,8 @@ async def main(steps: int, sandbox_kind: str) -> Path:
         notes=(
             f"{steps} steps of a trivial cell with a scripted model over HTTP on 127.0.0.1; "
             f"session run {total:.2f} s, of which {model.seconds:.2f} s inside model calls. "
-            "Per step the loop emits ~6 events, saves the notebook atomically with fsync at the cell's "
+            "Per step the loop emits ~6 events, saves the notebook atomically with fsync at the "
+            "cell's "
             "start and finish, and builds the model's feedback."
         ),
     )

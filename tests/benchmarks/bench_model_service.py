@@ -170,7 +170,7 @@ class SeparateServers:
 
     def wait_ready(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
-        for port, process in zip(self.ports, self.processes):
+        for port, process in zip(self.ports, self.processes, strict=False):
             while not server_ready("llama-server", "127.0.0.1", port):
                 assert process.poll() is None and time.monotonic() < deadline, (
                     "a server did not start"
@@ -306,7 +306,8 @@ async def main(args: argparse.Namespace) -> None:
     )
     notes = (
         f"Model {name} ({handle.backend}, {handle.state.parallel_slots} slots of {CTX} tokens), "
-        f"{os.cpu_count()} cores; each request decodes {args.tokens} tokens (ignore_eos), temperature 0. "
+        f"{os.cpu_count()} cores; each request decodes {args.tokens} tokens (ignore_eos), "
+        f"temperature 0. "
         "Aggregate decode = all sessions' tokens / (first first token .. last token). "
         "The second session's prompt is kernelagent's system prompt + a task, made unique so "
         "that no prompt cache helps (prompt processing dominates its first token). Memory after "
@@ -314,7 +315,8 @@ async def main(args: argparse.Namespace) -> None:
         "and shared out by PSS, so PSS shows what each extra server really adds: its KV cache "
         "and buffers (the service holds 4 slots' KV whatever N is). "
         "The machine was shared with another benchmark (a task run on a llama-server), so the "
-        f"numbers are a lower bound; this run took {(time.perf_counter() - started) / 60:.1f} minutes."
+        f"numbers are a lower bound; this run took {(time.perf_counter() - started) / 60:.1f} "
+        f"minutes."
     )
     path = write_table("model_service", "Shared model service", command, rows, notes)
     print(path.read_text())

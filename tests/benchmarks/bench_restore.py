@@ -32,7 +32,8 @@ SALES = Path(__file__).resolve().parents[2] / "examples" / "sales.csv"
 def analysis_cells(count: int) -> list[str]:
     """Cells of the kind a data-analysis session runs: load, derive, aggregate."""
     cells = [
-        "import pandas as pd\nimport numpy as np\ndf = pd.read_csv('sales.csv', parse_dates=['date'])"
+        "import pandas as pd\nimport numpy as np\ndf = pd.read_csv('sales.csv', "
+        "parse_dates=['date'])"
     ]
     for index in range(1, count):
         cells.append(
@@ -143,8 +144,10 @@ async def main(sizes: list[int]) -> Path:
         "Restore and resume",
         "python -m tests.benchmarks.bench_restore --cells " + " ".join(map(str, sizes)),
         rows,
-        notes="Cells are pandas/numpy aggregations over examples/sales.csv. 'Original' is the sum of the "
-        "recorded cell durations. Restore re-runs the successful cells, then fingerprints every variable "
+        notes="Cells are pandas/numpy aggregations over examples/sales.csv. 'Original' is the sum "
+        "of the "
+        "recorded cell durations. Restore re-runs the successful cells, then fingerprints every "
+        "variable "
         "and checks it against the recorded manifests.",
     )
 

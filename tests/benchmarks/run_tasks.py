@@ -1,6 +1,7 @@
 """Task-success benchmark: kernelagent (and smolagents as a peer) on data-analysis questions.
 
-    python -m tests.benchmarks.run_tasks --model qwen2.5-coder-1.5b [--representative | --tasks a,b | --limit N]
+    python -m tests.benchmarks.run_tasks --model qwen2.5-coder-1.5b [--representative | --tasks a,b
+    | --limit N]
     python -m tests.benchmarks.run_tasks --base-url URL --model NAME --api chat
         [--agents kernelagent smolagents] [--max-steps 10] [--append]
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -143,10 +145,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         pass
 
     def handle(self) -> None:
-        try:
+        # the agent may stop waiting (kernelagent stops an attempt a vote no longer needs)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             super().handle()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the agent stopped waiting (e.g. kernelagent stopped an attempt a vote no longer needs)
 
     def _headers_out(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -570,19 +571,22 @@ def render(
     lines = [f"## {title}", ""]
     lines += [f"Command: `{command}`  " for command in commands]
     machine = (
-        f"Machine: {platform.machine()}, {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
+        f"Machine: {platform.machine()}, {platform.system()} {platform.release()}, "
+        f"{os.cpu_count()} cores, "
         f"Python {platform.python_version()}; written {datetime.now():%Y-%m-%d %H:%M}."
     )
     lines += [machine, ""]
     lines += [
-        "| task | category | agent | answer | expected | pass | status | steps | seconds | tokens |",
+        "| task | category | agent | answer | expected | pass | status | steps | seconds "
+        "| tokens |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = {task_id: i for i, task_id in enumerate(dict.fromkeys(r.task for r in results))}
     for r in sorted(results, key=lambda r: (order[r.task], agents.index(r.agent))):
         mark = "yes" if r.passed else "**no**"
         lines.append(
-            f"| {r.task} | {r.category} | {r.agent} | {_cell(r.answer)} | {_cell(r.expected)} | {mark} | "
+            f"| {r.task} | {r.category} | {r.agent} | {_cell(r.answer)} | {_cell(r.expected)} | "
+            f"{mark} | "
             f"{_cell(r.status, 30)} | {r.steps} | {r.seconds:.0f} | {r.tokens} |"
         )
     totals = summarize(results, agents)
@@ -655,7 +659,8 @@ def keep_notebooks(results: list[RunResult], label: str, max_bytes: int) -> list
 
 
 def load_results(paths: list[Path]) -> tuple[list[RunResult], list[dict[str, Any]]]:
-    """Results of earlier runs (their results.json); a later (task, agent) replaces an earlier one."""
+    """Results of earlier runs (their results.json); a later (task, agent) replaces an earlier
+    one."""
     merged: dict[tuple[str, str], RunResult] = {}
     metas = []
     for path in paths:
@@ -706,17 +711,22 @@ def report(results: list[RunResult], metas: list[dict[str, Any]], args: argparse
         f"`--api {meta.get('api')}{' --check-answers' if meta.get('check_answers') else ''}"
         f" --attempts {meta.get('attempts', 1)}`; smolagents "
         f"`CodeAgent` with `OpenAIServerModel`; max steps "
-        f"{meta.get('max_steps')} for both; temperature {meta.get('temperature')} for both; output cap "
-        f"{meta.get('max_output_tokens') or 'none'} tokens per call; {task_count} of the suite's {len(TASKS)} tasks "
+        f"{meta.get('max_steps')} for both; temperature {meta.get('temperature')} for both; output "
+        f"cap "
+        f"{meta.get('max_output_tokens') or 'none'} tokens per call; {task_count} of the suite's "
+        f"{len(TASKS)} tasks "
         f"({meta.get('selection', '')}); wall time {wall:.1f} min."
     )
     environments = (
-        "smolagents runs the model's code in the host process (host pandas/numpy); kernelagent runs it in its "
+        "smolagents runs the model's code in the host process (host pandas/numpy); kernelagent "
+        "runs it in its "
         "Docker sandbox (the image's pandas/numpy). The expected answers are identical under both."
     )
     limits = (
-        "At its step limit smolagents asks the model for a final answer without running code; that answer is "
-        "scored (status 'step limit (forced answer)'). kernelagent stops without an answer at its limit."
+        "At its step limit smolagents asks the model for a final answer without running code; that "
+        "answer is "
+        "scored (status 'step limit (forced answer)'). kernelagent stops without an answer at its "
+        "limit."
     )
     notes = [setup, environments, limits, *args.note]
     forced = [r for r in complete if r.agent == "smolagents" and r.passed and "forced" in r.status]
@@ -737,7 +747,8 @@ def report(results: list[RunResult], metas: list[dict[str, Any]], args: argparse
         )
     if kept:
         notes.append(
-            f"kernelagent notebooks and smolagents step traces: `{NOTEBOOKS.relative_to(REPO)}/{label}/` "
+            f"kernelagent notebooks and smolagents step traces: "
+            f"`{NOTEBOOKS.relative_to(REPO)}/{label}/` "
             f"({len(kept)} files)."
         )
     commands = [m["command"] for m in metas if m.get("command")]
@@ -785,7 +796,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--attempts",
         type=int,
         default=3,
-        help="kernelagent --attempts (parallel attempts that vote; 3 is its default for local models)",
+        help="kernelagent --attempts (parallel attempts that vote; 3 is its default for local "
+        "models)",
     )
     parser.add_argument("--limit", type=int)
     parser.add_argument("--max-steps", type=int, default=10)
@@ -913,7 +925,8 @@ async def run_all(
             result = await runner.run(agent, task)
             results.append(result)
             print(
-                f"{task.id:28s} {agent:12s} {'PASS' if result.passed else 'fail'}  {result.seconds:6.0f}s "
+                f"{task.id:28s} {agent:12s} {'PASS' if result.passed else 'fail'}  "
+                f"{result.seconds:6.0f}s "
                 f"steps={result.steps} tokens={result.tokens} answer={_cell(result.answer, 50)!s} "
                 f"expected={_cell(result.expected, 30)} {result.status} {result.reason}",
                 flush=True,

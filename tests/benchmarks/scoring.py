@@ -12,6 +12,7 @@ A task with an ``artifact`` also needs that PNG file in the agent's working dire
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import struct
@@ -43,15 +44,14 @@ def _to_text(answer: Any) -> str:
     if isinstance(answer, (list, tuple, set)):
         return ", ".join(_to_text(item) for item in answer)
     if hasattr(answer, "item") and callable(answer.item):  # numpy scalars
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             answer = answer.item()
-        except (TypeError, ValueError):
-            pass
     return str(answer)
 
 
 def clean_answer(answer: Any) -> str:
-    """The answer text without a FINAL ANSWER prefix, markdown emphasis, code ticks or outer quotes."""
+    """The answer text without a FINAL ANSWER prefix, markdown emphasis, code ticks or outer
+    quotes."""
     text = _to_text(answer).strip()
     text = re.sub(r"\\boxed\{(.*)\}", r"\1", text)
     previous = None

@@ -264,7 +264,8 @@ TASKS: list[Task] = [
     Task(
         "completed_over_200_total",
         "filtering",
-        "In orders.csv, what is the total amount of the completed orders whose amount is greater than 200?",
+        "In orders.csv, what is the total amount of the completed orders whose amount is greater "
+        "than 200?",
         ("orders.csv",),
         TWO_DECIMALS,
         "number",
@@ -285,7 +286,8 @@ TASKS: list[Task] = [
     Task(
         "top_sales_performers",
         "filtering",
-        "In employees.csv, which employees of the Sales department have a performance_score of at least 4.5?",
+        "In employees.csv, which employees of the Sales department have a performance_score of at "
+        "least 4.5?",
         ("employees.csv",),
         "Answer as a comma-separated list of their names, sorted alphabetically.",
         "list",
@@ -306,7 +308,8 @@ TASKS: list[Task] = [
     Task(
         "city_completed_amount",
         "join",
-        "Join orders.csv with customers.csv on customer_id. Which customer city has the highest total amount of completed orders?",
+        "Join orders.csv with customers.csv on customer_id. Which customer city has the highest "
+        "total amount of completed orders?",
         ("orders.csv", "customers.csv"),
         "Answer with the city name only.",
         "string",
@@ -315,7 +318,8 @@ TASKS: list[Task] = [
     Task(
         "consumer_avg_order",
         "join",
-        "Using orders.csv and customers.csv, what is the average order amount (over all orders, any status) "
+        "Using orders.csv and customers.csv, what is the average order amount (over all orders, "
+        "any status) "
         "of customers in the Consumer segment?",
         ("orders.csv", "customers.csv"),
         TWO_DECIMALS,
@@ -326,7 +330,8 @@ TASKS: list[Task] = [
     Task(
         "top_customer_name",
         "join",
-        "Using orders.csv and customers.csv, which customer has the largest total amount of completed orders?",
+        "Using orders.csv and customers.csv, which customer has the largest total amount of "
+        "completed orders?",
         ("orders.csv", "customers.csv"),
         "Answer with the customer's name only.",
         "string",
@@ -348,7 +353,8 @@ TASKS: list[Task] = [
     Task(
         "segment_return_rate",
         "join",
-        "Using orders.csv and customers.csv: for each customer segment, compute the share of its orders whose status "
+        "Using orders.csv and customers.csv: for each customer segment, compute the share of its "
+        "orders whose status "
         "is 'returned'. Which segment has the highest share?",
         ("orders.csv", "customers.csv"),
         "Answer with the segment name only.",
@@ -388,7 +394,8 @@ TASKS: list[Task] = [
     Task(
         "q4_revenue",
         "dates",
-        "In sales.csv, what is the total revenue of the fourth quarter of 2023 (October to December)?",
+        "In sales.csv, what is the total revenue of the fourth quarter of 2023 (October to "
+        "December)?",
         ("sales.csv",),
         TWO_DECIMALS,
         "number",
@@ -407,7 +414,8 @@ TASKS: list[Task] = [
     Task(
         "s1_max_daily_mean",
         "dates",
-        "In sensors.csv, resample the temperature readings of sensor S1 to daily means. What is the highest daily mean temperature?",
+        "In sensors.csv, resample the temperature readings of sensor S1 to daily means. What is "
+        "the highest daily mean temperature?",
         ("sensors.csv",),
         TWO_DECIMALS,
         "number",
@@ -424,7 +432,8 @@ TASKS: list[Task] = [
     Task(
         "peak_hour",
         "dates",
-        "In sensors.csv, at which hour of the day (0-23) is the mean temperature, over all sensors and days, the highest?",
+        "In sensors.csv, at which hour of the day (0-23) is the mean temperature, over all sensors "
+        "and days, the highest?",
         ("sensors.csv",),
         INTEGER,
         "number",
@@ -467,7 +476,8 @@ TASKS: list[Task] = [
     Task(
         "mean_temp_filled_by_sensor",
         "missing",
-        "In sensors.csv, fill each missing temperature with the mean temperature of the same sensor, then compute the "
+        "In sensors.csv, fill each missing temperature with the mean temperature of the same "
+        "sensor, then compute the "
         "mean temperature over all rows. What is it?",
         ("sensors.csv",),
         TWO_DECIMALS,
@@ -489,7 +499,8 @@ TASKS: list[Task] = [
     Task(
         "strongest_channel",
         "correlation",
-        "In marketing.csv, which of the columns tv_spend, online_spend and radio_spend has the strongest correlation with sales?",
+        "In marketing.csv, which of the columns tv_spend, online_spend and radio_spend has the "
+        "strongest correlation with sales?",
         ("marketing.csv",),
         "Answer with the column name only.",
         "string",
@@ -503,7 +514,8 @@ TASKS: list[Task] = [
     Task(
         "corr_temp_humidity",
         "correlation",
-        "In sensors.csv, what is the Pearson correlation between temperature and humidity (ignore rows where either is missing)?",
+        "In sensors.csv, what is the Pearson correlation between temperature and humidity (ignore "
+        "rows where either is missing)?",
         ("sensors.csv",),
         THREE_DECIMALS,
         "number",
@@ -514,7 +526,8 @@ TASKS: list[Task] = [
     Task(
         "salary_slope",
         "regression",
-        "In employees.csv, fit a simple least-squares linear regression of salary on years_experience. What is the slope?",
+        "In employees.csv, fit a simple least-squares linear regression of salary on "
+        "years_experience. What is the slope?",
         ("employees.csv",),
         TWO_DECIMALS,
         "number",
@@ -524,7 +537,8 @@ TASKS: list[Task] = [
     Task(
         "tv_intercept",
         "regression",
-        "In marketing.csv, fit a simple least-squares linear regression sales = a + b * tv_spend. What is the intercept a?",
+        "In marketing.csv, fit a simple least-squares linear regression sales = a + b * tv_spend. "
+        "What is the intercept a?",
         ("marketing.csv",),
         TWO_DECIMALS,
         "number",
@@ -536,7 +550,8 @@ TASKS: list[Task] = [
     Task(
         "predict_salary_10y",
         "regression",
-        "In employees.csv, fit a simple least-squares linear regression of salary on years_experience and use it to "
+        "In employees.csv, fit a simple least-squares linear regression of salary on "
+        "years_experience and use it to "
         "predict the salary of an employee with 10 years of experience.",
         ("employees.csv",),
         "Answer with a number rounded to the nearest integer.",
@@ -546,7 +561,9 @@ TASKS: list[Task] = [
                 sum(
                     c * x
                     for c, x in zip(
-                        fit(employees(d)["years_experience"], employees(d)["salary"]), (10, 1)
+                        fit(employees(d)["years_experience"], employees(d)["salary"]),
+                        (10, 1),
+                        strict=False,
                     )
                 )
             )
@@ -557,7 +574,8 @@ TASKS: list[Task] = [
     Task(
         "plot_region_bars",
         "plot",
-        "Make a bar chart of the total revenue per region in sales.csv, with the title 'Revenue by region', and save it "
+        "Make a bar chart of the total revenue per region in sales.csv, with the title 'Revenue by "
+        "region', and save it "
         "as plot.png in the current working directory. How many bars does the chart have?",
         ("sales.csv",),
         INTEGER,
@@ -568,7 +586,8 @@ TASKS: list[Task] = [
     Task(
         "plot_monthly_orders",
         "plot",
-        "Make a bar chart of the number of orders per month in orders.csv and save it as plot.png in the current "
+        "Make a bar chart of the number of orders per month in orders.csv and save it as plot.png "
+        "in the current "
         "working directory. How many bars does the chart have?",
         ("orders.csv",),
         INTEGER,
@@ -580,7 +599,8 @@ TASKS: list[Task] = [
     Task(
         "largest_mom_increase",
         "multi-step",
-        "In sales.csv, compute the total revenue of each month of 2023. Which month had the largest increase in revenue "
+        "In sales.csv, compute the total revenue of each month of 2023. Which month had the "
+        "largest increase in revenue "
         "compared with the previous month?",
         ("sales.csv",),
         "Answer with the full English month name (e.g. January).",
@@ -590,7 +610,8 @@ TASKS: list[Task] = [
     Task(
         "top_product_share",
         "multi-step",
-        "In sales.csv, what percentage of the total revenue comes from the product with the highest total revenue?",
+        "In sales.csv, what percentage of the total revenue comes from the product with the "
+        "highest total revenue?",
         ("sales.csv",),
         "Answer with a percentage rounded to 1 decimal (e.g. 12.3).",
         "number",
@@ -600,7 +621,8 @@ TASKS: list[Task] = [
     Task(
         "lowest_score_dept_salary",
         "multi-step",
-        "In employees.csv, find the department with the lowest average performance_score. What is the total salary "
+        "In employees.csv, find the department with the lowest average performance_score. What is "
+        "the total salary "
         "of that department?",
         ("employees.csv",),
         INTEGER,
@@ -610,7 +632,8 @@ TASKS: list[Task] = [
     Task(
         "above_dept_average",
         "multi-step",
-        "In employees.csv, how many employees earn more than the average salary of their own department?",
+        "In employees.csv, how many employees earn more than the average salary of their own "
+        "department?",
         ("employees.csv",),
         INTEGER,
         "number",
