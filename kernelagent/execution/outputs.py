@@ -17,7 +17,7 @@ from typing import Any
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from nbclient import NotebookClient
 from nbformat import NotebookNode
-from nbformat.v4 import new_code_cell, new_notebook, output_from_msg
+from nbformat.v4 import new_notebook, output_from_msg
 
 from kernelagent.events import NotebookOutput
 from kernelagent.execution.limits import DEFAULT_OUTPUT_LIMIT
@@ -78,7 +78,8 @@ class KernelOutputs(NotebookClient):
         """Called by ``execute`` before it sends a cell's code."""
         if self.nb.cells and not self._referenced(self.cell_index):
             self.cell.outputs = []
-        self.nb.cells.append(new_code_cell())
+        # new_code_cell() would validate the cell against the schema: a millisecond a cell.
+        self.nb.cells.append(NotebookNode(cell_type="code", execution_count=None, outputs=[]))
         self._cell_ids.append(cell_id)
         self.kc = client  # the Output widget mimic answers the kernel through it
         self.clear_before_next_output = False
