@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kernelagent.sandbox.maintenance import pid_alive
 from kernelagent.server.event_log import SessionEntry
 from kernelagent.session.store import SessionRecord
 
@@ -52,12 +53,5 @@ def display_path(root: Path, path: Path) -> str:
 
 
 def _owner_alive(pid: int | None) -> bool:
-    if not pid or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether another live process owns the session (this one's runs are in ``entry``)."""
+    return pid is not None and pid not in (0, os.getpid()) and pid_alive(pid)
