@@ -195,7 +195,8 @@ class Error(_Event):
 
 
 class ActionSkipped(_Event):
-    """The model sent code identical to a cell that already failed; it was not run again."""
+    """The model sent code identical to a cell that already failed on the same kernel state,
+    or to the cell that just ran (nothing changed since); it was not run again."""
 
     type: Literal["action_skipped"] = "action_skipped"
     tool_call_id: str
@@ -203,9 +204,11 @@ class ActionSkipped(_Event):
     code: str
     code_sha256: str
     same_as_cell: str
-    """The id of the failed cell it repeats."""
+    """The id of the cell it repeats."""
+    repeats: Literal["failed", "just_ran"] = "failed"
+    """A cell that failed, or the successful cell that ran just before."""
     error: str
-    """How that cell failed."""
+    """How that cell failed ('' for ``just_ran``)."""
     next_temperature: float | None = None
     """The sampling temperature of the model's next try."""
 

@@ -381,8 +381,8 @@ def test_ctrl_c_stops_cleanly_and_the_notebook_stays_valid(tmp_path: Path) -> No
 
 
 def test_long_sessions_are_compacted_for_the_model(tmp_path: Path) -> None:
-    big = "print('x' * 3000)"
-    script = [ScriptedTurn.python(big) for _ in range(30)] + [ScriptedTurn.final("done")]
+    script = [ScriptedTurn.python(f"print('{n % 10}' * 3000)") for n in range(30)]
+    script.append(ScriptedTurn.final("done"))
     with ScriptedModelServer(script) as server:
         config = api.build_config(
             model="m", base_url=server.base_url, sandbox="local", max_steps=40

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 import kernelagent.api as api
-from kernelagent.testing import ScriptedModelServer, ScriptedTurn
+from kernelagent.testing import ScriptedModelServer, ScriptedToolCall, ScriptedTurn
 
 SALES = Path(__file__).parent.parent / "examples" / "sales.csv"
 FAILS = "import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint(df['city'].nunique())"
@@ -161,7 +161,12 @@ async def test_an_answer_written_before_the_output_must_match_it(
         result, notebook = await run(server, tmp_path, api="code-blocks")
         requests = server.completion_requests()
     assert (result.status, result.answer) == ("completed", "4")
-    assert "before the code's output existed" in last_input(requests[1])
+    sent_back = json.loads(last_input(requests[1]))
+    assert (
+        "Answer '5' not accepted" in sent_back and "before the code's output existed" in sent_back
+    )
+    assert "The code printed:\n4\n" in sent_back  # what the answer should come from
+    assert "reply with only the line `FINAL ANSWER:" in sent_back
     verdicts = [review["verdict"] for review in notebook.metadata.kernelagent.answer_reviews]
     assert verdicts == ["before_output", "accepted"]
 
@@ -254,3 +259,50 @@ async def test_the_step_limit_still_holds_without_reviews(
         result, _ = await run(server, tmp_path, max_steps=2)
     assert result.status == "paused" and result.usage.requests == 2
     assert "step limit (2)" in (result.reason or "")
+
+
+async def test_the_cell_that_just_ran_is_not_run_again(
+    docker_available: None, tmp_path: Path
+) -> None:
+    """A small model at temperature 0 re-sends its whole reply (code and a guessed answer)
+    when the answer is sent back: the code is not run again; the model reads its output."""
+    guessed = ScriptedTurn(
+        tool_calls=[
+            ScriptedToolCall(name="python", arguments={"code": FAILS.replace("city", "region")}),
+            ScriptedToolCall(name="final_answer", arguments={"answer": "5"}),
+        ]
+    )
+    with ScriptedModelServer([guessed, guessed, ScriptedTurn.final("4")]) as server:
+        result, notebook = await run(server, tmp_path, temperature=0.0, check_answers=False)
+        requests = server.completion_requests()
+    assert (result.status, result.answer) == ("completed", "4")
+    [cell] = code_cells(notebook)  # ran once
+    [skipped] = notebook.metadata.kernelagent.skipped_actions
+    assert (skipped["repeats"], skipped["same_as_cell"], skipped["error"]) == (
+        "just_ran",
+        cell.id,
+        "",
+    )
+    refusal = json.dumps(requests[2].body)
+    assert "[not run] This code is the same as cell 1, which just ran and printed:\\n4" in refusal
+    # the answer that rode along is judged against that output, so it is not accepted
+    verdicts = [review["verdict"] for review in notebook.metadata.kernelagent.answer_reviews]
+    assert verdicts == ["before_output", "before_output", "accepted"]
+    assert [r.body.get("temperature") for r in requests] == [0.0, 0.0, 0.7]
+
+
+async def test_the_same_code_runs_again_once_something_else_ran(
+    docker_available: None, tmp_path: Path
+) -> None:
+    counts = FAILS.replace("city", "region")
+    script = [
+        ScriptedTurn.python(counts),
+        ScriptedTurn.shell("ls"),  # may have changed the files the code reads
+        ScriptedTurn.python(counts),
+        ScriptedTurn.final("4"),
+    ]
+    with ScriptedModelServer(script) as server:
+        result, notebook = await run(server, tmp_path)
+    assert result.status == "completed"
+    assert [cell.metadata.kernelagent.status for cell in code_cells(notebook)] == ["ok"] * 3
+    assert not notebook.metadata.kernelagent.get("skipped_actions")

@@ -91,7 +91,9 @@ class AnswerReview:
             missing = ungrounded_parts(answer, shown)
             if failed or missing or not shown.strip():
                 why = f"cell {failed[0]} failed" if failed else "its output does not show it"
-                return Review("before_output", prompts.ANSWER_BEFORE_OUTPUT.format(why=why), why)
+                return Review(
+                    "before_output", self.before_output_message(answer, why, shown, failed), why
+                )
         if (
             self.check_answers
             and not self.checked
@@ -118,6 +120,22 @@ class AnswerReview:
                 f"checked against cell {source.number}",
             )
         return Review("accepted")
+
+    def before_output_message(self, answer: str, why: str, shown: str, failed: list[int]) -> str:
+        """Quote what the code printed, so that a small model can take its answer from it."""
+        if failed:
+            printed, act = "", "Fix the code first."
+        else:
+            output = _clip(shown.strip(), VERIFY_OUTPUT_CHARS) if shown.strip() else "(nothing)"
+            printed = f"The code printed:\n{output}\n"
+            act = (
+                prompts.BEFORE_OUTPUT_ACT_BLOCKS
+                if self.code_blocks
+                else prompts.BEFORE_OUTPUT_ACT_TOOLS
+            )
+        return prompts.ANSWER_BEFORE_OUTPUT.format(
+            answer=repr(answer.strip()), why=why, printed=printed, act=act
+        )
 
     def source_of(self, answer: str) -> RanCell | None:
         """The newest successful cell whose output shows the answer, else the newest one."""

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from kernelagent.agent import prompts
 from kernelagent.agent.answers import AnswerReview, RanCell
@@ -17,6 +18,7 @@ from kernelagent.agent.approvals import ApprovalPolicy, Decision, PendingApprova
 from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.hints import CellMemory, FailedCell, error_line
 from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
+from kernelagent.agent.repeats import JustRan, RepeatGuard
 from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
 from kernelagent.agent.workspace import merge_streams, workspace_files
 from kernelagent.events import (
@@ -131,8 +133,9 @@ class AgentLoop:
             verify_answers=self.limits.verify_answers,
             code_blocks=bool(getattr(model, "acts_with_code_blocks", False)),
         )
-        self.repeats_in_a_row = 0
-        """Consecutive turns whose code repeated a failed cell (raises the temperature)."""
+        self.repeats = RepeatGuard(
+            self.memory, self.limits.retry_temperatures, self.limits.temperature
+        )
         self.last_failure: FailedCell | None = None
         """The newest failed cell, for the nudge after a reply with no action."""
         self.answer_grounded = False
@@ -169,7 +172,7 @@ class AgentLoop:
             if self.conversation.size() > self.limits.context_chars:
                 self.conversation.compact(self.limits.context_chars)
             self.checkpoint()
-            temperature = self._temperature()
+            temperature = self.repeats.temperature()
             sampling = {} if temperature is None else {"temperature": temperature}
             turn = await self.model.turn(
                 self.conversation, TOOLS, on_text_delta=self._delta, **sampling
@@ -223,7 +226,7 @@ class AgentLoop:
     async def _run_calls(self, calls: list[ToolCall]) -> tuple[str | None, bool]:
         answer: str | None = None
         usable = False
-        repeated = False
+        repeated = executed = False
         ran: list[RanCell] = []
         """Cells run earlier in this turn: an answer in the same reply must agree with them."""
         for call in calls:
@@ -252,9 +255,14 @@ class AgentLoop:
                 self.conversation.add_tool_result(call.id, "[answer recorded]")
                 continue
             source = action.text if action.kind == "python" else shell_cell(action.text)
-            if (earlier := self.memory.repeat_of(action.kind, source)) is not None:
+            if (earlier := self.repeats.failed_before(action.kind, source)) is not None:
                 repeated = True
                 self._refuse_repeat(call, action, source, earlier)
+                continue
+            if (last := self.repeats.just_ran(action.kind, source)) is not None:
+                repeated = True
+                self._refuse_rerun(call, action, source, last)
+                ran.append(last.cell)  # an answer in this reply is judged against its output
                 continue
             usable = True
             gate = self._approval_gate(call, action, source)
@@ -263,46 +271,49 @@ class AgentLoop:
             cell_id, source = gate
             if cell_id is not None:
                 result = await self._run_cell(call, action, source, cell_id)
-                ran.append(RanCell(self.state.cells, source, result.text(), result.ok))
+                cell = RanCell(self.state.cells, source, result.text(), result.ok)
+                self.repeats.cell_ran(action.kind, cell_id, cell)
+                ran.append(cell)
+                executed = True
             self.checkpoint()
-        self.repeats_in_a_row = self.repeats_in_a_row + 1 if repeated and not ran else 0
+        self.repeats.end_turn(repeated, executed)
         return answer, usable
 
     def _refuse_repeat(
         self, call: ToolCall, action: Action, source: str, earlier: FailedCell
     ) -> None:
         """Code identical to a failed cell, on an unchanged kernel: recorded, not run."""
-        ladder = self.limits.retry_temperatures
-        next_temperature = (
-            max(ladder[min(self.repeats_in_a_row, len(ladder) - 1)], self.limits.temperature or 0.0)
-            if ladder
-            else self.limits.temperature
-        )
+        self._skipped(call, action, source, earlier.cell_id, "failed", earlier.error)
+        self.conversation.add_tool_result(call.id, self.repeats.failure_message(earlier))
+
+    def _refuse_rerun(self, call: ToolCall, action: Action, source: str, last: JustRan) -> None:
+        """Code identical to the cell that just ran, nothing changed since: not run again."""
+        self._skipped(call, action, source, last.cell_id, "just_ran", "")
+        message = self.repeats.rerun_message(last, self.answers.code_blocks)
+        self.conversation.add_tool_result(call.id, message)
+
+    def _skipped(
+        self,
+        call: ToolCall,
+        action: Action,
+        source: str,
+        cell_id: str,
+        repeats: Literal["failed", "just_ran"],
+        error: str,
+    ) -> None:
         assert action.kind != "final_answer"
         self.emit(
             ActionSkipped(
                 tool_call_id=call.id,
-                kind=action.kind,
+                kind=action.cell_kind,
                 code=source,
                 code_sha256=code_sha256(source),
-                same_as_cell=earlier.cell_id,
-                error=earlier.error,
-                next_temperature=next_temperature,
+                same_as_cell=cell_id,
+                repeats=repeats,
+                error=error,
+                next_temperature=self.repeats.next_temperature(),
             )
         )
-        notes = [prompts.REPEATED_FAILURE.format(number=earlier.number, error=earlier.error)]
-        notes += self.memory.error_notes(earlier.error)
-        if (alternating := self.memory.alternation_note()) is not None:
-            notes.append(alternating)
-        self.conversation.add_tool_result(call.id, "\n".join(notes))
-
-    def _temperature(self) -> float | None:
-        """The base temperature, raised along the retry ladder after refused repeats."""
-        ladder = self.limits.retry_temperatures
-        if self.repeats_in_a_row == 0 or not ladder:
-            return self.limits.temperature
-        raised = ladder[min(self.repeats_in_a_row - 1, len(ladder) - 1)]
-        return max(raised, self.limits.temperature or 0.0)
 
     def _nudge(self) -> str:
         """What to say after a reply with no action: the error, when the last cell failed."""

@@ -45,9 +45,20 @@ ANSWER_NOT_SHOWN = (
 )
 
 ANSWER_BEFORE_OUTPUT = (
-    "[not accepted yet] This answer was written in the same reply as the code, before the "
-    "code's output existed, and {why}. Read the output above, fix the code if it failed, "
-    "and give the final answer from what the code printed."
+    "Answer {answer} not accepted: it was written in the same reply as the code, before the "
+    "code's output existed, and {why}. {printed}{act}"
+)
+"""{printed} is the cells' output when they succeeded; {act} what to reply (see below)."""
+
+BEFORE_OUTPUT_ACT_BLOCKS = (
+    "If this output answers the question, reply with only the line "
+    "`FINAL ANSWER: <the answer, taken from the output>`; otherwise reply with one corrected "
+    "```python block."
+)
+
+BEFORE_OUTPUT_ACT_TOOLS = (
+    "If this output answers the question, call final_answer with the answer taken from it; "
+    "otherwise run corrected code."
 )
 
 VERIFY_ANSWER = """\
@@ -69,6 +80,11 @@ REPEATED_FAILURE = (
     "[not run] This code is the same as cell {number}, which failed with: {error}. Running it "
     "again would fail the same way, so it was not run. Write different code that fixes the "
     "cause."
+)
+
+REPEATED_SUCCESS = (
+    "[not run] This code is the same as cell {number}, which just ran and printed:\n{output}\n"
+    "Running it again would print the same, so it was not run. {act}"
 )
 
 AFTER_ERROR_NUDGE = (

@@ -89,10 +89,12 @@ class EventRenderer:
             if event.next_temperature is not None
             else ""
         )
-        self.console.print(
-            f"[yellow]not run:[/] the same code already failed ({event.error}){heat}",
-            highlight=False,
+        why = (
+            f"the same code already failed ({event.error})"
+            if event.repeats == "failed"
+            else "the same code just ran"
         )
+        self.console.print(f"[yellow]not run:[/] {why}{heat}", highlight=False)
 
     def _on_answer_reviewed(self, event: AnswerReviewed) -> None:
         if event.verdict != "accepted":

@@ -256,7 +256,11 @@ export class SessionView extends Panel {
         this.addNote(`Vote: ${event.summary}`);
         break;
       case 'action_skipped':
-        this.addNote(`Not run: the same code already failed (${event.error}).`);
+        this.addNote(
+          event.repeats === 'failed'
+            ? `Not run: the same code already failed (${event.error}).`
+            : 'Not run: the same code just ran; its output was shown again.'
+        );
         break;
       case 'session_started':
         this.metaNode.textContent = `${event.model} · ${event.sandbox}`;

@@ -10,7 +10,10 @@ export type CellKind = 'python' | 'shell';
 
 export type CellStatus = 'ok' | 'error' | 'timeout' | 'kernel_died' | 'interrupted' | 'rejected';
 
-/** The model sent code identical to a cell that already failed; it was not run again. */
+/**
+ * The model sent code identical to a cell that already failed on the same kernel state,
+ * or to the cell that just ran (nothing changed since); it was not run again.
+ */
 export interface IActionSkipped {
   session_id: string;
   seq: number;
@@ -22,6 +25,7 @@ export interface IActionSkipped {
   code: string;
   code_sha256: string;
   same_as_cell: string;
+  repeats: 'failed' | 'just_ran';
   error: string;
   next_temperature: number | null;
 }
