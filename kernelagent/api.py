@@ -1,8 +1,8 @@
 """The Python API: run an agent session from code, async first.
 
-    result = kernelagent.run("Summarise sales.csv", data=["sales.csv"])        # sync
-    result = await kernelagent.arun("...", on_event=print)                      # async
-    async for event in kernelagent.astream("..."): ...                          # events
+result = kernelagent.run("Summarise sales.csv", data=["sales.csv"])        # sync
+result = await kernelagent.arun("...", on_event=print)                      # async
+async for event in kernelagent.astream("..."): ...                          # events
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from kernelagent.agent.openai_errors import to_model_error
 from kernelagent.events import Event, SessionStatus, Usage
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.attempts import attempts_allowed, refuse_attempts, run_attempts
-from kernelagent.session.durable import WAITING, check_resumable, register, resume_session
+from kernelagent.session.durable import check_resumable, register, resume_session
 from kernelagent.session.session import ApiKind, Session, SessionConfig
-from kernelagent.session.store import SessionStore
+from kernelagent.session.store import WAITING, SessionStore
 from kernelagent.session.stream import EventStream
 
 DEFAULT_MODEL = os.environ.get("KERNELAGENT_MODEL", "gpt-4.1-mini")
@@ -112,12 +112,18 @@ async def check_model_server(config: SessionConfig, api_key: str | None = None) 
     except openai.APIStatusError as error:
         busy = error.status_code in (503, 504)
         if error.status_code in (401, 403) or (error.status_code >= 500 and not busy):
-            raise to_model_error(error, base_url=str(client.base_url), model=config.model, endpoint="/models") from error
+            raise to_model_error(
+                error, base_url=str(client.base_url), model=config.model, endpoint="/models"
+            ) from error
     except openai.APITimeoutError as error:
         if not _answered_then_waited(error):
-            raise to_model_error(error, base_url=str(client.base_url), model=config.model, endpoint="/models") from error
+            raise to_model_error(
+                error, base_url=str(client.base_url), model=config.model, endpoint="/models"
+            ) from error
     except openai.OpenAIError as error:
-        raise to_model_error(error, base_url=str(client.base_url), model=config.model, endpoint="/models") from error
+        raise to_model_error(
+            error, base_url=str(client.base_url), model=config.model, endpoint="/models"
+        ) from error
     finally:
         await client.close()
 
@@ -171,7 +177,9 @@ async def served_model(
 
 
 def model_for(config: SessionConfig, api_key: str | None = None) -> Model:
-    return make_model(config.api, config.model, base_url=config.base_url, api_key=api_key, stream=config.stream)
+    return make_model(
+        config.api, config.model, base_url=config.base_url, api_key=api_key, stream=config.stream
+    )
 
 
 async def arun(
@@ -214,7 +222,9 @@ async def arun(
     return await _run_to_stop(session, task, store, model, keep_sandbox, new_task=True)
 
 
-async def _run_instruction(session: Session, instruction: str | None, model: Model, new_task: bool) -> Outcome:
+async def _run_instruction(
+    session: Session, instruction: str | None, model: Model, new_task: bool
+) -> Outcome:
     """A new task runs as ``config.attempts`` parallel attempts when it can; the rest run once."""
     if new_task and instruction is not None and session.config.attempts > 1:
         why_not = attempts_allowed(session)
@@ -276,7 +286,9 @@ async def aresume(
     store = store or SessionStore()
     record = store.get(session_id)
     check_resumable(record, instruction, decision)
-    config = SessionConfig.model_validate({**record.config, **{k: v for k, v in config_overrides.items() if v is not None}})
+    config = SessionConfig.model_validate(
+        {**record.config, **{k: v for k, v in config_overrides.items() if v is not None}}
+    )
     if config_overrides.get("base_url"):
         config.local_model = None
     stream = stream or EventStream(record.id)
@@ -290,7 +302,13 @@ async def aresume(
                 await check_model_server(config, api_key)
             model = model_for(config, api_key)
         session, _ = await resume_session(
-            store, record.id, model, instruction=instruction, decision=decision, stream=stream, config=config
+            store,
+            record.id,
+            model,
+            instruction=instruction,
+            decision=decision,
+            stream=stream,
+            config=config,
         )
         return await _run_to_stop(session, instruction, store, model)
 

@@ -10,29 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
+
+from kernelagent.literals import CellKind, CellStatus, SessionStatus
 
 
 def code_sha256(code: str) -> str:
     """The hash an approval is bound to: the exact code (or command) that was shown."""
     return hashlib.sha256(code.encode()).hexdigest()
 
-#: An nbformat v4 output dict (stream, display_data, execute_result, error).
-NotebookOutput = dict[str, Any]
 
-SessionStatus = Literal[
-    "starting",
-    "running",
-    "awaiting_approval",
-    "paused",
-    "completed",
-    "failed",
-    "interrupted",
+NotebookOutput = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "additionalProperties": True, "tsType": "IOutput"}),
 ]
-
-CellStatus = Literal["ok", "error", "timeout", "kernel_died", "interrupted", "rejected"]
+"""An nbformat v4 output dict (stream, display_data, execute_result, error)."""
 
 
 class Usage(BaseModel):
@@ -108,7 +102,7 @@ class CellStarted(_Event):
     type: Literal["cell_started"] = "cell_started"
     cell_id: str
     tool_call_id: str
-    kind: Literal["python", "shell"]
+    kind: CellKind
     code: str
     """The cell source as recorded (shell commands as a ``%%bash`` cell)."""
 
@@ -135,11 +129,20 @@ class CellFinished(_Event):
     """Names the cell defined or changed, with type and fingerprint."""
 
 
+class DisplayUpdated(_Event):
+    """A later cell updated displays of an earlier one (``handle.update(...)`` on a
+    ``display(..., display_id=True)`` handle): the earlier cell's outputs as they are now."""
+
+    type: Literal["display_updated"] = "display_updated"
+    cell_id: str
+    outputs: list[NotebookOutput]
+
+
 class ApprovalRequested(_Event):
     type: Literal["approval_requested"] = "approval_requested"
     cell_id: str
     tool_call_id: str
-    kind: Literal["python", "shell"]
+    kind: CellKind
     code: str
     code_sha256: str
     reason: str
@@ -169,7 +172,10 @@ class EgressRequest(_Event):
     type: Literal["egress"] = "egress"
     cell_id: str | None = None
     """The cell that was running when the request started (None: between cells)."""
-    request: dict[str, Any]
+    request: Annotated[
+        dict[str, Any],
+        WithJsonSchema({"type": "object", "additionalProperties": True, "tsType": "IEgressRecord"}),
+    ]
     """method, host, port, decision, reason, bytes_up, bytes_down, time, duration, ...
     (``EgressRecord.as_dict()``)."""
 
@@ -194,7 +200,7 @@ class ActionSkipped(_Event):
 
     type: Literal["action_skipped"] = "action_skipped"
     tool_call_id: str
-    kind: Literal["python", "shell"]
+    kind: CellKind
     code: str
     code_sha256: str
     same_as_cell: str
@@ -282,29 +288,28 @@ class ModelRetrying(_Event):
 
 
 Event = Annotated[
-    Union[
-        SessionStarted,
-        StatusChanged,
-        UserMessage,
-        AssistantText,
-        AssistantTextDelta,
-        CellStarted,
-        CellOutput,
-        CellFinished,
-        ApprovalRequested,
-        ApprovalDecided,
-        KernelRestarted,
-        EgressRequest,
-        UsageUpdated,
-        Error,
-        ActionSkipped,
-        AnswerReviewed,
-        AttemptStarted,
-        AttemptFinished,
-        VoteDecided,
-        SessionFinished,
-        ModelRetrying,
-    ],
+    SessionStarted
+    | StatusChanged
+    | UserMessage
+    | AssistantText
+    | AssistantTextDelta
+    | CellStarted
+    | CellOutput
+    | CellFinished
+    | DisplayUpdated
+    | ApprovalRequested
+    | ApprovalDecided
+    | KernelRestarted
+    | EgressRequest
+    | UsageUpdated
+    | Error
+    | ActionSkipped
+    | AnswerReviewed
+    | AttemptStarted
+    | AttemptFinished
+    | VoteDecided
+    | SessionFinished
+    | ModelRetrying,
     Field(discriminator="type"),
 ]
 

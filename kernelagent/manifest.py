@@ -18,7 +18,7 @@ EXPRESSION = "__kernelagent_manifest__()"
 
 #: Installed silently in the kernel. Values above ``limit`` bytes get shape/len only;
 #: DataFrames also list their first ``columns_kept`` columns with dtypes (for error notes).
-KERNEL_SETUP = r'''
+KERNEL_SETUP = r"""
 def __kernelagent_install():
     import builtins, hashlib, json, sys
     limit = 20_000_000
@@ -97,12 +97,14 @@ def __kernelagent_install():
 
 __kernelagent_install()
 del __kernelagent_install
-'''
+"""
 
 SNAPSHOT_EXPRESSION = "__kernelagent_snapshot__()"
 
 
-def parse_expression(user_expressions: dict[str, Any], name: str = EXPRESSION_NAME) -> dict[str, Any] | None:
+def parse_expression(
+    user_expressions: dict[str, Any], name: str = EXPRESSION_NAME
+) -> dict[str, Any] | None:
     """The manifest from an execute_reply's ``user_expressions``, or None."""
     reply = user_expressions.get(name)
     if not reply or reply.get("status") != "ok":

@@ -248,7 +248,7 @@ def docker_facts() -> str:
         from kernelagent.sandbox.docker_provisioner import docker_client
 
         info = docker_client().info()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return f"Docker: unavailable ({type(error).__name__})"
     runtimes = ", ".join(sorted(info.get("Runtimes", {})))
     return (

@@ -24,7 +24,8 @@ SALES = ROOT / "examples" / "sales.csv"
 EXAMPLES = {
     "sales-summary": (
         "Summarise sales.csv: summary statistics of units and revenue, total revenue per region, "
-        "and a bar chart of monthly revenue. Answer with the region with the highest total revenue.",
+        "and a bar chart of monthly revenue. Answer with the region with the highest total "
+        "revenue.",
         [
             ScriptedTurn.python(
                 "import pandas as pd\n"
@@ -34,7 +35,8 @@ EXAMPLES = {
             ),
             ScriptedTurn.python("sales[['units', 'revenue']].describe().round(2)"),
             ScriptedTurn.python(
-                "by_region = sales.groupby('region')['revenue'].sum().sort_values(ascending=False)\n"
+                "by_region = "
+                "sales.groupby('region')['revenue'].sum().sort_values(ascending=False)\n"
                 "by_region.round(2)"
             ),
             ScriptedTurn.python(
@@ -57,12 +59,20 @@ EXAMPLES = {
             ScriptedTurn.python(
                 "import pandas as pd\nsales = pd.read_csv('sales.csv', parse_dates=['date'])\n"
                 "sales['half'] = (sales['date'].dt.month > 6).map({False: 'H1', True: 'H2'})\n"
-                "halves = sales.pivot_table(index='product', columns='half', values='revenue', aggfunc='sum')\n"
+                "halves = sales.pivot_table(index='product', columns='half', values='revenue', "
+                "aggfunc='sum')\n"
                 "halves"
             ),
-            ScriptedTurn.python("halves['growth_%'] = (halves['H2'] / halves['H1'] - 1) * 100\nhalves.round(1)"),
-            ScriptedTurn.python("best = halves['growth_%'].idxmax()\nprint(best, round(halves.loc[best, 'growth_%'], 1))"),
-            ScriptedTurn.shell("wc -l sales.csv && head -3 sales.csv", text="A quick look at the raw file."),
+            ScriptedTurn.python(
+                "halves['growth_%'] = (halves['H2'] / halves['H1'] - 1) * 100\nhalves.round(1)"
+            ),
+            ScriptedTurn.python(
+                "best = halves['growth_%'].idxmax()\nprint(best, round(halves.loc[best, "
+                "'growth_%'], 1))"
+            ),
+            ScriptedTurn.shell(
+                "wc -l sales.csv && head -3 sales.csv", text="A quick look at the raw file."
+            ),
             ScriptedTurn.final("ANSWER_PLACEHOLDER"),
         ],
     ),
@@ -80,12 +90,25 @@ def main() -> None:
     for name, (task, turns) in EXAMPLES.items():
         notebook = NOTEBOOKS / f"{name}.ipynb"
         if args.base_url:
-            result = api.run(task, data=[SALES], workspace=WORKSPACE, notebook=notebook,
-                             base_url=args.base_url, model=args.model, api=args.api)
+            result = api.run(
+                task,
+                data=[SALES],
+                workspace=WORKSPACE,
+                notebook=notebook,
+                base_url=args.base_url,
+                model=args.model,
+                api=args.api,
+            )
         else:
             with ScriptedModelServer(_with_answer(turns)) as server:
-                result = api.run(task, data=[SALES], workspace=WORKSPACE, notebook=notebook,
-                                 base_url=server.base_url, model=args.model)
+                result = api.run(
+                    task,
+                    data=[SALES],
+                    workspace=WORKSPACE,
+                    notebook=notebook,
+                    base_url=server.base_url,
+                    model=args.model,
+                )
         print(f"{notebook.name}: {result.status} · {result.answer}")
 
 

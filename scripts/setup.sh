@@ -43,7 +43,7 @@ if [[ ! -f kernelagent/labextension/package.json ]]; then
   command -v npm >/dev/null || { say "node >= 20 and npm are needed to build the JupyterLab panel"; exit 1; }
   say "building the JupyterLab panel (TypeScript; ~1-2 minutes)"
   python3 -m pip install -q --disable-pip-version-check "jupyterlab>=4.6,<5"
-  (cd labextension && npm install --no-audit --no-fund --loglevel=error && npm run build)
+  (cd labextension && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 fi
 
 say "installing kernelagent${extras/\[local\]/}"

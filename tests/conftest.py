@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,8 @@ import pytest
 from kernelagent.sandbox.images import DEFAULT_IMAGE
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
+from tests.egress_servers import RecordingHTTPServer
+from tests.model_service_fixtures import models  # noqa: F401  (a fake model service, any test)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -20,11 +22,11 @@ def _docker_problem() -> str | None:
         from kernelagent.sandbox.docker_provisioner import docker_client
 
         client = docker_client()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return str(error)
     try:
         client.images.get(DEFAULT_IMAGE)
-    except Exception:  # noqa: BLE001
+    except Exception:
         return f"the sandbox image {DEFAULT_IMAGE} is missing: run `kernelagent image build`"
     return None
 
@@ -45,7 +47,9 @@ def docker_settings(docker_available: None) -> SandboxSettings:
 
 
 @pytest.fixture
-async def docker_sandbox(docker_settings: SandboxSettings, tmp_path: Path) -> AsyncIterator[Sandbox]:
+async def docker_sandbox(
+    docker_settings: SandboxSettings, tmp_path: Path
+) -> AsyncIterator[Sandbox]:
     sandbox = await Sandbox.start(docker_settings, tmp_path / "workspace")
     try:
         yield sandbox
@@ -65,10 +69,28 @@ async def any_sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         await sandbox.shutdown()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs Docker (through ``docker_available``, directly or by
+    another fixture) ``docker``, so ``-m 'not docker'`` selects the others."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "docker_available" in fixtures or params.get("any_sandbox") == "docker":
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[RecordingHTTPServer, RecordingHTTPServer]]:
+    """Two HTTP servers on 127.0.0.1: one a test allows egress to, one it does not."""
+    allowed, refused = RecordingHTTPServer(), RecordingHTTPServer()
+    try:
+        yield allowed, refused
+    finally:
+        allowed.close()
+        refused.close()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Sessions made by the tests go to a temporary store, not the user's."""
     os.environ["KERNELAGENT_HOME"] = str(tmp_path_factory.mktemp("kernelagent-home"))
-
-
-from tests.model_service_fixtures import models  # noqa: F401  (a fake model service, for any test)

@@ -3,12 +3,16 @@ egress tests (tests/test_egress.py and tests/adversarial/test_egress.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.server
 import ssl
 import subprocess
 import threading
 from pathlib import Path
 from typing import Any
+
+from kernelagent.sandbox.egress_proxy import EgressProxy, EgressRecord
 
 
 class RecordingHTTPServer:
@@ -60,11 +64,45 @@ def self_signed_certificate(directory: Path) -> Path:
     certificate = directory / "cert.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(directory / "key.pem"), "-out", str(certificate),
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(directory / "key.pem"),
+            "-out",
+            str(certificate),
         ],
         check=True,
         capture_output=True,
     )
     return certificate
+
+
+async def egress_records(
+    proxy: EgressProxy, count: int, timeout: float = 3.0
+) -> list[EgressRecord]:
+    """The proxy's records once ``count`` requests have ended (a record is published when
+    its connection ends), in the order they started; fewer if ``timeout`` passes first."""
+    enough = asyncio.Event()
+
+    def on_record(_: EgressRecord) -> None:
+        if len(proxy.records) >= count:
+            enough.set()
+
+    proxy.add_listener(on_record)
+    try:
+        if len(proxy.records) < count:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(enough.wait(), timeout)
+    finally:
+        proxy.remove_listener(on_record)
+    return sorted(proxy.records, key=lambda record: record.time)

@@ -44,7 +44,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/health":
             self._json({"status": "ok"})
         elif self.path.startswith("/v1/models"):
-            self._json({"object": "list", "data": [{"id": self.alias, "object": "model", "owned_by": "fake"}]})
+            self._json(
+                {
+                    "object": "list",
+                    "data": [{"id": self.alias, "object": "model", "owned_by": "fake"}],
+                }
+            )
         elif self.path == "/max_in_flight":
             self._json({"max_in_flight": max_in_flight})
         else:
@@ -74,14 +79,32 @@ class Handler(BaseHTTPRequestHandler):
         base = {"id": "chatcmpl-1", "created": 0, "model": self.alias}
         if not body.get("stream"):
             message = {"role": "assistant", "content": text}
-            self._json({**base, "object": "chat.completion", "usage": usage,
-                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
+            self._json(
+                {
+                    **base,
+                    "object": "chat.completion",
+                    "usage": usage,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                }
+            )
             return
         chunks = [
-            {**base, "object": "chat.completion.chunk",
-             "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]},
-            {**base, "object": "chat.completion.chunk",
-             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+            {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": text},
+                        "finish_reason": None,
+                    }
+                ],
+            },
+            {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            },
             {**base, "object": "chat.completion.chunk", "choices": [], "usage": usage},
         ]
         payload = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks) + "data: [DONE]\n\n"

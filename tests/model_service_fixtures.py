@@ -48,7 +48,9 @@ def tiny(store: ModelStore) -> str:
     return str(store.root / "tiny.gguf")
 
 
-async def lease(store: ModelStore, label: str = "test", **options: object) -> localmodel.LocalModelHandle:
+async def lease(
+    store: ModelStore, label: str = "test", **options: object
+) -> localmodel.LocalModelHandle:
     return await localmodel.start_local_model(tiny(store), store=store, label=label, **options)  # type: ignore[arg-type]
 
 
@@ -63,7 +65,10 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) ->
 def ps(store: ModelStore) -> list[dict[str, object]]:
     done = subprocess.run(
         [sys.executable, "-m", "kernelagent.cli", "model", "ps", "--json"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
         env={**os.environ, "KERNELAGENT_MODELS_DIR": str(store.root)},
     )
     return json.loads(done.stdout)  # type: ignore[no-any-return]
@@ -82,7 +87,7 @@ async def chat(base_url: str, text: str = "hi") -> str:
 
 def most_in_flight(base_url: str) -> int:
     """The most requests the fake server had in flight at once."""
-    with urllib.request.urlopen(f"{base_url.removesuffix('/v1')}/max_in_flight", timeout=5) as reply:
+    with urllib.request.urlopen(
+        f"{base_url.removesuffix('/v1')}/max_in_flight", timeout=5
+    ) as reply:
         return int(json.loads(reply.read())["max_in_flight"])
-
-

@@ -25,13 +25,35 @@ import pytest_jupyter.jupyter_server as _jupyter_server_plugin
 from traitlets.config import Config
 
 _FIXTURES = [
-    "echo_kernel_spec", "http_server", "http_server_client", "http_server_port", "io_loop",
-    "jp_argv", "jp_asyncio_loop", "jp_auth_header", "jp_base_url", "jp_config_dir",
-    "jp_configurable_serverapp", "jp_data_dir", "jp_env_config_path", "jp_env_jupyter_path",
-    "jp_environ", "jp_fetch", "jp_home_dir", "jp_http_port", "jp_kernel_dir",
-    "jp_logging_stream", "jp_nbconvert_templates", "jp_root_dir", "jp_server_cleanup",
-    "jp_serverapp", "jp_system_config_path", "jp_system_jupyter_path", "jp_template_dir",
-    "jp_web_app", "jp_ws_fetch",
+    "echo_kernel_spec",
+    "http_server",
+    "http_server_client",
+    "http_server_port",
+    "io_loop",
+    "jp_argv",
+    "jp_asyncio_loop",
+    "jp_auth_header",
+    "jp_base_url",
+    "jp_config_dir",
+    "jp_configurable_serverapp",
+    "jp_data_dir",
+    "jp_env_config_path",
+    "jp_env_jupyter_path",
+    "jp_environ",
+    "jp_fetch",
+    "jp_home_dir",
+    "jp_http_port",
+    "jp_kernel_dir",
+    "jp_logging_stream",
+    "jp_nbconvert_templates",
+    "jp_root_dir",
+    "jp_server_cleanup",
+    "jp_serverapp",
+    "jp_system_config_path",
+    "jp_system_jupyter_path",
+    "jp_template_dir",
+    "jp_web_app",
+    "jp_ws_fetch",
 ]
 globals().update({name: getattr(_jupyter_server_plugin, name) for name in _FIXTURES})
 
@@ -88,7 +110,8 @@ class AgentApi:
         if body is None and method != "GET":
             body = {}
         response = await self.fetch(
-            *API, *path,
+            *API,
+            *path,
             method=method,
             body=json.dumps(body) if body is not None else None,
             raise_error=False,
@@ -106,7 +129,9 @@ class AgentApi:
         assert code == 200, reply
         return reply
 
-    async def wait_status(self, session_id: str, *statuses: str, timeout: float = 120) -> dict[str, Any]:
+    async def wait_status(
+        self, session_id: str, *statuses: str, timeout: float = 120
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             session = (await self.session(session_id))["session"]
@@ -125,13 +150,19 @@ class AgentApi:
         timeout: float = 150,
     ) -> list[dict[str, Any]]:
         """Events over the WebSocket from ``since`` until one matches ``until``."""
-        socket = await self.ws_fetch(*API, "sessions", session_id, "events", params={"since": str(since)})
+        socket = await self.ws_fetch(
+            *API, "sessions", session_id, "events", params={"since": str(since)}
+        )
         received: list[dict[str, Any]] = []
         try:
             deadline = time.monotonic() + timeout
             while True:
-                message = await asyncio.wait_for(socket.read_message(), max(1.0, deadline - time.monotonic()))
-                assert message is not None, f"the socket closed after {[e['type'] for e in received]}"
+                message = await asyncio.wait_for(
+                    socket.read_message(), max(1.0, deadline - time.monotonic())
+                )
+                assert message is not None, (
+                    f"the socket closed after {[e['type'] for e in received]}"
+                )
                 event = json.loads(message)
                 received.append(event)
                 if on_event is not None:
@@ -147,4 +178,12 @@ def agent_api(jp_serverapp: Any, jp_fetch: Any, jp_ws_fetch: Any, jp_root_dir: P
     return AgentApi(jp_fetch, jp_ws_fetch, Path(jp_root_dir))
 
 
-__all__ = _FIXTURES + ["AgentApi", "agent_api", "jp_runtime_dir", "jp_server_config", "ka_home", "run"]  # noqa: PLE0605
+__all__ = [
+    *_FIXTURES,
+    "AgentApi",
+    "agent_api",
+    "jp_runtime_dir",
+    "jp_server_config",
+    "ka_home",
+    "run",
+]

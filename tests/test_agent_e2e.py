@@ -22,7 +22,9 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 SALES = EXAMPLES / "sales.csv"
 
 ANALYSIS_SCRIPT = [
-    ScriptedTurn.python("import pandas as pd\ndf = pd.read_csv('sales.csv')\ndf.shape", text="First, the data."),
+    ScriptedTurn.python(
+        "import pandas as pd\ndf = pd.read_csv('sales.csv')\ndf.shape", text="First, the data."
+    ),
     ScriptedTurn.python("totals = df.groupby('region')['revenue'].sum()\ntotals.sort_values()"),
     ScriptedTurn.python(
         "import matplotlib.pyplot as plt\ntotals.plot.bar(title='revenue by region')\nplt.show()"
@@ -48,9 +50,19 @@ def test_cli_multi_step_analysis(docker_available: None, tmp_path: Path) -> None
     notebook = tmp_path / "session.ipynb"
     with ScriptedModelServer(ANALYSIS_SCRIPT) as server:
         done = cli(
-            "run", "Which region has the highest total revenue?", "--data", str(SALES),
-            "--base-url", server.base_url, "--model", "scripted-model",
-            "--notebook", str(notebook), "--workspace", str(tmp_path / "ws"), "--json",
+            "run",
+            "Which region has the highest total revenue?",
+            "--data",
+            str(SALES),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "scripted-model",
+            "--notebook",
+            str(notebook),
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--json",
         )
         requests = server.completion_requests()
     assert done.returncode == 0, done.stderr
@@ -114,7 +126,9 @@ async def test_python_api_streams_typed_events_and_notebook_reruns(
     # a session without errors re-runs top to bottom in a fresh kernel
     nb = nbformat.read(tmp_path / "s.ipynb", as_version=4)
     recorded = [c.outputs for c in nb.cells if c.cell_type == "code"]
-    await NotebookClient(nb, timeout=60, resources={"metadata": {"path": str(tmp_path / "ws")}}).async_execute()
+    await NotebookClient(
+        nb, timeout=60, resources={"metadata": {"path": str(tmp_path / "ws")}}
+    ).async_execute()
     rerun = [c.outputs for c in nb.cells if c.cell_type == "code"]
     assert rerun[2][0]["text"] == recorded[2][0]["text"] == "349.14\n"
 
@@ -130,8 +144,12 @@ def test_other_model_apis(docker_available: None, tmp_path: Path, api_kind: str)
         ]
     with ScriptedModelServer(script) as server:
         result = api.run(
-            "What is 6*7?", api=api_kind, base_url=server.base_url, model="scripted-model",
-            workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb",
+            "What is 6*7?",
+            api=api_kind,
+            base_url=server.base_url,
+            model="scripted-model",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "s.ipynb",
         )
         paths = {r.path for r in server.completion_requests()}
     assert paths == {"/v1/chat/completions"}
@@ -151,8 +169,11 @@ def test_bad_model_output_goes_back_to_the_model(docker_available: None, tmp_pat
     ]
     with ScriptedModelServer(script) as server:
         result = api.run(
-            "Try things.", base_url=server.base_url, model="scripted-model",
-            workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb",
+            "Try things.",
+            base_url=server.base_url,
+            model="scripted-model",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "s.ipynb",
         )
         bodies = [json.dumps(r.body) for r in server.completion_requests()]
     assert result.status == "completed"
@@ -169,23 +190,43 @@ def test_repeated_failures_and_missing_modules_get_a_note(tmp_path: Path) -> Non
     ]
     with ScriptedModelServer(script) as server:
         api.run(
-            "Try.", sandbox="local", base_url=server.base_url, model="m",
-            workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb",
+            "Try.",
+            sandbox="local",
+            base_url=server.base_url,
+            model="m",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "s.ipynb",
         )
         bodies = [json.dumps(r.body) for r in server.completion_requests()]
     assert "'nosuchmodule_for_test' is not installed" in bodies[1] and "no network" in bodies[1]
     assert "same as cell" not in bodies[1]
     # the repeat is refused, not run: the model reads which cell it repeats and the note again
-    assert "[not run] This code is the same as cell 1, which failed with: ModuleNotFoundError" in bodies[2]
+    assert (
+        "[not run] This code is the same as cell 1, which failed with: ModuleNotFoundError"
+        in bodies[2]
+    )
     assert "'nosuchmodule_for_test' is not installed" in bodies[2]
 
 
 def test_no_stream_sends_plain_requests_and_counts_usage(tmp_path: Path) -> None:
     with ScriptedModelServer([ScriptedTurn.python("6 * 7"), ScriptedTurn.final("42")]) as server:
         done = cli(
-            "run", "Multiply.", "--sandbox", "local", "--base-url", server.base_url, "--model", "m",
-            "--api", "chat", "--no-stream", "--json", "--workspace", str(tmp_path / "ws"),
-            "--notebook", str(tmp_path / "s.ipynb"),
+            "run",
+            "Multiply.",
+            "--sandbox",
+            "local",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "m",
+            "--api",
+            "chat",
+            "--no-stream",
+            "--json",
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--notebook",
+            str(tmp_path / "s.ipynb"),
         )
         bodies = [r.body for r in server.completion_requests()]
     assert done.returncode == 0, done.stderr
@@ -197,8 +238,12 @@ def test_no_stream_sends_plain_requests_and_counts_usage(tmp_path: Path) -> None
 def test_a_model_that_never_acts_ends_the_session(tmp_path: Path) -> None:
     with ScriptedModelServer([ScriptedTurn.say("hmm")] * 5) as server:
         result = api.run(
-            "Do nothing.", sandbox="local", base_url=server.base_url, model="m",
-            workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb",
+            "Do nothing.",
+            sandbox="local",
+            base_url=server.base_url,
+            model="m",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "s.ipynb",
         )
     assert result.status == "failed" and "no tool call" in result.reason
 
@@ -206,8 +251,13 @@ def test_a_model_that_never_acts_ends_the_session(tmp_path: Path) -> None:
 def test_max_steps_pauses_the_session(tmp_path: Path) -> None:
     with ScriptedModelServer([ScriptedTurn.python("1")] * 3) as server:
         result = api.run(
-            "Loop.", sandbox="local", max_steps=2, base_url=server.base_url, model="m",
-            workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb",
+            "Loop.",
+            sandbox="local",
+            max_steps=2,
+            base_url=server.base_url,
+            model="m",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "s.ipynb",
         )
     assert result.status == "paused" and "step limit" in result.reason
 
@@ -217,7 +267,9 @@ def test_max_steps_pauses_the_session(tmp_path: Path) -> None:
 
 def test_missing_api_key(tmp_path: Path) -> None:
     env = {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""}
-    done = cli("run", "task", "--model", "gpt-4.1-mini", "--notebook", str(tmp_path / "s.ipynb"), env=env)
+    done = cli(
+        "run", "task", "--model", "gpt-4.1-mini", "--notebook", str(tmp_path / "s.ipynb"), env=env
+    )
     assert done.returncode == 1
     assert "no API key" in done.stderr and "OPENAI_API_KEY" in done.stderr
     assert not (tmp_path / "s.ipynb").exists()
@@ -227,7 +279,14 @@ def test_unreachable_server(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    done = cli("run", "task", "--base-url", f"http://127.0.0.1:{port}/v1", "--notebook", str(tmp_path / "s.ipynb"))
+    done = cli(
+        "run",
+        "task",
+        "--base-url",
+        f"http://127.0.0.1:{port}/v1",
+        "--notebook",
+        str(tmp_path / "s.ipynb"),
+    )
     assert done.returncode == 1
     assert "cannot connect" in done.stderr
     assert not (tmp_path / "s.ipynb").exists()
@@ -236,7 +295,12 @@ def test_unreachable_server(tmp_path: Path) -> None:
 def test_rejected_key(tmp_path: Path) -> None:
     with ScriptedModelServer([ScriptedTurn.final("x")], api_key="sk-right") as server:
         done = cli(
-            "run", "task", "--base-url", server.base_url, "--notebook", str(tmp_path / "s.ipynb"),
+            "run",
+            "task",
+            "--base-url",
+            server.base_url,
+            "--notebook",
+            str(tmp_path / "s.ipynb"),
             env={"OPENAI_API_KEY": "sk-wrong"},
         )
     assert done.returncode == 1 and "rejected the API key" in done.stderr
@@ -247,8 +311,16 @@ def test_server_errors_after_retries_are_reported(tmp_path: Path) -> None:
     fail = ScriptedTurn.error(500, "boom", headers={"retry-after-ms": "10"})
     with ScriptedModelServer([fail] * 5) as server:
         done = cli(
-            "run", "task", "--sandbox", "local", "--base-url", server.base_url,
-            "--notebook", str(tmp_path / "s.ipynb"), "--workspace", str(tmp_path / "ws"),
+            "run",
+            "task",
+            "--sandbox",
+            "local",
+            "--base-url",
+            server.base_url,
+            "--notebook",
+            str(tmp_path / "s.ipynb"),
+            "--workspace",
+            str(tmp_path / "ws"),
         )
     assert done.returncode == 1
     assert "failed with 500" in done.stderr
@@ -256,7 +328,9 @@ def test_server_errors_after_retries_are_reported(tmp_path: Path) -> None:
 
 
 def test_missing_data_file_fails_before_any_sandbox(tmp_path: Path) -> None:
-    done = cli("run", "task", "--data", str(tmp_path / "nope.csv"), "--base-url", "http://127.0.0.1:9/v1")
+    done = cli(
+        "run", "task", "--data", str(tmp_path / "nope.csv"), "--base-url", "http://127.0.0.1:9/v1"
+    )
     assert done.returncode == 2
     assert "data file not found" in done.stderr
 
@@ -268,14 +342,30 @@ def test_ctrl_c_stops_cleanly_and_the_notebook_stays_valid(tmp_path: Path) -> No
     slow = "import time\nfor i in range(100):\n    print(i, flush=True)\n    time.sleep(0.2)"
     with ScriptedModelServer([ScriptedTurn.python("x = 1"), ScriptedTurn.python(slow)]) as server:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kernelagent.cli", "run", "count", "--sandbox", "local",
-             "--base-url", server.base_url, "--notebook", str(tmp_path / "s.ipynb"),
-             "--workspace", str(tmp_path / "ws")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "kernelagent.cli",
+                "run",
+                "count",
+                "--sandbox",
+                "local",
+                "--base-url",
+                server.base_url,
+                "--notebook",
+                str(tmp_path / "s.ipynb"),
+                "--workspace",
+                str(tmp_path / "ws"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if (tmp_path / "s.ipynb").exists() and '"status": "running"' in (tmp_path / "s.ipynb").read_text():
+            if (tmp_path / "s.ipynb").exists() and '"status": "running"' in (
+                tmp_path / "s.ipynb"
+            ).read_text():
                 break
             time.sleep(0.2)
         time.sleep(1.5)
@@ -294,12 +384,20 @@ def test_long_sessions_are_compacted_for_the_model(tmp_path: Path) -> None:
     script = [ScriptedTurn.python(f"print('{n % 10}' * 3000)") for n in range(30)]
     script.append(ScriptedTurn.final("done"))
     with ScriptedModelServer(script) as server:
-        config = api.build_config(model="m", base_url=server.base_url, sandbox="local", max_steps=40)
+        config = api.build_config(
+            model="m", base_url=server.base_url, sandbox="local", max_steps=40
+        )
         config.limits.context_chars = 20_000
-        result = api.run("Print a lot.", config=config, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb")
+        result = api.run(
+            "Print a lot.", config=config, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb"
+        )
         sizes = [len(json.dumps(r.body)) for r in server.completion_requests()]
     assert result.status == "completed"
     assert max(sizes[-5:]) < 40_000 and sizes[10] < max(sizes[-5:]) * 2
     assert "compacted" in json.dumps(server.completion_requests()[-1].body)
-    cells = [c for c in nbformat.read(tmp_path / "s.ipynb", as_version=4).cells if c.cell_type == "code"]
-    assert len(cells) == 30 and all(len(c.outputs[0]["text"]) == 3001 for c in cells)  # the notebook keeps all
+    cells = [
+        c for c in nbformat.read(tmp_path / "s.ipynb", as_version=4).cells if c.cell_type == "code"
+    ]
+    assert len(cells) == 30 and all(
+        len(c.outputs[0]["text"]) == 3001 for c in cells
+    )  # the notebook keeps all

@@ -111,7 +111,7 @@ async def test_a_failed_cell_runs_again_once_the_kernel_changed(
         ScriptedTurn.final("4"),
     ]
     with ScriptedModelServer(script) as server:
-        result, notebook = await run(server, tmp_path)
+        _result, notebook = await run(server, tmp_path)
     assert [cell.metadata.kernelagent.status for cell in code_cells(notebook)] == [
         "error",
         "ok",
@@ -136,7 +136,10 @@ async def test_an_answer_line_inside_the_code_block_runs_the_code_first(
     docker_available: None, tmp_path: Path
 ) -> None:
     # `FINAL ANSWER:` inside the block used to be a SyntaxError, re-sent until the step limit
-    reply = "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\nFINAL ANSWER: 4\n```"
+    reply = (
+        "```python\nimport pandas as "
+        "pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\nFINAL ANSWER: 4\n```"
+    )
     with ScriptedModelServer([ScriptedTurn.say(reply)]) as server:
         result, notebook = await run(server, tmp_path, api="code-blocks")
     assert (result.status, result.answer, result.usage.requests) == ("completed", "4", 1)
@@ -148,7 +151,10 @@ async def test_an_answer_line_inside_the_code_block_runs_the_code_first(
 async def test_an_answer_written_before_the_output_must_match_it(
     docker_available: None, tmp_path: Path
 ) -> None:
-    guessed = "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\n```\nFINAL ANSWER: 5"
+    guessed = (
+        "```python\nimport pandas as "
+        "pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\n```\nFINAL ANSWER: 5"
+    )
     with ScriptedModelServer(
         [ScriptedTurn.say(guessed), ScriptedTurn.say("FINAL ANSWER: 4")]
     ) as server:
@@ -156,7 +162,9 @@ async def test_an_answer_written_before_the_output_must_match_it(
         requests = server.completion_requests()
     assert (result.status, result.answer) == ("completed", "4")
     sent_back = json.loads(last_input(requests[1]))
-    assert "Answer '5' not accepted" in sent_back and "before the code's output existed" in sent_back
+    assert (
+        "Answer '5' not accepted" in sent_back and "before the code's output existed" in sent_back
+    )
     assert "The code printed:\n4\n" in sent_back  # what the answer should come from
     assert "reply with only the line `FINAL ANSWER:" in sent_back
     verdicts = [review["verdict"] for review in notebook.metadata.kernelagent.answer_reviews]
@@ -244,14 +252,18 @@ async def test_review_turns_do_not_count_against_the_step_limit(
 async def test_the_step_limit_still_holds_without_reviews(
     docker_available: None, tmp_path: Path
 ) -> None:
-    script = [ScriptedTurn.python(WORKS.replace("region", f"region'][{n}:]['region")) for n in range(4)]
+    script = [
+        ScriptedTurn.python(WORKS.replace("region", f"region'][{n}:]['region")) for n in range(4)
+    ]
     with ScriptedModelServer(script) as server:
         result, _ = await run(server, tmp_path, max_steps=2)
     assert result.status == "paused" and result.usage.requests == 2
     assert "step limit (2)" in (result.reason or "")
 
 
-async def test_the_cell_that_just_ran_is_not_run_again(docker_available: None, tmp_path: Path) -> None:
+async def test_the_cell_that_just_ran_is_not_run_again(
+    docker_available: None, tmp_path: Path
+) -> None:
     """A small model at temperature 0 re-sends its whole reply (code and a guessed answer)
     when the answer is sent back: the code is not run again; the model reads its output."""
     guessed = ScriptedTurn(
@@ -266,7 +278,11 @@ async def test_the_cell_that_just_ran_is_not_run_again(docker_available: None, t
     assert (result.status, result.answer) == ("completed", "4")
     [cell] = code_cells(notebook)  # ran once
     [skipped] = notebook.metadata.kernelagent.skipped_actions
-    assert (skipped["repeats"], skipped["same_as_cell"], skipped["error"]) == ("just_ran", cell.id, "")
+    assert (skipped["repeats"], skipped["same_as_cell"], skipped["error"]) == (
+        "just_ran",
+        cell.id,
+        "",
+    )
     refusal = json.dumps(requests[2].body)
     assert "[not run] This code is the same as cell 1, which just ran and printed:\\n4" in refusal
     # the answer that rode along is judged against that output, so it is not accepted
@@ -295,7 +311,10 @@ async def test_the_same_code_runs_again_once_something_else_ran(
 async def test_a_guess_sent_back_is_not_accepted_when_it_comes_again(
     docker_available: None, tmp_path: Path
 ) -> None:
-    guessed = "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\n```\nFINAL ANSWER: 5"
+    guessed = (
+        "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\n```"
+        "\nFINAL ANSWER: 5"
+    )
     script = [ScriptedTurn.say(guessed)] + [ScriptedTurn.say("FINAL ANSWER: 5")] * 2
     script.append(ScriptedTurn.say("FINAL ANSWER: 4"))
     with ScriptedModelServer(script) as server:
@@ -306,7 +325,10 @@ async def test_a_guess_sent_back_is_not_accepted_when_it_comes_again(
     assert (result.status, result.answer) == ("completed", "4")
     reviews = notebook.metadata.kernelagent.answer_reviews
     assert [(r["verdict"], r["answer"]) for r in reviews] == [
-        ("before_output", "5"), ("not_shown", "5"), ("not_shown", "5"), ("accepted", "4"),
+        ("before_output", "5"),
+        ("not_shown", "5"),
+        ("not_shown", "5"),
+        ("accepted", "4"),
     ]
     again = json.loads(last_input(requests[2]))
     assert "it was sent back before, and it still does not appear" in again

@@ -36,7 +36,9 @@ async def test_one_task_through_the_runner(docker_available: None, tmp_path: Pat
     in Docker; the answer and the saved plot scored; calls and tokens counted at the proxy."""
     data = tmp_path / "data"
     generate(data)
-    args = parse_args(["--max-steps", "5", "--timeout", "240", "--check-answers", "on", "--attempts", "1"])
+    args = parse_args(
+        ["--max-steps", "5", "--timeout", "240", "--check-answers", "on", "--attempts", "1"]
+    )
     with ScriptedModelServer(SCRIPT) as server:
         proxy = RecordingProxy(server.base_url, temperature=0.0, max_tokens=1024).start()
         try:
@@ -58,22 +60,47 @@ async def test_one_task_through_the_runner(docker_available: None, tmp_path: Pat
     statuses = [cell.metadata.kernelagent.status for cell in nb.cells if cell.cell_type == "code"]
     assert statuses == ["ok", "ok"]
     table = render([result], title="t", commands=["c"], notes=[], agents=["kernelagent"])
-    assert "| plot_region_bars | plot | kernelagent | FINAL ANSWER: 4 | 4 | yes | completed | 3 |" in table
+    assert (
+        "| plot_region_bars | plot | kernelagent | FINAL ANSWER: 4 | 4 | yes | completed | 3 |"
+        in table
+    )
 
 
 def test_a_wrong_answer_fails(docker_available: None, tmp_path: Path) -> None:
     """The same run without the plot and with a wrong count is scored as a failure."""
     data = tmp_path / "data"
     generate(data)
-    script = [ScriptedTurn.python("import pandas as pd\npd.read_csv('sales.csv').shape"), ScriptedTurn.final("5")]
+    script = [
+        ScriptedTurn.python("import pandas as pd\npd.read_csv('sales.csv').shape"),
+        ScriptedTurn.final("5"),
+    ]
     with ScriptedModelServer(script) as server:
         done = subprocess.run(
             [
-                sys.executable, "-m", "kernelagent.cli", "run", TASK.prompt(), "--data", str(data / "sales.csv"),
-                "--workspace", str(tmp_path / "ws"), "--notebook", str(tmp_path / "nb.ipynb"),
-                "--base-url", server.base_url, "--model", "scripted-model", "--api", "chat", "--json", "--quiet",
+                sys.executable,
+                "-m",
+                "kernelagent.cli",
+                "run",
+                TASK.prompt(),
+                "--data",
+                str(data / "sales.csv"),
+                "--workspace",
+                str(tmp_path / "ws"),
+                "--notebook",
+                str(tmp_path / "nb.ipynb"),
+                "--base-url",
+                server.base_url,
+                "--model",
+                "scripted-model",
+                "--api",
+                "chat",
+                "--json",
+                "--quiet",
             ],
-            capture_output=True, text=True, timeout=240, check=False,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
         )
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.strip().splitlines()[-1])["answer"]

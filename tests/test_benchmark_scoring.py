@@ -55,7 +55,7 @@ def test_parse_number_without_a_number(answer: object) -> None:
 
 def test_clean_answer_strips_prefixes_and_markdown() -> None:
     assert clean_answer("FINAL ANSWER: **West**") == "West"
-    assert clean_answer("  `\"Friday\"` ") == "Friday"
+    assert clean_answer('  `"Friday"` ') == "Friday"
     assert clean_answer("Answer: \\boxed{12}") == "12"
 
 
@@ -72,7 +72,9 @@ def test_number_tolerances() -> None:
     assert score("n/a", "number", 1).reason == "no number in the answer"
 
 
-@pytest.mark.parametrize("answer", ["West", "west", " WEST. ", "**West**", "FINAL ANSWER: 'West'", "Region: West"])
+@pytest.mark.parametrize(
+    "answer", ["West", "west", " WEST. ", "**West**", "FINAL ANSWER: 'West'", "Region: West"]
+)
 def test_string_matches(answer: str) -> None:
     assert score(answer, "string", "West").passed
 
@@ -116,10 +118,17 @@ def test_list_order_and_sets() -> None:
 
 def _png(width: int, height: int, payload: int = 5000) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", bytes(payload)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", bytes(payload))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_check_png(tmp_path: Path) -> None:
@@ -164,12 +173,23 @@ def test_data_is_deterministic_and_small(data_dir: Path, tmp_path: Path) -> None
 def test_suite_shape(data_dir: Path) -> None:
     assert len(TASKS) >= 30
     categories = {task.category for task in TASKS}
-    assert {"aggregation", "filtering", "join", "dates", "missing", "correlation", "regression", "plot",
-            "multi-step"} <= categories
+    assert {
+        "aggregation",
+        "filtering",
+        "join",
+        "dates",
+        "missing",
+        "correlation",
+        "regression",
+        "plot",
+        "multi-step",
+    } <= categories
     assert set(REPRESENTATIVE) <= set(BY_ID)
     for task in TASKS:
         assert all((data_dir / name).is_file() for name in task.files), task.id
-        assert all(name in task.question for name in task.files), f"{task.id}: the question names its files"
+        assert all(name in task.question for name in task.files), (
+            f"{task.id}: the question names its files"
+        )
         expected = task.expected(data_dir)
         assert expected is not None and expected == task.expected(data_dir), task.id
         if task.kind == "number":
@@ -178,8 +198,14 @@ def test_suite_shape(data_dir: Path) -> None:
             assert isinstance(expected, list) and expected, task.id
         # the expected answer, as an agent would write it, passes its own task
         answer = ", ".join(expected) if task.kind == "list" else str(expected)
-        assert score(answer, task.kind, expected, abs_tol=task.abs_tol, rel_tol=task.rel_tol,
-                     ordered=task.ordered).passed, task.id
+        assert score(
+            answer,
+            task.kind,
+            expected,
+            abs_tol=task.abs_tol,
+            rel_tol=task.rel_tol,
+            ordered=task.ordered,
+        ).passed, task.id
 
 
 def test_select() -> None:

@@ -45,15 +45,18 @@ def ipython_traceback(execution_count: int, pid: int, cell_file: int) -> list[st
     """What ipykernel 7 / IPython 8 sends for a ZeroDivisionError, colours included."""
     return [
         "\x1b[0;31m----------------------------------------------------------------\x1b[0m",
-        "\x1b[0;31mZeroDivisionError\x1b[0m                         Traceback (most recent call last)",
+        "\x1b[0;31mZeroDivisionError\x1b[0m                         Traceback (most recent call "
+        "last)",
         (
             f"Cell \x1b[0;32mIn[{execution_count}], line 3\x1b[0m\n"
             "\x1b[1;32m      1\x1b[0m \x1b[38;5;28;01mdef\x1b[39;00m \x1b[38;5;21mf\x1b[39m():\n"
             "\x1b[0;32m----> 3\x1b[0m \x1b[43mf\x1b[49m\x1b[43m(\x1b[49m\x1b[43m)\x1b[49m\n"
         ),
         (
-            f"File \x1b[0;32m/tmp/ipykernel_{pid}/{cell_file}.py:2\x1b[0m, in \x1b[0;36mf\x1b[0;34m()"
-            "\x1b[0m\n\x1b[0;32m----> 2\x1b[0m     \x1b[38;5;28;01mreturn\x1b[39;00m \x1b[38;5;241;43m1"
+            f"File \x1b[0;32m/tmp/ipykernel_{pid}/{cell_file}.py:2\x1b[0m, in "
+            f"\x1b[0;36mf\x1b[0;34m()"
+            "\x1b[0m\n\x1b[0;32m----> 2\x1b[0m     \x1b[38;5;28;01mreturn\x1b[39;00m "
+            "\x1b[38;5;241;43m1"
             "\x1b[39;49m\n"
         ),
         "\x1b[0;31mZeroDivisionError\x1b[0m: division by zero",
@@ -127,7 +130,8 @@ FALLING = [(i / 10, 1 - (i / 10) ** 0.5) for i in range(11)]
         (
             (
                 "The slowest run took 5.12 times longer than the fastest. This could mean that an "
-                "intermediate result is being cached.\n10.2 µs ± 3 µs per loop (mean ± std. dev. of "
+                "intermediate result is being cached.\n10.2 µs ± 3 µs per loop (mean ± std. dev. "
+                "of "
                 "7 runs, 100,000 loops each)\n"
             ),
             "<duration>\n",
@@ -144,11 +148,13 @@ FALLING = [(i / 10, 1 - (i / 10) ** 0.5) for i in range(11)]
             "<ipykernel-cell>:1: UserWarning: careful\n",
         ),
         (
-            "File /usr/lib/python3/dist-packages/pandas/core/frame.py:3761, in DataFrame.__getitem__",
+            "File /usr/lib/python3/dist-packages/pandas/core/frame.py:3761, in "
+            "DataFrame.__getitem__",
             "File <path>/frame.py:3761, in DataFrame.__getitem__",
         ),
         (
-            "File ~/.pyenv/versions/3.11.7/lib/python3.11/site-packages/pandas/core/generic.py:4291, in xs",
+            "File ~/.pyenv/versions/3.11.7/lib/python3.11/site-packages/pandas/core/"
+            "generic.py:4291, in xs",
             "File <path>/generic.py:4291, in xs",
         ),
         (

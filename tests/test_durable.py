@@ -24,7 +24,9 @@ EXIT_AWAITING_APPROVAL = 4
 def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kernelagent.cli", *args],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "KERNELAGENT_HOME": str(home)},
     )
 
@@ -45,7 +47,16 @@ APPROVAL_SCRIPT = [
 
 def test_approval_across_two_processes(docker_available: None, tmp_path: Path) -> None:
     with ScriptedModelServer(APPROVAL_SCRIPT) as server:
-        first = cli("run", "task", "--approve", "shell", "--base-url", server.base_url, "--json", home=tmp_path)
+        first = cli(
+            "run",
+            "task",
+            "--approve",
+            "shell",
+            "--base-url",
+            server.base_url,
+            "--json",
+            home=tmp_path,
+        )
         assert first.returncode == EXIT_AWAITING_APPROVAL, first.stderr
         session_id = json.loads(first.stdout)["session_id"]
         shown = cli("show", session_id, home=tmp_path)
@@ -67,9 +78,20 @@ def test_approval_across_two_processes(docker_available: None, tmp_path: Path) -
 def test_reject_with_reason_reaches_the_model(docker_available: None, tmp_path: Path) -> None:
     script = [ScriptedTurn.shell("rm -rf /workspace/*"), ScriptedTurn.final("did not delete")]
     with ScriptedModelServer(script) as server:
-        first = cli("run", "task", "--approve", "shell", "--base-url", server.base_url, "--json", home=tmp_path)
+        first = cli(
+            "run",
+            "task",
+            "--approve",
+            "shell",
+            "--base-url",
+            server.base_url,
+            "--json",
+            home=tmp_path,
+        )
         session_id = json.loads(first.stdout)["session_id"]
-        second = cli("reject", session_id, "--reason", "never delete the inputs", "--json", home=tmp_path)
+        second = cli(
+            "reject", session_id, "--reason", "never delete the inputs", "--json", home=tmp_path
+        )
         last_request = json.dumps(server.completion_requests()[-1].body)
     assert second.returncode == 0, second.stderr
     assert "never delete the inputs" in last_request and "rejected by" in last_request
@@ -78,12 +100,22 @@ def test_reject_with_reason_reaches_the_model(docker_available: None, tmp_path: 
     assert cells[0].metadata.kernelagent.approval[-1]["reason"] == "never delete the inputs"
 
 
-def test_edited_approval_runs_the_edit_and_records_it(docker_available: None, tmp_path: Path) -> None:
+def test_edited_approval_runs_the_edit_and_records_it(
+    docker_available: None, tmp_path: Path
+) -> None:
     script = [ScriptedTurn.python("open('/etc/motd', 'w').write('x')"), ScriptedTurn.final("ok")]
     edit = tmp_path / "edit.py"
     edit.write_text("open('/workspace/motd', 'w').write('edited')")
     with ScriptedModelServer(script) as server:
-        first = cli("run", "task", "--approve-outside-writes", "--base-url", server.base_url, "--json", home=tmp_path)
+        first = cli(
+            "run",
+            "task",
+            "--approve-outside-writes",
+            "--base-url",
+            server.base_url,
+            "--json",
+            home=tmp_path,
+        )
         assert first.returncode == EXIT_AWAITING_APPROVAL, first.stderr
         assert "writes outside the workspace (/etc/motd)" in json.loads(first.stdout)["reason"]
         session_id = json.loads(first.stdout)["session_id"]
@@ -94,7 +126,10 @@ def test_edited_approval_runs_the_edit_and_records_it(docker_available: None, tm
     cell = code_cells(summary["notebook"])[0]
     assert cell.source == edit.read_text()
     assert cell.metadata.kernelagent.approval[-1]["decision"] == "edited"
-    assert cell.metadata.kernelagent.approval[-1]["original_code"] == "open('/etc/motd', 'w').write('x')"
+    assert (
+        cell.metadata.kernelagent.approval[-1]["original_code"]
+        == "open('/etc/motd', 'w').write('x')"
+    )
 
 
 def test_sigkill_mid_cell_then_resume_loses_nothing(docker_available: None, tmp_path: Path) -> None:
@@ -108,8 +143,19 @@ def test_sigkill_mid_cell_then_resume_loses_nothing(docker_available: None, tmp_
     ]
     with ScriptedModelServer(script) as server:
         process = subprocess.Popen(
-            [sys.executable, "-m", "kernelagent.cli", "run", "task", "--base-url", server.base_url, "--json"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "kernelagent.cli",
+                "run",
+                "task",
+                "--base-url",
+                server.base_url,
+                "--json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "KERNELAGENT_HOME": str(tmp_path)},
         )
         record = _wait_for_running_cell(tmp_path, count=3)
@@ -146,7 +192,9 @@ def _wait_for_running_cell(home: Path, count: int, timeout: float = 60) -> objec
     raise AssertionError("the session never reached the running cell")
 
 
-def test_killed_container_is_recovered_with_variables(docker_available: None, tmp_path: Path) -> None:
+def test_killed_container_is_recovered_with_variables(
+    docker_available: None, tmp_path: Path
+) -> None:
     client = docker.from_env()
 
     def kill_my_container() -> str:
@@ -177,8 +225,12 @@ def test_killed_container_is_recovered_with_variables(docker_available: None, tm
         thread = threading.Thread(target=killer)
         thread.start()
         result = api.run(
-            "task", base_url=server.base_url, model="m", workspace=tmp_path / "ws",
-            notebook=tmp_path / "s.ipynb", store=SessionStore(tmp_path / "home"),
+            "task",
+            base_url=server.base_url,
+            model="m",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "s.ipynb",
+            store=SessionStore(tmp_path / "home"),
         )
         thread.join()
         feedback = json.dumps(server.completion_requests()[2].body)
@@ -189,12 +241,19 @@ def test_killed_container_is_recovered_with_variables(docker_available: None, tm
     assert "kernel died" in feedback and "re-run" in feedback
 
 
-def test_a_cell_that_always_kills_the_kernel_fails_the_session(docker_available: None, tmp_path: Path) -> None:
+def test_a_cell_that_always_kills_the_kernel_fails_the_session(
+    docker_available: None, tmp_path: Path
+) -> None:
     crash = "import ctypes\nctypes.string_at(0)"
     with ScriptedModelServer([ScriptedTurn.python(crash)] * 6) as server:
         result = api.run(
-            "task", base_url=server.base_url, model="m", workspace=tmp_path / "ws",
-            notebook=tmp_path / "s.ipynb", store=SessionStore(tmp_path / "home"), max_steps=10,
+            "task",
+            base_url=server.base_url,
+            model="m",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "s.ipynb",
+            store=SessionStore(tmp_path / "home"),
+            max_steps=10,
         )
     assert result.status == "failed"
     assert "the kernel died 4 times" in result.reason and "segmentation fault" in result.reason
@@ -205,20 +264,46 @@ def test_resume_errors_are_clear(docker_available: None, tmp_path: Path) -> None
     assert unknown.returncode == 1 and "no session 'nosuchsession'" in unknown.stderr
 
     with ScriptedModelServer([ScriptedTurn.final("done")]) as server:
-        done = cli("run", "task", "--sandbox", "local", "--base-url", server.base_url, "--json", home=tmp_path)
+        done = cli(
+            "run",
+            "task",
+            "--sandbox",
+            "local",
+            "--base-url",
+            server.base_url,
+            "--json",
+            home=tmp_path,
+        )
     session_id = json.loads(done.stdout)["session_id"]
     completed = cli("resume", session_id, home=tmp_path)
-    assert completed.returncode == 1 and "is completed" in completed.stderr and "instruction" in completed.stderr
+    assert (
+        completed.returncode == 1
+        and "is completed" in completed.stderr
+        and "instruction" in completed.stderr
+    )
 
     notebook = Path(json.loads(done.stdout)["notebook"])
     notebook.write_text("{ this is not json")
     corrupted = cli("resume", session_id, "go on", home=tmp_path)
-    assert corrupted.returncode == 1 and "damaged" in corrupted.stderr and str(notebook.parent) in corrupted.stderr
+    assert (
+        corrupted.returncode == 1
+        and "damaged" in corrupted.stderr
+        and str(notebook.parent) in corrupted.stderr
+    )
 
 
 def test_sessions_table_lists_them(tmp_path: Path) -> None:
     with ScriptedModelServer([ScriptedTurn.final("a")]) as server:
-        done = cli("run", "first task", "--sandbox", "local", "--base-url", server.base_url, "--json", home=tmp_path)
+        done = cli(
+            "run",
+            "first task",
+            "--sandbox",
+            "local",
+            "--base-url",
+            server.base_url,
+            "--json",
+            home=tmp_path,
+        )
     listed = cli("sessions", "--json", home=tmp_path)
     rows = json.loads(listed.stdout)
     assert rows[0]["id"] == json.loads(done.stdout)["session_id"]
@@ -232,7 +317,16 @@ def test_idle_sandboxes_are_stopped(docker_available: None, tmp_path: Path, stat
     from kernelagent.session.durable import stop_idle_sandboxes
 
     with ScriptedModelServer(APPROVAL_SCRIPT) as server:
-        first = cli("run", "task", "--approve", "shell", "--base-url", server.base_url, "--json", home=tmp_path)
+        first = cli(
+            "run",
+            "task",
+            "--approve",
+            "shell",
+            "--base-url",
+            server.base_url,
+            "--json",
+            home=tmp_path,
+        )
         session_id = json.loads(first.stdout)["session_id"]
         store = SessionStore(tmp_path)
         assert store.get(session_id).status == status and store.get(session_id).sandbox_state
@@ -244,7 +338,6 @@ def test_idle_sandboxes_are_stopped(docker_available: None, tmp_path: Path, stat
     assert approved.returncode == 0, approved.stderr
     cells = code_cells(json.loads(approved.stdout)["notebook"])
     assert cells[-1].outputs[0]["data"]["text/plain"] == "42"
-
 
 
 def test_a_local_model_is_served_again_when_its_session_resumes(
@@ -265,7 +358,13 @@ def test_a_local_model_is_served_again_when_its_session_resumes(
     config.approval = ApprovalPolicy(mode="shell")
     with ScriptedModelServer(APPROVAL_SCRIPT[:2]) as first_server:
         config.base_url = first_server.base_url
-        first = api.run("task", config=config, store=store, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb")
+        first = api.run(
+            "task",
+            config=config,
+            store=store,
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "s.ipynb",
+        )
     assert first.status == "awaiting_approval"
 
     served: list[str | None] = []
@@ -274,6 +373,7 @@ def test_a_local_model_is_served_again_when_its_session_resumes(
 
     class Handle:
         base_url, model_name = second_server.base_url, "tiny-local"
+        parallel_slots, n_ctx = 1, 8192
         reports_streaming_usage = True
         parallel_slots, n_ctx = 4, 8192
 

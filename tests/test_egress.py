@@ -9,18 +9,18 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from kernelagent.sandbox.egress_proxy import EgressProxy, EgressRecord, destination_of, parse_head
+from kernelagent.sandbox.egress_proxy import EgressProxy, destination_of, parse_head
 from kernelagent.sandbox.egress_rules import Allowlist, EgressRuleError, covered_by, parse_rule
 from kernelagent.sandbox.egress_setup import EgressConfigError, check_settings, expand_headers
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
-from tests.egress_servers import RecordingHTTPServer
+from tests.egress_servers import RecordingHTTPServer, egress_records
 
 
 def test_rules_parse_every_documented_form() -> None:
@@ -46,10 +46,17 @@ def test_wildcards_match_subdomains_only() -> None:
 
 def test_coverage_of_requested_rules_by_permitted_ones() -> None:
     permitted = ["*.pythonhosted.org:443", "pypi.org", "10.0.0.0/8:*"]
-    assert covered_by(["files.pythonhosted.org:443", "pypi.org:443", "10.1.2.3:5432"], permitted) == []
+    assert (
+        covered_by(["files.pythonhosted.org:443", "pypi.org:443", "10.1.2.3:5432"], permitted) == []
+    )
     assert covered_by(["*.a.pythonhosted.org:443", "10.0.0.0/16:80"], permitted) == []
-    assert covered_by(["pypi.org:*", "evil.org", "11.0.0.1:80", "pythonhosted.org:443"], permitted) == [
-        "pypi.org:*", "evil.org", "11.0.0.1:80", "pythonhosted.org:443",
+    assert covered_by(
+        ["pypi.org:*", "evil.org", "11.0.0.1:80", "pythonhosted.org:443"], permitted
+    ) == [
+        "pypi.org:*",
+        "evil.org",
+        "11.0.0.1:80",
+        "pythonhosted.org:443",
     ]
 
 
@@ -74,15 +81,25 @@ async def test_names_resolving_to_non_public_addresses_need_an_exact_rule_or_an_
     public = await allowlist.decide("files.example.org", 443, resolve)
     assert public.allowed and public.address == "151.101.0.1"
     rebound = await allowlist.decide("sneaky.example.org", 443, resolve)
-    assert not rebound.allowed and "127.0.0.1" in rebound.reason and "--allow-net 127.0.0.1:443" in rebound.reason
+    assert (
+        not rebound.allowed
+        and "127.0.0.1" in rebound.reason
+        and "--allow-net 127.0.0.1:443" in rebound.reason
+    )
     exact = await allowlist.decide("db.internal", 5432, resolve)
     assert exact.allowed and exact.address == "10.0.0.7"
     metadata = await allowlist.decide("metadata.internal", 80, resolve)
     assert not metadata.allowed
-    assert (await Allowlist(["metadata.internal:80", "169.254.169.254:80"]).decide(
-        "metadata.internal", 80, resolve)).allowed
+    assert (
+        await Allowlist(["metadata.internal:80", "169.254.169.254:80"]).decide(
+            "metadata.internal", 80, resolve
+        )
+    ).allowed
     unlisted = await allowlist.decide("files.example.org", 80, resolve)
-    assert not unlisted.allowed and "files.example.org:80 is not in the egress allowlist" in unlisted.reason
+    assert (
+        not unlisted.allowed
+        and "files.example.org:80 is not in the egress allowlist" in unlisted.reason
+    )
 
 
 async def test_ip_literals_need_an_ip_rule() -> None:
@@ -92,13 +109,18 @@ async def test_ip_literals_need_an_ip_rule() -> None:
     assert (await allowlist.decide("10.9.9.9", 443, never)).allowed
     assert not (await allowlist.decide("127.0.0.1", 8081, never)).allowed
     refused = await allowlist.decide("169.254.169.254", 80, never)
-    assert not refused.allowed and "may reach only: 127.0.0.1:8080, 10.0.0.0/8:443, example.org" in refused.reason
+    assert (
+        not refused.allowed
+        and "may reach only: 127.0.0.1:8080, 10.0.0.0/8:443, example.org" in refused.reason
+    )
 
 
 def test_settings_refuse_what_would_not_be_audited() -> None:
     with pytest.raises(ValueError, match="needs the Docker sandbox"):
         SandboxSettings(kind="local", network_allow=["pypi.org"])
-    with pytest.raises(ValueError, match=r"is a URL: it takes HOST\[:PORT\], e.g. --allow-net pypi.org$"):
+    with pytest.raises(
+        ValueError, match=r"is a URL: it takes HOST\[:PORT\], e.g. --allow-net pypi.org$"
+    ):
         SandboxSettings().allowing(["http://pypi.org/simple"])
     with pytest.raises(EgressConfigError, match="network='none'"):
         check_settings(["pypi.org"], "bridge")
@@ -125,25 +147,21 @@ def test_request_heads_and_destinations() -> None:
     method, target, headers = parse_head(head)  # type: ignore[misc]
     assert (method, target, headers) == ("CONNECT", "pypi.org:443", [("Host", "pypi.org:443")])
     assert destination_of("CONNECT", "[::1]:8443", []) == ("::1", 8443, None)
-    assert destination_of("GET", "http://h.example:8080/a/b?t=1", []) == ("h.example", 8080, "/a/b?t=1")
+    assert destination_of("GET", "http://h.example:8080/a/b?t=1", []) == (
+        "h.example",
+        8080,
+        "/a/b?t=1",
+    )
     assert "@" not in str(destination_of("GET", "http://evil@127.0.0.1:80/", []))
     assert "absolute form" in str(destination_of("GET", "/relative", []))
     assert parse_head(b"\x16\x03\x01 not http\r\n\r\n") is None
 
 
 @pytest.fixture
-def servers() -> Iterator[tuple[RecordingHTTPServer, RecordingHTTPServer]]:
-    allowed, refused = RecordingHTTPServer(), RecordingHTTPServer()
-    try:
-        yield allowed, refused
-    finally:
-        allowed.close()
-        refused.close()
-
-
-@pytest.fixture
 async def proxy(
-    tmp_path: Path, servers: tuple[RecordingHTTPServer, RecordingHTTPServer], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    servers: tuple[RecordingHTTPServer, RecordingHTTPServer],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[EgressProxy]:
     allowed, _ = servers
     monkeypatch.setenv("KA_TEST_SECRET", "s3cret")
@@ -171,16 +189,6 @@ async def exchange(proxy: EgressProxy, request: bytes) -> bytes:
     return answer
 
 
-async def settled(proxy: EgressProxy, count: int) -> list[EgressRecord]:
-    """The proxy's records once ``count`` requests have ended, in the order they started
-    (a record is published when its connection ends)."""
-    for _ in range(300):
-        if len(proxy.records) >= count:
-            break
-        await asyncio.sleep(0.01)
-    return sorted(proxy.records, key=lambda record: record.time)
-
-
 async def test_plain_http_is_forwarded_with_the_secret_and_audited(
     proxy: EgressProxy, servers: tuple[RecordingHTTPServer, RecordingHTTPServer], tmp_path: Path
 ) -> None:
@@ -188,7 +196,8 @@ async def test_plain_http_is_forwarded_with_the_secret_and_audited(
     answer = await exchange(
         proxy,
         f"GET http://127.0.0.1:{allowed.port}/data?q=1 HTTP/1.1\r\nHost: other-site.example\r\n"
-        "X-Api-Key: forged\r\nProxy-Authorization: Basic eA==\r\nConnection: keep-alive\r\n\r\n".encode(),
+        "X-Api-Key: forged\r\nProxy-Authorization: Basic eA==\r\n"
+        "Connection: keep-alive\r\n\r\n".encode(),
     )
     assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(b"hello /data?q=1")
     request = allowed.requests[-1]
@@ -198,12 +207,14 @@ async def test_plain_http_is_forwarded_with_the_secret_and_audited(
     assert request["headers"]["Connection"] == "close"
     assert request["headers"]["Host"] == f"127.0.0.1:{allowed.port}"  # not the client's Host
 
-    denied = await exchange(proxy, f"GET http://127.0.0.1:{refused.port}/x HTTP/1.1\r\n\r\n".encode())
+    denied = await exchange(
+        proxy, f"GET http://127.0.0.1:{refused.port}/x HTTP/1.1\r\n\r\n".encode()
+    )
     assert denied.startswith(b"HTTP/1.1 403 Forbidden by the kernelagent egress allowlist")
     assert f"--allow-net 127.0.0.1:{refused.port}".encode() in denied
     assert refused.requests == []
 
-    records = await settled(proxy, 2)
+    records = await egress_records(proxy, 2)
     assert [(r.decision, r.method, r.port, r.status) for r in records] == [
         ("allowed", "GET", allowed.port, 200),
         ("refused", "GET", refused.port, 403),
@@ -212,7 +223,8 @@ async def test_plain_http_is_forwarded_with_the_secret_and_audited(
     assert records[0].headers_added == ["X-Api-Key"] and records[0].path == "/data"
     logged = [json.loads(line) for line in (tmp_path / "egress.jsonl").read_text().splitlines()]
     assert sorted((line["kernel_id"], line["decision"]) for line in logged) == [
-        ("k-1", "allowed"), ("k-1", "refused")
+        ("k-1", "allowed"),
+        ("k-1", "refused"),
     ]
     assert "s3cret" not in (tmp_path / "egress.jsonl").read_text()
 
@@ -235,12 +247,17 @@ async def test_connect_tunnels_only_to_allowed_destinations(
         "is not in the egress allowlist".encode()
     )
     assert refused.requests == []
-    records = await settled(proxy, 2)
-    assert [(r.method, r.decision) for r in records] == [("CONNECT", "allowed"), ("CONNECT", "refused")]
+    records = await egress_records(proxy, 2)
+    assert [(r.method, r.decision) for r in records] == [
+        ("CONNECT", "allowed"),
+        ("CONNECT", "refused"),
+    ]
 
 
 async def test_a_broken_decision_fails_closed(
-    proxy: EgressProxy, servers: tuple[RecordingHTTPServer, RecordingHTTPServer], monkeypatch: pytest.MonkeyPatch
+    proxy: EgressProxy,
+    servers: tuple[RecordingHTTPServer, RecordingHTTPServer],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     allowed, _ = servers
 
@@ -251,7 +268,7 @@ async def test_a_broken_decision_fails_closed(
     answer = await exchange(proxy, f"CONNECT 127.0.0.1:{allowed.port} HTTP/1.1\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 502 Egress proxy error") and b"nothing was sent" in answer
     assert allowed.requests == [] and allowed.connections == 0
-    records = await settled(proxy, 1)
+    records = await egress_records(proxy, 1)
     assert records[0].decision == "refused" and "RuntimeError" in records[0].reason
 
 
@@ -266,16 +283,28 @@ async def test_garbage_and_a_stopped_proxy(proxy: EgressProxy) -> None:
 def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kernelagent.cli", *args],
-        capture_output=True, text=True, timeout=240, check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
         env={**os.environ, "KERNELAGENT_HOME": str(home), "NO_COLOR": "1"},
     )
 
 
 def test_run_refuses_a_bad_allow_net_rule(tmp_path: Path) -> None:
-    done = cli("run", "task", "--allow-net", "https://pypi.org/simple", "--base-url", "http://127.0.0.1:9/v1",
-               home=tmp_path)
+    done = cli(
+        "run",
+        "task",
+        "--allow-net",
+        "https://pypi.org/simple",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        home=tmp_path,
+    )
     assert done.returncode == 2
-    assert "is a URL: it takes HOST[:PORT], e.g. --allow-net pypi.org:443" in " ".join(done.stderr.split())
+    assert "is a URL: it takes HOST[:PORT], e.g. --allow-net pypi.org:443" in " ".join(
+        done.stderr.split()
+    )
 
 
 def test_run_with_allow_net_records_egress_per_cell(
@@ -291,8 +320,18 @@ def test_run_with_allow_net_records_egress_per_cell(
     script = [ScriptedTurn.python("x = 1"), ScriptedTurn.python(fetch), ScriptedTurn.final("done")]
     with ScriptedModelServer(script) as server:
         done = cli(
-            "run", "fetch", "--allow-net", f"127.0.0.1:{allowed.port}", "--base-url", server.base_url,
-            "--model", "scripted-model", "--notebook", str(tmp_path / "s.ipynb"), "--json", home=tmp_path,
+            "run",
+            "fetch",
+            "--allow-net",
+            f"127.0.0.1:{allowed.port}",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "scripted-model",
+            "--notebook",
+            str(tmp_path / "s.ipynb"),
+            "--json",
+            home=tmp_path,
         )
     assert done.returncode == 0, done.stderr + done.stdout
     summary = json.loads(done.stdout.strip().splitlines()[-1])
@@ -302,11 +341,13 @@ def test_run_with_allow_net_records_egress_per_cell(
     assert "egress" not in first.metadata.kernelagent
     audit = sorted(second.metadata.kernelagent.egress, key=lambda r: r["time"])
     assert [(r["decision"], r["port"], r["path"], r["status"]) for r in audit] == [
-        ("allowed", allowed.port, "/a", 200), ("refused", refused.port, "/b", 403)
+        ("allowed", allowed.port, "/a", 200),
+        ("refused", refused.port, "/b", 403),
     ]
     log_path = Path(notebook.metadata.kernelagent.egress_log)
     assert log_path == tmp_path / "sessions" / summary["session_id"] / "egress.jsonl"
     assert sorted(json.loads(line)["decision"] for line in log_path.read_text().splitlines()) == [
-        "allowed", "refused"
+        "allowed",
+        "refused",
     ]
     assert refused.connections == 0

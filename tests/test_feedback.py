@@ -6,7 +6,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from kernelagent.agent.feedback import build_feedback, clip
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,14 @@ def error_output(shell: InteractiveShell, code: str) -> dict:
     captured: list[dict] = []
 
     def capture(etype, evalue, stb):  # type: ignore[no-untyped-def]
-        captured.append({"output_type": "error", "ename": etype.__name__, "evalue": str(evalue), "traceback": stb})
+        captured.append(
+            {
+                "output_type": "error",
+                "ename": etype.__name__,
+                "evalue": str(evalue),
+                "traceback": stb,
+            }
+        )
 
     shell._showtraceback = capture  # what ipykernel overrides to send the traceback
     shell.run_cell(code, store_history=True)
@@ -33,7 +40,9 @@ def feedback_for(output: dict) -> str:
     return build_feedback(result, images_as_input=False).text
 
 
-def test_a_library_error_shows_the_cells_failing_line_and_where_it_was_raised(shell: InteractiveShell) -> None:
+def test_a_library_error_shows_the_cells_failing_line_and_where_it_was_raised(
+    shell: InteractiveShell,
+) -> None:
     text = feedback_for(error_output(shell, "import json\nvalue = 1\njson.loads('{bad json')"))
     lines = text.splitlines()
     assert lines[0] == "[error in 0.5s]"
@@ -46,7 +55,9 @@ def test_a_library_error_shows_the_cells_failing_line_and_where_it_was_raised(sh
     assert text.count("json/decoder.py") == 1  # only the frame that raised, not every library frame
 
 
-def test_an_error_in_a_function_from_an_earlier_cell_keeps_both_cell_frames(shell: InteractiveShell) -> None:
+def test_an_error_in_a_function_from_an_earlier_cell_keeps_both_cell_frames(
+    shell: InteractiveShell,
+) -> None:
     shell.run_cell("def ratio(a, b):\n    return a / b", store_history=True)
     text = feedback_for(error_output(shell, "ratio(1, 0)"))
     assert text.splitlines()[1] == "Error: ZeroDivisionError: division by zero"

@@ -29,8 +29,19 @@ slope -3.25
 @pytest.mark.parametrize(
     "answer",
     [
-        "West", "west region", "1007910.55", "1,007,910.55", "1007910.6", "29.4%", "29.41", "0.294",
-        "12", "Widget, Gadget, Doohickey", "Widget and Gadget", "-3.25", "**West**",
+        "West",
+        "west region",
+        "1007910.55",
+        "1,007,910.55",
+        "1007910.6",
+        "29.4%",
+        "29.41",
+        "0.294",
+        "12",
+        "Widget, Gadget, Doohickey",
+        "Widget and Gadget",
+        "-3.25",
+        "**West**",
         "x" * 200,  # long prose is not checked
     ],
 )
@@ -61,18 +72,25 @@ def test_a_guess_is_sent_back_once_then_accepted(tmp_path: Path) -> None:
     with ScriptedModelServer(script) as server:
         config = api.build_config(model="m", base_url=server.base_url, sandbox="local")
         config.limits.check_answers = True
-        result = api.run("Which month?", config=config, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb")
+        result = api.run(
+            "Which month?", config=config, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb"
+        )
         bodies = [json.dumps(r.body) for r in server.completion_requests()]
     assert result.status == "completed" and result.answer == "October"
     assert "'October' does not appear in any output" in bodies[2]
 
 
 def test_an_answer_the_output_shows_is_accepted_at_once(tmp_path: Path) -> None:
-    script = [ScriptedTurn.python("total = 6 * 7\nprint(f'total: {total:.2f}')"), ScriptedTurn.final("42")]
+    script = [
+        ScriptedTurn.python("total = 6 * 7\nprint(f'total: {total:.2f}')"),
+        ScriptedTurn.final("42"),
+    ]
     with ScriptedModelServer(script) as server:
         config = api.build_config(model="m", base_url=server.base_url, sandbox="local")
         config.limits.check_answers = True
-        result = api.run("Multiply.", config=config, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb")
+        result = api.run(
+            "Multiply.", config=config, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb"
+        )
         assert len(server.completion_requests()) == 2
     assert result.status == "completed" and result.answer == "42"
 
@@ -81,10 +99,30 @@ def test_the_cli_flag_turns_the_check_on(tmp_path: Path) -> None:
     script = [ScriptedTurn.python("6 * 7"), ScriptedTurn.final("41"), ScriptedTurn.final("42")]
     with ScriptedModelServer(script) as server:
         done = subprocess.run(
-            [sys.executable, "-m", "kernelagent.cli", "run", "Multiply.", "--sandbox", "local",
-             "--base-url", server.base_url, "--model", "m", "--check-answers", "--json",
-             "--workspace", str(tmp_path / "ws"), "--notebook", str(tmp_path / "s.ipynb")],
-            capture_output=True, text=True, timeout=120, env=os.environ.copy(), check=False,
+            [
+                sys.executable,
+                "-m",
+                "kernelagent.cli",
+                "run",
+                "Multiply.",
+                "--sandbox",
+                "local",
+                "--base-url",
+                server.base_url,
+                "--model",
+                "m",
+                "--check-answers",
+                "--json",
+                "--workspace",
+                str(tmp_path / "ws"),
+                "--notebook",
+                str(tmp_path / "s.ipynb"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=os.environ.copy(),
+            check=False,
         )
         requests = len(server.completion_requests())
     assert done.returncode == 0, done.stderr

@@ -50,7 +50,9 @@ def fake_sdist(directory: Path) -> Path:
 def tools() -> None:
     if shutil.which("cmake") is None or shutil.which("c++") is None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("CI=true but cmake or c++ is missing: bash scripts/setup.sh --test installs them")
+            pytest.fail(
+                "CI=true but cmake or c++ is missing: bash scripts/setup.sh --test installs them"
+            )
         pytest.skip("cmake or c++ is missing")
 
 
@@ -60,7 +62,9 @@ def test_builds_installs_and_reports_progress(
     monkeypatch.delenv("KERNELAGENT_LLAMA_SERVER", raising=False)
     source = fake_sdist(tmp_path / "src")
     events: list[BuildProgress] = []
-    binary = install_llama_server(tmp_path / "models", source=source, progress=events.append, jobs=2)
+    binary = install_llama_server(
+        tmp_path / "models", source=source, progress=events.append, jobs=2
+    )
     assert binary == tmp_path / "models" / "llama-server" / "bin" / "llama-server"
     assert llama_server_version(binary) == "version: 4242 (fake)"
     assert installed_llama_server(tmp_path / "models") == binary
@@ -84,8 +88,20 @@ def test_builds_from_an_sdist_archive_through_the_cli(tools: None, tmp_path: Pat
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree, arcname=tree.name)
     done = subprocess.run(
-        [sys.executable, "-m", "kernelagent.cli", "model", "install-server", "--source", str(archive), "--force"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "kernelagent.cli",
+            "model",
+            "install-server",
+            "--source",
+            str(archive),
+            "--force",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
         env={**os.environ, "KERNELAGENT_MODELS_DIR": str(tmp_path / "models")},
     )
     assert done.returncode == 0, done.stderr
@@ -95,18 +111,22 @@ def test_builds_from_an_sdist_archive_through_the_cli(tools: None, tmp_path: Pat
 def test_a_failing_build_names_its_log(tools: None, tmp_path: Path) -> None:
     tree = fake_sdist(tmp_path / "src")
     (tree / "vendor" / "llama.cpp" / "main.cpp").write_text("this is not C++")
-    with pytest.raises(ServerBuildError, match="(?s)failed with code.*build.log"):
+    with pytest.raises(ServerBuildError, match=r"(?s)failed with code.*build.log"):
         install_llama_server(tmp_path / "models", source=tree)
     assert not (tmp_path / "models" / "llama-server" / "bin" / "llama-server").exists()
 
 
 def test_missing_tools_say_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(build.shutil, "which", lambda name: None)
-    with pytest.raises(ServerBuildError, match="needs cmake and a C\\+\\+ compiler: on Debian: apt-get install"):
+    with pytest.raises(
+        ServerBuildError, match=r"needs cmake and a C\+\+ compiler: on Debian: apt-get install"
+    ):
         install_llama_server(tmp_path / "models", source=fake_sdist(tmp_path / "src"))
 
 
-def test_cpu_options_never_ask_for_native_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cpu_options_never_ask_for_native_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(build.platform, "machine", lambda: "x86_64")
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor: 0\nflags\t\t: fpu sse4_2 avx avx2 fma f16c avx512f amx_tile\n")

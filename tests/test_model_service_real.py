@@ -31,7 +31,10 @@ from kernelagent.localmodel.store import ModelStore, models_dir
 from tests.conftest import IN_CI
 
 MODEL = "qwen2.5-coder-0.5b"
-TASK = "Use Python to compute 17 * 23. Once you have seen the output, reply FINAL ANSWER: <the number>."
+TASK = (
+    "Use Python to compute 17 * 23. Once you have seen the output, reply FINAL ANSWER: <the "
+    "number>."
+)
 SETUP_HINT = "run `bash scripts/setup.sh --test` (it builds llama-server and pulls the 0.5B model)"
 
 
@@ -54,7 +57,9 @@ def real_parts() -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def service_home(real_parts: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def service_home(
+    real_parts: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     binary, model = real_parts
     root = tmp_path / "models"
     root.mkdir()
@@ -78,22 +83,37 @@ def service_home(real_parts: tuple[Path, Path], tmp_path: Path, monkeypatch: pyt
 def kernelagent(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "kernelagent.cli", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
     )
 
 
 def ps() -> list[dict[str, object]]:
     done = subprocess.run(
         [sys.executable, "-m", "kernelagent.cli", "model", "ps", "--json"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
 def run_local(tmp_path: Path, name: str) -> subprocess.Popen[str]:
     return kernelagent(
-        "run", TASK, "--model", f"local:{MODEL}", "--max-steps", "5", "--json",
-        "--notebook", str(tmp_path / f"{name}.ipynb"), "--workspace", str(tmp_path / f"ws-{name}"),
+        "run",
+        TASK,
+        "--model",
+        f"local:{MODEL}",
+        "--max-steps",
+        "5",
+        "--json",
+        "--notebook",
+        str(tmp_path / f"{name}.ipynb"),
+        "--workspace",
+        str(tmp_path / f"ws-{name}"),
     )
 
 
@@ -135,7 +155,9 @@ def finished(process: subprocess.Popen[str], timeout: float = 900) -> dict[str, 
     summary: dict[str, object] = json.loads(out)
     assert summary["status"] in ("completed", "paused"), summary
     usage = summary["usage"]
-    assert isinstance(usage, dict) and usage["output_tokens"] > 0 and usage["input_tokens"] > 0  # streamed usage
+    assert (
+        isinstance(usage, dict) and usage["output_tokens"] > 0 and usage["input_tokens"] > 0
+    )  # streamed usage
     assert "model server busy" not in err  # no transport failure on the way
     return summary
 

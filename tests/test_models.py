@@ -458,8 +458,12 @@ async def test_codeblock_model_plain_text_has_no_tool_calls() -> None:
         ("```python\ncheck()\n```\nFINAL ANSWER: guess", "python", "check()", ""),
         ("Nothing to run here.", None, "", "Nothing to run here."),
         ("```text\njust text\n```", None, "", "```text\njust text\n```"),
-        ("Expected output:\n```\n  region  revenue\n0   West   12.5\n```", None, "",
-         "Expected output:\n```\n  region  revenue\n0   West   12.5\n```"),
+        (
+            "Expected output:\n```\n  region  revenue\n0   West   12.5\n```",
+            None,
+            "",
+            "Expected output:\n```\n  region  revenue\n0   West   12.5\n```",
+        ),
     ],
 )
 def test_parse_reply(reply: str, action: str | None, payload: str, prose: str) -> None:
@@ -473,14 +477,24 @@ def test_parse_reply(reply: str, action: str | None, payload: str, prose: str) -
         # an answer line after the block rides along; it is checked against the output later
         ("```python\ncheck()\n```\nFINAL ANSWER: guess", "check()", "guess"),
         # a FINAL ANSWER line inside the block would be a SyntaxError: the code part runs
-        ("```python\nx = df.sum()\nprint(x)\nFINAL ANSWER: {x}\n```", "x = df.sum()\nprint(x)", "{x}"),
+        (
+            "```python\nx = df.sum()\nprint(x)\nFINAL ANSWER: {x}\n```",
+            "x = df.sum()\nprint(x)",
+            "{x}",
+        ),
         ("```python\nprint(2)\nFinal Answer: **2**\n```\nFINAL ANSWER: 3", "print(2)", "2"),
         # a comment or a string that mentions it is code, not an answer
-        ("```python\n# final answer: below\nprint(1)\n```", "# final answer: below\nprint(1)", None),
+        (
+            "```python\n# final answer: below\nprint(1)\n```",
+            "# final answer: below\nprint(1)",
+            None,
+        ),
         ("```python\nprint('FINAL ANSWER: 1')\n```", "print('FINAL ANSWER: 1')", None),
     ],
 )
-def test_an_answer_given_with_code_is_kept_apart_from_it(reply: str, code: str, answer: str | None) -> None:
+def test_an_answer_given_with_code_is_kept_apart_from_it(
+    reply: str, code: str, answer: str | None
+) -> None:
     parsed = parse_reply(reply)
     assert (parsed.action, parsed.payload, parsed.answer) == ("python", code, answer)
 

@@ -45,8 +45,14 @@ SALES = REPO / "examples" / "sales.csv"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -143,8 +149,13 @@ def lab(
     with log.open("w") as log_file:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "jupyterlab",
-                "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                "--allow-root",
+                "--ip=127.0.0.1",
+                f"--port={port}",
                 f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={root}",
                 '--ServerApp.jpserver_extensions={"kernelagent.server": True}',
@@ -214,7 +225,10 @@ def test_labextension_is_listed_enabled_and_ok(built_extension: Path, tmp_path: 
     listing = subprocess.run(
         [sys.executable, "-c", "from jupyterlab.labextensions import main; main()", "list"],
         env={**os.environ, "JUPYTER_PATH": str(tmp_path), "NO_COLOR": "1"},
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     output = listing.stdout + listing.stderr
     line = next((line for line in output.splitlines() if "kernelagent-panel" in line), "")
@@ -505,7 +519,7 @@ def run_from_palette(page: Page, label: str) -> None:
             palette_input.fill(label, timeout=3000)
             page.locator(".lm-CommandPalette-item", has_text=label).first.click(timeout=3000)
             return
-        except Exception:  # noqa: BLE001 - the palette closed under us; again
+        except Exception:
             page.keyboard.press("Escape")
     raise AssertionError(f"could not run {label!r} from the command palette")
 

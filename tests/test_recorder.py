@@ -37,7 +37,10 @@ from kernelagent.notebook import (
     load_notebook,
 )
 
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5E"
+    "rkJggg=="
+)
 STREAM = {"output_type": "stream", "name": "stdout", "text": "hello\nwörld\n"}
 IMAGE = {
     "output_type": "display_data",
@@ -394,7 +397,7 @@ def test_failed_save_keeps_the_old_file(
         monkeypatch.setattr(os, "fdopen", fills_up)
     else:
         monkeypatch.setattr(os, failing, disk_full)
-    with pytest.raises(RecordingError, match="disk is full.*free some space") as caught:
+    with pytest.raises(RecordingError, match=r"disk is full.*free some space") as caught:
         recorder.handle(AssistantText(text="lost?"))
     assert "next save retries" in str(caught.value)
     assert path.read_bytes() == good
@@ -434,7 +437,8 @@ def test_creates_missing_directories(tmp_path: Path) -> None:
         ('{"nbformat": 5, "nbformat_minor": 0, "cells": [], "metadata": {}}', "newer"),
         ('{"nbformat": "four", "nbformat_minor": 0}', "'nbformat' is 'four'"),
         (
-            '{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [{"cell_type": "code"}]}',
+            '{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, '
+            '"cells": [{"cell_type": "code"}]}',
             "not a valid notebook",
         ),
         (b"\xff\xfe\x00garbage", "not valid JSON"),

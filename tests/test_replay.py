@@ -13,8 +13,8 @@ import nbformat
 import pytest
 
 import kernelagent.api as api
-from kernelagent.notebook.replay import ReplayOptions, replay_notebook
-from kernelagent.notebook.restore import restore_state
+from kernelagent.replay.replay import ReplayOptions, replay_notebook
+from kernelagent.replay.restore import restore_state
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
@@ -23,7 +23,9 @@ SALES = Path(__file__).parent.parent / "examples" / "sales.csv"
 
 SESSION_SCRIPT = [
     ScriptedTurn.python("import pandas as pd\ndf = pd.read_csv('sales.csv')\ndf.shape"),
-    ScriptedTurn.python("totals = df.groupby('region')['revenue'].sum()\nprint(totals.round(2).to_dict())"),
+    ScriptedTurn.python(
+        "totals = df.groupby('region')['revenue'].sum()\nprint(totals.round(2).to_dict())"
+    ),
     ScriptedTurn.python("class Probe:\n    pass\nprint(Probe())"),  # prints a memory address
     ScriptedTurn.python(
         "import matplotlib.pyplot as plt\ntotals.plot.bar()\nplt.tight_layout()\nplt.show()"
@@ -36,7 +38,10 @@ SESSION_SCRIPT = [
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kernelagent.cli", *args], capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "kernelagent.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env=os.environ.copy(),
     )
 
@@ -47,8 +52,12 @@ def recorded(docker_available: None, tmp_path: Path) -> Path:
     directory = tmp_path / "session"
     with ScriptedModelServer(SESSION_SCRIPT) as server:
         result = api.run(
-            "Revenue by region?", data=[SALES], base_url=server.base_url, model="scripted",
-            workspace=directory / "workspace", notebook=directory / "analysis.ipynb",
+            "Revenue by region?",
+            data=[SALES],
+            base_url=server.base_url,
+            model="scripted",
+            workspace=directory / "workspace",
+            notebook=directory / "analysis.ipynb",
         )
     assert result.status == "completed"
     return directory / "analysis.ipynb"
@@ -60,7 +69,9 @@ def test_replay_of_a_recorded_session_matches(recorded: Path, tmp_path: Path) ->
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     outcomes = [cell["outcome"] for cell in report["cells"]]
-    assert outcomes == ["matched"] * 6, report  # the Probe address and the PNG bytes differ, normalised
+    assert outcomes == ["matched"] * 6, (
+        report
+    )  # the Probe address and the PNG bytes differ, normalised
     assert recorded.read_bytes() == before  # the input notebook is never modified
     nbformat.validate(nbformat.read(tmp_path / "replayed.ipynb", as_version=4))
 
@@ -119,8 +130,14 @@ def test_continue_a_copied_notebook_in_a_new_directory(recorded: Path, tmp_path:
     script = [ScriptedTurn.python("print(totals.idxmin())"), ScriptedTurn.final("North")]
     with ScriptedModelServer(script) as server:
         done = cli(
-            "continue", str(moved / "analysis.ipynb"), "Which region has the lowest revenue?",
-            "--base-url", server.base_url, "--model", "scripted", "--json",
+            "continue",
+            str(moved / "analysis.ipynb"),
+            "Which region has the lowest revenue?",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "scripted",
+            "--json",
         )
         first_request = json.dumps(server.completion_requests()[0].body)
     assert done.returncode == 0, done.stderr
@@ -142,9 +159,13 @@ def test_plain_notebooks_replay(docker_available: None, tmp_path: Path) -> None:
             nbformat.v4.new_code_cell("values = [1.5, 2.5]\nsum(values)"),
             nbformat.v4.new_code_cell("print('mean', sum(values) / len(values))"),
         ],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
     )
-    notebook.cells[0].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "4.0"}, execution_count=1)]
+    notebook.cells[0].outputs = [
+        nbformat.v4.new_output("execute_result", {"text/plain": "4.0"}, execution_count=1)
+    ]
     notebook.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="mean 2.0\n")]
     path = tmp_path / "plain.ipynb"
     nbformat.write(notebook, path)

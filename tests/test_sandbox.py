@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -19,7 +20,9 @@ from kernelagent.sandbox.settings import SandboxSettings
 
 
 async def test_state_persists_across_cells(any_sandbox: Sandbox) -> None:
-    assert (await any_sandbox.execute("import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})")).ok
+    assert (
+        await any_sandbox.execute("import pandas as pd\ndf = pd.DataFrame({'a': [1, 2, 3]})")
+    ).ok
     result = await any_sandbox.execute("int(df['a'].sum())")
     assert result.ok
     assert result.outputs[-1]["data"]["text/plain"] == "6"
@@ -152,10 +155,8 @@ async def test_network_is_unreachable(docker_sandbox: Sandbox) -> None:
 
 
 def _accept_once(listener: socket.socket, accepted: list[object]) -> None:
-    try:
+    with contextlib.suppress(OSError):
         accepted.append(listener.accept())
-    except OSError:
-        pass
 
 
 async def test_hardening(docker_sandbox: Sandbox) -> None:
@@ -171,7 +172,8 @@ async def test_hardening(docker_sandbox: Sandbox) -> None:
             status['root_writable'] = False
         with open('/workspace/ok.txt', 'w') as f:
             f.write('ok')
-        caps = [l for l in open('/proc/self/status') if l.startswith(('CapEff', 'CapBnd', 'NoNewPrivs'))]
+        caps = [l for l in open('/proc/self/status')
+                if l.startswith(('CapEff', 'CapBnd', 'NoNewPrivs'))]
         status['caps'] = ''.join(caps)
         print(status)
         """
@@ -214,14 +216,18 @@ async def test_host_secrets_never_enter_the_sandbox(
 async def test_oom_kill_is_reported(docker_available: None, tmp_path: Path) -> None:
     sandbox = await Sandbox.start(SandboxSettings(mem_limit="200m"), tmp_path)
     try:
-        result = await sandbox.execute("hog = bytearray(600 * 1024 * 1024)\nhog[::4096] = b'x' * len(hog[::4096])")
+        result = await sandbox.execute(
+            "hog = bytearray(600 * 1024 * 1024)\nhog[::4096] = b'x' * len(hog[::4096])"
+        )
         assert result.status == "kernel_died"
         assert result.detail.startswith("OOM-killed"), result.detail
     finally:
         await sandbox.shutdown()
 
 
-async def test_reattach_from_another_process(docker_settings: SandboxSettings, tmp_path: Path) -> None:
+async def test_reattach_from_another_process(
+    docker_settings: SandboxSettings, tmp_path: Path
+) -> None:
     """A host process starts a sandbox, sets a variable and dies; we re-attach."""
     script = textwrap.dedent(
         f"""
@@ -230,7 +236,7 @@ async def test_reattach_from_another_process(docker_settings: SandboxSettings, t
         from kernelagent.sandbox.settings import SandboxSettings
 
         async def main():
-            sandbox = await Sandbox.start(SandboxSettings(), {str(tmp_path / 'ws')!r})
+            sandbox = await Sandbox.start(SandboxSettings(), {str(tmp_path / "ws")!r})
             await sandbox.execute("answer = 6 * 7")
             print(json.dumps(sandbox.state()), flush=True)
             os._exit(0)  # no shutdown: the host process just disappears
@@ -238,7 +244,9 @@ async def test_reattach_from_another_process(docker_settings: SandboxSettings, t
         asyncio.run(main())
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     state = json.loads(done.stdout.strip().splitlines()[-1])
     sandbox = await Sandbox.attach(state)
     try:
@@ -257,7 +265,9 @@ async def test_missing_image_gives_a_clear_error(docker_available: None, tmp_pat
         await Sandbox.start(SandboxSettings(image="kernelagent-no-such-image:latest"), tmp_path)
 
 
-def test_local_sandbox_warns_on_every_start(capfd: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_local_sandbox_warns_on_every_start(
+    capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     import asyncio
 
     async def start_twice() -> None:
@@ -269,7 +279,9 @@ def test_local_sandbox_warns_on_every_start(capfd: pytest.CaptureFixture[str], t
     assert capfd.readouterr().err.count("NOT isolated") == 2
 
 
-def test_local_sandbox_does_not_copy_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_local_sandbox_does_not_copy_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import asyncio
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-host-secret")
@@ -277,7 +289,9 @@ def test_local_sandbox_does_not_copy_secrets(monkeypatch: pytest.MonkeyPatch, tm
     async def check() -> str:
         sandbox = await Sandbox.start(SandboxSettings(kind="local"), tmp_path)
         try:
-            return (await sandbox.execute("import os; print('OPENAI_API_KEY' in os.environ)")).text()
+            return (
+                await sandbox.execute("import os; print('OPENAI_API_KEY' in os.environ)")
+            ).text()
         finally:
             await sandbox.shutdown()
 

@@ -55,7 +55,9 @@ def test_cleanup_removes_orphans_only(docker_available: None, tmp_path: Path) ->
         asyncio.run(main())
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
     orphan_id = done.stdout.strip().splitlines()[-1]
     found = {s.kernel_id: s for s in list_sandboxes()}
     assert found[orphan_id].orphan and "is gone" in found[orphan_id].why
@@ -65,7 +67,9 @@ def test_cleanup_removes_orphans_only(docker_available: None, tmp_path: Path) ->
     assert orphan_id not in {s.kernel_id for s in list_sandboxes()}
 
 
-async def test_warm_pool_hands_out_unshared_sandboxes(docker_available: None, tmp_path: Path) -> None:
+async def test_warm_pool_hands_out_unshared_sandboxes(
+    docker_available: None, tmp_path: Path
+) -> None:
     async with SandboxPool(SandboxSettings(), size=2, workspace_root=tmp_path) as pool:
         assert pool.ready_count == 2
         first = await pool.acquire()

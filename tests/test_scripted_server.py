@@ -257,12 +257,14 @@ async def test_delay_triggers_client_timeout() -> None:
 
 
 def test_sync_client_and_unknown_path() -> None:
-    with ScriptedModelServer([ScriptedTurn.say("sync works")]) as server:
-        with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client:
-            with client.responses.stream(model="m", input="x") as stream:
-                assert stream.get_final_response().output_text == "sync works"
-            with pytest.raises(openai.NotFoundError):
-                client.embeddings.create(model="m", input="x")
+    with (
+        ScriptedModelServer([ScriptedTurn.say("sync works")]) as server,
+        openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client,
+    ):
+        with client.responses.stream(model="m", input="x") as stream:
+            assert stream.get_final_response().output_text == "sync works"
+        with pytest.raises(openai.NotFoundError):
+            client.embeddings.create(model="m", input="x")
     with pytest.raises(RuntimeError, match="not started"):
         _ = server.base_url
 
@@ -278,12 +280,14 @@ def test_ids_are_deterministic_across_endpoints() -> None:
         ),
         ScriptedTurn.shell("ls"),
     ]
-    with ScriptedModelServer(script) as server:
-        with openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client:
-            response = client.responses.create(model="m", input="x")
-            completion = client.chat.completions.create(
-                model="m", messages=[{"role": "user", "content": "x"}]
-            )
+    with (
+        ScriptedModelServer(script) as server,
+        openai.OpenAI(base_url=server.base_url, api_key="k", max_retries=0) as client,
+    ):
+        response = client.responses.create(model="m", input="x")
+        completion = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}]
+        )
     assert [getattr(item, "id", None) for item in response.output] == ["msg_1", "fc_1", "fc_2"]
     assert [getattr(item, "call_id", None) for item in response.output] == [
         None,

@@ -23,13 +23,15 @@ from tornado.websocket import WebSocketHandler, websocket_connect
 from kernelagent.server import handlers as server_handlers
 from kernelagent.session.store import SessionStore
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
-from tests.server_fixtures import *  # pytest-jupyter's fixtures, for this module only
+from tests.server_fixtures import *  # noqa: F403 - pytest-jupyter's fixtures, for this module only
 from tests.server_fixtures import AgentApi
 
 SALES = "region,revenue\nnorth,10\nsouth,50\n"
 BASIC_SCRIPT = [
     ScriptedTurn.python("print('hello from the sandbox')"),
-    ScriptedTurn.python("import pandas as pd\ndf = pd.read_csv('sales.csv')\nint(df.revenue.sum())"),
+    ScriptedTurn.python(
+        "import pandas as pd\ndf = pd.read_csv('sales.csv')\nint(df.revenue.sum())"
+    ),
     ScriptedTurn.final("the total is 60"),
 ]
 FOLLOW_UP_SCRIPT = [ScriptedTurn.python("int(df.revenue.max())"), ScriptedTurn.final("50")]
@@ -62,10 +64,15 @@ def test_session_streams_events_and_records_notebook(
 
         async def scenario() -> None:
             session = await agent_api.create(
-                task="Total revenue?", data=["data/sales.csv"], base_url=model.base_url, sandbox="docker"
+                task="Total revenue?",
+                data=["data/sales.csv"],
+                base_url=model.base_url,
+                sandbox="docker",
             )
             assert session["status"] in ("starting", "running")
-            assert re.fullmatch(r"kernelagent-sessions/total-revenue-[0-9a-f]{6}\.ipynb", session["notebook"])
+            assert re.fullmatch(
+                r"kernelagent-sessions/total-revenue-[0-9a-f]{6}\.ipynb", session["notebook"]
+            )
             assert session["pending"] is None and session["task"] == "Total revenue?"
             session_id = session["id"]
 
@@ -82,13 +89,17 @@ def test_session_streams_events_and_records_notebook(
             assert finished["type"] == "session_finished"
             assert finished["status"] == "completed" and finished["answer"] == "the total is 60"
             cell_started = types(events).index("cell_started")
-            assert cell_started < types(events).index("output") < types(events).index("cell_finished")
+            assert (
+                cell_started < types(events).index("output") < types(events).index("cell_finished")
+            )
 
             notebook = jp_root_dir / session["notebook"]
             cells = code_cells(notebook)
             assert [c.metadata.kernelagent.status for c in cells] == ["ok", "ok"]
             assert cells[1].outputs[0]["data"]["text/plain"] == "60"
-            assert (notebook.parent / notebook.stem / "sales.csv").read_text() == SALES  # its workspace
+            assert (
+                notebook.parent / notebook.stem / "sales.csv"
+            ).read_text() == SALES  # its workspace
 
             detail = await agent_api.session(session_id)
             assert detail["session"]["status"] == "completed"
@@ -104,18 +115,23 @@ def test_session_streams_events_and_records_notebook(
             assert [e["seq"] for e in later] == list(range(n + 1, len(events) + 1))
 
             # A follow-up: the same log, numbering goes on; the kernel kept df.
-            code, reply = await agent_api.call("POST", "sessions", session_id, "messages",
-                                               body={"instruction": "And the largest?"})
+            code, reply = await agent_api.call(
+                "POST", "sessions", session_id, "messages", body={"instruction": "And the largest?"}
+            )
             assert code == 202, reply
-            code, again = await agent_api.call("POST", "sessions", session_id, "messages",
-                                               body={"instruction": "too soon"})
+            code, again = await agent_api.call(
+                "POST", "sessions", session_id, "messages", body={"instruction": "too soon"}
+            )
             assert code == 409 and again["error"] and "hint" in again
             follow = await agent_api.events(session_id, since=len(events))
             assert follow[0]["seq"] == len(events) + 1
-            assert [e["seq"] for e in follow] == list(range(len(events) + 1, len(events) + 1 + len(follow)))
+            assert [e["seq"] for e in follow] == list(
+                range(len(events) + 1, len(events) + 1 + len(follow))
+            )
             assert follow[-1]["status"] == "completed" and follow[-1]["answer"] == "50"
             assert {"type": "user_message", "text": "And the largest?"}.items() <= next(
-                e for e in follow if e["type"] == "user_message").items()
+                e for e in follow if e["type"] == "user_message"
+            ).items()
             everything = (await agent_api.session(session_id))["events"]
             assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
             cells = code_cells(notebook)
@@ -139,8 +155,9 @@ def test_shell_command_waits_for_approval_then_completes(
     with ScriptedModelServer(script) as model:
 
         async def scenario() -> None:
-            session = await agent_api.create(task="needs approval", base_url=model.base_url,
-                                             sandbox="docker", approve="shell")
+            session = await agent_api.create(
+                task="needs approval", base_url=model.base_url, sandbox="docker", approve="shell"
+            )
             session_id = session["id"]
             events = await agent_api.events(session_id)
             assert events[-1]["status"] == "awaiting_approval"
@@ -163,7 +180,10 @@ def test_shell_command_waits_for_approval_then_completes(
             cells = code_cells(jp_root_dir / session["notebook"])
             assert [c.metadata.kernelagent.status for c in cells] == ["ok", "ok", "ok"]
             assert cells[2].outputs[0]["data"]["text/plain"] == "42"  # same kernel: x survived
-            assert [d["decision"] for d in cells[1].metadata.kernelagent.approval] == ["requested", "approved"]
+            assert [d["decision"] for d in cells[1].metadata.kernelagent.approval] == [
+                "requested",
+                "approved",
+            ]
 
             for action in ("approve", "reject"):
                 code, reply = await agent_api.call("POST", "sessions", session_id, action, body={})
@@ -179,12 +199,19 @@ def test_reject_with_reason_reaches_the_model(
     with ScriptedModelServer(script) as model:
 
         async def scenario() -> None:
-            session = await agent_api.create(task="clean up", base_url=model.base_url, approve="shell")
+            session = await agent_api.create(
+                task="clean up", base_url=model.base_url, approve="shell"
+            )
             first = await agent_api.events(session["id"])
             assert first[-1]["status"] == "awaiting_approval"
             await agent_api.wait_status(session["id"], "awaiting_approval")
-            code, reply = await agent_api.call("POST", "sessions", session["id"], "reject",
-                                               body={"reason": "never delete the inputs"})
+            code, reply = await agent_api.call(
+                "POST",
+                "sessions",
+                session["id"],
+                "reject",
+                body={"reason": "never delete the inputs"},
+            )
             assert code == 202, reply
             later = await agent_api.events(session["id"], since=first[-1]["seq"])
             assert later[-1]["status"] == "completed"
@@ -202,7 +229,9 @@ def test_reject_with_reason_reaches_the_model(
 def test_stop_interrupts_a_long_cell_and_the_notebook_stays_valid(
     docker_available: None, agent_api: AgentApi, run: Any, jp_root_dir: Path
 ) -> None:
-    with ScriptedModelServer([ScriptedTurn.python(SLOW_CELL), ScriptedTurn.final("never")]) as model:
+    with ScriptedModelServer(
+        [ScriptedTurn.python(SLOW_CELL), ScriptedTurn.final("never")]
+    ) as model:
 
         async def scenario() -> None:
             session = await agent_api.create(task="count slowly", base_url=model.base_url)
@@ -229,14 +258,22 @@ def test_stop_interrupts_a_long_cell_and_the_notebook_stays_valid(
 
 
 def test_stopping_the_extension_interrupts_sessions_and_removes_sandboxes(
-    docker_available: None, agent_api: AgentApi, run: Any, jp_serverapp: Any, jp_root_dir: Path, ka_home: Path
+    docker_available: None,
+    agent_api: AgentApi,
+    run: Any,
+    jp_serverapp: Any,
+    jp_root_dir: Path,
+    ka_home: Path,
 ) -> None:
-    with ScriptedModelServer([ScriptedTurn.python(SLOW_CELL), ScriptedTurn.final("never")]) as model:
+    with ScriptedModelServer(
+        [ScriptedTurn.python(SLOW_CELL), ScriptedTurn.final("never")]
+    ) as model:
 
         async def scenario() -> str:
             session = await agent_api.create(task="count slowly", base_url=model.base_url)
             await agent_api.events(
-                session["id"], until=lambda e: e["type"] == "output" and e["output"].get("text") == "2\n"
+                session["id"],
+                until=lambda e: e["type"] == "output" and e["output"].get("text") == "2\n",
             )
             return session["id"]
 
@@ -266,11 +303,15 @@ def test_replay_of_a_recorded_session_matches(
     with ScriptedModelServer(BASIC_SCRIPT) as model:
 
         async def scenario() -> None:
-            session = await agent_api.create(task="Total revenue?", data=["data/sales.csv"], base_url=model.base_url)
+            session = await agent_api.create(
+                task="Total revenue?", data=["data/sales.csv"], base_url=model.base_url
+            )
             events = await agent_api.events(session["id"])
             assert events[-1]["status"] == "completed"
             await agent_api.wait_status(session["id"], "completed")
-            code, report = await agent_api.call("POST", "replay", body={"path": session["notebook"]})
+            code, report = await agent_api.call(
+                "POST", "replay", body={"path": session["notebook"]}
+            )
             assert code == 200, report
             assert (report["matched"], report["diverged"], report["error"]) == (2, 0, 0), report
             assert [cell["outcome"] for cell in report["cells"]] == ["matched", "matched"]
@@ -286,7 +327,9 @@ def test_replay_of_a_recorded_session_matches(
 # -- errors (no Docker needed) ------------------------------------------------------------------
 
 
-def test_unknown_sessions_and_bad_requests(agent_api: AgentApi, run: Any, jp_root_dir: Path) -> None:
+def test_unknown_sessions_and_bad_requests(
+    agent_api: AgentApi, run: Any, jp_root_dir: Path
+) -> None:
     async def scenario() -> None:
         for method, path in [
             ("GET", ("sessions", "nosuchsession")),
@@ -303,12 +346,22 @@ def test_unknown_sessions_and_bad_requests(agent_api: AgentApi, run: Any, jp_roo
             await agent_api.ws_fetch("kernelagent", "api", "sessions", "nosuchsession", "events")
         assert refused.value.code == 404
 
-        code, reply = await agent_api.call("POST", "sessions", body={"task": "t", "data": ["nope.csv"]})
+        code, reply = await agent_api.call(
+            "POST", "sessions", body={"task": "t", "data": ["nope.csv"]}
+        )
         assert code == 400 and reply["error"] == "data file not found: nope.csv" and reply["hint"]
-        code, reply = await agent_api.call("POST", "sessions", body={"task": "t", "data": ["../outside.csv"]})
+        code, reply = await agent_api.call(
+            "POST", "sessions", body={"task": "t", "data": ["../outside.csv"]}
+        )
         assert code == 400 and "outside" in reply["error"]
-        for body in ({}, {"task": ""}, {"task": "t", "approve": "sometimes"}, {"task": "t", "max_steps": 0},
-                     {"task": "t", "sandbox": "vm"}, {"task": "t", "data": "x.csv"}):
+        for body in (
+            {},
+            {"task": ""},
+            {"task": "t", "approve": "sometimes"},
+            {"task": "t", "max_steps": 0},
+            {"task": "t", "sandbox": "vm"},
+            {"task": "t", "data": "x.csv"},
+        ):
             code, reply = await agent_api.call("POST", "sessions", body=body)
             assert code == 400 and reply["error"], (body, reply)
         code, listing = await agent_api.call("GET", "sessions")
@@ -321,7 +374,10 @@ def test_unknown_sessions_and_bad_requests(agent_api: AgentApi, run: Any, jp_roo
 def test_model_errors_after_the_session_started_arrive_as_events(
     docker_available: None, agent_api: AgentApi, run: Any
 ) -> None:
-    script = [ScriptedTurn.python("1 + 1"), ScriptedTurn.error(401, "Incorrect API key provided: sk-xx...")]
+    script = [
+        ScriptedTurn.python("1 + 1"),
+        ScriptedTurn.error(401, "Incorrect API key provided: sk-xx..."),
+    ]
     with ScriptedModelServer(script) as model:
 
         async def scenario() -> None:
@@ -338,11 +394,16 @@ def test_model_errors_after_the_session_started_arrive_as_events(
         run(scenario())
 
 
-def test_model_errors_before_the_session_starts_are_http_errors(agent_api: AgentApi, run: Any) -> None:
+def test_model_errors_before_the_session_starts_are_http_errors(
+    agent_api: AgentApi, run: Any
+) -> None:
     with ScriptedModelServer([]) as model:
         dead_url = model.base_url
+
     async def scenario() -> None:
-        code, reply = await agent_api.call("POST", "sessions", body={"task": "t", "base_url": dead_url})
+        code, reply = await agent_api.call(
+            "POST", "sessions", body={"task": "t", "base_url": dead_url}
+        )
         assert code == 502, reply
         assert reply["error"] and reply["hint"]
 
@@ -399,9 +460,13 @@ def test_every_kernelagent_handler_requires_authentication(jp_serverapp: Any) ->
         for name in implemented_methods(handler):
             method = getattr(handler, name.lower())
             wanted = _WS_AUTHENTICATED if issubclass(handler, WebSocketHandler) else _AUTHENTICATED
-            if getattr(method, "__code__", None) is not wanted or not hasattr(method, "__wrapped__"):
+            if getattr(method, "__code__", None) is not wanted or not hasattr(
+                method, "__wrapped__"
+            ):
                 unauthenticated.append(f"{name} {pattern} ({handler.__name__})")
-    assert not unauthenticated, "handlers without @web.authenticated / @ws_authenticated: " + ", ".join(unauthenticated)
+    assert not unauthenticated, (
+        "handlers without @web.authenticated / @ws_authenticated: " + ", ".join(unauthenticated)
+    )
 
 
 def test_every_route_refuses_requests_without_a_token(

@@ -14,7 +14,7 @@ import pytest
 from kernelagent.localmodel.service import running_services
 from kernelagent.localmodel.store import ModelStore
 from tests.model_service_fixtures import tiny
-from tests.server_fixtures import *  # pytest-jupyter's fixtures, for this module only)
+from tests.server_fixtures import *  # noqa: F403 - pytest-jupyter's fixtures, for this module only)
 from tests.server_fixtures import AgentApi
 
 REPLIES = ["I will compute it.\n```python\nprint(6 * 7)\n```", "FINAL ANSWER: 42"]
@@ -38,5 +38,8 @@ def test_a_panel_session_on_a_local_model_uses_the_shared_service(
 
     run(scenario())
     (served,) = running_services(models.root)
-    assert served.state.model == "tiny" and Path(served.state.model_path) == Path(tiny(models)).resolve()
+    assert (
+        served.state.model == "tiny"
+        and Path(served.state.model_path) == Path(tiny(models)).resolve()
+    )
     assert served.sessions == []

@@ -20,7 +20,13 @@ def test_config_round_trips_through_json() -> None:
 
 
 def test_limits_recorded_flat_by_earlier_versions_still_load() -> None:
-    old = {"model": "m", "max_steps": 7, "cell_timeout": 12.5, "context_chars": 30_000, "stream": False}
+    old = {
+        "model": "m",
+        "max_steps": 7,
+        "cell_timeout": 12.5,
+        "context_chars": 30_000,
+        "stream": False,
+    }
     config = SessionConfig.model_validate(old)
     assert config.limits == LoopLimits(max_steps=7, cell_timeout=12.5, context_chars=30_000)
     assert config.stream is False

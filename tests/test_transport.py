@@ -39,24 +39,35 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 def actions(api_kind: str) -> list[ScriptedTurn]:
     """Compute, then answer: as tool calls, or as code blocks for the code-block path."""
     if api_kind == "code-blocks":
-        return [ScriptedTurn.say("```python\nprint(6 * 7)\n```"), ScriptedTurn.say("FINAL ANSWER: 42")]
+        return [
+            ScriptedTurn.say("```python\nprint(6 * 7)\n```"),
+            ScriptedTurn.say("FINAL ANSWER: 42"),
+        ]
     return [ScriptedTurn.python("print(6 * 7)"), ScriptedTurn.final("42")]
 
 
-def run_session(server: ScriptedModelServer, api_kind: str, stream: bool, tmp_path: Path) -> api.SessionResult:
+def run_session(
+    server: ScriptedModelServer, api_kind: str, stream: bool, tmp_path: Path
+) -> api.SessionResult:
     config = api.build_config(api=api_kind, base_url=server.base_url, sandbox="local", model="m")  # type: ignore[arg-type]
     config.stream = stream
     return asyncio.run(
         api.arun(
-            "What is 6 * 7?", config=config, api_key="k", workspace=tmp_path / "ws",
-            notebook=tmp_path / "s.ipynb", store=SessionStore(tmp_path / "home"),
+            "What is 6 * 7?",
+            config=config,
+            api_key="k",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "s.ipynb",
+            store=SessionStore(tmp_path / "home"),
         )
     )
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "plain"])
 @pytest.mark.parametrize("api_kind", ["chat", "code-blocks", "responses"])
-def test_four_empty_replies_then_a_normal_turn_completes(api_kind: str, stream: bool, tmp_path: Path) -> None:
+def test_four_empty_replies_then_a_normal_turn_completes(
+    api_kind: str, stream: bool, tmp_path: Path
+) -> None:
     first, final = actions(api_kind)
     script = [ScriptedTurn.empty_stream()] * 4 + [first, final]
     with ScriptedModelServer(script) as server:
@@ -70,7 +81,11 @@ def test_four_empty_replies_then_a_normal_turn_completes(api_kind: str, stream: 
     assert expected.get(api_kind, "no content, no tool call, no finish reason") in retries[0].reason
     assert len(requests) == 6 and all(bool(r.body.get("stream")) == stream for r in requests)
     assert result.usage.requests == 2  # the empty replies were not model turns
-    assert not [event for event in result.events if isinstance(event, AssistantText) and not event.text.strip()]
+    assert not [
+        event
+        for event in result.events
+        if isinstance(event, AssistantText) and not event.text.strip()
+    ]
 
 
 @pytest.mark.parametrize("api_kind", ["chat", "responses"])
@@ -100,10 +115,29 @@ def test_the_cli_shows_the_retries(tmp_path: Path) -> None:
     script = [ScriptedTurn.empty_stream(), ScriptedTurn.empty_stream(), *actions("chat")]
     with ScriptedModelServer(script) as server:
         done = subprocess.run(
-            [sys.executable, "-m", "kernelagent.cli", "run", "What is 6 * 7?", "--sandbox", "local",
-             "--api", "chat", "--base-url", server.base_url, "--model", "m",
-             "--notebook", str(tmp_path / "s.ipynb"), "--workspace", str(tmp_path / "ws")],
-            capture_output=True, text=True, timeout=240, check=False,
+            [
+                sys.executable,
+                "-m",
+                "kernelagent.cli",
+                "run",
+                "What is 6 * 7?",
+                "--sandbox",
+                "local",
+                "--api",
+                "chat",
+                "--base-url",
+                server.base_url,
+                "--model",
+                "m",
+                "--notebook",
+                str(tmp_path / "s.ipynb"),
+                "--workspace",
+                str(tmp_path / "ws"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
             env={**os.environ, **FAST_RETRIES, "OPENAI_API_KEY": "k", "COLUMNS": "200"},
         )
     assert done.returncode == 0, done.stderr
@@ -120,7 +154,9 @@ def new_conversation() -> Conversation:
     return conversation
 
 
-async def turn_with_events(model: ChatCompletionsModel | ResponsesModel) -> tuple[str, list[ModelRetrying]]:
+async def turn_with_events(
+    model: ChatCompletionsModel | ResponsesModel,
+) -> tuple[str, list[ModelRetrying]]:
     events: list[ModelRetrying] = []
     with reporting_retries(events.append):
         turn = await model.turn(new_conversation(), [])
@@ -146,8 +182,12 @@ async def test_model_service_clients_retry_502_503_504(status: int) -> None:
 
 
 async def test_model_service_clients_retry_timeouts_and_refused_connections() -> None:
-    with ScriptedModelServer([ScriptedTurn.say("late", delay=1.0), ScriptedTurn.say("ok")]) as server:
-        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0, timeout=0.3)
+    with ScriptedModelServer(
+        [ScriptedTurn.say("late", delay=1.0), ScriptedTurn.say("ok")]
+    ) as server:
+        client = openai.AsyncOpenAI(
+            base_url=server.base_url, api_key="k", max_retries=0, timeout=0.3
+        )
         retry_requests_for(client)
         text, events = await turn_with_events(ChatCompletionsModel(client, "m", stream=False))
         await client.close()

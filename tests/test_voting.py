@@ -77,7 +77,8 @@ def test_no_answer_at_all_lists_each_attempts_failure() -> None:
     assert result.chosen is None and result.answer is None
     assert (
         result.summary
-        == "No attempt answered: attempt 1: failed (KeyError: 'city'); attempt 2: failed (KeyError: 'city')."
+        == "No attempt answered: attempt 1: failed (KeyError: 'city'); attempt 2: failed "
+        "(KeyError: 'city')."
     )
 
 
@@ -102,11 +103,19 @@ QUESTION = "Which region has the highest total revenue in 2024? Name the top 3 p
         ("The region with the highest total revenue is: West", "West", True),
         ("The region with the highest total revenue is likely West.", "**West**", True),
         ("The region with the highest total revenue is East", "West", False),
-        ("In 2024 the total revenue was 1,234.5", "1234.5", True),  # the question's 2024 is not the answer
+        (
+            "In 2024 the total revenue was 1,234.5",
+            "1234.5",
+            True,
+        ),  # the question's 2024 is not the answer
         ("In 2024 the total revenue was 1,234.5", "1250", False),
         ("The top 3 products are Widget, Gadget and Doohickey", "widget, doohickey, gadget", True),
         ("The top 3 products are Widget, Gadget and Doohickey", "Widget, Gadget", False),
-        ("3", "The top 3", True),  # nothing but the question's words is left: the whole answer counts
+        (
+            "3",
+            "The top 3",
+            True,
+        ),  # nothing but the question's words is left: the whole answer counts
         ("region", "West", False),
     ],
 )
@@ -141,4 +150,4 @@ def test_a_tie_goes_to_the_attempt_with_fewer_failed_cells() -> None:
     assert (result.chosen, result.answer, result.majority) == (2, "2", False)
     assert "the attempt with the fewest failed cells" in result.summary
     even = [Ballot(1, "completed", "1", True, failed_cells=1), Ballot(2, "completed", "2", True)]
-    assert tally(even + [Ballot(3, "completed", "1", True, failed_cells=5)], 3).chosen == 1
+    assert tally([*even, Ballot(3, "completed", "1", True, failed_cells=5)], 3).chosen == 1

@@ -100,7 +100,9 @@ class AnswerReview:
                 why = f"cell {failed[0]} failed" if failed else "its output does not show it"
                 if not failed:
                     self.sent_back.add(_key(answer))
-                return Review("before_output", self.before_output_message(answer, why, shown, failed), why)
+                return Review(
+                    "before_output", self.before_output_message(answer, why, shown, failed), why
+                )
         if _key(answer) in self.sent_back and (missing := ungrounded_parts(answer, self.printed())):
             return Review(
                 "not_shown",
@@ -143,7 +145,11 @@ class AnswerReview:
         else:
             output = _clip(shown.strip(), VERIFY_OUTPUT_CHARS) if shown.strip() else "(nothing)"
             printed = f"The code printed:\n{output}\n"
-            act = prompts.BEFORE_OUTPUT_ACT_BLOCKS if self.code_blocks else prompts.BEFORE_OUTPUT_ACT_TOOLS
+            act = (
+                prompts.BEFORE_OUTPUT_ACT_BLOCKS
+                if self.code_blocks
+                else prompts.BEFORE_OUTPUT_ACT_TOOLS
+            )
         return prompts.ANSWER_BEFORE_OUTPUT.format(
             answer=repr(answer.strip()), why=why, printed=printed, act=act
         )
@@ -151,7 +157,11 @@ class AnswerReview:
     def sent_back_again_message(self, answer: str) -> str:
         newest = next((cell for cell in reversed(self.cells) if cell.ok), None)
         output = _clip(newest.output.strip(), VERIFY_OUTPUT_CHARS) if newest else ""
-        act = prompts.BEFORE_OUTPUT_ACT_BLOCKS if self.code_blocks else prompts.BEFORE_OUTPUT_ACT_TOOLS
+        act = (
+            prompts.BEFORE_OUTPUT_ACT_BLOCKS
+            if self.code_blocks
+            else prompts.BEFORE_OUTPUT_ACT_TOOLS
+        )
         return prompts.ANSWER_SENT_BACK_AGAIN.format(
             answer=repr(answer.strip()),
             printed=f"The newest output:\n{output or '(nothing)'}\n" if newest else "",

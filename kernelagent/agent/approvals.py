@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-ApprovalMode = Literal["never", "shell", "always"]
+from kernelagent.literals import ApprovalMode
 
 _ALLOWED_ROOTS = ("/workspace", "/tmp", "/dev/null")
 _PYTHON_WRITE = re.compile(
@@ -22,14 +22,16 @@ _PYTHON_WRITE = re.compile(
         [rbuf]?['"](/[^'"]*)['"]""",
     re.VERBOSE,
 )
-_SHELL_WRITE = re.compile(r"(?:>>?|\btee\s+(?:-a\s+)?|\b(?:cp|mv|rm|touch|mkdir|chmod|chown|ln)\s+(?:-\S+\s+)*)(/[^\s;|&]*)")
+_SHELL_WRITE = re.compile(
+    r"(?:>>?|\btee\s+(?:-a\s+)?|\b(?:cp|mv|rm|touch|mkdir|chmod|chown|ln)\s+(?:-\S+\s+)*)(/[^\s;|&]*)"
+)
 
 
 def who() -> str:
     """The person deciding, as recorded in the notebook: user@host."""
     try:
         user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+    except Exception:
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
 
@@ -70,3 +72,28 @@ def write_outside_workspace(kind: str, code: str) -> str | None:
                 if found:
                     return found
     return None
+
+
+class PendingApproval(BaseModel):
+    """An action waiting for a person: exactly this code, for this reason."""
+
+    cell_id: str
+    tool_call_id: str
+    kind: str
+    code: str
+    code_sha256: str
+    reason: str
+
+
+class Decision(BaseModel):
+    """A person's decision on a pending action, bound to the code they saw."""
+
+    tool_call_id: str
+    cell_id: str
+    decision: Literal["approved", "edited", "rejected"]
+    code: str
+    """The code to run: the pending code, or the person's edit."""
+    approved_sha256: str
+    """sha256 of the pending code the person saw; rechecked before running."""
+    decided_by: str
+    reason: str = ""

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import openai
 from pydantic import BaseModel
 
 from kernelagent.agent.model import (
@@ -21,67 +19,23 @@ from kernelagent.agent.model import (
     UserItem,
     images_omitted_note,
 )
-from kernelagent.agent.openai_errors import translated_openai_errors
+from kernelagent.agent.openai_adapter import OpenAIAdapter
 from kernelagent.agent.transport import (
     BrokenStreamError,
     stream_transport_errors,
-    with_transport_retries,
 )
 from kernelagent.events import Usage
 
 ENDPOINT = "/chat/completions"
 
 
-class ChatCompletionsModel:
+class ChatCompletionsModel(OpenAIAdapter):
     """Talks to ``/chat/completions`` with function tools."""
 
-    def __init__(
-        self,
-        client: openai.AsyncOpenAI,
-        model: str,
-        *,
-        stream: bool = True,
-        supports_images: bool = False,
-        max_output_tokens: int | None = None,
-        extra_params: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.client = client
-        self.name = model
-        self.stream = stream
-        self.supports_images = supports_images
-        self.max_output_tokens = max_output_tokens
-        self.extra_params = dict(extra_params or {})
+    endpoint = ENDPOINT
 
-    async def turn(
-        self,
-        conversation: Conversation,
-        tools: list[ToolSpec],
-        on_text_delta: TextDeltaCallback | None = None,
-        *,
-        temperature: float | None = None,
-    ) -> ModelTurn:
-        params = self.request_params(conversation, tools)
-        if temperature is not None:
-            params["temperature"] = temperature
-        with translated_openai_errors(self.client, self.name, ENDPOINT):
-            return await with_transport_retries(
-                self.client, lambda: self._turn_once(params, on_text_delta)
-            )
-
-    async def _turn_once(
-        self, params: dict[str, Any], on_text_delta: TextDeltaCallback | None
-    ) -> ModelTurn:
-        if self.stream:
-            return await self._streamed_turn(params, on_text_delta)
-        completion = await self.client.chat.completions.create(**params)
-        turn = turn_from_completion(completion)
-        if on_text_delta is not None and turn.text:
-            on_text_delta(turn.text)
-        return turn
-
-    async def aclose(self) -> None:
-        """Close the HTTP client (the adapter made by make_model owns it)."""
-        await self.client.close()
+    async def plain_turn(self, params: dict[str, Any]) -> ModelTurn:
+        return turn_from_completion(await self.client.chat.completions.create(**params))
 
     def request_params(self, conversation: Conversation, tools: list[ToolSpec]) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -98,7 +52,7 @@ class ChatCompletionsModel:
         params.update(self.extra_params)
         return params
 
-    async def _streamed_turn(
+    async def streamed_turn(
         self, params: dict[str, Any], on_text_delta: TextDeltaCallback | None
     ) -> ModelTurn:
         stream = await self.client.chat.completions.create(**params)
@@ -115,12 +69,16 @@ class ChatCompletionsModel:
                         finished = finished or choice.finish_reason is not None
                         _add_delta(choice.delta, texts, calls, on_text_delta)
         if not finished and not texts and not calls.started:
-            raise BrokenStreamError("empty reply stream (no content, no tool call, no finish reason)")
+            raise BrokenStreamError(
+                "empty reply stream (no content, no tool call, no finish reason)"
+            )
         return ModelTurn(text="".join(texts), tool_calls=calls.finish(), usage=usage)
 
 
 def _add_delta(
-    delta: Any, texts: list[str], calls: _ToolCallAccumulator,
+    delta: Any,
+    texts: list[str],
+    calls: _ToolCallAccumulator,
     on_text_delta: TextDeltaCallback | None,
 ) -> None:
     if delta is None:
@@ -201,7 +159,8 @@ def turn_from_completion(completion: Any) -> ModelTurn:
     tool_calls: list[ToolCall] = []
     choice = completion.choices[0] if completion.choices else None
     if choice is None or (
-        choice.finish_reason is None and not choice.message.content
+        choice.finish_reason is None
+        and not choice.message.content
         and not choice.message.tool_calls
     ):
         raise BrokenStreamError("empty reply (no content, no tool call, no finish reason)")

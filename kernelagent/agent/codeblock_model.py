@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import openai
@@ -60,8 +59,9 @@ class _Block(BaseModel):
     end: int
 
 
-class CodeBlockModel:
-    """Wraps a chat adapter; the model acts with ```python / ```bash blocks or FINAL ANSWER."""
+class CodeBlockModel(ChatCompletionsModel):
+    """Chat Completions without tools: the model acts with ```python / ```bash blocks or
+    a FINAL ANSWER line, and each turn's text is parsed into tool calls."""
 
     acts_with_code_blocks = True
     nudge = (
@@ -69,35 +69,10 @@ class CodeBlockModel:
         "`FINAL ANSWER: <answer>` when the task is done."
     )
 
-    def __init__(self, inner: ChatCompletionsModel) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.supports_images = inner.supports_images
-
     @classmethod
-    def over_client(
-        cls,
-        client: openai.AsyncOpenAI,
-        model: str,
-        *,
-        stream: bool = True,
-        supports_images: bool = False,
-        max_output_tokens: int | None = None,
-        extra_params: Mapping[str, Any] | None = None,
-    ) -> CodeBlockModel:
-        return cls(
-            ChatCompletionsModel(
-                client,
-                model,
-                stream=stream,
-                supports_images=supports_images,
-                max_output_tokens=max_output_tokens,
-                extra_params=extra_params,
-            )
-        )
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    def over_client(cls, client: openai.AsyncOpenAI, model: str, **options: Any) -> CodeBlockModel:
+        """The adapter over ``client`` (``options`` as for ChatCompletionsModel)."""
+        return cls(client, model, **options)
 
     async def turn(
         self,
@@ -107,7 +82,7 @@ class CodeBlockModel:
         *,
         temperature: float | None = None,
     ) -> ModelTurn:
-        inner_turn = await self.inner.turn(
+        inner_turn = await super().turn(
             as_text_conversation(conversation, tools), [], on_text_delta, temperature=temperature
         )
         parsed = parse_reply(inner_turn.text)
@@ -191,7 +166,9 @@ def parse_reply(text: str) -> ParsedReply:
         if final is not None and answer is None:
             answer = _answer_after(text, final.end()) or None
         if not code.strip() and answer is not None:
-            return ParsedReply(prose=text[: chosen.start].strip(), action="final_answer", payload=answer)
+            return ParsedReply(
+                prose=text[: chosen.start].strip(), action="final_answer", payload=answer
+            )
         return ParsedReply(
             prose=text[: chosen.start].strip(), action=action, payload=code, answer=answer
         )
@@ -209,7 +186,7 @@ def split_answer_line(code: str) -> tuple[str, str | None]:
     answers = [(i, m) for i, line in enumerate(lines) if (m := _ANSWER_LINE_IN_CODE.match(line))]
     if not answers:
         return code, None
-    index, match = answers[0]
+    _index, match = answers[0]
     rest = [line for i, line in enumerate(lines) if i not in {i for i, _ in answers}]
     stripped = "\n".join(rest).strip("\n")
     if _parses(code) and not _parses(stripped):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kernelagent.events import NotebookOutput
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07")
 IMAGE_TYPES = ("image/png", "image/jpeg")
@@ -134,8 +134,8 @@ def _error_text(output: NotebookOutput, max_lines: int) -> str:
         elif frames:
             frames[-1].append(line)
     if not frames:
-        body = [line for line in lines if line.strip() and not set(line.strip()) <= {"-"}]
-        return "\n".join([f"Error: {summary}", *body[-max_lines:]])
+        text = [line for line in lines if line.strip() and not set(line.strip()) <= {"-"}]
+        return "\n".join([f"Error: {summary}", *text[-max_lines:]])
     body: list[str] = []
     hidden = 0
     for index, frame in enumerate(frames):

@@ -51,4 +51,6 @@ def _same_number(answer_text: str, printed: float) -> bool:
     tolerance = 0.5 * 10**-decimals * 1.001 + 1e-12
     if "e" in answer_text.lower():
         tolerance = max(tolerance, abs(value) * 1e-3)
-    return any(abs(value - candidate) <= tolerance for candidate in (printed, printed * 100, printed / 100))
+    return any(
+        abs(value - candidate) <= tolerance for candidate in (printed, printed * 100, printed / 100)
+    )

@@ -12,15 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel
-
 from kernelagent.agent import prompts
 from kernelagent.agent.answers import AnswerReview, RanCell
-from kernelagent.agent.approvals import ApprovalPolicy
+from kernelagent.agent.approvals import ApprovalPolicy, Decision, PendingApproval
 from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.hints import CellMemory, FailedCell, error_line
-from kernelagent.agent.repeats import JustRan, RepeatGuard
 from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
+from kernelagent.agent.repeats import JustRan, RepeatGuard
 from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
 from kernelagent.agent.workspace import merge_streams, workspace_files
 from kernelagent.events import (
@@ -33,6 +31,7 @@ from kernelagent.events import (
     CellFinished,
     CellOutput,
     CellStarted,
+    DisplayUpdated,
     Error,
     Event,
     KernelRestarted,
@@ -41,7 +40,7 @@ from kernelagent.events import (
     UsageUpdated,
     code_sha256,
 )
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 from kernelagent.manifest import as_list, parse_expression
 from kernelagent.sandbox.sandbox import Sandbox, shell_cell
 
@@ -85,31 +84,6 @@ class LoopLimits:
 class Outcome:
     status: SessionStatus
     answer: str | None = None
-    reason: str = ""
-
-
-class PendingApproval(BaseModel):
-    """An action waiting for a person: exactly this code, for this reason."""
-
-    cell_id: str
-    tool_call_id: str
-    kind: str
-    code: str
-    code_sha256: str
-    reason: str
-
-
-class Decision(BaseModel):
-    """A person's decision on a pending action, bound to the code they saw."""
-
-    tool_call_id: str
-    cell_id: str
-    decision: Literal["approved", "edited", "rejected"]
-    code: str
-    """The code to run: the pending code, or the person's edit."""
-    approved_sha256: str
-    """sha256 of the pending code the person saw; rechecked before running."""
-    decided_by: str
     reason: str = ""
 
 
@@ -200,7 +174,9 @@ class AgentLoop:
             self.checkpoint()
             temperature = self.repeats.temperature()
             sampling = {} if temperature is None else {"temperature": temperature}
-            turn = await self.model.turn(self.conversation, TOOLS, on_text_delta=self._delta, **sampling)
+            turn = await self.model.turn(
+                self.conversation, TOOLS, on_text_delta=self._delta, **sampling
+            )
             self.state.steps += 1
             self._account(turn)
             self.conversation.add_assistant(turn)
@@ -240,7 +216,8 @@ class AgentLoop:
         if self.state.kernel_deaths > self.limits.max_kernel_deaths:
             return Outcome(
                 "failed",
-                reason=f"the kernel died {self.state.kernel_deaths} times; the last: {self._last_death}",
+                reason=f"the kernel died {self.state.kernel_deaths} times; the last: "
+                f"{self._last_death}",
             )
         return idle_turns
 
@@ -260,8 +237,12 @@ class AgentLoop:
                 self.conversation.add_tool_result(call.id, f"[tool error] {error}")
                 continue
             if action.kind == "final_answer":
-                review = self.answers.review(action.text, data_present=self._data_present(), same_turn=ran)
-                self.emit(AnswerReviewed(answer=action.text, verdict=review.verdict, detail=review.detail))
+                review = self.answers.review(
+                    action.text, data_present=self._data_present(), same_turn=ran
+                )
+                self.emit(
+                    AnswerReviewed(answer=action.text, verdict=review.verdict, detail=review.detail)
+                )
                 if review.verdict == "no_evidence":
                     self.conversation.add_tool_result(call.id, review.message)
                     continue  # not usable: repeated guesses end the session as failed
@@ -299,7 +280,9 @@ class AgentLoop:
         self.repeats.end_turn(repeated, executed)
         return answer, usable
 
-    def _refuse_repeat(self, call: ToolCall, action: Action, source: str, earlier: FailedCell) -> None:
+    def _refuse_repeat(
+        self, call: ToolCall, action: Action, source: str, earlier: FailedCell
+    ) -> None:
         """Code identical to a failed cell, on an unchanged kernel: recorded, not run."""
         self._skipped(call, action, source, earlier.cell_id, "failed", earlier.error)
         self.conversation.add_tool_result(call.id, self.repeats.failure_message(earlier))
@@ -311,14 +294,24 @@ class AgentLoop:
         self.conversation.add_tool_result(call.id, message)
 
     def _skipped(
-        self, call: ToolCall, action: Action, source: str, cell_id: str,
-        repeats: Literal["failed", "just_ran"], error: str,
+        self,
+        call: ToolCall,
+        action: Action,
+        source: str,
+        cell_id: str,
+        repeats: Literal["failed", "just_ran"],
+        error: str,
     ) -> None:
         assert action.kind != "final_answer"
         self.emit(
             ActionSkipped(
-                tool_call_id=call.id, kind=action.kind, code=source, code_sha256=code_sha256(source),
-                same_as_cell=cell_id, repeats=repeats, error=error,
+                tool_call_id=call.id,
+                kind=action.cell_kind,
+                code=source,
+                code_sha256=code_sha256(source),
+                same_as_cell=cell_id,
+                repeats=repeats,
+                error=error,
                 next_temperature=self.repeats.next_temperature(),
             )
         )
@@ -332,13 +325,21 @@ class AgentLoop:
         files = ", ".join(workspace_files(self.sandbox.workspace, limit=10)) or "none"
         notes = " ".join(self.memory.error_notes(failure.error))
         return "\n".join(
-            filter(None, [prompts.AFTER_ERROR_NUDGE.format(error=failure.error, files=files, act=plain), notes])
+            filter(
+                None,
+                [
+                    prompts.AFTER_ERROR_NUDGE.format(error=failure.error, files=files, act=plain),
+                    notes,
+                ],
+            )
         )
 
     def _data_present(self) -> bool:
         return bool(workspace_files(self.sandbox.workspace, limit=1))
 
-    def _approval_gate(self, call: ToolCall, action: Action, source: str) -> tuple[str | None, str] | None:
+    def _approval_gate(
+        self, call: ToolCall, action: Action, source: str
+    ) -> tuple[str | None, str] | None:
         """(cell id, code to run), (None, _) when rejected, or None when approval is pending."""
         reason = self.approval.reason(action.kind, source) if self.approval else None
         decision = self.decisions.pop(call.id, None)
@@ -349,20 +350,31 @@ class AgentLoop:
             if decision is not None:
                 reason = f"the approved code no longer matches the pending action; {reason}"
             self.pending = PendingApproval(
-                cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source,
-                code_sha256=code_sha256(source), reason=reason or "approval required",
+                cell_id=cell_id,
+                tool_call_id=call.id,
+                kind=action.kind,
+                code=source,
+                code_sha256=code_sha256(source),
+                reason=reason or "approval required",
             )
             self.emit(
                 ApprovalRequested(
-                    cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source,
-                    code_sha256=code_sha256(source), reason=self.pending.reason,
+                    cell_id=cell_id,
+                    tool_call_id=call.id,
+                    kind=action.cell_kind,
+                    code=source,
+                    code_sha256=code_sha256(source),
+                    reason=self.pending.reason,
                 )
             )
             return None
         self.emit(
             ApprovalDecided(
-                cell_id=decision.cell_id, decision=decision.decision, decided_by=decision.decided_by,
-                code=decision.code, reason=decision.reason,
+                cell_id=decision.cell_id,
+                decision=decision.decision,
+                decided_by=decision.decided_by,
+                code=decision.code,
+                reason=decision.reason,
             )
         )
         if decision.decision == "rejected":
@@ -373,9 +385,13 @@ class AgentLoop:
             return None, source
         return decision.cell_id, decision.code
 
-    async def _run_cell(self, call: ToolCall, action: Action, source: str, cell_id: str) -> ExecutionResult:
+    async def _run_cell(
+        self, call: ToolCall, action: Action, source: str, cell_id: str
+    ) -> ExecutionResult:
         self.current_cell, self.current_outputs, self.current_started = cell_id, [], time.time()
-        self.emit(CellStarted(cell_id=cell_id, tool_call_id=call.id, kind=action.kind, code=source))
+        self.emit(
+            CellStarted(cell_id=cell_id, tool_call_id=call.id, kind=action.cell_kind, code=source)
+        )
         timeout = (
             self.limits.cell_timeout
             if action.kind == "python"
@@ -386,16 +402,27 @@ class AgentLoop:
             timeout=timeout,
             on_output=lambda output: self._output(cell_id, output),
             manifest=True,
+            cell_id=cell_id,
         )
+        for earlier_cell, outputs in result.display_updates.items():
+            self.emit(DisplayUpdated(cell_id=earlier_cell, outputs=outputs))
         manifest = parse_expression(result.user_expressions)
         self.state.cells += 1
         notes = self.memory.record(
-            action.kind, source, result, cell_number=self.state.cells, cell_id=cell_id, manifest=manifest
+            action.kind,
+            source,
+            result,
+            cell_number=self.state.cells,
+            cell_id=cell_id,
+            manifest=manifest,
         )
         self.answers.cell_ran(self.state.cells, source, result.text(), result.ok)
         if not result.ok and result.status != "interrupted":
             self.last_failure = FailedCell(
-                self.state.cells, cell_id, error_line(result) or result.detail or result.status, self.memory.state
+                self.state.cells,
+                cell_id,
+                error_line(result) or result.detail or result.status,
+                self.memory.state,
             )
         elif result.ok:
             self.last_failure = None

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.events import Usage
 
 
@@ -104,7 +105,9 @@ class Conversation(BaseModel):
         whole; older tool outputs and texts keep their head, older images are dropped. The
         notebook still has everything."""
         shortened = 0
-        first_user = next((i for i, item in enumerate(self.items) if isinstance(item, UserItem)), -1)
+        first_user = next(
+            (i for i, item in enumerate(self.items) if isinstance(item, UserItem)), -1
+        )
         for index, item in enumerate(self.items[: max(0, len(self.items) - keep_recent)]):
             if self.size() <= max_chars:
                 break
@@ -154,13 +157,8 @@ class ModelTurn(BaseModel):
         )
 
 
-class ModelError(Exception):
+class ModelError(KernelAgentError):
     """A model call failed; ``message`` says what happened, ``hint`` what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message

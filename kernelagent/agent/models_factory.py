@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 import openai
@@ -14,9 +14,10 @@ from kernelagent.agent.codeblock_model import CodeBlockModel
 from kernelagent.agent.model import Model, ModelAuthError
 from kernelagent.agent.responses_model import ResponsesModel
 from kernelagent.agent.transport import retry_requests_for
+from kernelagent.literals import ApiKind
 from kernelagent.localmodel.registry import is_model_service_url
 
-ModelApi = Literal["responses", "chat", "code-blocks"]
+ModelApi = ApiKind
 
 #: Sent to local servers that do not check keys; the SDK refuses to run without one.
 LOCAL_PLACEHOLDER_KEY = "kernelagent-local"

@@ -103,7 +103,8 @@ KERNEL_DIED = (
 )
 
 
-CODE_BLOCK_SYSTEM_PROMPT = """You are a careful data analyst. You answer by running Python code in a live Jupyter kernel
+CODE_BLOCK_SYSTEM_PROMPT = """\
+You are a careful data analyst. You answer by running Python code in a live Jupyter kernel
 and reading its output. You never guess: every number in your answer comes from code you ran.
 
 Your working directory is `{workspace}`. {files} {libraries} are installed;
@@ -141,7 +142,9 @@ def file_previews(workspace: Path, files: list[str], lines: int = 3, width: int 
             head = [file.readline().rstrip("\n")[:width] for _ in range(lines)]
         shown = "\n".join(f"    {line}" for line in head if line)
         previews.append(f"{name} ({path.stat().st_size} bytes) begins:\n{shown}")
-        if path.suffix.lower() in (".csv", ".tsv") and (dates := date_columns(head, path.suffix.lower())):
+        if path.suffix.lower() in (".csv", ".tsv") and (
+            dates := date_columns(head, path.suffix.lower())
+        ):
             listed = ", ".join(repr(column) for column in dates)
             previews.append(
                 f"    ({listed} hold{'s' if len(dates) == 1 else ''} dates as text: read with "
@@ -155,7 +158,9 @@ _DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?$")
 
 def date_columns(head: list[str], suffix: str) -> list[str]:
     """Columns whose values in the previewed rows all look like ISO dates."""
-    rows = list(csv.reader([line for line in head if line], delimiter="\t" if suffix == ".tsv" else ","))
+    rows = list(
+        csv.reader([line for line in head if line], delimiter="\t" if suffix == ".tsv" else ",")
+    )
     if len(rows) < 2:
         return []
     header, values = rows[0], rows[1:]

@@ -23,19 +23,20 @@ from kernelagent.agent.model import (
     UserItem,
     images_omitted_note,
 )
-from kernelagent.agent.openai_errors import translated_openai_errors
+from kernelagent.agent.openai_adapter import OpenAIAdapter
 from kernelagent.agent.transport import (
     BrokenStreamError,
     stream_transport_errors,
-    with_transport_retries,
 )
 from kernelagent.events import Usage
 
 ENDPOINT = "/responses"
 
 
-class ResponsesModel:
+class ResponsesModel(OpenAIAdapter):
     """Talks to ``/responses``; optionally keeps state server-side via ``previous_response_id``."""
+
+    endpoint = ENDPOINT
 
     def __init__(
         self,
@@ -48,46 +49,21 @@ class ResponsesModel:
         max_output_tokens: int | None = None,
         extra_params: Mapping[str, Any] | None = None,
     ) -> None:
-        self.client = client
-        self.name = model
-        self.stream = stream
+        super().__init__(
+            client,
+            model,
+            stream=stream,
+            supports_images=supports_images,
+            max_output_tokens=max_output_tokens,
+            extra_params=extra_params,
+        )
         self.server_side_state = server_side_state
-        self.supports_images = supports_images
-        self.max_output_tokens = max_output_tokens
-        self.extra_params = dict(extra_params or {})
 
-    async def turn(
-        self,
-        conversation: Conversation,
-        tools: list[ToolSpec],
-        on_text_delta: TextDeltaCallback | None = None,
-        *,
-        temperature: float | None = None,
-    ) -> ModelTurn:
-        params = self.request_params(conversation, tools)
-        if temperature is not None:
-            params["temperature"] = temperature
-        with translated_openai_errors(self.client, self.name, ENDPOINT):
-            return await with_transport_retries(
-                self.client, lambda: self._turn_once(params, on_text_delta)
-            )
-
-    async def _turn_once(
-        self, params: dict[str, Any], on_text_delta: TextDeltaCallback | None
-    ) -> ModelTurn:
-        if self.stream:
-            return await self._streamed_turn(params, on_text_delta)
+    async def plain_turn(self, params: dict[str, Any]) -> ModelTurn:
         response = await self.client.responses.create(**params)
         if not response.output and response.status not in ("completed", "incomplete", "failed"):
             raise BrokenStreamError(f"empty response ({response.status or 'no status'}, no output)")
-        turn = turn_from_response(response)
-        if on_text_delta is not None and turn.text:
-            on_text_delta(turn.text)
-        return turn
-
-    async def aclose(self) -> None:
-        """Close the HTTP client (the adapter made by make_model owns it)."""
-        await self.client.close()
+        return turn_from_response(response)
 
     def request_params(self, conversation: Conversation, tools: list[ToolSpec]) -> dict[str, Any]:
         items: list[ConversationItem] = conversation.items
@@ -114,7 +90,7 @@ class ResponsesModel:
         params.update(self.extra_params)
         return params
 
-    async def _streamed_turn(
+    async def streamed_turn(
         self, params: dict[str, Any], on_text_delta: TextDeltaCallback | None
     ) -> ModelTurn:
         stream = await self.client.responses.create(**params)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from kernelagent.agent.model import ToolCall, ToolSpec
+from kernelagent.errors import KernelAgentError
+from kernelagent.literals import CellKind
 
 PYTHON = ToolSpec(
     name="python",
@@ -57,7 +59,7 @@ FINAL_ANSWER = ToolSpec(
 TOOLS = [PYTHON, SHELL, FINAL_ANSWER]
 
 
-class ToolArgumentError(ValueError):
+class ToolArgumentError(KernelAgentError, ValueError):
     """The model's call cannot be run; the message goes back to the model."""
 
 
@@ -67,6 +69,13 @@ class Action:
     text: str
     """The code, the command, or the answer."""
     timeout: float | None = None
+
+    @property
+    def cell_kind(self) -> CellKind:
+        """The kind of cell the action runs as; a final answer runs no cell."""
+        if self.kind == "final_answer":
+            raise ValueError("a final answer does not run as a cell")
+        return self.kind
 
 
 def parse_call(call: ToolCall) -> Action:
@@ -80,7 +89,8 @@ def parse_call(call: ToolCall) -> Action:
         arguments = json.loads(call.arguments or "{}")
     except json.JSONDecodeError as error:
         raise ToolArgumentError(
-            f"The arguments of {call.name} are not valid JSON ({error.msg} at position {error.pos}). "
+            f"The arguments of {call.name} are not valid JSON ({error.msg} at position "
+            f"{error.pos}). "
             'Send a JSON object, e.g. {"code": "print(1)"}.'
         ) from None
     if isinstance(arguments, str) and call.name == "python":

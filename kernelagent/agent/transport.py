@@ -45,7 +45,7 @@ RETRY_DELAY_ENV = "KERNELAGENT_MODEL_RETRY_DELAY"
 #: Statuses a proxy or a loading/overloaded server answers; worth another try.
 RETRY_STATUSES = frozenset({502, 503, 504})
 
-RetryListener = Callable[[ModelRetrying], None]
+RetryListener = Callable[[ModelRetrying], object]
 _listener: ContextVar[RetryListener | None] = ContextVar("kernelagent_retry_listener", default=None)
 _clients_we_retry: weakref.WeakSet[openai.AsyncOpenAI] = weakref.WeakSet()
 
@@ -158,7 +158,9 @@ async def with_transport_retries(
                     "ps` for a local model, and its log), then resume the session",
                 ) from error
             delay = policy.delay(retry + 1)
-            _notify(ModelRetrying(retry=retry + 1, retries=policy.retries, reason=reason, delay=delay))
+            _notify(
+                ModelRetrying(retry=retry + 1, retries=policy.retries, reason=reason, delay=delay)
+            )
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -23,10 +23,60 @@ _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _PREFIX = re.compile(r"^\s*(?:final\s+)?answer\s*[:=-]\s*", re.IGNORECASE)
 _TOKEN = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|[^\W_]+")
 _FILLER = frozenset(
-    "a an the is are was were be been it its this that these those there here of in on at "
-    "for to with by from as which what who whose whom where when how answer final result "
-    "value values likely probably approximately approx about around roughly nearly "
-    "estimated so therefore thus".split()
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "of",
+        "in",
+        "on",
+        "at",
+        "for",
+        "to",
+        "with",
+        "by",
+        "from",
+        "as",
+        "which",
+        "what",
+        "who",
+        "whose",
+        "whom",
+        "where",
+        "when",
+        "how",
+        "answer",
+        "final",
+        "result",
+        "value",
+        "values",
+        "likely",
+        "probably",
+        "approximately",
+        "approx",
+        "about",
+        "around",
+        "roughly",
+        "nearly",
+        "estimated",
+        "so",
+        "therefore",
+        "thus",
+    ]
 )
 """Words that do not change what an answer says."""
 RELATIVE_TOLERANCE = 0.005

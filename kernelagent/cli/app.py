@@ -1,9 +1,20 @@
-"""The root Typer app; command groups register themselves by import."""
+"""The root Typer app. Each command module is light to import: what a command needs
+beyond typer and rich it imports when it runs, so ``--help`` and the listing commands
+start fast and do not load the notebook, model or server stacks."""
 
 from __future__ import annotations
 
 import typer
-from rich.console import Console
+
+from kernelagent.cli import (
+    model_commands,
+    model_service_commands,
+    replay_commands,
+    run_command,
+    sandbox_commands,
+    session_commands,
+)
+from kernelagent.cli.output import console, fail
 
 app = typer.Typer(
     name="kernelagent",
@@ -12,18 +23,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
+model_commands.model_app.add_typer(model_service_commands.commands)
+for module in (sandbox_commands, run_command, model_commands, replay_commands, session_commands):
+    app.add_typer(module.commands)
 
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one clear error line and return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
-    return typer.Exit(code)
-
-
-from kernelagent.cli import sandbox_commands  # noqa: E402,F401  (registers commands)
-from kernelagent.cli import run_command  # noqa: E402,F401
-from kernelagent.cli import model_commands  # noqa: E402,F401
-from kernelagent.cli import model_service_commands  # noqa: E402,F401
-from kernelagent.cli import replay_commands  # noqa: E402,F401
-from kernelagent.cli import session_commands  # noqa: E402,F401
+__all__ = ["app", "console", "fail"]

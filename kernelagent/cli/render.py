@@ -17,14 +17,14 @@ from kernelagent.events import (
     ApprovalDecided,
     ApprovalRequested,
     AssistantText,
+    AttemptFinished,
+    AttemptStarted,
     CellFinished,
     CellOutput,
     CellStarted,
     EgressRequest,
     Error,
     Event,
-    AttemptFinished,
-    AttemptStarted,
     KernelRestarted,
     ModelRetrying,
     NotebookOutput,
@@ -67,7 +67,9 @@ class EventRenderer:
 
     def _on_attempt_started(self, event: AttemptStarted) -> None:
         heat = f" at temperature {event.temperature:g}" if event.temperature is not None else ""
-        self.console.print(f"[bold]attempt {event.number} of {event.of}[/]{heat} [dim]· {event.notebook_path}[/]")
+        self.console.print(
+            f"[bold]attempt {event.number} of {event.of}[/]{heat} [dim]· {event.notebook_path}[/]"
+        )
 
     def _on_attempt_finished(self, event: AttemptFinished) -> None:
         if event.answer is not None:
@@ -82,13 +84,24 @@ class EventRenderer:
         self.console.print(f"[{style}]vote:[/] {event.summary}", highlight=False)
 
     def _on_action_skipped(self, event: ActionSkipped) -> None:
-        heat = f"; retrying at temperature {event.next_temperature:g}" if event.next_temperature is not None else ""
-        why = f"the same code already failed ({event.error})" if event.repeats == "failed" else "the same code just ran"
+        heat = (
+            f"; retrying at temperature {event.next_temperature:g}"
+            if event.next_temperature is not None
+            else ""
+        )
+        why = (
+            f"the same code already failed ({event.error})"
+            if event.repeats == "failed"
+            else "the same code just ran"
+        )
         self.console.print(f"[yellow]not run:[/] {why}{heat}", highlight=False)
 
     def _on_answer_reviewed(self, event: AnswerReviewed) -> None:
         if event.verdict != "accepted":
-            self.console.print(f"[dim]answer {event.answer!r} sent back: {event.verdict} ({event.detail})[/]", highlight=False)
+            self.console.print(
+                f"[dim]answer {event.answer!r} sent back: {event.verdict} ({event.detail})[/]",
+                highlight=False,
+            )
 
     def _on_session_started(self, event: SessionStarted) -> None:
         where = f"{event.sandbox} sandbox" + (f" ({event.image})" if event.image else "")
@@ -126,14 +139,19 @@ class EventRenderer:
         self.console.print(line)
 
     def _on_approval_requested(self, event: ApprovalRequested) -> None:
-        self.console.print(f"[bold yellow]approval needed[/] for cell {event.cell_id}: {event.reason}")
+        self.console.print(
+            f"[bold yellow]approval needed[/] for cell {event.cell_id}: {event.reason}"
+        )
 
     def _on_approval_decided(self, event: ApprovalDecided) -> None:
         self.console.print(f"[yellow]{event.decision}[/] by {event.decided_by}")
 
     def _on_egress(self, event: EgressRequest) -> None:
         request = event.request
-        where = f"{request.get('method')} {request.get('host')}:{request.get('port')}{request.get('path') or ''}"
+        where = (
+            f"{request.get('method')} "
+            f"{request.get('host')}:{request.get('port')}{request.get('path') or ''}"
+        )
         if request.get("decision") == "allowed":
             size = f"{request.get('bytes_up', 0)} B up, {request.get('bytes_down', 0)} B down"
             self.console.print(f"[dim]↗ egress {where} · {size}[/]", highlight=False)
@@ -149,14 +167,26 @@ class EventRenderer:
         )
 
     def _on_error(self, event: Error) -> None:
-        self.console.print(f"[red]! {event.message}[/]" + (f" [dim]({event.hint})[/]" if event.hint else ""))
+        self.console.print(
+            f"[red]! {event.message}[/]" + (f" [dim]({event.hint})[/]" if event.hint else "")
+        )
 
     def _on_session_finished(self, event: SessionFinished) -> None:
         usage = event.usage
         tokens = f"{usage.total_tokens} tokens in {usage.requests} requests"
         if event.answer is not None:
-            self.console.print(Panel(Markdown(event.answer), title="answer", title_align="left", border_style="green"))
-        style = "green" if event.status == "completed" else "yellow" if event.status == "paused" else "red"
+            self.console.print(
+                Panel(
+                    Markdown(event.answer), title="answer", title_align="left", border_style="green"
+                )
+            )
+        style = (
+            "green"
+            if event.status == "completed"
+            else "yellow"
+            if event.status == "paused"
+            else "red"
+        )
         reason = f" · {event.reason}" if event.reason else ""
         self.console.print(f"[{style}]{event.status}[/]{reason} · [dim]{tokens}[/]")
 

@@ -5,52 +5,66 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
-import nbformat
 import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from kernelagent.agent.model import ModelError
-from kernelagent.api import build_config, check_model_server, model_for, served_model
-from kernelagent.cli.app import app, console, fail
-from kernelagent.cli.render import EventRenderer
-from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED, local_model_choice, use_local_model
+from kernelagent.cli.output import EXIT_CODES, EXIT_FAILED, console, fail, fail_with
+from kernelagent.cli.run_command import NO_LOCAL_MODEL_HINT, local_model_choice, use_local_model
+from kernelagent.errors import KernelAgentError
+from kernelagent.literals import SANDBOX_KINDS
 from kernelagent.localmodel.store import LocalModelError
-from kernelagent.notebook.recorder import NotebookFormatError, RecordingError
-from kernelagent.notebook.replay import EXIT_FAILED as REPLAY_FAILED
-from kernelagent.notebook.replay import ReplayError, ReplayOptions, ReplayReport, replay_notebook
-from kernelagent.notebook.workspace_inputs import MissingInputError
-from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
-from kernelagent.sandbox.sandbox import SandboxError
-from kernelagent.sandbox.settings import SandboxSettings
+
+if TYPE_CHECKING:
+    from kernelagent.replay.replay import ReplayReport
+
+REPLAY_FAILED = 2
+"""The exit code of a replay that could not run (``kernelagent.replay.replay.EXIT_FAILED``)."""
+
+commands = typer.Typer()
 
 OUTCOME_STYLE = {"matched": "green", "diverged": "yellow", "error": "red", "skipped": "dim"}
 
 
-@app.command()
+@commands.command()
 def replay(
     notebook: Annotated[Path, typer.Argument(help="The notebook to re-execute (never modified).")],
     sandbox: Annotated[str, typer.Option(help="docker | local")] = "docker",
-    until: Annotated[Optional[str], typer.Option(help="Stop after this code cell (number or cell id).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Write the replayed notebook here.")] = None,
-    workspace: Annotated[Optional[Path], typer.Option(help="Directory with the notebook's input files.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Stop after this code cell (number or cell id).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the replayed notebook here.")] = None,
+    workspace: Annotated[
+        Path | None, typer.Option(help="Directory with the notebook's input files.")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per cell.")] = 300.0,
-    side_effects: Annotated[str, typer.Option(help="Cells tagged kernelagent:side-effect: run | skip")] = "skip",
-    agent: Annotated[bool, typer.Option("--agent", help="Re-drive the agent loop with the recorded model turns.")] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    side_effects: Annotated[
+        str, typer.Option(help="Cells tagged kernelagent:side-effect: run | skip")
+    ] = "skip",
+    agent: Annotated[
+        bool, typer.Option("--agent", help="Re-drive the agent loop with the recorded model turns.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON on stdout.")
+    ] = False,
 ) -> None:
     """Re-execute a notebook in a fresh sandbox and compare every cell's outputs.
 
     Exit codes: 0 all matched, 1 some cell diverged or failed, 2 the replay could not run.
     """
-    if sandbox not in ("docker", "local"):
+    if sandbox not in SANDBOX_KINDS:
         raise fail(f"unknown --sandbox {sandbox!r}: use docker or local", REPLAY_FAILED)
     if side_effects not in ("run", "skip"):
         raise fail("--side-effects must be run or skip", REPLAY_FAILED)
+    import nbformat
+
+    from kernelagent.replay.replay import ReplayOptions, replay_notebook
+    from kernelagent.sandbox.settings import SandboxSettings
+
     options = ReplayOptions(
-        sandbox=SandboxSettings(kind=sandbox),  # type: ignore[arg-type]
+        sandbox=SandboxSettings(kind=sandbox),
         until=until,
         workspace=workspace,
         timeout=timeout,
@@ -59,13 +73,15 @@ def replay(
     try:
         with console.status(f"replaying {notebook}…"):
             if agent:
-                from kernelagent.notebook.agent_replay import replay_agent
+                from kernelagent.session.agent_replay import replay_agent
 
-                report = asyncio.run(replay_agent(notebook, sandbox=options.sandbox, workspace=workspace))
+                report = asyncio.run(
+                    replay_agent(notebook, sandbox=options.sandbox, workspace=workspace)
+                )
             else:
                 report = asyncio.run(replay_notebook(notebook, options))
-    except (NotebookFormatError, ReplayError, MissingInputError, DockerUnavailableError, SandboxError) as error:
-        raise fail(str(error), REPLAY_FAILED) from None
+    except KernelAgentError as error:  # not a notebook, a missing input, no Docker, ...
+        raise fail_with(error, REPLAY_FAILED) from None
     if out is not None and report.replayed is not None:
         nbformat.write(report.replayed, out)
     if json_output:
@@ -79,32 +95,53 @@ def print_report(report: ReplayReport) -> None:
     table = Table("cell", "id", "outcome", "detail", "s", title=f"replay of {report.notebook}")
     for cell in report.cells:
         style = OUTCOME_STYLE[cell.outcome]
-        table.add_row(str(cell.number), cell.cell_id[:12], f"[{style}]{cell.outcome}[/]", cell.reason, f"{cell.seconds:.2f}")
+        table.add_row(
+            str(cell.number),
+            cell.cell_id[:12],
+            f"[{style}]{cell.outcome}[/]",
+            cell.reason,
+            f"{cell.seconds:.2f}",
+        )
     console.print(table)
     for cell in report.cells:
         if cell.diff:
             console.print(f"[yellow]cell {cell.number} diverged:[/]")
             console.print(Syntax(cell.diff, "diff", theme="ansi_dark"))
-    counts = ", ".join(f"{report.count(o)} {o}" for o in ("matched", "diverged", "error", "skipped"))
+    counts = ", ".join(
+        f"{report.count(o)} {o}" for o in ("matched", "diverged", "error", "skipped")
+    )
     console.print(f"{counts} in {report.seconds:.1f}s")
 
 
-@app.command("continue")
+@commands.command("continue")
 def continue_(
     notebook: Annotated[Path, typer.Argument(help="A recorded session notebook.")],
     instruction: Annotated[str, typer.Argument(help="The new instruction.")],
-    in_place: Annotated[bool, typer.Option("--in-place", help="Append to NOTEBOOK itself instead of a copy.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the continued notebook.")] = None,
-    workspace: Annotated[Optional[Path], typer.Option(help="Directory with the notebook's workspace files.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name (default: the recorded one).")] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint.")] = None,
-    api: Annotated[Optional[str], typer.Option(help="responses | chat | code-blocks (default: the recorded one)")] = None,
+    in_place: Annotated[
+        bool, typer.Option("--in-place", help="Append to NOTEBOOK itself instead of a copy.")
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Where to write the continued notebook.")] = None,
+    workspace: Annotated[
+        Path | None, typer.Option(help="Directory with the notebook's workspace files.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name (default: the recorded one).")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint.")] = None,
+    api: Annotated[
+        str | None,
+        typer.Option(help="responses | chat | code-blocks (default: the recorded one)"),
+    ] = None,
     sandbox: Annotated[str, typer.Option(help="docker | local")] = "docker",
     max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
-    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON summary on stdout.")
+    ] = False,
 ) -> None:
     """Restore a recorded session's state and conversation, then work on a new instruction."""
-    from kernelagent.notebook.recorder import load_notebook
+    from kernelagent.api import build_config, check_model_server, model_for, served_model
+    from kernelagent.cli.render import EventRenderer
+    from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
     from kernelagent.session.continuation import continue_notebook, restored_note
 
     try:
@@ -125,15 +162,23 @@ def continue_(
         local = None if base_url else recorded.get("local_model")
     if local is not None:
         use_local_model(config, local, api)
-        config.limits.check_answers = config.limits.verify_answers = True  # as `run` does for local models
+        config.limits.check_answers = config.limits.verify_answers = (
+            True  # as `run` does for local models
+        )
 
-    async def main():  # type: ignore[no-untyped-def]
+    async def main():
         async with served_model(config, on_notice=lambda line: console.print(f"[dim]{line}[/]")):
             await check_model_server(config)
             model_adapter = model_for(config)
             session, report = await continue_notebook(
-                notebook, instruction, config, model_adapter, in_place=in_place, out=out,
-                workspace=workspace, on_event=EventRenderer(console),
+                notebook,
+                instruction,
+                config,
+                model_adapter,
+                in_place=in_place,
+                out=out,
+                workspace=workspace,
+                on_event=EventRenderer(console),
             )
             console.print(f"[dim]restored: {report.summary()}[/]")
             try:
@@ -144,16 +189,21 @@ def continue_(
 
     try:
         session, outcome = asyncio.run(main())
-    except ModelError as error:
-        raise fail(f"{error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")) from None
     except LocalModelError as error:
-        raise fail(f"{error}\n  hint: or set OPENAI_API_KEY / pass --base-url for a model server") from None
-    except (NotebookFormatError, MissingInputError, DockerUnavailableError, SandboxError, RecordingError) as error:
-        raise fail(str(error)) from None
+        raise fail_with(error, hint=NO_LOCAL_MODEL_HINT) from None
+    except KernelAgentError as error:  # the model, the notebook, its inputs, Docker, ...
+        raise fail_with(error) from None
     if json_output:
-        print(json.dumps({
-            "session_id": session.id, "status": outcome.status, "answer": outcome.answer,
-            "reason": outcome.reason, "notebook": str(session.notebook_path),
-        }))
+        print(
+            json.dumps(
+                {
+                    "session_id": session.id,
+                    "status": outcome.status,
+                    "answer": outcome.answer,
+                    "reason": outcome.reason,
+                    "notebook": str(session.notebook_path),
+                }
+            )
+        )
     console.print(f"[dim]notebook: {session.notebook_path}[/]")
     raise typer.Exit(EXIT_CODES.get(outcome.status, EXIT_FAILED))

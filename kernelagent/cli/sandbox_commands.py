@@ -7,35 +7,44 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from kernelagent.cli.app import app, console, fail
-from kernelagent.sandbox.docker_provisioner import DockerUnavailableError, docker_client
-from kernelagent.sandbox.images import (
-    DEFAULT_IMAGE,
-    ImageBuildError,
-    build_dockerfile_image,
-    build_rootfs_image,
-    image_is_current,
-)
-from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.cli.output import console, fail, fail_with
+from kernelagent.errors import KernelAgentError
+from kernelagent.sandbox.images import DEFAULT_IMAGE
 
+commands = typer.Typer()
 image_app = typer.Typer(help="Build the sandbox image.", no_args_is_help=True)
-kernelspec_app = typer.Typer(help="Install a Jupyter kernelspec that runs in the sandbox.", no_args_is_help=True)
-app.add_typer(image_app, name="image")
-app.add_typer(kernelspec_app, name="kernelspec")
+kernelspec_app = typer.Typer(
+    help="Install a Jupyter kernelspec that runs in the sandbox.", no_args_is_help=True
+)
+commands.add_typer(image_app, name="image")
+commands.add_typer(kernelspec_app, name="kernelspec")
 
 
 @image_app.command("build")
 def image_build(
     name: Annotated[str, typer.Option(help="Image name.")] = DEFAULT_IMAGE,
     route: Annotated[
-        str, typer.Option(help="rootfs: Debian packages + docker import (no registry); dockerfile: docker build.")
+        str,
+        typer.Option(
+            help="rootfs: Debian packages + docker import (no registry); dockerfile: docker build."
+        ),
     ] = "rootfs",
-    base: Annotated[str, typer.Option(help="Base image for the dockerfile route.")] = "python:3.12-slim",
+    base: Annotated[
+        str, typer.Option(help="Base image for the dockerfile route.")
+    ] = "python:3.12-slim",
     force: Annotated[bool, typer.Option(help="Rebuild even if the image is current.")] = False,
 ) -> None:
-    """Build the sandbox image (python3, ipykernel, numpy, pandas, scipy, scikit-learn, matplotlib, non-root user)."""
+    """Build the sandbox image (python3, ipykernel, numpy, pandas, scipy, scikit-learn, matplotlib,
+    non-root user)."""
     if route not in ("rootfs", "dockerfile"):
         raise fail(f"unknown route {route!r}: use rootfs or dockerfile")
+    from kernelagent.sandbox.docker_provisioner import docker_client
+    from kernelagent.sandbox.images import (
+        build_dockerfile_image,
+        build_rootfs_image,
+        image_is_current,
+    )
+
     try:
         client = docker_client()
         if not force and image_is_current(client, name, route):
@@ -46,8 +55,8 @@ def image_build(
             build_rootfs_image(client, name, progress=progress)
         else:
             build_dockerfile_image(client, name, base=base, progress=progress)
-    except (DockerUnavailableError, ImageBuildError) as error:
-        raise fail(str(error)) from None
+    except KernelAgentError as error:  # Docker unavailable, the build failed
+        raise fail_with(error) from None
 
 
 @kernelspec_app.command("install")
@@ -57,17 +66,32 @@ def kernelspec_install(
     memory: Annotated[str, typer.Option(help="Memory limit (Docker syntax).")] = "1g",
     cpus: Annotated[float, typer.Option(help="CPU limit in cores.")] = 1.0,
     pids: Annotated[int, typer.Option(help="Process/thread limit.")] = 256,
-    allow_net: Annotated[list[str] | None, typer.Option("--allow-net", metavar="HOST[:PORT]", help="A destination the kernel may reach through the audited egress proxy (repeatable). Default: no network.")] = None,
-    user: Annotated[bool, typer.Option("--user/--system", help="Install for this user or system-wide.")] = True,
-    sys_prefix: Annotated[bool, typer.Option(help="Install into sys.prefix (e.g. a virtualenv).")] = False,
+    allow_net: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-net",
+            metavar="HOST[:PORT]",
+            help="A destination the kernel may reach through the audited egress proxy "
+            "(repeatable). Default: no network.",
+        ),
+    ] = None,
+    user: Annotated[
+        bool, typer.Option("--user/--system", help="Install for this user or system-wide.")
+    ] = True,
+    sys_prefix: Annotated[
+        bool, typer.Option(help="Install into sys.prefix (e.g. a virtualenv).")
+    ] = False,
 ) -> None:
-    """Install a kernelspec so JupyterLab, nbclient, papermill and jupyter console can use the sandbox."""
+    """Install a kernelspec so JupyterLab, nbclient, papermill and jupyter console can use the
+    sandbox."""
     import sys
 
+    from kernelagent.sandbox.settings import SandboxSettings
+
     try:
-        settings = SandboxSettings(image=image, mem_limit=memory, cpus=cpus, pids_limit=pids).allowing(
-            allow_net or []
-        )
+        settings = SandboxSettings(
+            image=image, mem_limit=memory, cpus=cpus, pids_limit=pids
+        ).allowing(allow_net or [])
     except ValueError as error:
         raise fail(str(error), 2) from None
     from kernelagent.sandbox.maintenance import install_kernelspec
@@ -81,9 +105,11 @@ def kernelspec_install(
         )
 
 
-@app.command()
+@commands.command()
 def cleanup(
-    all_: Annotated[bool, typer.Option("--all", help="Remove every kernelagent sandbox, not just orphans.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Remove every kernelagent sandbox, not just orphans.")
+    ] = False,
     dry_run: Annotated[bool, typer.Option(help="Only list what would be removed.")] = False,
 ) -> None:
     """Remove orphaned sandbox containers (their owner process is gone, or they stopped)."""
@@ -91,13 +117,15 @@ def cleanup(
 
     try:
         found = list_sandboxes(keep_kernel_ids=_kept_kernel_ids())
-    except DockerUnavailableError as error:
-        raise fail(str(error)) from None
+    except KernelAgentError as error:  # no Docker engine
+        raise fail_with(error) from None
     targets = [s for s in found if all_ or s.orphan]
     table = Table("container", "status", "owner pid", "action", "why")
     for sandbox in found:
         action = ("would remove" if dry_run else "removed") if sandbox in targets else "kept"
-        table.add_row(sandbox.name, sandbox.status, str(sandbox.owner_pid or ""), action, sandbox.why)
+        table.add_row(
+            sandbox.name, sandbox.status, str(sandbox.owner_pid or ""), action, sandbox.why
+        )
     if found:
         console.print(table)
     if not dry_run:

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from kernelagent.agent.model import ModelError
-from kernelagent.api import SessionResult, aresume
-from kernelagent.cli.app import app, console, fail
-from kernelagent.cli.render import EventRenderer
-from kernelagent.cli.run_command import EXIT_CODES, EXIT_FAILED
+from kernelagent.cli.output import EXIT_CODES, EXIT_FAILED, console, fail, fail_with
+from kernelagent.errors import KernelAgentError
 from kernelagent.localmodel.store import LocalModelError
-from kernelagent.notebook.recorder import RecordingError
-from kernelagent.sandbox.docker_provisioner import DockerUnavailableError
-from kernelagent.sandbox.sandbox import SandboxError
-from kernelagent.session.durable import decide, stop_idle_sandboxes
 from kernelagent.session.store import (
     SessionNotFoundError,
     SessionRecord,
@@ -30,9 +24,19 @@ from kernelagent.session.store import (
     SessionStore,
 )
 
+if TYPE_CHECKING:
+    from kernelagent.api import SessionResult
+
+commands = typer.Typer()
+
 STATUS_STYLE = {
-    "completed": "green", "running": "cyan", "awaiting_approval": "bold yellow", "paused": "yellow",
-    "interrupted": "magenta", "failed": "red", "starting": "dim",
+    "completed": "green",
+    "running": "cyan",
+    "awaiting_approval": "bold yellow",
+    "paused": "yellow",
+    "interrupted": "magenta",
+    "failed": "red",
+    "starting": "dim",
 }
 
 
@@ -44,26 +48,37 @@ def _age(seconds: float) -> str:
 
 
 def _store() -> SessionStore:
+    """The session store, after stopping the sandboxes of sessions that wait too long."""
     store = SessionStore()
-    try:
-        asyncio.run(stop_idle_sandboxes(store))
-    except (DockerUnavailableError, OSError):
-        pass
+    if store.idle_sandboxes():  # only then is the sandbox stack needed
+        from kernelagent.session.durable import stop_idle_sandboxes
+
+        with contextlib.suppress(KernelAgentError, OSError):  # no Docker engine: nothing to stop
+            asyncio.run(stop_idle_sandboxes(store))
     return store
 
 
-@app.command()
+@commands.command()
 def sessions(json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List sessions: id, status, task, age, steps, usage."""
     records = _store().list()
     if json_output:
-        print(json.dumps([r.model_dump(mode="json", exclude={"config", "sandbox_state"}) for r in records]))
+        print(
+            json.dumps(
+                [r.model_dump(mode="json", exclude={"config", "sandbox_state"}) for r in records]
+            )
+        )
         return
     now = time.time()
     rows = [
         [
-            record.id, record.status, " ".join(record.task.split()), _age(now - record.created_at),
-            str(record.steps), str(record.cells), str(record.input_tokens + record.output_tokens),
+            record.id,
+            record.status,
+            " ".join(record.task.split()),
+            _age(now - record.created_at),
+            str(record.steps),
+            str(record.cells),
+            str(record.input_tokens + record.output_tokens),
         ]
         for record in records
     ]
@@ -72,7 +87,7 @@ def sessions(json_output: Annotated[bool, typer.Option("--json")] = False) -> No
         print(plain_columns([name.upper() for name in headers], rows))
         return
     table = Table(*headers)
-    for row, record in zip(rows, records):
+    for row, record in zip(rows, records, strict=False):
         style = STATUS_STYLE.get(record.status, "white")
         task = row[2] if len(row[2]) <= 50 else row[2][:47] + "…"
         table.add_row(row[0], f"[{style}]{row[1]}[/]", task, *row[3:])
@@ -84,45 +99,70 @@ def plain_columns(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
     lines = []
     for row in [headers, *rows]:
-        cells = [value.ljust(width) for value, width in zip(row[:-1], widths)] + [row[-1]]
+        cells = [value.ljust(width) for value, width in zip(row[:-1], widths, strict=False)] + [
+            row[-1]
+        ]
         lines.append("   ".join(cells).rstrip())
     return "\n".join(lines)
 
 
-@app.command()
-def show(session_id: Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")]) -> None:
+@commands.command()
+def show(
+    session_id: Annotated[str, typer.Argument(help="Session id (a unique prefix will do).")],
+) -> None:
     """Show a session: status, paths, usage, and the pending action if any."""
     record = _get(_store(), session_id)
-    console.print(f"[bold]{record.id}[/] · [{STATUS_STYLE.get(record.status, 'white')}]{record.status}[/]"
-                  + (f" · {record.reason}" if record.reason else ""))
+    console.print(
+        f"[bold]{record.id}[/] · [{STATUS_STYLE.get(record.status, 'white')}]{record.status}[/]"
+        + (f" · {record.reason}" if record.reason else "")
+    )
     console.print(f"task: {record.task}")
     console.print(f"notebook: {record.notebook}\nworkspace: {record.workspace}")
-    console.print(f"steps {record.steps} · cells {record.cells} · tokens in {record.input_tokens} out {record.output_tokens}")
-    console.print("sandbox: " + ("running (re-attachable)" if record.sandbox_state else "stopped (resume restores it by replay)"))
+    console.print(
+        f"steps {record.steps} · cells {record.cells} · tokens in {record.input_tokens} out "
+        f"{record.output_tokens}"
+    )
+    console.print(
+        "sandbox: "
+        + (
+            "running (re-attachable)"
+            if record.sandbox_state
+            else "stopped (resume restores it by replay)"
+        )
+    )
     sandbox = record.config.get("sandbox") or {}
     if sandbox.get("network_allow"):
-        console.print(f"egress allowed to {', '.join(sandbox['network_allow'])}; audit log: {sandbox.get('egress_log') or '-'}")
+        console.print(
+            f"egress allowed to {', '.join(sandbox['network_allow'])}; audit log: "
+            f"{sandbox.get('egress_log') or '-'}"
+        )
     if record.pending:
         console.print(f"[bold yellow]waiting for approval[/] ({record.pending.reason}):")
         language = "bash" if record.pending.kind == "shell" else "python"
-        console.print(Syntax(record.pending.code.removeprefix("%%bash\n"), language, theme="ansi_dark"))
+        console.print(
+            Syntax(record.pending.code.removeprefix("%%bash\n"), language, theme="ansi_dark")
+        )
         console.print(f"sha256 {record.pending.code_sha256}")
 
 
-@app.command()
+@commands.command()
 def resume(
     session_id: Annotated[str, typer.Argument(help="Session id.")],
-    instruction: Annotated[Optional[str], typer.Argument(help="A next instruction (optional).")] = None,
+    instruction: Annotated[
+        str | None, typer.Argument(help="A next instruction (optional).")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Resume a session: re-attach to its sandbox or restore it, and carry on."""
     _finish(_resume(session_id, instruction=instruction), json_output)
 
 
-@app.command()
+@commands.command()
 def approve(
     session_id: Annotated[str, typer.Argument(help="Session id.")],
-    edit: Annotated[Optional[Path], typer.Option(help="Run this file's code instead (the edit is recorded).")] = None,
+    edit: Annotated[
+        Path | None, typer.Option(help="Run this file's code instead (the edit is recorded).")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Approve the pending action (exactly the code shown by `show`) and continue the session."""
@@ -135,6 +175,8 @@ def approve(
         edited = edit.read_text()
         if record.pending and record.pending.kind == "shell" and not edited.startswith("%%bash"):
             edited = "%%bash\n" + edited
+    from kernelagent.session.durable import decide
+
     try:
         decision = decide(record, "approved", edited_code=edited)
     except SessionStateError as error:
@@ -142,7 +184,7 @@ def approve(
     _finish(_resume(record.id, decision=decision), json_output)
 
 
-@app.command()
+@commands.command()
 def reject(
     session_id: Annotated[str, typer.Argument(help="Session id.")],
     reason: Annotated[str, typer.Option(help="Why; the model reads it.")] = "",
@@ -151,6 +193,8 @@ def reject(
     """Reject the pending action; the model is told (with your reason) and goes on."""
     store = _store()
     record = _get(store, session_id)
+    from kernelagent.session.durable import decide
+
     try:
         decision = decide(record, "rejected", reason=reason)
     except SessionStateError as error:
@@ -165,25 +209,29 @@ def _get(store: SessionStore, session_id: str) -> SessionRecord:
         raise fail(str(error)) from None
 
 
-def _resume(session_id: str, **options) -> SessionResult:  # type: ignore[no-untyped-def]
+def _resume(session_id: str, **options) -> SessionResult:
+    from kernelagent.api import aresume
+    from kernelagent.cli.render import EventRenderer
+
     try:
         return asyncio.run(aresume(session_id, on_event=EventRenderer(console), **options))
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the notebook was saved")
         raise typer.Exit(EXIT_CODES["interrupted"]) from None
-    except ModelError as error:
-        raise fail(f"{error.message}" + (f"\n  hint: {error.hint}" if error.hint else "")) from None
     except LocalModelError as error:
-        raise fail(f"{error}\n  hint: the session used a local model; check `kernelagent model list`") from None
-    except (SessionNotFoundError, SessionStateError, DockerUnavailableError, SandboxError, RecordingError) as error:
-        raise fail(str(error)) from None
+        hint = "the session used a local model; check `kernelagent model list`"
+        raise fail_with(error, hint=hint) from None
+    except KernelAgentError as error:  # the session's state, the model, Docker, the notebook
+        raise fail_with(error) from None
 
 
 def _finish(result: SessionResult, json_output: bool) -> None:
     if json_output:
         print(json.dumps(result.summary()), file=sys.stdout)
     if result.status == "awaiting_approval":
-        console.print(f"[bold yellow]waiting for approval[/]: kernelagent show {result.session_id}, "
-                      f"then approve {result.session_id} or reject {result.session_id}")
+        console.print(
+            f"[bold yellow]waiting for approval[/]: kernelagent show {result.session_id}, "
+            f"then approve {result.session_id} or reject {result.session_id}"
+        )
     console.print(f"[dim]notebook: {result.notebook_path}[/]")
     raise typer.Exit(EXIT_CODES.get(result.status, EXIT_FAILED))

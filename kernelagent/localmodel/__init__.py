@@ -59,11 +59,27 @@ from kernelagent.localmodel.store import (
 )
 
 __all__ = [
-    "CATALOG", "DEFAULT_MODEL", "CatalogModel", "ChecksumMismatchError",
-    "InsufficientMemoryError", "LlamaCppNotInstalledError", "LocalApi", "LocalModelError",
-    "LocalModelHandle", "ModelStore", "NoModelServerError", "NotGGUFError", "PullError",
-    "PullProgress", "ServerStartError", "UnknownModelError", "get_model", "models_dir",
-    "parallel_slots", "recommended_api", "start_local_model",
+    "CATALOG",
+    "DEFAULT_MODEL",
+    "CatalogModel",
+    "ChecksumMismatchError",
+    "InsufficientMemoryError",
+    "LlamaCppNotInstalledError",
+    "LocalApi",
+    "LocalModelError",
+    "LocalModelHandle",
+    "ModelStore",
+    "NoModelServerError",
+    "NotGGUFError",
+    "PullError",
+    "PullProgress",
+    "ServerStartError",
+    "UnknownModelError",
+    "get_model",
+    "models_dir",
+    "parallel_slots",
+    "recommended_api",
+    "start_local_model",
 ]
 
 
@@ -109,7 +125,9 @@ class LocalModelHandle:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
@@ -142,8 +160,14 @@ async def start_local_model(
         await asyncio.to_thread(store.pull, resolved.name, progress, wait=True)
     options = ServeOptions.from_env(resolved.n_ctx, slots=slots, ctx=n_ctx)
     state, lease = await acquire(
-        resolved, lambda: choose_backend(backend), options, label=label, port=port,
-        idle_timeout=idle_timeout, on_notice=on_notice, root=store.root,
+        resolved,
+        lambda: choose_backend(backend),
+        options,
+        label=label,
+        port=port,
+        idle_timeout=idle_timeout,
+        on_notice=on_notice,
+        root=store.root,
     )
     return LocalModelHandle(
         base_url=state.base_url,

@@ -146,7 +146,11 @@ def choose_backend(preferred: str | None = None) -> BackendChoice:
 
 
 def server_command(
-    choice: BackendChoice, model_path: Path, alias: str, port: int, options: ServeOptions,
+    choice: BackendChoice,
+    model_path: Path,
+    alias: str,
+    port: int,
+    options: ServeOptions,
     host: str = "127.0.0.1",
 ) -> list[str]:
     """The command line that serves ``model_path`` on ``host:port``."""
@@ -156,33 +160,52 @@ def server_command(
         slots = options.parallel_slots
         return [
             str(choice.binary),
-            "--model", str(model_path),
-            "--alias", alias,
-            "--host", host,
-            "--port", str(port),
-            "--parallel", str(slots),
-            "--ctx-size", str(slots * options.ctx_per_slot),  # split evenly: ctx_per_slot each
+            "--model",
+            str(model_path),
+            "--alias",
+            alias,
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--parallel",
+            str(slots),
+            "--ctx-size",
+            str(slots * options.ctx_per_slot),  # split evenly: ctx_per_slot each
             "--cont-batching",
-            "--n-predict", str(options.max_reply_tokens),
-            "--threads", str(threads),
+            "--n-predict",
+            str(options.max_reply_tokens),
+            "--threads",
+            str(threads),
             "--jinja",
             "--no-webui",
-            "--cache-ram", str(PROMPT_CACHE_MIB),
+            "--cache-ram",
+            str(PROMPT_CACHE_MIB),
         ]
     command = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model_path),
-        "--model_alias", alias,
-        "--host", host,
-        "--port", str(port),
-        "--n_ctx", str(options.ctx_per_slot),
-        "--n_threads", threads,
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model_path),
+        "--model_alias",
+        alias,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(options.ctx_per_slot),
+        "--n_threads",
+        threads,
         # The default (True) keeps logits for every position: n_ctx x vocab floats
         # (5 GB for Qwen at 8k) and slower prompts. kernelagent needs no logprobs.
-        "--logits_all", "False",
+        "--logits_all",
+        "False",
         # By default a new request cuts the running stream short (an empty reply for one
         # of the two clients); queue instead.
-        "--interrupt_requests", "False",
+        "--interrupt_requests",
+        "False",
     ]
     if options.chat_format:
         command += ["--chat_format", options.chat_format]

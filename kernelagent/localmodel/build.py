@@ -51,8 +51,12 @@ CMAKE_OPTIONS = (
 #: Not GGML_NATIVE (-march=native): in VMs that advertise AVX-512/AMX it builds a binary
 #: that dies with SIGILL (as it did here); AVX2-class code is what these machines run.
 X86_FEATURES = (
-    ("sse4_2", "GGML_SSE42"), ("avx", "GGML_AVX"), ("avx2", "GGML_AVX2"), ("fma", "GGML_FMA"),
-    ("f16c", "GGML_F16C"), ("bmi2", "GGML_BMI2"),
+    ("sse4_2", "GGML_SSE42"),
+    ("avx", "GGML_AVX"),
+    ("avx2", "GGML_AVX2"),
+    ("fma", "GGML_FMA"),
+    ("f16c", "GGML_F16C"),
+    ("bmi2", "GGML_BMI2"),
 )
 TOOLS_HINT = "on Debian: apt-get install -y cmake g++ (or: pip install cmake)"
 
@@ -106,8 +110,12 @@ def cpu_options(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
 def find_build_tools() -> tuple[str, str]:
     """cmake and a C++ compiler, or an error that says how to install them."""
     cmake = shutil.which("cmake")
-    compiler = next((found for name in ("c++", "g++", "clang++") if (found := shutil.which(name))), None)
-    missing = [name for name, found in (("cmake", cmake), ("a C++ compiler", compiler)) if not found]
+    compiler = next(
+        (found for name in ("c++", "g++", "clang++") if (found := shutil.which(name))), None
+    )
+    missing = [
+        name for name, found in (("cmake", cmake), ("a C++ compiler", compiler)) if not found
+    ]
     if missing:
         raise ServerBuildError(f"building llama-server needs {' and '.join(missing)}: {TOOLS_HINT}")
     assert cmake is not None and compiler is not None
@@ -139,29 +147,46 @@ def install_llama_server(
                 return binary
         cmake, _compiler = find_build_tools()
         log_path = target / "build.log"
-        with tempfile.TemporaryDirectory(prefix="build-", dir=target) as work, \
-                log_path.open("w") as log:
+        with (
+            tempfile.TemporaryDirectory(prefix="build-", dir=target) as work,
+            log_path.open("w") as log,
+        ):
             tree = _source_tree(Path(work), source, report)
             build_dir = Path(work) / "build"
             report(BuildProgress("configure"))
             options = [*CMAKE_OPTIONS, *cpu_options()]
-            _run([cmake, "-S", str(tree / "vendor" / "llama.cpp"), "-B", str(build_dir), *options],
-                 log, log_path)
+            _run(
+                [cmake, "-S", str(tree / "vendor" / "llama.cpp"), "-B", str(build_dir), *options],
+                log,
+                log_path,
+            )
             report(BuildProgress("build", 0))
-            command = [cmake, "--build", str(build_dir), "--target", "llama-server",
-                       "-j", str(jobs or os.cpu_count() or 2)]
+            command = [
+                cmake,
+                "--build",
+                str(build_dir),
+                "--target",
+                "llama-server",
+                "-j",
+                str(jobs or os.cpu_count() or 2),
+            ]
             for line in _run_lines(command, log, log_path):
                 if (match := re.match(r"\[\s*(\d+)%\]", line)) is not None:
                     report(BuildProgress("build", int(match.group(1))))
             report(BuildProgress("install"))
             _install(build_dir / "bin" / "llama-server", binary)
         version = llama_server_version(binary)
-        (target / "install.json").write_text(json.dumps({
-            "version": version,
-            "llama_cpp_python": LLAMA_CPP_PYTHON_VERSION if source is None else str(source),
-            "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "cmake_options": " ".join([*CMAKE_OPTIONS, *cpu_options()]),
-        }, indent=1))
+        (target / "install.json").write_text(
+            json.dumps(
+                {
+                    "version": version,
+                    "llama_cpp_python": LLAMA_CPP_PYTHON_VERSION if source is None else str(source),
+                    "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    "cmake_options": " ".join([*CMAKE_OPTIONS, *cpu_options()]),
+                },
+                indent=1,
+            )
+        )
         report(BuildProgress("done", 100))
         return binary
     finally:
@@ -171,7 +196,9 @@ def install_llama_server(
 def _source_tree(work: Path, source: Path | None, report: BuildCallback) -> Path:
     if source is not None and source.is_dir():
         if not (source / "vendor" / "llama.cpp" / "CMakeLists.txt").is_file():
-            raise ServerBuildError(f"{source} is not an unpacked llama-cpp-python sdist (no vendor/llama.cpp)")
+            raise ServerBuildError(
+                f"{source} is not an unpacked llama-cpp-python sdist (no vendor/llama.cpp)"
+            )
         return source
     sdist = source if source is not None else _download_sdist(work, report)
     report(BuildProgress("unpack"))
@@ -190,8 +217,17 @@ def _download_sdist(work: Path, report: BuildCallback) -> Path:
     report(BuildProgress("download"))
     dest = work / "sdist"
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        "--disable-pip-version-check", "--quiet", "--dest", str(dest),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(dest),
         f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}",
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -227,7 +263,9 @@ def _run_lines(command: list[str], log: TextIO, log_path: Path) -> Iterator[str]
         log.flush()
     if code != 0:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-20:])
-        raise ServerBuildError(f"`{' '.join(command[:3])} ...` failed with code {code}; see {log_path}:\n{tail}")
+        raise ServerBuildError(
+            f"`{' '.join(command[:3])} ...` failed with code {code}; see {log_path}:\n{tail}"
+        )
 
 
 def _install(built: Path, binary: Path) -> None:

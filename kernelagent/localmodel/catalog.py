@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from kernelagent.errors import KernelAgentError
+
 LocalApi = Literal["chat", "code-blocks"]
 
 
-class UnknownModelError(LookupError):
+class UnknownModelError(KernelAgentError, LookupError):
     """A name that is neither in the catalog nor a path to a .gguf file."""
 
 

@@ -23,7 +23,9 @@ from kernelagent.localmodel.service_files import (
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
-def find_service(base_url: str | None, root: Path | None = None) -> tuple[ServicePaths, ServiceState] | None:
+def find_service(
+    base_url: str | None, root: Path | None = None
+) -> tuple[ServicePaths, ServiceState] | None:
     """The service whose server answers at ``base_url`` (matched by loopback port)."""
     if not base_url:
         return None

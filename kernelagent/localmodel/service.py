@@ -57,7 +57,9 @@ def idle_timeout_from_env() -> float:
     try:
         value = float(raw) if raw else DEFAULT_IDLE_TIMEOUT
     except ValueError:
-        raise LocalModelError(f"${IDLE_TIMEOUT_ENV} must be a number of seconds, not {raw!r}") from None
+        raise LocalModelError(
+            f"${IDLE_TIMEOUT_ENV} must be a number of seconds, not {raw!r}"
+        ) from None
     return max(0.0, value)
 
 
@@ -71,7 +73,9 @@ def default_label() -> str:
 
 
 def paths_for(resolved: ResolvedModel, root: Path | None = None) -> ServicePaths:
-    return ServicePaths.of(service_key(resolved.name, resolved.path, resolved.catalog is not None), root)
+    return ServicePaths.of(
+        service_key(resolved.name, resolved.path, resolved.catalog is not None), root
+    )
 
 
 # --- acquiring ------------------------------------------------------------------------
@@ -97,7 +101,8 @@ async def acquire(
     label = label or default_label()
     lock = FileLock(paths.lock)
     await lock.acquire_async(
-        startup_timeout + 60, f"starting or stopping the {resolved.name} server",
+        startup_timeout + 60,
+        f"starting or stopping the {resolved.name} server",
         on_wait=lambda: notice(f"waiting for another process that is starting {resolved.name}"),
     )
     try:
@@ -110,7 +115,11 @@ async def acquire(
                 except BaseException:
                     lease.release()
                     raise
-            why = "failed" if state.serves(resolved.path) else f"serves another file ({state.model_path})"
+            why = (
+                "failed"
+                if state.serves(resolved.path)
+                else f"serves another file ({state.model_path})"
+            )
             notice(f"the {resolved.name} server {why}: starting a new one")
             await asyncio.to_thread(stop_service, paths, state)
         elif state is not None:
@@ -119,7 +128,9 @@ async def acquire(
         if choice.notice:
             notice(choice.notice)
         slots = choice.slots(options)
-        check_memory(resolved.path.stat().st_size, read_mem_available(), slots * options.ctx_per_slot)
+        check_memory(
+            resolved.path.stat().st_size, read_mem_available(), slots * options.ctx_per_slot
+        )
         lease = Lease.take(paths, label)  # before the supervisor first counts its users
         try:
             preferred = port or (state.port if state is not None else None)
@@ -135,27 +146,46 @@ async def acquire(
 
 
 async def _start_supervisor(
-    paths: ServicePaths, resolved: ResolvedModel, choice: BackendChoice, options: ServeOptions,
-    idle_timeout: float | None, preferred_port: int | None, startup_timeout: float,
+    paths: ServicePaths,
+    resolved: ResolvedModel,
+    choice: BackendChoice,
+    options: ServeOptions,
+    idle_timeout: float | None,
+    preferred_port: int | None,
+    startup_timeout: float,
 ) -> ServiceState:
     stat = resolved.path.stat()
-    sha256 = resolved.catalog.sha256 if resolved.catalog is not None else await asyncio.to_thread(
-        sha256_file, resolved.path
+    sha256 = (
+        resolved.catalog.sha256
+        if resolved.catalog is not None
+        else await asyncio.to_thread(sha256_file, resolved.path)
     )
     spec = SupervisorSpec(
-        root=str(paths.directory.parent), key=paths.key, model=resolved.name,
-        model_path=str(resolved.path.resolve()), model_size=stat.st_size,
-        model_mtime_ns=stat.st_mtime_ns, sha256=sha256, backend=choice.name,
+        root=str(paths.directory.parent),
+        key=paths.key,
+        model=resolved.name,
+        model_path=str(resolved.path.resolve()),
+        model_size=stat.st_size,
+        model_mtime_ns=stat.st_mtime_ns,
+        sha256=sha256,
+        backend=choice.name,
         binary=str(choice.binary) if choice.binary else None,
-        parallel_slots=options.parallel_slots, ctx_per_slot=options.ctx_per_slot,
-        max_reply_tokens=options.max_reply_tokens, threads=options.threads, chat_format=options.chat_format or resolved.chat_format,
+        parallel_slots=options.parallel_slots,
+        ctx_per_slot=options.ctx_per_slot,
+        max_reply_tokens=options.max_reply_tokens,
+        threads=options.threads,
+        chat_format=options.chat_format or resolved.chat_format,
         idle_timeout=idle_timeout if idle_timeout is not None else idle_timeout_from_env(),
-        preferred_port=preferred_port, instance=uuid.uuid4().hex,
-        recommended_api=resolved.api, startup_timeout=startup_timeout,
+        preferred_port=preferred_port,
+        instance=uuid.uuid4().hex,
+        recommended_api=resolved.api,
+        startup_timeout=startup_timeout,
     )
     code = await asyncio.to_thread(_spawn_supervisor, paths, spec)
     if code != 0:
-        raise ServerStartError(f"the model service did not start (code {code}); see {paths.log}:\n{log_tail(paths)}")
+        raise ServerStartError(
+            f"the model service did not start (code {code}); see {paths.log}:\n{log_tail(paths)}"
+        )
     return await _wait_until_ready(paths, spec.instance, startup_timeout)
 
 
@@ -168,8 +198,12 @@ def _spawn_supervisor(paths: ServicePaths, spec: SupervisorSpec) -> int:
         log.flush()
         starter = subprocess.Popen(
             [sys.executable, "-m", "kernelagent.localmodel.supervisor", spec.model_dump_json()],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, cwd=paths.directory,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            cwd=paths.directory,
         )
     return starter.wait()
 
@@ -189,7 +223,9 @@ async def _wait_until_ready(paths: ServicePaths, instance: str, timeout: float) 
             appeared = True
         if appeared and not supervisor_alive(paths):
             remove_state(paths, instance)
-            raise ServerStartError(f"the model service stopped while starting; see {paths.log}:\n{log_tail(paths)}")
+            raise ServerStartError(
+                f"the model service stopped while starting; see {paths.log}:\n{log_tail(paths)}"
+            )
         waited = time.monotonic() - started
         if waited > timeout or (not appeared and waited > 60):  # 60 s: no supervisor came up
             raise ServerStartError(
@@ -294,7 +330,9 @@ def running_services(root: Path | None = None) -> list[RunningService]:
             continue
         found.append(
             RunningService(
-                state=state, sessions=live_leases(paths), rss_bytes=process_rss(state.pid),
+                state=state,
+                sessions=live_leases(paths),
+                rss_bytes=process_rss(state.pid),
                 busy_slots=busy_slots(state),
             )
         )

@@ -238,7 +238,11 @@ class FileLock:
             time.sleep(poll)
 
     async def acquire_async(
-        self, timeout: float, what: str, *, on_wait: Callable[[], None] | None = None,
+        self,
+        timeout: float,
+        what: str,
+        *,
+        on_wait: Callable[[], None] | None = None,
         poll: float = 0.1,
     ) -> None:
         """Wait without blocking the event loop (cancellable: nothing is left waiting)."""
@@ -394,4 +398,3 @@ def process_command_line(pid: int) -> list[str]:
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-

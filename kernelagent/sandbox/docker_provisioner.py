@@ -15,6 +15,7 @@ unix socket (mounted read-only) is its only way out, for the listed destinations
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -31,9 +32,10 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from jupyter_core.paths import jupyter_runtime_dir
 from traitlets import Bool, Dict, Float, Int, List, Unicode
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.sandbox import egress_setup
 from kernelagent.sandbox.egress_proxy import EgressListener, EgressProxy, EgressRecord
-from kernelagent.sandbox.images import DEFAULT_IMAGE
+from kernelagent.sandbox.settings import setting_default, setting_help
 from kernelagent.sandbox.workspace_access import ensure_writable, sandbox_identity
 
 CONTAINER_RUNTIME_DIR = "/run/kernelagent"
@@ -57,7 +59,7 @@ CONTAINER_ENV = {
 }
 
 
-class DockerUnavailableError(RuntimeError):
+class DockerUnavailableError(KernelAgentError, RuntimeError):
     """No Docker engine answers; says how to get one."""
 
 
@@ -120,7 +122,7 @@ def describe_exit(state: dict[str, Any]) -> str:
     return f"exited: the kernel process exited with code {code}"
 
 
-class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
+class DockerProvisioner(KernelProvisionerBase):
     """Runs the kernel in a Docker container: no network, non-root, read-only root.
 
     Created by jupyter_client's ``KernelProvisionerFactory`` for a kernelspec whose
@@ -128,47 +130,33 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     below.
     """
 
-    image = Unicode(DEFAULT_IMAGE, config=True, help="Sandbox image to run.")
+    # The limits and egress settings: defaults and help are SandboxSettings'.
+    image = Unicode(setting_default("image"), config=True, help=setting_help("image"))
     workspace = Unicode(
         "",
         config=True,
         help="Host directory mounted read-write at /workspace. Empty: the `cwd` the "
         "kernel is started with (the notebook's directory in JupyterLab).",
     )
-    mem_limit = Unicode("1g", config=True, help="Memory limit (Docker syntax, e.g. 1g).")
-    cpus = Float(1.0, config=True, help="CPU limit in cores.")
-    pids_limit = Int(256, config=True, help="Maximum number of processes and threads.")
-    tmpfs_size = Unicode("64m", config=True, help="Size of the writable /tmp tmpfs.")
-    network = Unicode(
-        "none", config=True, help="Docker network mode. 'none' cuts the sandbox off."
+    mem_limit = Unicode(setting_default("mem_limit"), config=True, help=setting_help("mem_limit"))
+    cpus = Float(setting_default("cpus"), config=True, help=setting_help("cpus"))
+    pids_limit = Int(setting_default("pids_limit"), config=True, help=setting_help("pids_limit"))
+    tmpfs_size = Unicode(
+        setting_default("tmpfs_size"), config=True, help=setting_help("tmpfs_size")
     )
+    network = Unicode(setting_default("network"), config=True, help=setting_help("network"))
     read_only = Bool(True, config=True, help="Mount the image's root filesystem read-only.")
-    runtime = Unicode(
-        "", config=True, help="OCI runtime, e.g. 'runsc' for gVisor. Empty: Docker's default."
-    )
+    runtime = Unicode(setting_default("runtime"), config=True, help=setting_help("runtime"))
     user = Unicode(
         "",
         config=True,
         help="uid:gid in the container. Empty: the host user; when the host runs as root, the "
         "workspace owner, or 1000 (with an ACL entry on the workspace) when root owns it.",
     )
-    network_allow = List(
-        Unicode(),
-        config=True,
-        help="Destinations (HOST[:PORT]) the sandbox may reach through the host's audited egress "
-        "proxy; the container still has no network interface. Empty: no egress at all.",
-    )
-    network_headers = Dict(
-        config=True,
-        help="Secret headers the egress proxy adds to plain-HTTP requests, by destination rule: "
-        '{"api.internal:8080": {"Authorization": "Bearer ${TOKEN}"}}; ${NAME} comes from the '
-        "host's environment and never enters the sandbox.",
-    )
+    network_allow = List(Unicode(), config=True, help=setting_help("network_allow"))
+    network_headers = Dict(config=True, help=setting_help("network_headers"))
     egress_log = Unicode(
-        "",
-        config=True,
-        help="JSON-lines audit log of every egress request. Empty: "
-        "<jupyter data dir>/kernelagent/egress/<kernel id>.jsonl.",
+        setting_default("egress_log"), config=True, help=setting_help("egress_log")
     )
     egress_port = Int(
         egress_setup.DEFAULT_EGRESS_PORT, config=True, help="Port of the proxy inside the sandbox."
@@ -202,6 +190,8 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         """Called by the KernelManager before launch: writes the connection files."""
         km = self.parent
+        if km is None:
+            raise RuntimeError("the provisioner has no kernel manager to configure")
         self.runtime_dir = kernel_runtime_dir(self.kernel_id)
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.workspace_dir = Path(self.workspace or kwargs.get("cwd") or os.getcwd()).resolve()
@@ -373,10 +363,8 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         """Interrupts arrive here (SIGINT); docker-init forwards them to the kernel."""
         container = await asyncio.to_thread(self._container)
         if container is not None:
-            try:
+            with contextlib.suppress(docker.errors.APIError):  # the container already stopped
                 await asyncio.to_thread(container.kill, signal=int(signum))
-            except docker.errors.APIError:
-                pass  # the container already stopped
 
     async def kill(self, restart: bool = False) -> None:
         await self.send_signal(signal.SIGKILL)
@@ -389,10 +377,8 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         is a restart, the runtime directory). The workspace always stays."""
         container = await asyncio.to_thread(self._container)
         if container is not None:
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 await asyncio.to_thread(container.remove, force=True)
-            except docker.errors.NotFound:
-                pass
         self.container_id = None
         if not restart:
             await self.stop_egress_proxy()
@@ -429,7 +415,9 @@ class DockerProvisioner(KernelProvisionerBase):  # type: ignore[misc]
         proxy = EgressProxy(
             allowlist,
             egress_setup.socket_path(self.runtime_dir),
-            log_path=Path(self.egress_log) if self.egress_log else egress_setup.default_log_path(self.kernel_id),
+            log_path=Path(self.egress_log)
+            if self.egress_log
+            else egress_setup.default_log_path(self.kernel_id),
             headers=egress_setup.expand_headers(dict(self.network_headers)),
             socket_owner=(uid, gid) if as_root else None,
             socket_mode=0o660 if as_root or uid == os.geteuid() else 0o666,

@@ -13,6 +13,7 @@ host copies it into the kernel's runtime directory, mounted read-only.
 """
 
 import asyncio
+import contextlib
 import os
 import site
 import socket
@@ -44,10 +45,8 @@ async def handle(socket_path, client_reader, client_writer):
         proxy_reader, proxy_writer = await asyncio.open_unix_connection(socket_path)
     except OSError:
         client_writer.write(PROXY_DOWN)
-        try:
+        with contextlib.suppress(OSError):
             await client_writer.drain()
-        except OSError:
-            pass
         client_writer.close()
         return
     await asyncio.gather(relay(client_reader, proxy_writer), relay(proxy_reader, client_writer))
@@ -56,9 +55,7 @@ async def handle(socket_path, client_reader, client_writer):
 
 
 async def serve(listener, socket_path):
-    server = await asyncio.start_server(
-        lambda r, w: handle(socket_path, r, w), sock=listener
-    )
+    server = await asyncio.start_server(lambda r, w: handle(socket_path, r, w), sock=listener)
     async with server:
         await server.serve_forever()
 
@@ -68,10 +65,8 @@ def main(argv):
         print("usage: egress_forwarder.py SOCKET PORT -- COMMAND...", file=sys.stderr)
         return 2
     socket_path, port, command = argv[0], int(argv[1]), argv[3:]
-    try:  # exists before the kernel starts, so site puts it on sys.path
+    with contextlib.suppress(OSError):  # exists before the kernel starts: site puts it on sys.path
         os.makedirs(site.getusersitepackages(), exist_ok=True)
-    except OSError:
-        pass
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))

@@ -48,8 +48,14 @@ PROXY_ERROR = (
     "deciding it (see the host's log); nothing was sent"
 )
 _HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate",
-    "te", "trailer", "upgrade",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
 }
 
 
@@ -185,7 +191,9 @@ class EgressProxy:
         except asyncio.CancelledError:
             record.reason = record.reason or "the proxy stopped"
         except Exception as error:  # fail closed: nothing is relayed after an error here
-            log.exception("egress proxy: request %s %s:%s failed", record.method, record.host, record.port)
+            log.exception(
+                "egress proxy: request %s %s:%s failed", record.method, record.host, record.port
+            )
             record.reason = record.reason or f"proxy error: {error.__class__.__name__}"
             if record.decision == "refused" and record.status is None:  # nothing answered yet
                 record.status = 502
@@ -207,7 +215,9 @@ class EgressProxy:
             return  # not a request (or a client that went away): nothing to record
         request = parse_head(head)
         if request is None:
-            await _answer(writer, 400, "Bad Request", "kernelagent egress proxy: not an HTTP request")
+            await _answer(
+                writer, 400, "Bad Request", "kernelagent egress proxy: not an HTTP request"
+            )
             return
         method, target, headers = request
         record.method = method
@@ -221,12 +231,16 @@ class EgressProxy:
         record.path = path.split("?", 1)[0] if path else None
         if len(self._handlers) > self.max_connections:
             record.reason, record.status = f"more than {self.max_connections} open connections", 503
-            await _answer(writer, 503, "Too Many Connections", f"kernelagent egress proxy: {record.reason}")
+            await _answer(
+                writer, 503, "Too Many Connections", f"kernelagent egress proxy: {record.reason}"
+            )
             return
         decision = await self.allowlist.decide(host, port, _resolve)
         if not decision.allowed:
             record.reason, record.status = decision.reason, 403
-            phrase = f"Forbidden by the kernelagent egress allowlist: {decision.reason.split('. ')[0]}"
+            phrase = (
+                f"Forbidden by the kernelagent egress allowlist: {decision.reason.split('. ')[0]}"
+            )
             await _answer(writer, 403, phrase, decision.reason)
             return
         record.decision, record.address, record.rule = "allowed", decision.address, decision.rule
@@ -237,7 +251,12 @@ class EgressProxy:
             )
         except (OSError, asyncio.TimeoutError) as error:
             record.reason, record.status = f"cannot connect: {error or 'timed out'}", 502
-            await _answer(writer, 502, "Bad Gateway", f"kernelagent egress proxy: {host}:{port}: {record.reason}")
+            await _answer(
+                writer,
+                502,
+                "Bad Gateway",
+                f"kernelagent egress proxy: {host}:{port}: {record.reason}",
+            )
             return
         try:
             if method == "CONNECT":
@@ -248,7 +267,9 @@ class EgressProxy:
                 record.headers_added = added or None
                 upstream_writer.write(outgoing)
                 record.bytes_up += len(outgoing)
-            await self._relay(reader, writer, upstream_reader, upstream_writer, record, method != "CONNECT")
+            await self._relay(
+                reader, writer, upstream_reader, upstream_writer, record, method != "CONNECT"
+            )
         finally:
             upstream_writer.close()
 

@@ -30,15 +30,19 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
+from kernelagent.errors import KernelAgentError
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 DEFAULT_PORTS = frozenset({80, 443})
 ANY_PORT = "*"
-_NAME = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+_NAME = re.compile(
+    r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$"
+)
 
 
-class EgressRuleError(ValueError):
+class EgressRuleError(KernelAgentError, ValueError):
     """A rule that cannot be parsed; the message shows the accepted forms."""
 
 
@@ -68,7 +72,11 @@ class EgressRule:
         return name == self.host
 
     def covers_address(self, address: IPAddress) -> bool:
-        return self.network is not None and address.version == self.network.version and address in self.network
+        return (
+            self.network is not None
+            and address.version == self.network.version
+            and address in self.network
+        )
 
     def covers(self, other: EgressRule) -> bool:
         """Whether every destination ``other`` allows is also allowed by this rule."""
@@ -130,7 +138,9 @@ def _split_port(raw: str) -> tuple[str, frozenset[int] | None]:
             raise EgressRuleError(f"--allow-net {raw!r}: expected ':PORT' after ']'")
         port_text = rest[1:] if rest else None
     elif raw.count(":") > 1:
-        raise EgressRuleError(f"--allow-net {raw!r}: write IPv6 addresses in brackets, e.g. [::1]:8080")
+        raise EgressRuleError(
+            f"--allow-net {raw!r}: write IPv6 addresses in brackets, e.g. [::1]:8080"
+        )
     else:
         host, _, port_text = raw.partition(":")
         port_text = port_text if ":" in raw else None
@@ -177,7 +187,9 @@ def never_by_name(address: IPAddress) -> bool:
 def covered_by(requested: list[str], permitted: list[str]) -> list[str]:
     """The requested rules that no permitted rule covers (empty: all are permitted)."""
     limits = parse_rules(permitted)
-    return [text for text in requested if not any(limit.covers(parse_rule(text)) for limit in limits)]
+    return [
+        text for text in requested if not any(limit.covers(parse_rule(text)) for limit in limits)
+    ]
 
 
 @dataclass(frozen=True)
@@ -221,8 +233,12 @@ class Allowlist:
             for rule in self.rules:
                 if rule.allows_port(port) and rule.covers_address(literal):
                     return EgressDecision(True, address=str(literal), rule=rule.text)
-            return self._refuse(host, port, f"{_display(host)}:{port} is not in the egress allowlist")
-        matching = [rule for rule in self.rules if rule.allows_port(port) and rule.matches_name(name)]
+            return self._refuse(
+                host, port, f"{_display(host)}:{port} is not in the egress allowlist"
+            )
+        matching = [
+            rule for rule in self.rules if rule.allows_port(port) and rule.matches_name(name)
+        ]
         if not matching:
             return self._refuse(host, port, f"{host}:{port} is not in the egress allowlist")
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 
+from kernelagent.errors import KernelAgentError
 from kernelagent.sandbox.egress_rules import Allowlist
 
 CONTAINER_EGRESS_DIR = "/run/kernelagent-egress"
@@ -26,7 +27,7 @@ _FORWARDER_SOURCE = Path(__file__).with_name("egress_forwarder.py")
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-class EgressConfigError(ValueError):
+class EgressConfigError(KernelAgentError, ValueError):
     """Egress settings that cannot work; the message says which setting to change."""
 
 
@@ -107,14 +108,16 @@ def expand_headers(templates: dict[str, dict[str, str]]) -> dict[str, dict[str, 
                 expanded[rule][name] = string.Template(template).substitute(os.environ)
             except KeyError as missing:
                 raise EgressConfigError(
-                    f"the {name} header for {rule} uses ${{{missing.args[0]}}}, which is not set in "
+                    f"the {name} header for {rule} uses ${{{missing.args[0]}}}, which is not set "
+                    f"in "
                     "the environment of the process that starts the kernel: export it there"
                 ) from None
             except ValueError as error:
                 raise EgressConfigError(f"the {name} header for {rule}: {error}") from None
             if any(ch in name + expanded[rule][name] for ch in "\r\n\0") or ":" in name:
                 raise EgressConfigError(
-                    f"the {name!r} header for {rule} has a line break or a colon in its name or value"
+                    f"the {name!r} header for {rule} has a line break or a colon in its name or "
+                    f"value"
                 )
     return expanded
 
@@ -138,4 +141,3 @@ def check_settings(rules: list[str], network: str) -> Allowlist:
 def default_log_path(kernel_id: str) -> Path:
     """Where a kernel's egress audit goes when its settings name no file (host-only)."""
     return Path(jupyter_data_dir()) / "kernelagent" / "egress" / f"{kernel_id}.jsonl"
-

@@ -24,6 +24,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from kernelagent.errors import KernelAgentError
+
 DEFAULT_IMAGE = "kernelagent-sandbox:latest"
 SANDBOX_USER = "agent"
 SANDBOX_UID = 1000
@@ -50,21 +52,31 @@ IMAGE_CHANGES = [
     "ENV PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8",
     'CMD ["python3", "-m", "ipykernel_launcher"]',
 ]
-_PRUNE = ["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info"]
+_PRUNE = [
+    "var/cache/apt/archives",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+]
 
 Progress = Callable[[str], None]
 
 
-class ImageBuildError(RuntimeError):
+class ImageBuildError(KernelAgentError, RuntimeError):
     pass
 
 
 def recipe_hash(route: str, suite: str = DEBIAN_SUITE) -> str:
-    parts = [route, suite, *DEBIAN_PACKAGES, *IMAGE_CHANGES] if route == "rootfs" else [route, dockerfile_text()]
+    parts = (
+        [route, suite, *DEBIAN_PACKAGES, *IMAGE_CHANGES]
+        if route == "rootfs"
+        else [route, dockerfile_text()]
+    )
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def image_is_current(client, name: str, route: str = "rootfs") -> bool:  # type: ignore[no-untyped-def]
+def image_is_current(client, name: str, route: str = "rootfs") -> bool:
     import docker.errors
 
     try:
@@ -100,7 +112,7 @@ def _run(cmd: list[str], progress: Progress, what: str, *, check: bool = True) -
 
 
 def build_rootfs_image(
-    client,  # type: ignore[no-untyped-def]
+    client,
     name: str = DEFAULT_IMAGE,
     *,
     suite: str = DEBIAN_SUITE,
@@ -137,7 +149,9 @@ def build_rootfs_image(
     return name
 
 
-def import_rootfs(root: Path, name: str, *, suite: str = DEBIAN_SUITE, progress: Progress = print) -> None:
+def import_rootfs(
+    root: Path, name: str, *, suite: str = DEBIAN_SUITE, progress: Progress = print
+) -> None:
     """Finish a debootstrapped root (packages left unconfigured, the user) and import it."""
     if not (root / "usr" / "bin" / "python3").exists():
         raise ImageBuildError(f"debootstrap did not produce a usable root filesystem in {root}")
@@ -145,18 +159,39 @@ def import_rootfs(root: Path, name: str, *, suite: str = DEBIAN_SUITE, progress:
     # boost-regex); apt inside the root finishes what it left unconfigured.
     if Path("/etc/resolv.conf").exists():
         shutil.copyfile("/etc/resolv.conf", root / "etc" / "resolv.conf")
-    _run(["chroot", str(root), "apt-get", "-f", "install", "-y", "-q"], progress, "resolving left-over dependencies")
+    _run(
+        ["chroot", str(root), "apt-get", "-f", "install", "-y", "-q"],
+        progress,
+        "resolving left-over dependencies",
+    )
     _run(["chroot", str(root), "dpkg", "--configure", "-a"], progress, "configuring packages")
     _run(
-        ["chroot", str(root), "python3", "-c", "import ipykernel, zmq, numpy, pandas, matplotlib, scipy, sklearn"],
+        [
+            "chroot",
+            str(root),
+            "python3",
+            "-c",
+            "import ipykernel, zmq, numpy, pandas, matplotlib, scipy, sklearn",
+        ],
         progress,
         "checking that the kernel and the data stack import",
     )
-    if subprocess.run(["chroot", str(root), "id", SANDBOX_USER], capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["chroot", str(root), "id", SANDBOX_USER], capture_output=True).returncode
+        != 0
+    ):
         _run(
             [
-                "chroot", str(root), "useradd", "--uid", str(SANDBOX_UID), "--user-group",
-                "--create-home", "--shell", "/bin/bash", SANDBOX_USER,
+                "chroot",
+                str(root),
+                "useradd",
+                "--uid",
+                str(SANDBOX_UID),
+                "--user-group",
+                "--create-home",
+                "--shell",
+                "/bin/bash",
+                SANDBOX_USER,
             ],
             progress,
             f"adding the non-root user {SANDBOX_USER} ({SANDBOX_UID})",
@@ -172,7 +207,13 @@ def import_rootfs(root: Path, name: str, *, suite: str = DEBIAN_SUITE, progress:
             target.mkdir()
     progress(f"importing the root filesystem as {name}")
     changes = [*IMAGE_CHANGES, f"LABEL {RECIPE_LABEL}={recipe_hash('rootfs', suite)}"]
-    cmd = ["docker", "import", *[arg for change in changes for arg in ("--change", change)], "-", name]
+    cmd = [
+        "docker",
+        "import",
+        *[arg for change in changes for arg in ("--change", change)],
+        "-",
+        name,
+    ]
     tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
     imported = subprocess.run(cmd, stdin=tar.stdout, capture_output=True, text=True)
     tar.wait()
@@ -183,7 +224,7 @@ def import_rootfs(root: Path, name: str, *, suite: str = DEBIAN_SUITE, progress:
 def dockerfile_text(base: str = "python:3.12-slim") -> str:
     return f"""\
 FROM {base}
-RUN pip install --no-cache-dir {' '.join(PYPI_PACKAGES)} \\
+RUN pip install --no-cache-dir {" ".join(PYPI_PACKAGES)} \\
  && useradd --uid {SANDBOX_UID} --user-group --create-home {SANDBOX_USER} \\
  && mkdir -p /workspace /run/kernelagent && chown {SANDBOX_UID}:{SANDBOX_UID} /workspace
 USER {SANDBOX_UID}:{SANDBOX_UID}
@@ -193,7 +234,7 @@ CMD ["python3", "-m", "ipykernel_launcher"]
 
 
 def build_dockerfile_image(
-    client,  # type: ignore[no-untyped-def]
+    client,
     name: str = DEFAULT_IMAGE,
     *,
     base: str = "python:3.12-slim",

@@ -74,7 +74,9 @@ def list_sandboxes(keep_kernel_ids: frozenset[str] = frozenset()) -> list[Sandbo
             orphan, why = True, f"owner process {owner_pid} is gone"
         else:
             orphan, why = False, f"owned by live process {owner_pid}"
-        found.append(SandboxContainer(container.name, kernel_id, container.status, owner_pid, orphan, why))
+        found.append(
+            SandboxContainer(container.name, kernel_id, container.status, owner_pid, orphan, why)
+        )
     return found
 
 
@@ -96,8 +98,9 @@ def discard_sandbox(state: dict[str, Any]) -> bool:
     return True
 
 
-def _remove_container(client, container: str, kernel_id: str | None) -> bool:  # type: ignore[no-untyped-def]
-    """Force-remove a container (by name or id) and its host runtime directory; False if it was gone."""
+def _remove_container(client, container: str, kernel_id: str | None) -> bool:
+    """Force-remove a container (by name or id) and its host runtime directory; False if it was
+    gone."""
     removed = True
     try:
         client.containers.get(container).remove(force=True)

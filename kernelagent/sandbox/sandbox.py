@@ -23,13 +23,15 @@ from queue import Empty
 from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
-
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 from jupyter_core.paths import jupyter_runtime_dir
 
-from kernelagent.execution import ExecutionResult, OutputCallback, execute
+from kernelagent.errors import KernelAgentError
+from kernelagent.execution.outputs import KernelOutputs, OutputCallback
+from kernelagent.execution.result import ExecutionResult
+from kernelagent.execution.run import execute, shell_reply
 from kernelagent.manifest import (
     EXPRESSION,
     EXPRESSION_NAME,
@@ -40,7 +42,6 @@ from kernelagent.manifest import (
 from kernelagent.sandbox.docker_provisioner import (
     CONTAINER_WORKSPACE,
     DockerProvisioner,
-    docker_client,
 )
 from kernelagent.sandbox.egress_proxy import EgressListener, EgressProxy
 from kernelagent.sandbox.settings import SandboxSettings
@@ -55,7 +56,7 @@ LOCAL_WARNING = (
 )
 
 
-class SandboxError(RuntimeError):
+class SandboxError(KernelAgentError, RuntimeError):
     """The sandbox could not start or be reached; the message says what to do."""
 
 
@@ -126,6 +127,8 @@ class Sandbox:
         self.client = manager.client()
         self._lock = asyncio.Lock()
         self._manifest_ready = False
+        self._outputs = KernelOutputs()
+        """The outputs of the cells this kernel ran, for display ids that later cells update."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -181,7 +184,8 @@ class Sandbox:
                 "image": provisioner.image,
             }
         elif provisioner is not None and getattr(provisioner, "pid", None):
-            provisioner_info = {"pid": provisioner.pid, "pgid": getattr(provisioner, "pgid", None)}
+            pid, pgid = getattr(provisioner, "pid", None), getattr(provisioner, "pgid", None)
+            provisioner_info = {"pid": pid, "pgid": pgid}
         return {
             "kernel_id": self.manager.kernel_id,
             "settings": self.settings.model_dump(),
@@ -225,6 +229,7 @@ class Sandbox:
     async def restart(self) -> None:
         """A new kernel in the same workspace; all in-memory state is lost."""
         self._manifest_ready = False
+        self._outputs = KernelOutputs()
         await self.manager.restart_kernel(now=True)
         await wait_for_kernel(self.client, self.settings.startup_timeout, self.death_reason)
 
@@ -261,7 +266,8 @@ class Sandbox:
 
     def on_egress(self, listener: EgressListener) -> None:
         """Call ``listener`` with every egress record (allowed or refused) of this sandbox,
-        on the event loop that runs it. The session uses it to write ``metadata.kernelagent.egress``."""
+        on the event loop that runs it. The session uses it to write
+        ``metadata.kernelagent.egress``."""
         provisioner = self.manager.provisioner
         if isinstance(provisioner, DockerProvisioner):
             provisioner.egress_listeners.append(listener)
@@ -275,11 +281,13 @@ class Sandbox:
         on_output: OutputCallback | None = None,
         *,
         manifest: bool = False,
+        cell_id: str | None = None,
     ) -> ExecutionResult:
         """Run a cell; outputs come back as nbformat v4 dicts.
 
         With ``manifest``, the result's ``manifest`` lists the names the cell defined
-        or changed (computed in the kernel, returned with the reply).
+        or changed (computed in the kernel, returned with the reply). ``cell_id`` names
+        the cell in ``display_updates`` of a later cell that updates its displays.
         """
         async with self._lock:
             expressions = None
@@ -296,11 +304,17 @@ class Sandbox:
                 interrupt=self.interrupt,
                 interrupt_grace=self.settings.interrupt_grace,
                 user_expressions=expressions,
+                outputs=self._outputs,
+                cell_id=cell_id,
             )
             if result.interrupt_ignored:
                 await self.restart()
                 result.detail += "; the kernel was restarted and its variables are lost"
-            elif manifest and result.status == "error" and EXPRESSION_NAME not in result.user_expressions:
+            elif (
+                manifest
+                and result.status == "error"
+                and EXPRESSION_NAME not in result.user_expressions
+            ):
                 # the kernel skips user_expressions after an error; the names a failed cell
                 # defined before it raised are asked for separately
                 reply = await self._run_hidden("", user_expressions={EXPRESSION_NAME: EXPRESSION})
@@ -312,7 +326,9 @@ class Sandbox:
             await self._run_hidden(KERNEL_SETUP)
             self._manifest_ready = True
 
-    async def _run_hidden(self, code: str, user_expressions: dict[str, str] | None = None) -> dict[str, Any]:
+    async def _run_hidden(
+        self, code: str, user_expressions: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """Run code that leaves no trace in the history or the outputs; returns the reply."""
         msg_id = self.client.execute(
             code, silent=True, store_history=False, user_expressions=user_expressions or {}
@@ -321,14 +337,9 @@ class Sandbox:
 
     async def _shell_reply(self, msg_id: str) -> dict[str, Any]:
         """The kernel's reply to ``msg_id``, within ``startup_timeout`` in all."""
-        deadline = time.monotonic() + self.settings.startup_timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                reply = await self.client.get_shell_msg(timeout=left)
-            except Empty:
-                break
-            if reply["parent_header"].get("msg_id") == msg_id:
-                return reply
+        reply = await shell_reply(self.client, msg_id, timeout=self.settings.startup_timeout)
+        if reply is not None:
+            return reply
         dead = await self.death_reason()
         raise SandboxError(
             f"the kernel did not answer within {self.settings.startup_timeout:.0f} s"

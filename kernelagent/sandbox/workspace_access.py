@@ -22,6 +22,8 @@ import pwd
 import struct
 from pathlib import Path
 
+from kernelagent.errors import KernelAgentError
+
 log = logging.getLogger(__name__)
 
 SANDBOX_UID_WHEN_HOST_IS_ROOT = 1000
@@ -34,11 +36,27 @@ _UNDEFINED_ID = 0xFFFFFFFF
 _ENTRY = struct.Struct("<HHI")
 _HEADER = struct.Struct("<I")
 #: Directories that are never given to the sandbox for writing, even as its workspace.
-_PROTECTED = ("/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/opt", "/proc", "/run",
-              "/sbin", "/srv", "/sys", "/usr", "/var", "/home")
+_PROTECTED = (
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/opt",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/usr",
+    "/var",
+    "/home",
+)
 
 
-class WorkspaceAccessError(RuntimeError):
+class WorkspaceAccessError(KernelAgentError, RuntimeError):
     """The workspace cannot be made writable for the sandbox; says what to do instead."""
 
 

@@ -9,9 +9,11 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union
 
 from kernelagent.api import DEFAULT_MODEL
+from kernelagent.literals import API_KINDS, SANDBOX_KINDS
 from kernelagent.server.handlers import default_handlers
-from kernelagent.server.manager import Defaults, SessionManager
+from kernelagent.server.manager import SessionManager
 from kernelagent.server.request_policy import DEFAULT_ALLOWED_BASE_URLS, RequestPolicy
+from kernelagent.server.session_config import Defaults
 from kernelagent.session.store import SessionStore
 
 
@@ -19,12 +21,15 @@ class KernelAgentExtension(ExtensionApp):
     """Runs agent sessions inside the Jupyter server, for the JupyterLab panel."""
 
     name = "kernelagent"
-    description = "Agent sessions whose computer is a sandboxed Jupyter kernel, recorded as notebooks."
+    description = (
+        "Agent sessions whose computer is a sandboxed Jupyter kernel, recorded as notebooks."
+    )
 
     default_model = Unicode(
         DEFAULT_MODEL,
         config=True,
-        help="Model for sessions that do not name one (default: $KERNELAGENT_MODEL or gpt-4.1-mini).",
+        help="Model for sessions that do not name one (default: $KERNELAGENT_MODEL or "
+        "gpt-4.1-mini).",
     )
     default_base_url = Unicode(
         None,
@@ -73,27 +78,32 @@ class KernelAgentExtension(ExtensionApp):
         "${NAME} is read from the server's environment and never enters the sandbox.",
     )
     default_api = Enum(
-        ["responses", "chat", "code-blocks"],
+        list(API_KINDS),
         "responses",
         config=True,
         help="Model API for sessions that do not name one: responses, chat (Chat Completions, "
         "for most local servers) or code-blocks (for models that cannot call tools).",
     )
     default_sandbox = Enum(
-        ["docker", "local"],
+        list(SANDBOX_KINDS),
         "docker",
         config=True,
-        help="Where kernels run: docker (isolated container) or local (a plain subprocess, NOT isolated). "
+        help="Where kernels run: docker (isolated container) or local (a plain subprocess, NOT "
+        "isolated). "
         "Also used by replay.",
     )
-    default_max_steps = Integer(30, config=True, help="Model calls per run when a session does not say.")
+    default_max_steps = Integer(
+        30, config=True, help="Model calls per run when a session does not say."
+    )
     default_attempts = Integer(
         1,
         config=True,
         help="Parallel attempts per new task when a session does not say (each in its own "
         "sandbox; the answer most attempts agree on wins).",
     )
-    cell_timeout = Float(300.0, config=True, help="Seconds a cell may run before it is interrupted.")
+    cell_timeout = Float(
+        300.0, config=True, help="Seconds a cell may run before it is interrupted."
+    )
     sessions_dir = Unicode(
         "kernelagent-sessions",
         config=True,
@@ -103,7 +113,8 @@ class KernelAgentExtension(ExtensionApp):
     workspaces_next_to_notebooks = Bool(
         True,
         config=True,
-        help="Give each session its workspace (the sandbox's /workspace) in sessions_dir, next to its "
+        help="Give each session its workspace (the sandbox's /workspace) in sessions_dir, next to "
+        "its "
         "notebook, so its files show in JupyterLab; if False, workspaces go under store_home.",
     )
     store_home = Unicode(
@@ -149,10 +160,14 @@ class KernelAgentExtension(ExtensionApp):
                 default_sandbox=self.default_sandbox,
                 network_allow=list(self.network_allow),
                 request_network_allow=list(self.request_network_allow),
-                network_headers={rule: dict(headers) for rule, headers in self.network_headers.items()},
+                network_headers={
+                    rule: dict(headers) for rule, headers in self.network_headers.items()
+                },
             ),
         )
-        self.log.info("kernelagent: session store %s, notebooks in %s", store.home, self.manager.sessions_path)
+        self.log.info(
+            "kernelagent: session store %s, notebooks in %s", store.home, self.manager.sessions_path
+        )
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)

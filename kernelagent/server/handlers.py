@@ -45,16 +45,19 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from kernelagent.server.manager import ApiError, EventDict, SessionManager
+from kernelagent.errors import NotFoundError
+from kernelagent.server.errors import ApiError, as_api_error
+from kernelagent.server.event_log import EventDict
+from kernelagent.server.manager import SessionManager
 
 try:  # jupyter_server >= 2.13
     from jupyter_server.auth.decorator import ws_authenticated
 except ImportError:  # pragma: no cover - older servers: the same check, by hand
     import functools
 
-    def ws_authenticated(method):  # type: ignore[no-untyped-def,misc]
+    def ws_authenticated(method):  # type: ignore[misc]
         @functools.wraps(method)
-        def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def wrapper(self, *args, **kwargs):
             if self.current_user is None:
                 raise web.HTTPError(403)
             return method(self, *args, **kwargs)
@@ -74,13 +77,15 @@ class KernelAgentHandler(ExtensionHandlerMixin, APIHandler):
 
     @property
     def manager(self) -> SessionManager:
-        return self.extensionapp.manager  # type: ignore[attr-defined,no-any-return]
+        return self.extensionapp.manager  # type: ignore[attr-defined]
 
     def json_body(self) -> dict[str, Any]:
         try:
             body = self.get_json_body()
         except web.HTTPError:
-            raise ApiError(400, "the request body is not valid JSON", hint="send a JSON object") from None
+            raise ApiError(
+                400, "the request body is not valid JSON", hint="send a JSON object"
+            ) from None
         if body is None:
             return {}
         if not isinstance(body, dict):
@@ -92,24 +97,38 @@ class KernelAgentHandler(ExtensionHandlerMixin, APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(payload))
 
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """kernelagent's own errors are answers, not server faults: log only the 5xx ones."""
+        reply = as_api_error(value) if value is not None else None
+        if reply is not None and reply.status_code < 500:
+            return
+        super().log_exception(typ, value, tb)
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Tornado calls this for every error reply. Our own errors (ApiError) and HTTP
-        errors say what to fix; anything else gets a generic message, and its detail goes
-        to the server log only (as jupyter_server's APIHandler does)."""
+        """Tornado calls this for every error reply. kernelagent's errors (mapped to their
+        HTTP status here) and HTTP errors say what to fix; anything else gets a generic
+        message, and its detail goes to the server log only (as jupyter_server's
+        APIHandler does)."""
         self.set_header("Content-Type", "application/json")
         error, hint = self._reason or "error", ""
         exc_info = kwargs.get("exc_info")
         exception = exc_info[1] if exc_info else None
-        if isinstance(exception, ApiError):
-            error, hint = exception.error, exception.hint
+        reply = as_api_error(exception) if exception is not None else None
+        if reply is not None:
+            self.set_status(reply.status_code)
+            error, hint = reply.error, reply.hint
         elif isinstance(exception, web.HTTPError):
             if exception.log_message and status_code < 500:
-                error = exception.log_message % exception.args if exception.args else exception.log_message
+                message = exception.log_message
+                error = message % exception.args if exception.args else message
             else:
                 error = exception.reason or error
         elif exception is not None:
             self.log.error(
-                "kernelagent: %s %s failed", self.request.method, self.request.path, exc_info=exc_info
+                "kernelagent: %s %s failed",
+                self.request.method,
+                self.request.path,
+                exc_info=exc_info,
             )
             error = "internal server error"
             hint = "see the Jupyter server log for the details"
@@ -176,7 +195,7 @@ class ReplayHandler(KernelAgentHandler):
         self.reply(200, await self.manager.replay(self.json_body()))
 
 
-class SessionEventsSocket(ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+class SessionEventsSocket(ExtensionHandlerMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):
     """``WS sessions/{id}/events?since=N``: logged events after N, then live ones.
 
     Each event is one JSON text message (``event.model_dump(mode="json")``); ``seq``
@@ -189,7 +208,7 @@ class SessionEventsSocket(ExtensionHandlerMixin, WebSocketMixin, WebSocketHandle
 
     @property
     def manager(self) -> SessionManager:
-        return self.extensionapp.manager  # type: ignore[attr-defined,no-any-return]
+        return self.extensionapp.manager  # type: ignore[attr-defined]
 
     @ws_authenticated
     async def get(self, session_id: str) -> None:
@@ -201,8 +220,13 @@ class SessionEventsSocket(ExtensionHandlerMixin, WebSocketMixin, WebSocketHandle
         try:
             self.last_sent = max(0, int(self.get_argument("since", "0")))
         except ValueError:
-            raise web.HTTPError(400, "since must be an integer (the last seq the client saw)") from None
-        record = self.manager.get_record(session_id)  # 404 before the upgrade
+            raise web.HTTPError(
+                400, "since must be an integer (the last seq the client saw)"
+            ) from None
+        try:
+            record = self.manager.get_record(session_id)  # 404 before the upgrade
+        except NotFoundError as error:
+            raise ApiError(404, error.message, error.hint) from None
         self.session_id = record.id
         await super().get(session_id)
 
@@ -210,8 +234,8 @@ class SessionEventsSocket(ExtensionHandlerMixin, WebSocketMixin, WebSocketHandle
         super().open(*args, **kwargs)
         try:
             _, backlog = self.manager.subscribe(self.session_id, self.send_event, self.last_sent)
-        except ApiError as error:  # removed between the check and the upgrade
-            self.close(code=4004, reason=error.error[:120])
+        except NotFoundError as error:  # removed between the check and the upgrade
+            self.close(code=4004, reason=error.message[:120])
             return
         for data in backlog:
             self.send_event(data)

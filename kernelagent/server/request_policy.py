@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kernelagent.agent.models_factory import LOCAL_PLACEHOLDER_KEY
+from kernelagent.errors import KernelAgentError
 from kernelagent.sandbox.egress_rules import EgressRuleError, covered_by, parse_rule
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -34,12 +35,12 @@ DEFAULT_ALLOWED_BASE_URLS = ["http://127.0.0.1:*", "http://localhost:*", "http:/
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class PolicyError(Exception):
+class PolicyError(KernelAgentError):
     """A request asks for something this server does not allow; ``status`` is 400 or 403."""
 
     def __init__(self, status: int, error: str, hint: str) -> None:
-        super().__init__(error)
-        self.status, self.error, self.hint = status, error, hint
+        super().__init__(error, hint)
+        self.status, self.error = status, error
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,9 @@ class AllowedBaseUrl:
         else:
             url, api_key = str(entry), "none"
         if api_key not in ("none", "server") and not api_key.startswith("env:"):
-            raise ValueError(f"allowed_base_urls entry {url!r}: api_key must be none, server or env:NAME")
+            raise ValueError(
+                f"allowed_base_urls entry {url!r}: api_key must be none, server or env:NAME"
+            )
         any_port = ":*" in url
         parts = urlsplit(url.replace(":*", "", 1))
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
@@ -137,7 +140,7 @@ class RequestPolicy:
         server's own). Raises PolicyError (400) for a URL this server does not allow."""
         own = self.server_base_url or OPENAI_BASE_URL
         if not requested or _same_url(requested, own):
-            return Endpoint(self.server_base_url if not requested else requested, self.server_api_key)
+            return Endpoint(requested if requested else self.server_base_url, self.server_api_key)
         parts = urlsplit(requested)
         if parts.username or parts.password or parts.query or parts.fragment:
             raise PolicyError(
@@ -148,12 +151,14 @@ class RequestPolicy:
         for entry in self.allowed_base_urls:
             if entry.matches(requested):
                 return Endpoint(requested, self._key_for(entry))
+        others = ", ".join(_describe(entry) for entry in self.allowed_base_urls)
         raise PolicyError(
             400,
             f"base_url {requested} is not allowed by this server; its sessions may use "
-            f"{own} or {', '.join(_describe(e) for e in self.allowed_base_urls) or 'no other endpoint'}",
+            f"{own} or {others or 'no other endpoint'}",
             "an administrator can allow it: jupyter lab "
-            f"--KernelAgentExtension.allowed_base_urls='[\"{_origin(requested)}\"]' (the server's API "
+            f"--KernelAgentExtension.allowed_base_urls='[\"{_origin(requested)}\"]' (the server's "
+            f"API "
             "key is never sent there unless that entry says api_key: server)",
         )
 
@@ -167,7 +172,8 @@ class RequestPolicy:
     # -- the sandbox -----------------------------------------------------------------------
 
     def check_sandbox(self, kind: str) -> None:
-        """Refuse ``local`` (a plain subprocess of the Jupyter server, not isolated) unless allowed."""
+        """Refuse ``local`` (a plain subprocess of the Jupyter server, not isolated) unless
+        allowed."""
         if kind == "local" and not (self.allow_local_sandbox or self.default_sandbox == "local"):
             raise PolicyError(
                 403,
@@ -183,17 +189,23 @@ class RequestPolicy:
         if requested is None:
             requested = []
         if not isinstance(requested, list) or not all(isinstance(item, str) for item in requested):
-            raise PolicyError(400, "allow_net must be a list of HOST[:PORT] strings", "e.g. [\"pypi.org:443\"]")
+            raise PolicyError(
+                400, "allow_net must be a list of HOST[:PORT] strings", 'e.g. ["pypi.org:443"]'
+            )
         if kind != "docker":
             if requested:
-                raise PolicyError(400, "allow_net needs sandbox 'docker'", "the local sandbox is not isolated")
+                raise PolicyError(
+                    400, "allow_net needs sandbox 'docker'", "the local sandbox is not isolated"
+                )
             return []
         try:
             for item in requested:
                 parse_rule(item)
             refused = covered_by(requested, self.request_network_allow)
         except EgressRuleError as error:
-            raise PolicyError(400, str(error), "allow_net entries are HOST[:PORT], e.g. pypi.org:443") from None
+            raise PolicyError(
+                400, str(error), "allow_net entries are HOST[:PORT], e.g. pypi.org:443"
+            ) from None
         if refused:
             permitted = ", ".join(self.request_network_allow) or "nothing"
             raise PolicyError(

@@ -14,17 +14,18 @@ from nbformat import NotebookNode
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.agent.prompts import system_prompt
 from kernelagent.agent.workspace import workspace_files
+from kernelagent.errors import KernelAgentError
 from kernelagent.events import Event
 from kernelagent.notebook.recorder import load_notebook
-from kernelagent.notebook.replay import code_cells
-from kernelagent.notebook.restore import RestoreReport, restore_state
-from kernelagent.notebook.workspace_inputs import copy_workspace, source_workspace
+from kernelagent.replay.replay import code_cells
+from kernelagent.replay.restore import RestoreReport, restore_state
+from kernelagent.replay.workspace_inputs import copy_workspace, source_workspace
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.session.session import Session, SessionConfig, sessions_home
 from kernelagent.session.stream import EventStream
 
 
-class ContinueError(RuntimeError):
+class ContinueError(KernelAgentError, RuntimeError):
     pass
 
 
@@ -50,7 +51,9 @@ def recorded_conversation(notebook: NotebookNode, system: str) -> Conversation:
     sources = [cell.source for cell in code_cells(notebook) if cell.source.strip()]
     if sources:
         listing = "\n\n".join(f"# cell {n}\n{src}" for n, src in enumerate(sources, start=1))
-        conversation.add_user(f"This notebook's code has already been run in your kernel:\n\n{listing}")
+        conversation.add_user(
+            f"This notebook's code has already been run in your kernel:\n\n{listing}"
+        )
     return conversation
 
 
@@ -88,7 +91,9 @@ async def continue_notebook(
         stream = EventStream("")
         if on_event is not None:
             stream.subscribe(on_event)
-        steps = int(notebook.metadata.get("kernelagent", {}).get("conversation", {}).get("steps", 0) or 0)
+        steps = int(
+            notebook.metadata.get("kernelagent", {}).get("conversation", {}).get("steps", 0) or 0
+        )
         session = await Session.continue_from(
             target, config, model, sandbox, conversation, stream=stream, steps=steps
         )

@@ -16,21 +16,30 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kernelagent.agent.approvals import who
-from kernelagent.agent.loop import Decision
+from kernelagent.agent.approvals import Decision, who
 from kernelagent.agent.model import Conversation, Model
-from kernelagent.events import CellFinished, Event, SessionFinished, StatusChanged, UsageUpdated, code_sha256
+from kernelagent.events import (
+    CellFinished,
+    Event,
+    SessionFinished,
+    StatusChanged,
+    UsageUpdated,
+    code_sha256,
+)
 from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
-from kernelagent.notebook.restore import restore_state
+from kernelagent.replay.restore import restore_state
 from kernelagent.sandbox.maintenance import discard_sandbox, pid_alive
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.session.session import Session, SessionConfig
-from kernelagent.session.store import SessionRecord, SessionStateError, SessionStore
+from kernelagent.session.store import (
+    DEFAULT_IDLE_SECONDS,
+    SessionRecord,
+    SessionStateError,
+    SessionStore,
+)
 from kernelagent.session.stream import EventStream
 
-DEFAULT_IDLE_SECONDS = float(os.environ.get("KERNELAGENT_IDLE_TIMEOUT", 30 * 60))
 NOTES_FILE = "NOTES.md"
-WAITING = ("awaiting_approval", "paused", "interrupted")
 
 
 class StoreUpdater:
@@ -88,7 +97,9 @@ def register(store: SessionStore, session: Session, task: str) -> None:
     session.stream.subscribe(StoreUpdater(store, session))
 
 
-def check_resumable(record: SessionRecord, instruction: str | None, decision: Decision | None) -> Any:
+def check_resumable(
+    record: SessionRecord, instruction: str | None, decision: Decision | None
+) -> Any:
     """Refuse clearly what cannot be resumed; returns the session's notebook."""
     _check_status(record, instruction, decision)
     try:
@@ -107,21 +118,26 @@ def check_resumable(record: SessionRecord, instruction: str | None, decision: De
     return notebook
 
 
-def _check_status(record: SessionRecord, instruction: str | None, decision: Decision | None) -> None:
+def _check_status(
+    record: SessionRecord, instruction: str | None, decision: Decision | None
+) -> None:
     if record.status == "running" and record.owner_pid and pid_alive(record.owner_pid):
         raise SessionStateError(f"session {record.id} is running in process {record.owner_pid}")
     if record.status == "completed" and instruction is None:
         raise SessionStateError(
             f"session {record.id} is completed; to go on, give it a new instruction: "
-            f"kernelagent resume {record.id} \"next step\""
+            f'kernelagent resume {record.id} "next step"'
         )
     if record.status == "awaiting_approval" and decision is None:
         raise SessionStateError(
-            f"session {record.id} waits for approval of cell {record.pending.cell_id if record.pending else '?'}: "
+            f"session {record.id} waits for approval of cell "
+            f"{record.pending.cell_id if record.pending else '?'}: "
             f"kernelagent approve {record.id} (or reject {record.id} --reason ...)"
         )
     if decision is not None and record.status != "awaiting_approval":
-        raise SessionStateError(f"session {record.id} has no pending action (it is {record.status})")
+        raise SessionStateError(
+            f"session {record.id} has no pending action (it is {record.status})"
+        )
 
 
 def decide(
@@ -135,9 +151,13 @@ def decide(
     """A person's decision on the session's pending action, bound to the code they saw."""
     pending = record.pending
     if record.status != "awaiting_approval" or pending is None:
-        raise SessionStateError(f"session {record.id} has no pending action (it is {record.status})")
+        raise SessionStateError(
+            f"session {record.id} has no pending action (it is {record.status})"
+        )
     if code_sha256(pending.code) != pending.code_sha256:
-        raise SessionStateError(f"session {record.id}: the pending action's code does not match its hash")
+        raise SessionStateError(
+            f"session {record.id}: the pending action's code does not match its hash"
+        )
     kind = "edited" if edited_code is not None and edited_code != pending.code else decision
     return Decision(
         tool_call_id=pending.tool_call_id,
@@ -168,7 +188,9 @@ async def resume_session(
     sandbox, how = await _sandbox_for(record, config, notebook)
     conversation = Conversation.model_validate(stored["conversation"])
     try:
-        session = await Session.continue_from(record.notebook, config, model, sandbox, conversation, stream=stream)
+        session = await Session.continue_from(
+            record.notebook, config, model, sandbox, conversation, stream=stream
+        )
         session.stream.subscribe(StoreUpdater(store, session))
         store.update(record.id, sandbox_state=sandbox.state(), owner_pid=os.getpid())
         interrupted = _close_interrupted_cells(session)
@@ -182,11 +204,16 @@ async def resume_session(
     return session, note
 
 
-async def _sandbox_for(record: SessionRecord, config: SessionConfig, notebook: Any) -> tuple[Sandbox, str]:
+async def _sandbox_for(
+    record: SessionRecord, config: SessionConfig, notebook: Any
+) -> tuple[Sandbox, str]:
     if record.sandbox_state:
         try:
             sandbox = await Sandbox.attach(record.sandbox_state)
-            return sandbox, "(Session resumed: re-attached to its running sandbox; all variables are intact.)"
+            return (
+                sandbox,
+                "(Session resumed: re-attached to its running sandbox; all variables are intact.)",
+            )
         except (SandboxError, OSError, KeyError, RuntimeError, TimeoutError):
             pass
     sandbox = await Sandbox.start(config.sandbox, record.workspace)
@@ -222,15 +249,21 @@ def _close_interrupted_cells(session: Session) -> str:
     for call in session.conversation.unanswered_calls():
         cell = by_call.get(call.id)
         if cell is not None and cell.metadata.kernelagent.get("status") == "interrupted":
-            text = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
+            text = "".join(
+                o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream"
+            )
             session.conversation.add_tool_result(
                 call.id,
-                "[interrupted: the host process stopped while this cell ran; it may not have finished. "
+                "[interrupted: the host process stopped while this cell ran; it may not have "
+                "finished. "
                 f"Output so far:]\n{text[-2000:] or '(none)'}",
             )
     if not closed:
         return ""
-    return f"{len(closed)} cell(s) were interrupted when the host process stopped; check their effects."
+    return (
+        f"{len(closed)} cell(s) were interrupted when the host process stopped; check their "
+        f"effects."
+    )
 
 
 def _tell_the_model(session: Session, note: str) -> None:
@@ -257,19 +290,18 @@ def _timestamp(value: str | None) -> float:
         return time.time()
 
 
-async def stop_idle_sandboxes(store: SessionStore, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> list[str]:
+async def stop_idle_sandboxes(
+    store: SessionStore, idle_seconds: float = DEFAULT_IDLE_SECONDS
+) -> list[str]:
     """Stop the containers of sessions waiting longer than ``idle_seconds``; their state is
     rebuilt by replay on resume. Returns the ids of the sessions whose sandbox was stopped."""
     stopped = []
-    now = time.time()
-    for record in store.sessions_with_live_sandboxes():
-        if record.status not in WAITING or now - record.updated_at < idle_seconds:
-            continue
+    for record in store.idle_sandboxes(idle_seconds):
         try:
             if not discard_sandbox(record.sandbox_state or {}):
                 sandbox = await Sandbox.attach(record.sandbox_state or {})
                 await sandbox.shutdown()
-        except Exception:  # noqa: BLE001 - already gone: only the record needs updating
+        except Exception:
             pass
         store.update(record.id, sandbox_state=None)
         stopped.append(record.id)

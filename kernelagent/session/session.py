@@ -7,44 +7,44 @@ as the session runs; it holds everything needed to continue the conversation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import shutil
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
 from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome
-from kernelagent.agent.workspace import workspace_files
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.agent.prompts import system_prompt
 from kernelagent.agent.transport import reporting_retries
+from kernelagent.agent.workspace import workspace_files
 from kernelagent.events import (
-    Usage,
     SessionFinished,
     SessionStarted,
     StatusChanged,
+    Usage,
     UserMessage,
 )
+from kernelagent.hashing import sha256_file
+from kernelagent.literals import ApiKind
 from kernelagent.notebook.recorder import NotebookRecorder
-from kernelagent.notebook.restore import restore_state
-from kernelagent.notebook.workspace_inputs import sha256_of
+from kernelagent.replay.restore import restore_state
 from kernelagent.sandbox.maintenance import recorded_kernelspec
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.egress_audit import EgressAttribution
 from kernelagent.session.stream import EventStream
 
-ApiKind = Literal["responses", "chat", "code-blocks"]
-
 
 def describe_input(path: Path) -> dict[str, Any]:
     """Name, size and sha256 of a workspace input, so a replay can check it has the same data."""
-    return {"name": path.name, "size": path.stat().st_size, "sha256": sha256_of(path)}
+    return {"name": path.name, "size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def sessions_home() -> Path:
@@ -84,7 +84,9 @@ class SessionConfig(BaseModel):
         """Notebooks recorded before the limits had their own field kept them flat."""
         if isinstance(data, dict) and (flat := _LIMIT_FIELDS & data.keys()):
             limits = {**(data.get("limits") or {}), **{name: data[name] for name in flat}}
-            data = {key: value for key, value in data.items() if key not in flat} | {"limits": limits}
+            data = {key: value for key, value in data.items() if key not in flat} | {
+                "limits": limits
+            }
         return data
 
 
@@ -174,10 +176,13 @@ class Session:
         recorder = NotebookRecorder(
             notebook_path, session_id=session_id, kernelspec=recorded_kernelspec(config.sandbox)
         )
-        recorder.update_metadata(inputs=[describe_input(sandbox.workspace / p.name) for p in data_files])
+        recorder.update_metadata(
+            inputs=[describe_input(sandbox.workspace / p.name) for p in data_files]
+        )
         if sandbox.settings.network_allow:
             recorder.update_metadata(
-                network_allow=list(sandbox.settings.network_allow), egress_log=sandbox.settings.egress_log
+                network_allow=list(sandbox.settings.network_allow),
+                egress_log=sandbox.settings.egress_log,
             )
         stream.subscribe(recorder.handle, critical=True)
         conversation = Conversation(
@@ -203,7 +208,9 @@ class Session:
                     task=instruction,
                     model=self.config.model,
                     sandbox=self.config.sandbox.kind,
-                    image=self.config.sandbox.image if self.config.sandbox.kind == "docker" else None,
+                    image=self.config.sandbox.image
+                    if self.config.sandbox.kind == "docker"
+                    else None,
                     workspace=str(self.workspace),
                     notebook_path=str(self.notebook_path),
                 )
@@ -232,10 +239,8 @@ class Session:
         if finished is None:
             return
         self.stream.emit(finished)
-        try:
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(self.sandbox.interrupt(), timeout=5)
-        except Exception:  # noqa: BLE001 - best effort while stopping
-            pass
 
     def _set_status(self, status: str, reason: str = "") -> None:
         self.status = status
@@ -262,14 +267,14 @@ class Session:
     async def _recover_kernel(self) -> str:
         """The kernel died: a fresh sandbox on the same workspace, state rebuilt by replay."""
         old = self.sandbox
-        try:
+        with contextlib.suppress(Exception):
             await old.shutdown()
-        except Exception:  # noqa: BLE001 - it is already dead; cleanup is best effort
-            pass
         self.sandbox = await Sandbox.start(self.config.sandbox, old.workspace)
         self.sandbox.on_egress(self.egress.record)
         self.loop.sandbox = self.sandbox
-        report = await restore_state(self.recorder.notebook, self.sandbox, timeout=self.config.limits.cell_timeout)
+        report = await restore_state(
+            self.recorder.notebook, self.sandbox, timeout=self.config.limits.cell_timeout
+        )
         self.restored_cells = len(report.ran)
         for listener in self.sandbox_listeners:
             listener(self.sandbox)
@@ -307,7 +312,9 @@ class Session:
         """A session that appends to an existing notebook, with a restored sandbox."""
         recorder = NotebookRecorder.open(notebook_path)
         # New cells run in the sandbox: "Run All" in JupyterLab must not run them on the host.
-        recorder.notebook.metadata["kernelspec"] = recorded_kernelspec(config.sandbox)  # made a node
+        recorder.notebook.metadata["kernelspec"] = recorded_kernelspec(
+            config.sandbox
+        )  # made a node
         recorded = recorder.notebook.metadata.get("kernelagent", {})
         session_id = recorded.get("session_id") or uuid.uuid4().hex[:12]
         stream = stream or EventStream(session_id)

@@ -10,6 +10,7 @@ a short transaction, so a crash at any point leaves a session that can be resume
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -22,7 +23,8 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from pydantic import BaseModel
 
-from kernelagent.agent.loop import PendingApproval
+from kernelagent.agent.approvals import PendingApproval
+from kernelagent.errors import KernelAgentError
 from kernelagent.events import SessionStatus
 
 SCHEMA = """
@@ -57,12 +59,17 @@ TRANSITIONS: dict[str, set[str]] = {
     "failed": {"running", "failed"},
 }
 
+DEFAULT_IDLE_SECONDS = float(os.environ.get("KERNELAGENT_IDLE_TIMEOUT", 30 * 60))
+"""How long a waiting session keeps its sandbox before it is stopped (restored on resume)."""
+WAITING = ("awaiting_approval", "paused", "interrupted")
+"""Statuses of sessions that wait for a person."""
 
-class SessionNotFoundError(LookupError):
+
+class SessionNotFoundError(KernelAgentError, LookupError):
     pass
 
 
-class SessionStateError(RuntimeError):
+class SessionStateError(KernelAgentError, RuntimeError):
     """The session exists but cannot do what was asked (e.g. resume a completed one)."""
 
 
@@ -118,15 +125,28 @@ class SessionStore:
     def create(self, record: SessionRecord) -> None:
         with self._connect() as db:
             db.execute(
-                "INSERT INTO sessions (id, status, reason, task, created_at, updated_at, steps, cells,"
-                " input_tokens, output_tokens, notebook, workspace, config, sandbox_state, pending, owner_pid)"
+                "INSERT INTO sessions (id, status, reason, task, created_at, updated_at, steps, "
+                "cells,"
+                " input_tokens, output_tokens, notebook, workspace, config, sandbox_state, "
+                "pending, owner_pid)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    record.id, record.status, record.reason, record.task, record.created_at,
-                    record.updated_at, record.steps, record.cells, record.input_tokens,
-                    record.output_tokens, str(record.notebook), str(record.workspace),
-                    json.dumps(record.config), _json(record.sandbox_state),
-                    record.pending.model_dump_json() if record.pending else None, record.owner_pid,
+                    record.id,
+                    record.status,
+                    record.reason,
+                    record.task,
+                    record.created_at,
+                    record.updated_at,
+                    record.steps,
+                    record.cells,
+                    record.input_tokens,
+                    record.output_tokens,
+                    str(record.notebook),
+                    str(record.workspace),
+                    json.dumps(record.config),
+                    _json(record.sandbox_state),
+                    record.pending.model_dump_json() if record.pending else None,
+                    record.owner_pid,
                 ),
             )
 
@@ -160,23 +180,42 @@ class SessionStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 if "status" in fields:
-                    row = db.execute("SELECT status FROM sessions WHERE id = ?", (session_id,)).fetchone()
+                    row = db.execute(
+                        "SELECT status FROM sessions WHERE id = ?", (session_id,)
+                    ).fetchone()
                     if row is None:
                         raise SessionNotFoundError(f"no session {session_id!r}")
                     allowed = TRANSITIONS.get(row["status"], set())
                     if fields["status"] != row["status"] and fields["status"] not in allowed:
                         raise SessionStateError(
-                            f"session {session_id}: cannot go from {row['status']} to {fields['status']}"
+                            f"session {session_id}: cannot go from {row['status']} to "
+                            f"{fields['status']}"
                         )
                 assignments = ", ".join(f"{key} = ?" for key in encoded)
-                db.execute(f"UPDATE sessions SET {assignments} WHERE id = ?", (*encoded.values(), session_id))
+                db.execute(
+                    f"UPDATE sessions SET {assignments} WHERE id = ?",
+                    (*encoded.values(), session_id),
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
 
-    def sessions_with_live_sandboxes(self) -> list[SessionRecord]:
-        return [r for r in self.list() if r.sandbox_state and r.status not in ("completed", "failed")]
+    def sessions_with_live_sandboxes(self) -> builtins.list[SessionRecord]:
+        return [
+            r for r in self.list() if r.sandbox_state and r.status not in ("completed", "failed")
+        ]
+
+    def idle_sandboxes(self, idle_seconds: float | None = None) -> builtins.list[SessionRecord]:
+        """Sessions that wait (for approval, after a pause or an interruption) longer than
+        ``idle_seconds`` (default: ``$KERNELAGENT_IDLE_TIMEOUT``) with their sandbox up."""
+        idle = DEFAULT_IDLE_SECONDS if idle_seconds is None else idle_seconds
+        now = time.time()
+        return [
+            record
+            for record in self.sessions_with_live_sandboxes()
+            if record.status in WAITING and now - record.updated_at >= idle
+        ]
 
 
 def _json(value: Any) -> str | None:
@@ -197,5 +236,7 @@ def _record(row: sqlite3.Row) -> SessionRecord:
     data = dict(row)
     data["config"] = json.loads(data["config"])
     data["sandbox_state"] = json.loads(data["sandbox_state"]) if data["sandbox_state"] else None
-    data["pending"] = PendingApproval.model_validate_json(data["pending"]) if data["pending"] else None
+    data["pending"] = (
+        PendingApproval.model_validate_json(data["pending"]) if data["pending"] else None
+    )
     return SessionRecord.model_validate(data)

@@ -1,12 +1,14 @@
 """A scripted, OpenAI-compatible HTTP server for tests and demos.
 
 Serves ``POST /v1/responses``, ``POST /v1/chat/completions`` (streaming or not),
-``GET /v1/models`` and ``GET /health`` on 127.0.0.1 from a background thread. Every completion request
+``GET /v1/models`` and ``GET /health`` on 127.0.0.1 from a background thread. Every completion
+request
 consumes the next ``ScriptedTurn``, whichever endpoint it hits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sys
@@ -190,10 +192,8 @@ class _TrackingHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _ScriptedHandler(BaseHTTPRequestHandler):
@@ -299,8 +299,11 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         model = str(request.get("model", "scripted-model"))
         if path in RESPONSES_PATHS:
             pending = payloads.response_object(
-                response_id=self.scripted.ids.next("resp"), request=request,
-                status="in_progress", output=[], usage=None,
+                response_id=self.scripted.ids.next("resp"),
+                request=request,
+                status="in_progress",
+                output=[],
+                usage=None,
             )
             if request.get("stream"):
                 event = {"type": "response.created", "sequence_number": 0, "response": pending}
@@ -314,7 +317,8 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
             self._send_sse([f"data: {json.dumps(role)}\n\n", "data: [DONE]\n\n"], turn)
         else:
             self._send_json(
-                HTTPStatus.OK, payloads.chat_empty_completion(completion_id=completion_id, model=model),
+                HTTPStatus.OK,
+                payloads.chat_empty_completion(completion_id=completion_id, model=model),
                 extra_headers=turn.headers,
             )
 
@@ -344,7 +348,9 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
                 usage=usage,
             )
             self._send_json(
-                HTTPStatus.OK, completion, extra_headers=turn.headers,
+                HTTPStatus.OK,
+                completion,
+                extra_headers=turn.headers,
                 cut=turn.fault == "cut_stream",
             )
 
@@ -399,7 +405,11 @@ class _ScriptedHandler(BaseHTTPRequestHandler):
         self._send_json(status, openai_error_body(message, error_type=error_type, code=code))
 
     def _send_json(
-        self, status: int, payload: Any, *, extra_headers: dict[str, str] | None = None,
+        self,
+        status: int,
+        payload: Any,
+        *,
+        extra_headers: dict[str, str] | None = None,
         cut: bool = False,
     ) -> None:
         data = json.dumps(payload).encode()

@@ -78,7 +78,9 @@ class ScriptedTurn(BaseModel):
         return cls(fault="empty_stream", **fields)
 
     @classmethod
-    def cut_stream(cls, text: str = "This reply is cut off in the middle", **fields: Any) -> ScriptedTurn:
+    def cut_stream(
+        cls, text: str = "This reply is cut off in the middle", **fields: Any
+    ) -> ScriptedTurn:
         """A reply whose connection is closed half-way through."""
         return cls(text=text, fault="cut_stream", **fields)
 

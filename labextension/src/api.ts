@@ -2,252 +2,23 @@
  * The client for kernelagent's server extension: REST calls under
  * `{baseUrl}kernelagent/api/` and the per-session event WebSocket.
  *
- * The event types mirror `kernelagent/events.py` (one discriminated union on `type`).
+ * The event and request types are generated from `kernelagent/events.py` and
+ * `kernelagent/server/requests.py` (`scripts/panel_types.py`).
  */
 import { URLExt } from '@jupyterlab/coreutils';
-import * as nbformat from '@jupyterlab/nbformat';
 import { ServerConnection } from '@jupyterlab/services';
 
-// --- events (kernelagent/events.py) -------------------------------------------------
+// --- events, request bodies and names: generated from kernelagent's pydantic models ---
 
-export type SessionStatus =
-  | 'starting'
-  | 'running'
-  | 'awaiting_approval'
-  | 'paused'
-  | 'completed'
-  | 'failed'
-  | 'interrupted';
+import type {
+  AgentEvent,
+  CellKind,
+  ICreateSessionRequest,
+  SessionStatus
+} from './generated/schema';
 
-export type CellStatus =
-  | 'ok'
-  | 'error'
-  | 'timeout'
-  | 'kernel_died'
-  | 'interrupted'
-  | 'rejected';
-
-export type CellKind = 'python' | 'shell';
-
-export interface IUsage {
-  input_tokens: number;
-  output_tokens: number;
-  cached_input_tokens: number;
-  requests: number;
-}
-
-interface IEventBase {
-  session_id: string;
-  seq: number;
-  time: number;
-  /** Set on the events of parallel attempts 2, 3, ... (their notebooks record them). */
-  attempt?: number | null;
-}
-
-export interface ISessionStarted extends IEventBase {
-  type: 'session_started';
-  task: string;
-  model: string;
-  sandbox: string;
-  image: string | null;
-  workspace: string;
-  notebook_path: string;
-}
-
-export interface IStatusChanged extends IEventBase {
-  type: 'status_changed';
-  status: SessionStatus;
-  reason: string;
-}
-
-export interface IUserMessage extends IEventBase {
-  type: 'user_message';
-  text: string;
-}
-
-export interface IAssistantText extends IEventBase {
-  type: 'assistant_text';
-  text: string;
-}
-
-export interface IAssistantTextDelta extends IEventBase {
-  type: 'assistant_text_delta';
-  delta: string;
-}
-
-export interface ICellStarted extends IEventBase {
-  type: 'cell_started';
-  cell_id: string;
-  tool_call_id: string;
-  kind: CellKind;
-  code: string;
-}
-
-export interface ICellOutput extends IEventBase {
-  type: 'output';
-  cell_id: string;
-  output: nbformat.IOutput;
-}
-
-export interface ICellFinished extends IEventBase {
-  type: 'cell_finished';
-  cell_id: string;
-  status: CellStatus;
-  outputs: nbformat.IOutput[];
-  execution_count: number | null;
-  started_at: number;
-  finished_at: number;
-  truncated: boolean;
-  detail: string;
-}
-
-export interface IApprovalRequested extends IEventBase {
-  type: 'approval_requested';
-  cell_id: string;
-  tool_call_id: string;
-  kind: CellKind;
-  code: string;
-  code_sha256: string;
-  reason: string;
-}
-
-export interface IApprovalDecided extends IEventBase {
-  type: 'approval_decided';
-  cell_id: string;
-  decision: 'approved' | 'edited' | 'rejected';
-  decided_by: string;
-  code: string;
-  reason: string;
-}
-
-export interface IKernelRestarted extends IEventBase {
-  type: 'kernel_restarted';
-  reason: string;
-  restored_cells: number;
-}
-
-/** One request through the sandbox's egress proxy (sandboxes with allow_net only). */
-export interface IEgressRecord {
-  method: string;
-  host: string;
-  port: number;
-  decision: 'allowed' | 'refused';
-  reason?: string;
-  path?: string;
-  status?: number;
-  bytes_up: number;
-  bytes_down: number;
-  time: number;
-  duration: number;
-}
-
-export interface IEgressRequest extends IEventBase {
-  type: 'egress';
-  cell_id: string | null;
-  request: IEgressRecord;
-}
-
-export interface IUsageUpdated extends IEventBase {
-  type: 'usage';
-  usage: IUsage;
-  total: IUsage;
-}
-
-export interface IErrorEvent extends IEventBase {
-  type: 'error';
-  message: string;
-  hint: string;
-}
-
-/** A model request failed in transport (empty or broken-off stream, reset, 502/503/504,
- * timeout) and is retried: not a model turn. */
-export interface IModelRetrying extends IEventBase {
-  type: 'model_retrying';
-  retry: number;
-  retries: number;
-  reason: string;
-  delay: number;
-}
-
-export interface ISessionFinished extends IEventBase {
-  type: 'session_finished';
-  status: SessionStatus;
-  answer: string | null;
-  reason: string;
-  usage: IUsage;
-}
-
-export interface IActionSkipped extends IEventBase {
-  type: 'action_skipped';
-  tool_call_id: string;
-  kind: CellKind;
-  code: string;
-  code_sha256: string;
-  same_as_cell: string;
-  repeats: 'failed' | 'just_ran';
-  error: string;
-  next_temperature: number | null;
-}
-
-export interface IAnswerReviewed extends IEventBase {
-  type: 'answer_reviewed';
-  answer: string;
-  verdict: 'accepted' | 'no_evidence' | 'not_shown' | 'before_output' | 'verify';
-  detail: string;
-}
-
-export interface IAttemptStarted extends IEventBase {
-  type: 'attempt_started';
-  number: number;
-  of: number;
-  temperature: number | null;
-  notebook_path: string;
-}
-
-export interface IAttemptFinished extends IEventBase {
-  type: 'attempt_finished';
-  number: number;
-  status: SessionStatus;
-  answer: string | null;
-  grounded: boolean;
-  reason: string;
-  last_error: string;
-  notebook_path: string;
-}
-
-export interface IVoteDecided extends IEventBase {
-  type: 'vote_decided';
-  chosen: number | null;
-  answer: string | null;
-  agreeing: number[];
-  attempts: number;
-  majority: boolean;
-  summary: string;
-  notebooks: string[];
-}
-
-export type AgentEvent =
-  | ISessionStarted
-  | IStatusChanged
-  | IUserMessage
-  | IAssistantText
-  | IAssistantTextDelta
-  | ICellStarted
-  | ICellOutput
-  | ICellFinished
-  | IApprovalRequested
-  | IApprovalDecided
-  | IKernelRestarted
-  | IEgressRequest
-  | IUsageUpdated
-  | IErrorEvent
-  | IActionSkipped
-  | IAnswerReviewed
-  | IAttemptStarted
-  | IAttemptFinished
-  | IVoteDecided
-  | ISessionFinished
-  | IModelRetrying;
+export * from './generated/schema';
+export type { IError as IErrorEvent } from './generated/schema';
 
 // --- REST payloads -------------------------------------------------------------------
 
@@ -273,23 +44,6 @@ export interface ISessionInfo {
   /** Relative to the server root when the notebook is inside it. */
   notebook: string;
   pending: IPendingApproval | null;
-}
-
-export type ApprovalMode = 'never' | 'shell' | 'always';
-
-export interface ICreateSessionRequest {
-  task: string;
-  data: string[];
-  model?: string;
-  base_url?: string;
-  api?: string;
-  sandbox?: string;
-  approve?: ApprovalMode;
-  max_steps?: number;
-  /** Parallel attempts; the answer most of them agree on wins. */
-  attempts?: number;
-  /** HOST[:PORT] destinations; the server must permit them (request_network_allow). */
-  allow_net?: string[];
 }
 
 export type ReplayOutcome = 'matched' | 'diverged' | 'error' | 'skipped';
@@ -359,8 +113,7 @@ async function request<T>(
     body = null;
   }
   if (!response.ok) {
-    const message =
-      body?.error ?? body?.message ?? `${response.status} ${response.statusText}`;
+    const message = body?.error ?? body?.message ?? `${response.status} ${response.statusText}`;
     throw new ApiError(String(message), response.status, String(body?.hint ?? ''));
   }
   return body as T;
@@ -378,16 +131,12 @@ export async function listSessions(): Promise<ISessionInfo[]> {
   return body.sessions;
 }
 
-export async function createSession(
-  options: ICreateSessionRequest
-): Promise<ISessionInfo> {
+export async function createSession(options: ICreateSessionRequest): Promise<ISessionInfo> {
   const body = await post<{ session: ISessionInfo }>('sessions', options);
   return body.session;
 }
 
-export function getSession(
-  id: string
-): Promise<{ session: ISessionInfo; events: AgentEvent[] }> {
+export function getSession(id: string): Promise<{ session: ISessionInfo; events: AgentEvent[] }> {
   return request(sessionPath(id));
 }
 

@@ -83,17 +83,21 @@ export class CellView extends Panel {
 
   /** The cell ended: its status, and the outputs it kept (authoritative). */
   finish(event: ICellFinished): void {
-    const current = JSON.stringify(this.model.toJSON());
-    if (current !== JSON.stringify(event.outputs)) {
-      this.model.clear();
-      this.model.fromJSON(event.outputs);
-    }
+    this.setOutputs(event.outputs);
     const seconds = Math.max(0, event.finished_at - event.started_at);
     this.setStatus(event.status, event.detail, seconds, event.execution_count);
     if (event.truncated) {
       this.node.append(
         h('div', { class: 'jp-KernelAgent-note' }, 'Output was cut at the size limit.')
       );
+    }
+  }
+
+  /** Show ``outputs`` instead of the current ones (a later cell updated a display here). */
+  setOutputs(outputs: nbformat.IOutput[]): void {
+    if (JSON.stringify(this.model.toJSON()) !== JSON.stringify(outputs)) {
+      this.model.clear();
+      this.model.fromJSON(outputs);
     }
   }
 

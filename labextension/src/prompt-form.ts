@@ -6,7 +6,7 @@ import { caretDownIcon, caretRightIcon, runIcon } from '@jupyterlab/ui-component
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { ApprovalMode, ICreateSessionRequest } from './api';
+import { ApiKind, ApprovalMode, ICreateSessionRequest, SandboxKind } from './api';
 import { button, h } from './dom';
 
 const STORAGE_KEY = 'kernelagent-panel:settings';
@@ -183,10 +183,10 @@ export class PromptForm extends Widget {
       request.base_url = value('base_url');
     }
     if (value('api')) {
-      request.api = value('api');
+      request.api = value('api') as ApiKind;
     }
     if (value('sandbox')) {
-      request.sandbox = value('sandbox');
+      request.sandbox = value('sandbox') as SandboxKind;
     }
     if (value('approve')) {
       request.approve = value('approve') as ApprovalMode;

@@ -47,11 +47,9 @@ export function codeBlock(
   }
   const target = h('code', {});
   pre.append(target);
-  languages
-    .highlight(body, languages.findBest(language), target)
-    .catch(() => {
-      target.textContent = body;
-    });
+  languages.highlight(body, languages.findBest(language), target).catch(() => {
+    target.textContent = body;
+  });
   return pre;
 }
 
@@ -60,8 +58,6 @@ export function markdownWidget(rendermime: IRenderMimeRegistry, text: string): W
   const renderer = rendermime.createRenderer('text/markdown');
   renderer.addClass('jp-KernelAgent-markdown');
   // The model's text is not trusted: the renderer sanitizes any HTML in it.
-  void renderer.renderModel(
-    new MimeModel({ data: { 'text/markdown': text }, trusted: false })
-  );
+  void renderer.renderModel(new MimeModel({ data: { 'text/markdown': text }, trusted: false }));
   return renderer;
 }

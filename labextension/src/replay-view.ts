@@ -77,7 +77,14 @@ export class ReplayView extends Widget {
       h(
         'thead',
         {},
-        h('tr', {}, h('th', {}, 'cell'), h('th', {}, 'outcome'), h('th', {}, 'why'), h('th', {}, 'time'))
+        h(
+          'tr',
+          {},
+          h('th', {}, 'cell'),
+          h('th', {}, 'outcome'),
+          h('th', {}, 'why'),
+          h('th', {}, 'time')
+        )
       ),
       h('tbody', {}, ...rows)
     );

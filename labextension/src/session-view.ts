@@ -277,7 +277,10 @@ export class SessionView extends Panel {
         break;
       case 'assistant_text':
         this.endLiveText();
-        this.addItem(markdownWidget(this.options.rendermime, event.text), 'jp-KernelAgent-assistant');
+        this.addItem(
+          markdownWidget(this.options.rendermime, event.text),
+          'jp-KernelAgent-assistant'
+        );
         break;
       case 'cell_started':
         this.endLiveText();
@@ -288,6 +291,9 @@ export class SessionView extends Panel {
         break;
       case 'cell_finished':
         this.cells.get(event.cell_id)?.finish(event);
+        break;
+      case 'display_updated':
+        this.cells.get(event.cell_id)?.setOutputs(event.outputs);
         break;
       case 'approval_requested':
         this.endLiveText();
@@ -408,7 +414,7 @@ export class SessionView extends Panel {
         node: h(
           'div',
           { class: 'jp-KernelAgent-finalTitle' },
-          hasAnswer ? 'Answer' : STATUS_LABELS[event.status] ?? event.status
+          hasAnswer ? 'Answer' : (STATUS_LABELS[event.status] ?? event.status)
         )
       })
     );
@@ -418,7 +424,9 @@ export class SessionView extends Panel {
       box.addWidget(answer);
     }
     if (event.reason) {
-      box.addWidget(new Widget({ node: h('div', { class: 'jp-KernelAgent-muted' }, event.reason) }));
+      box.addWidget(
+        new Widget({ node: h('div', { class: 'jp-KernelAgent-muted' }, event.reason) })
+      );
     }
     this.timeline.addWidget(box);
     this.setUsage(event.usage.input_tokens, event.usage.output_tokens);
@@ -582,8 +590,10 @@ function attemptNote(event: IAttemptStarted | IAttemptFinished): string {
     return `Attempt ${event.number} of ${event.of} started${heat}.`;
   }
   if (event.answer !== null) {
-    return `Attempt ${event.number} answered ${JSON.stringify(event.answer)}` +
-      (event.grounded ? '.' : ' (not in its outputs).');
+    return (
+      `Attempt ${event.number} answered ${JSON.stringify(event.answer)}` +
+      (event.grounded ? '.' : ' (not in its outputs).')
+    );
   }
   return `Attempt ${event.number} ${event.status}${event.reason ? `: ${event.reason}` : ''}.`;
 }

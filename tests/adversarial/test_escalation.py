@@ -8,35 +8,43 @@ from tests.adversarial.conftest import Record
 
 
 async def test_setuid_binaries_do_not_give_root(sandbox: Sandbox, record: Record) -> None:
-    """Run the image's setuid-root binaries (passwd, su, chsh) and try `su` with a guessed password"""
+    """Run the image's setuid-root binaries (passwd, su, chsh) and try `su` with a guessed
+    password"""
     record(
-        expected="no-new-privileges: the setuid bit is ignored, the processes keep uid 1000; su fails"
+        expected="no-new-privileges: the setuid bit is ignored, the processes keep uid 1000; su "
+        "fails"
     )
     out = await probe(
         sandbox,
         """
         import os, stat, subprocess, time
-        out['setuid_present'] = [p for p in ('/usr/bin/passwd', '/usr/bin/su', '/usr/bin/chsh', '/usr/bin/mount')
+        out['setuid_present'] = [p for p in ('/usr/bin/passwd', '/usr/bin/su', '/usr/bin/chsh',
+                                             '/usr/bin/mount')
                                  if os.path.exists(p) and os.stat(p).st_mode & stat.S_ISUID]
         out['uids'] = {}
         for cmd in (['passwd'], ['su', 'root', '-c', 'id -u'], ['chsh']):
-            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
             time.sleep(0.3)
             try:
-                uid = next(l for l in open(f'/proc/{p.pid}/status') if l.startswith('Uid:')).split()[1:]
+                uid = next(l for l in open(f'/proc/{p.pid}/status')
+                           if l.startswith('Uid:')).split()[1:]
             except (OSError, StopIteration):
                 uid = 'exited'
             out['uids'][cmd[0]] = uid
             p.kill(); p.communicate()
-        su = subprocess.run(['su', 'root', '-c', 'id -u'], input=b'root\\n', capture_output=True, timeout=10)
+        su = subprocess.run(['su', 'root', '-c', 'id -u'], input=b'root\\n', capture_output=True,
+                            timeout=10)
         out['su_rc'] = su.returncode
         out['su_out'] = (su.stdout + su.stderr).decode().strip()
-        out['no_new_privs'] = next(l for l in open('/proc/self/status') if l.startswith('NoNewPrivs')).split()[1]
+        out['no_new_privs'] = next(l for l in open('/proc/self/status')
+                                   if l.startswith('NoNewPrivs')).split()[1]
         out['euid'] = os.geteuid()
         """,
     )
     record(
-        observed=f"setuid-root binaries present: {len(out['setuid_present'])}; real/effective/saved/fs uid "
+        observed=f"setuid-root binaries present: {len(out['setuid_present'])}; "
+        f"real/effective/saved/fs uid "
         f"while running: {out['uids']}; su with password 'root' -> rc={out['su_rc']} "
         f"({out['su_out'][-40:]!r}); NoNewPrivs={out['no_new_privs']}"
     )
@@ -96,7 +104,8 @@ async def test_user_namespaces_refused(sandbox: Sandbox, record: Record) -> None
 async def test_capabilities_all_zero(sandbox: Sandbox, record: Record) -> None:
     """Read the capability sets from /proc/self/status"""
     record(
-        expected="CapInh, CapPrm, CapEff, CapBnd, CapAmb all 0000000000000000; NoNewPrivs 1; seccomp on"
+        expected="CapInh, CapPrm, CapEff, CapBnd, CapAmb all 0000000000000000; NoNewPrivs 1; "
+        "seccomp on"
     )
     out = await probe(
         sandbox,
@@ -127,7 +136,8 @@ async def test_proc_sys_and_sys_writes_fail(sandbox: Sandbox, record: Record) ->
                    '/proc/sys/kernel/panic', '/proc/sysrq-trigger', '/sys/kernel/mm/ksm/run',
                    '/sys/kernel/uevent_helper']
         targets += glob.glob('/sys/fs/cgroup/memory/memory.limit_in_bytes')
-        targets += glob.glob('/sys/fs/cgroup/pids/pids.max') + glob.glob('/sys/fs/cgroup/memory.max')
+        targets += glob.glob('/sys/fs/cgroup/pids/pids.max')
+        targets += glob.glob('/sys/fs/cgroup/memory.max')
         for path in targets:
             try:
                 with open(path, 'w') as f:
@@ -170,7 +180,8 @@ async def test_ptrace_is_contained(sandbox: Sandbox, record: Record) -> None:
     after = await sandbox.execute("6 * 7")
     record(
         observed=f"visible pids {out['pids']}; PTRACE_ATTACH sibling rc={out['sibling']['rc']}, "
-        f"pid 1 rc={out['pid1']['rc']}; next long cell: {stopped_init.status} ({stopped_init.detail}); "
+        f"pid 1 rc={out['pid1']['rc']}; next long cell: {stopped_init.status} "
+        f"({stopped_init.detail}); "
         f"then 6*7 -> {after.outputs[0]['data']['text/plain'] if after.ok else after.status}"
     )
     assert len(out["pids"]) <= 4, out["pids"]  # docker-init, the kernel, its children: no host pids
@@ -209,7 +220,8 @@ AARCH64 = {
 
 
 async def test_dangerous_syscalls_blocked(sandbox: Sandbox, record: Record) -> None:
-    """Call syscalls behind known container escapes (open_by_handle_at "shocker", bpf, keyctl, ...)"""
+    """Call syscalls behind known container escapes (open_by_handle_at "shocker", bpf, keyctl,
+    ...)"""
     record(expected="each returns -1 with EPERM (seccomp / no capabilities)")
     out = await probe(
         sandbox,
@@ -238,13 +250,15 @@ async def test_device_nodes_unavailable(sandbox: Sandbox, record: Record) -> Non
             os.mknod('/tmp/mem', 0o600 | 0o020000, os.makedev(1, 1)); out['mknod'] = 'created'
         except OSError as e:
             out['mknod'] = f'{type(e).__name__}: {e.strerror}'
-        out['present'] = [d for d in ('/dev/mem', '/dev/kmem', '/dev/kmsg', '/dev/port', '/dev/sda', '/dev/vda',
+        out['present'] = [d for d in ('/dev/mem', '/dev/kmem', '/dev/kmsg', '/dev/port', '/dev/sda',
+                                      '/dev/vda',
                                       '/dev/nvme0n1', '/dev/fuse', '/dev/kvm') if os.path.exists(d)]
         out['dev'] = sorted(os.listdir('/dev'))
         """,
     )
     record(
-        observed=f"mknod -> {out['mknod']}; sensitive devices present: {out['present'] or 'none'}; /dev = {out['dev']}"
+        observed=f"mknod -> {out['mknod']}; sensitive devices present: {out['present'] or 'none'}; "
+        f"/dev = {out['dev']}"
     )
     assert out["mknod"].startswith("PermissionError")
     assert out["present"] == []

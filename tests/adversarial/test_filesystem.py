@@ -112,7 +112,8 @@ async def test_host_processes_invisible(sandbox: Sandbox, record: Record) -> Non
         procs = {}
         for d in glob.glob('/proc/[0-9]*'):
             try:
-                procs[d[6:]] = open(d + '/cmdline', 'rb').read().replace(b'\\0', b' ').decode().strip()
+                raw = open(d + '/cmdline', 'rb').read()
+                procs[d[6:]] = raw.replace(b'\\0', b' ').decode().strip()
             except OSError:
                 pass
         out['procs'] = procs
@@ -137,7 +138,8 @@ async def test_host_api_key_not_in_sandbox(
     """Set OPENAI_API_KEY=sk-adversarial-secret on the host, start a sandbox, search every
     process environment, command line and the runtime files inside"""
     record(
-        expected="the secret appears in no /proc/*/environ, /proc/*/cmdline, os.environ or runtime file"
+        expected="the secret appears in no /proc/*/environ, /proc/*/cmdline, os.environ or runtime "
+        "file"
     )
     secret = "sk-adversarial-secret"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
@@ -157,14 +159,16 @@ async def test_host_api_key_not_in_sandbox(
                 pass
         out['hits'] = hits
         out['env_keys'] = sorted(os.environ)
-        out['in_environ'] = any({secret!r} in v for v in os.environ.values()) or 'OPENAI_API_KEY' in os.environ
+        out['in_environ'] = (any({secret!r} in v for v in os.environ.values())
+                             or 'OPENAI_API_KEY' in os.environ)
         out['searched'] = len(glob.glob('/proc/[0-9]*/environ'))
         """,
     )
     config_env = box.manager.provisioner._container().attrs["Config"]["Env"]  # type: ignore[union-attr]
     in_config = any(secret in entry for entry in config_env)
     record(
-        observed=f"files with the secret: {out['hits'] or 'none'} (searched {out['searched']} processes); "
+        observed=f"files with the secret: {out['hits'] or 'none'} (searched {out['searched']} "
+        f"processes); "
         f"in os.environ: {out['in_environ']}; in the container's Config.Env: {in_config}; "
         f"env keys: {out['env_keys']}"
     )
@@ -187,7 +191,8 @@ async def test_only_expected_host_mounts(sandbox: Sandbox, record: Record) -> No
             left, right = line.split(' - ')
             fields = left.split()
             fstype = right.split()[0]
-            if fstype in ('overlay', 'proc', 'tmpfs', 'devpts', 'sysfs', 'cgroup', 'cgroup2', 'mqueue'):
+            if fstype in ('overlay', 'proc', 'tmpfs', 'devpts', 'sysfs', 'cgroup', 'cgroup2',
+                          'mqueue'):
                 continue
             mounts.append([fields[4], fields[5].split(',')[0]])
         out['mounts'] = mounts
@@ -340,7 +345,7 @@ async def test_runtime_dir_symlink_does_not_redirect_host_io(
         )
         record.observe(f"restart: {result.status}, {result.detail!r}")
         restarted = result.interrupt_ignored
-    except Exception as error:  # noqa: BLE001 - observed, asserted below
+    except Exception as error:
         record.observe(f"restart raised {type(error).__name__}: {str(error)[:80]}")
     now = canary.stat()
     content = canary.read_text()

@@ -12,7 +12,7 @@ import os
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 from kernelagent.sandbox.sandbox import Sandbox
 from tests.adversarial._helpers import peak_rss, probe, short
 from tests.adversarial.conftest import Record
@@ -30,7 +30,7 @@ def _notebook_problem(result: ExecutionResult) -> str | None:
         back = nbformat.reads(text, as_version=4)
         if back.cells[0].outputs != notebook.cells[0].outputs:
             return "outputs changed in the JSON round trip"
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         return f"{type(error).__name__}: {str(error)[:120]}"
     return None
 
@@ -70,7 +70,8 @@ async def test_unicode_and_control_characters_in_code(sandbox: Sandbox, record: 
     result = await sandbox.execute(code, timeout=20)
     problem = _notebook_problem(result)
     record(
-        observed=f"{short(result)}, output {result.text().strip()[:60]!r}; notebook problem: {problem}"
+        observed=f"{short(result)}, output {result.text().strip()[:60]!r}; notebook problem: "
+        f"{problem}"
     )
     assert result.ok, result.text()
     assert "3.14159" in result.text() and "😀" in result.text()
@@ -80,7 +81,8 @@ async def test_unicode_and_control_characters_in_code(sandbox: Sandbox, record: 
 async def test_nul_byte_in_code(sandbox: Sandbox, record: Record) -> None:
     """A raw NUL byte in the cell's source"""
     record(
-        expected="a clean error result (status=error, SyntaxError/ValueError shown) without a stall; "
+        expected="a clean error result (status=error, SyntaxError/ValueError shown) without a "
+        "stall; "
         "the kernel keeps working"
     )
     result = await sandbox.execute("x = 1\x00\nprint(x)", timeout=20)
@@ -134,8 +136,10 @@ async def test_hostile_file_names(sandbox: Sandbox, record: Record) -> None:
     )
     problem = _notebook_problem(listing)
     record(
-        observed=f"created {len(out['created'])}/{len(NAMES)}; missing on the host: {missing or 'none'}; "
-        f"get_file(emoji name) -> {copied!r}; listing cell: {short(listing)}, notebook problem: {problem}"
+        observed=f"created {len(out['created'])}/{len(NAMES)}; missing on the host: "
+        f"{missing or 'none'}; "
+        f"get_file(emoji name) -> {copied!r}; listing cell: {short(listing)}, notebook problem: "
+        f"{problem}"
     )
     assert missing == []
     assert copied == "emoji"
@@ -149,9 +153,11 @@ async def test_control_characters_in_outputs(sandbox: Sandbox, record: Record) -
     code = (
         "import sys\n"
         "from IPython.display import display\n"
-        "print('\\x00\\x1b[31mred\\x1b[0m \\x1b]0;title\\x07 \\r overwrite \\x08\\x08 \\u202eevil 😀')\n"
+        "print('\\x00\\x1b[31mred\\x1b[0m \\x1b]0;title\\x07 \\r overwrite \\x08\\x08 \\u202eevil "
+        "😀')\n"
         "sys.stderr.write('err \\x00\\x1b[2J\\x1bc\\n')\n"
-        "display({'text/plain': 'disp \\x00 \\x1b[5m', 'text/html': '<script>alert(1)</script>\\x00'}, raw=True)\n"
+        "display({'text/plain': 'disp \\x00 \\x1b[5m', 'text/html': "
+        "'<script>alert(1)</script>\\x00'}, raw=True)\n"
         "raise ValueError('boom \\x00\\x1b[31m \\u202e')"
     )
     result = await sandbox.execute(code, timeout=20)
@@ -159,7 +165,8 @@ async def test_control_characters_in_outputs(sandbox: Sandbox, record: Record) -
     kinds = [o["output_type"] for o in result.outputs]
     nul_kept = "\x00" in result.outputs[0].get("text", "") if result.outputs else False
     record(
-        observed=f"{short(result)}, outputs={kinds}, NUL kept in stdout: {nul_kept}; notebook problem: {problem}"
+        observed=f"{short(result)}, outputs={kinds}, NUL kept in stdout: {nul_kept}; notebook "
+        f"problem: {problem}"
     )
     assert result.status == "error"
     assert {"stream", "display_data", "error"} <= set(kinds)
@@ -170,7 +177,8 @@ async def test_control_characters_in_outputs(sandbox: Sandbox, record: Record) -
 async def test_lone_surrogate_in_output(sandbox: Sandbox, record: Record) -> None:
     """Print and display strings containing a lone surrogate ('\\ud800', not encodable as UTF-8)"""
     record(
-        expected="the kernel cannot encode it (its own output is lost or an error is shown), but the "
+        expected="the kernel cannot encode it (its own output is lost or an error is shown), but "
+        "the "
         "cell completes, the host result is valid, and later output arrives"
     )
     first = await sandbox.execute("print('lone \\ud800 surrogate')", timeout=20)

@@ -25,8 +25,8 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 from kernelagent import api
-from kernelagent.execution import execute
-from kernelagent.notebook.replay import ReplayOptions, replay_notebook
+from kernelagent.execution.run import execute
+from kernelagent.replay.replay import ReplayOptions, replay_notebook
 from kernelagent.sandbox.maintenance import install_kernelspec
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.sandbox.settings import SandboxSettings
@@ -60,16 +60,22 @@ def jupyter_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 async def test_run_all_on_a_recorded_session_stays_in_the_sandbox(
     docker_available: None, jupyter_dirs: Path, tmp_path: Path, record: Record
 ) -> None:
-    """"Run All" on a session notebook the agent recorded, with the kernel its metadata names (as JupyterLab does)"""
+    """ "Run All" on a session notebook the agent recorded, with the kernel its metadata names (as
+    JupyterLab does)"""
     marker = tmp_path / "host-only-marker"
     marker.write_text("on the host")
-    record(expected="metadata.kernelspec names the kernelagent sandbox kernelspec (installed when "
-           "missing); the cells run in a container: cwd /workspace, non-root, host files invisible")
+    record(
+        expected="metadata.kernelspec names the kernelagent sandbox kernelspec (installed when "
+        "missing); the cells run in a container: cwd /workspace, non-root, host files invisible"
+    )
     code = WHERE_AM_I.format(marker=str(marker))
     with ScriptedModelServer([ScriptedTurn.python(code), ScriptedTurn.final("done")]) as server:
         result = await api.arun(
-            "where am I?", base_url=server.base_url, model="scripted-model",
-            workspace=tmp_path / "ws", notebook=tmp_path / "session.ipynb",
+            "where am I?",
+            base_url=server.base_url,
+            model="scripted-model",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "session.ipynb",
         )
     notebook = nbformat.read(result.notebook_path, as_version=4)
     spec = notebook.metadata.kernelspec
@@ -79,14 +85,29 @@ async def test_run_all_on_a_recorded_session_stays_in_the_sandbox(
         if cell.cell_type != "code":
             del cell["outputs"]
     await NotebookClient(
-        notebook, timeout=120, kernel_name=spec.name, resources={"metadata": {"path": str(result.workspace)}}
+        notebook,
+        timeout=120,
+        kernel_name=spec.name,
+        resources={"metadata": {"path": str(result.workspace)}},
     ).async_execute()
-    printed = notebook.cells[[c.cell_type for c in notebook.cells].index("code")].outputs[0]["text"].split()
-    record(observed=f"kernelspec {spec.name!r} ({spec.display_name}), installed at {installed}; "
-           f"Run All printed cwd={printed[0]} uid={printed[1]} runtime dir={printed[2]} host marker visible={printed[3]}")
+    printed = (
+        notebook.cells[[c.cell_type for c in notebook.cells].index("code")]
+        .outputs[0]["text"]
+        .split()
+    )
+    record(
+        observed=f"kernelspec {spec.name!r} ({spec.display_name}), installed at {installed}; "
+        f"Run All printed cwd={printed[0]} uid={printed[1]} runtime dir={printed[2]} host marker "
+        f"visible={printed[3]}"
+    )
     assert spec.name == "kernelagent" and installed.is_file()
     assert '"kernelagent-docker"' in installed.read_text()
-    assert printed[0] == "/workspace" and printed[1] != "0" and printed[2] == "True" and printed[3] == "False"
+    assert (
+        printed[0] == "/workspace"
+        and printed[1] != "0"
+        and printed[2] == "True"
+        and printed[3] == "False"
+    )
 
 
 async def test_replay_uses_the_sandbox_whatever_the_metadata_says(
@@ -98,7 +119,9 @@ async def test_replay_uses_the_sandbox_whatever_the_metadata_says(
     record(expected="replay ignores the kernelspec: the cell runs in the Docker sandbox")
     notebook = new_notebook(
         cells=[new_code_cell(WHERE_AM_I.format(marker=str(marker)))],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
     )
     path = tmp_path / "notebooks" / "host-kernel.ipynb"
     path.parent.mkdir()
@@ -108,8 +131,11 @@ async def test_replay_uses_the_sandbox_whatever_the_metadata_says(
         shutil.rmtree(report.workspace, ignore_errors=True)
     assert report.replayed is not None
     printed = report.replayed.cells[0].outputs[0]["text"].split()
-    record(observed=f"replayed cell printed cwd={printed[0]} uid={printed[1]} runtime dir={printed[2]} "
-           f"host marker visible={printed[3]}")
+    record(
+        observed=f"replayed cell printed cwd={printed[0]} uid={printed[1]} runtime "
+        f"dir={printed[2]} "
+        f"host marker visible={printed[3]}"
+    )
     assert printed[0] == "/workspace" and printed[2] == "True" and printed[3] == "False"
 
 
@@ -133,35 +159,45 @@ async def _run_in_kernelspec_kernel(directory: Path, code: str) -> str:
 async def test_kernelspec_kernel_writes_in_a_root_owned_notebook_directory(
     docker_available: None, jupyter_dirs: Path, tmp_path: Path, record: Record
 ) -> None:
-    """As root, open a notebook in a directory root owns and write a file next to it (a plain jupyter_client frontend)"""
-    record(expected="the kernel (never uid 0) writes in its directory; the directory keeps its owner "
-           "and mode bits for others; files already there stay as they were (not writable by it)")
+    """As root, open a notebook in a directory root owns and write a file next to it (a plain
+    jupyter_client frontend)"""
+    record(
+        expected="the kernel (never uid 0) writes in its directory; the directory keeps its owner "
+        "and mode bits for others; files already there stay as they were (not writable by it)"
+    )
     install_kernelspec(SandboxSettings(), "kernelagent-adversarial", user=True)
     project = tmp_path / "project"
     project.mkdir(mode=0o755)
     (project / "input.csv").write_text("a\n1\n")
     os.chmod(project / "input.csv", 0o644)
     before = project.stat()
-    printed = await _run_in_kernelspec_kernel(project, (
-        "import os\nopen('result.txt', 'w').write('written by the kernel')\n"
-        "try:\n    open('input.csv', 'a').write('2\\n'); existing = 'appended'\n"
-        "except PermissionError: existing = 'PermissionError'\n"
-        "print(os.getuid(), os.getcwd(), existing)"
-    ))
+    printed = await _run_in_kernelspec_kernel(
+        project,
+        (
+            "import os\nopen('result.txt', 'w').write('written by the kernel')\n"
+            "try:\n    open('input.csv', 'a').write('2\\n'); existing = 'appended'\n"
+            "except PermissionError: existing = 'PermissionError'\n"
+            "print(os.getuid(), os.getcwd(), existing)"
+        ),
+    )
     after = project.stat()
     uid, cwd, existing = printed.split()
     written = project / "result.txt"
-    record(observed=f"host euid={os.geteuid()}, directory owner={before.st_uid}; kernel uid={uid} "
-           f"cwd={cwd}; result.txt {'written' if written.is_file() else 'MISSING'} (owner "
-           f"{written.stat().st_uid if written.exists() else '-'}); existing root file -> {existing}; "
-           f"directory owner after={after.st_uid}, other bits {stat.S_IMODE(after.st_mode) & 0o007:o}")
+    record(
+        observed=f"host euid={os.geteuid()}, directory owner={before.st_uid}; kernel uid={uid} "
+        f"cwd={cwd}; result.txt {'written' if written.is_file() else 'MISSING'} (owner "
+        f"{written.stat().st_uid if written.exists() else '-'}); existing root file -> {existing}; "
+        f"directory owner after={after.st_uid}, other bits {stat.S_IMODE(after.st_mode) & 0o007:o}"
+    )
     assert uid != "0" and cwd == "/workspace"
     assert written.read_text() == "written by the kernel"
     assert after.st_uid == before.st_uid and stat.S_IMODE(after.st_mode) & 0o007 == 0o005
     if os.geteuid() == 0:  # root owns the directory: the sandbox got an ACL entry, nothing else
         assert existing == "PermissionError"
         assert (project / "input.csv").read_text() == "a\n1\n"
-        assert b"\x02\x00\x07\x00\xe8\x03\x00\x00" in os.getxattr(project, "system.posix_acl_access")
+        assert b"\x02\x00\x07\x00\xe8\x03\x00\x00" in os.getxattr(
+            project, "system.posix_acl_access"
+        )
 
 
 async def test_kernelspec_kernel_runs_as_the_directory_owner(
@@ -178,7 +214,10 @@ async def test_kernelspec_kernel_runs_as_the_directory_owner(
     printed = await _run_in_kernelspec_kernel(
         project, "import os\nopen('mine.txt', 'w').write('x')\nprint(os.getuid(), os.getgid())"
     )
-    record(observed=f"kernel uid:gid={printed.strip()}; mine.txt owner={(project / 'mine.txt').stat().st_uid}")
+    record(
+        observed=f"kernel uid:gid={printed.strip()}; mine.txt "
+        f"owner={(project / 'mine.txt').stat().st_uid}"
+    )
     assert printed.split() == [str(owner), str(owner)]
     assert (project / "mine.txt").stat().st_uid == owner
 
@@ -187,8 +226,10 @@ async def test_system_and_home_directories_are_never_opened_for_writing(
     docker_available: None, record: Record
 ) -> None:
     """As root, start a sandbox whose workspace is root's home directory"""
-    record(expected="refused with a message saying to use a project directory; the directory keeps "
-           "its owner and gets no ACL")
+    record(
+        expected="refused with a message saying to use a project directory; the directory keeps "
+        "its owner and gets no ACL"
+    )
     home = Path(pwd.getpwuid(0).pw_dir)
     before = home.stat()
     try:
@@ -203,8 +244,11 @@ async def test_system_and_home_directories_are_never_opened_for_writing(
         acl = os.getxattr(home, "system.posix_acl_access")
     except OSError:
         acl = b""
-    record(observed=f"host euid={os.geteuid()}; Sandbox.start({home}) -> {refusal or 'started'}; owner "
-           f"{before.st_uid} -> {after.st_uid}; ACL entries {len(acl)} bytes")
+    record(
+        observed=f"host euid={os.geteuid()}; Sandbox.start({home}) -> {refusal or 'started'}; "
+        f"owner "
+        f"{before.st_uid} -> {after.st_uid}; ACL entries {len(acl)} bytes"
+    )
     if os.geteuid() == 0:
         assert "is a system or home directory" in refusal and "project directory" in refusal
     assert after.st_uid == before.st_uid and after.st_mode == before.st_mode
@@ -214,28 +258,42 @@ async def test_system_and_home_directories_are_never_opened_for_writing(
 async def test_kernelspec_with_allow_net_gives_audited_egress(
     docker_available: None, jupyter_dirs: Path, tmp_path: Path, record: Record
 ) -> None:
-    """A kernelspec installed with --allow-net 127.0.0.1:A, used by a plain jupyter_client frontend: fetch A and B"""
-    record(expected="A answers, B gets 403; both are in the kernel's egress log under the Jupyter data dir")
+    """A kernelspec installed with --allow-net 127.0.0.1:A, used by a plain jupyter_client frontend:
+    fetch A and B"""
+    record(
+        expected="A answers, B gets 403; both are in the kernel's egress log under the Jupyter "
+        "data dir"
+    )
     allowed, refused = RecordingHTTPServer(), RecordingHTTPServer()
     try:
         install_kernelspec(
-            SandboxSettings(network_allow=[f"127.0.0.1:{allowed.port}"]), "kernelagent-adversarial", user=True
+            SandboxSettings(network_allow=[f"127.0.0.1:{allowed.port}"]),
+            "kernelagent-adversarial",
+            user=True,
         )
         project = tmp_path / "project"
         project.mkdir()
-        printed = await _run_in_kernelspec_kernel(project, (
-            "import urllib.request, urllib.error\n"
-            f"print(urllib.request.urlopen('http://127.0.0.1:{allowed.port}/x', timeout=20).read().decode())\n"
-            f"try:\n    urllib.request.urlopen('http://127.0.0.1:{refused.port}/y', timeout=20)\n"
-            "except urllib.error.HTTPError as error:\n    print(error.code)"
-        ))
+        printed = await _run_in_kernelspec_kernel(
+            project,
+            (
+                "import urllib.request, urllib.error\n"
+                f"print(urllib.request.urlopen('http://127.0.0.1:{allowed.port}/x', "
+                f"timeout=20).read().decode())\n"
+                f"try:\n    urllib.request.urlopen('http://127.0.0.1:{refused.port}/y', "
+                f"timeout=20)\n"
+                "except urllib.error.HTTPError as error:\n    print(error.code)"
+            ),
+        )
     finally:
         allowed.close()
         refused.close()
     logs = list((jupyter_dirs / "kernelagent" / "egress").glob("*.jsonl"))
     lines = [json.loads(line) for path in logs for line in path.read_text().splitlines()]
-    record(observed=f"printed {printed.split()}; log {[p.name for p in logs]} with "
-           f"{sorted((line['decision'], line['port']) for line in lines)}; B connections={refused.connections}")
+    record(
+        observed=f"printed {printed.split()}; log {[p.name for p in logs]} with "
+        f"{sorted((line['decision'], line['port']) for line in lines)}; B "
+        f"connections={refused.connections}"
+    )
     assert printed.split() == ["hello", "/x", "403"]
     assert [path.stem for path in logs] == [KERNEL_IDS[-1]]
     assert sorted(line["decision"] for line in lines) == ["allowed", "refused"]

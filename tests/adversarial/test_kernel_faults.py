@@ -23,7 +23,8 @@ async def test_infinite_loop_ignoring_sigint_is_restarted(
     """`signal.signal(SIGINT, SIG_IGN)` then `while True: pass`"""
     record(
         expected="timeout -> interrupt ignored -> kernel restarted; result says so "
-        "(status=timeout, interrupt_ignored, 'restarted' in detail); the new kernel works, state lost"
+        "(status=timeout, interrupt_ignored, 'restarted' in detail); the new kernel works, state "
+        "lost"
     )
     box = await start_sandbox(interrupt_grace=1.0)
     await box.execute("kept = 1")
@@ -34,7 +35,8 @@ async def test_infinite_loop_ignoring_sigint_is_restarted(
     after = await box.execute("'kept' in dir(), 1 + 1", timeout=20)
     value = after.outputs[0]["data"]["text/plain"] if after.ok and after.outputs else None
     record(
-        observed=f"{short(result)}, interrupt_ignored={result.interrupt_ignored}; next cell -> {value}"
+        observed=f"{short(result)}, interrupt_ignored={result.interrupt_ignored}; next cell -> "
+        f"{value}"
     )
     assert result.status == "timeout" and result.interrupt_ignored
     assert "restarted" in result.detail
@@ -49,7 +51,8 @@ async def test_cell_that_never_yields_times_out(sandbox: Sandbox, record: Record
     after = await sandbox.execute("kept", timeout=20)
     value = after.outputs[0]["data"]["text/plain"] if after.ok and after.outputs else None
     record(
-        observed=f"{short(result)} after {result.duration:.1f} s; interrupt_ignored={result.interrupt_ignored}; "
+        observed=f"{short(result)} after {result.duration:.1f} s; "
+        f"interrupt_ignored={result.interrupt_ignored}; "
         f"kept -> {value}"
     )
     assert result.status == "timeout" and not result.interrupt_ignored
@@ -88,7 +91,8 @@ async def test_kill_pid1_from_inside(sandbox: Sandbox, record: Record) -> None:
     )
     reason = await sandbox.death_reason()
     record(
-        observed=f"{short(result)}, PID 1 state afterwards={result.text().strip()!r}, death_reason()={reason}"
+        observed=f"{short(result)}, PID 1 state afterwards={result.text().strip()!r}, "
+        f"death_reason()={reason}"
     )
     assert result.ok and result.text().strip() in ("S", "R")
     assert reason is None
@@ -104,7 +108,7 @@ async def test_kill_every_process_from_inside(sandbox: Sandbox, record: Record) 
     )
     uid = 1000 if os.geteuid() == 0 else os.geteuid()
     root = os.geteuid() == 0
-    sentinel = subprocess.Popen(  # noqa: ASYNC220 - a host process to observe, not awaited
+    sentinel = subprocess.Popen(
         ["sleep", "120"], user=uid if root else None, group=uid if root else None
     )
     try:
@@ -123,7 +127,8 @@ async def test_kill_every_process_from_inside(sandbox: Sandbox, record: Record) 
     reason = await sandbox.death_reason()
     child = result.text().strip()
     record(
-        observed=f"{short(result)}; the sandbox's child exit status={child}; kernel death_reason()={reason}; "
+        observed=f"{short(result)}; the sandbox's child exit status={child}; kernel "
+        f"death_reason()={reason}; "
         f"host process (uid {uid}) alive: {alive}"
     )
     assert result.ok and child == "-9"
@@ -132,16 +137,20 @@ async def test_kill_every_process_from_inside(sandbox: Sandbox, record: Record) 
 
 
 FORGED = {
-    "stream without 'text'": "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout'}, parent=parent)",
+    "stream without 'text'": "k.session.send(k.iopub_socket, 'stream', {'name': 'stdout'}, "
+    "parent=parent)",
     "display_data whose data is a string": (
-        "k.session.send(k.iopub_socket, 'display_data', {'data': 'not a dict', 'metadata': {}}, parent=parent)"
+        "k.session.send(k.iopub_socket, 'display_data', {'data': 'not a dict', 'metadata': {}}, "
+        "parent=parent)"
     ),
     "unsigned garbage frames": (
-        "k.iopub_socket.send_multipart([b'stream', b'<IDS|MSG>', b'bad-signature', b'{', b'{', b'{', b'{'])"
+        "k.iopub_socket.send_multipart([b'stream', b'<IDS|MSG>', b'bad-signature', b'{', b'{', "
+        "b'{', b'{'])"
     ),
     "replay of a valid message (duplicate signature)": textwrap.dedent(
         """\
-        frames = k.session.serialize(k.session.msg('stream', {'name': 'stdout', 'text': 'x'}, parent=parent))
+        message = k.session.msg('stream', {'name': 'stdout', 'text': 'x'}, parent=parent)
+        frames = k.session.serialize(message)
         k.iopub_socket.send_multipart(frames)
         k.iopub_socket.send_multipart(frames)"""
     ),
@@ -172,10 +181,11 @@ async def test_forged_iopub_message(
         result = await box.execute(code, timeout=10)
         record(observed=f"returned {short(result)}, outputs={len(result.outputs)}")
         raised = None
-    except Exception as error:  # noqa: BLE001 - observed, asserted below
+    except Exception as error:
         raised = error
         record(
-            observed=f"Sandbox.execute raised {type(error).__name__}: {str(error).splitlines()[0][:90]}"
+            observed=f"Sandbox.execute raised {type(error).__name__}: "
+            f"{str(error).splitlines()[0][:90]}"
         )
     after = await box.execute("print('next')", timeout=10)
     record.observe(f"next cell: {short(after)} {after.text().strip()!r}")
@@ -208,7 +218,8 @@ async def test_iopub_flood_loses_the_idle_status(
             digest = hmac.new(k.session.key, digestmod=hashlib.sha256)
             for part in (header, parent, meta, content):
                 digest.update(part)
-            return [b'stream', b'<IDS|MSG>', digest.hexdigest().encode(), header, parent, meta, content]
+            signature = digest.hexdigest().encode()
+            return [b'stream', b'<IDS|MSG>', signature, header, parent, meta, content]
         batch = [frames(i) for i in range(100000)]
         io, flood_done = k.iopub_socket.io_thread, threading.Event()
         def blast(chunk, last):  # on the IO thread, in the same queue as the idle statuses
@@ -218,7 +229,8 @@ async def test_iopub_flood_loses_the_idle_status(
                 flood_done.set()
         def flood():
             for start in range(0, len(batch), 5000):
-                io.schedule(lambda c=batch[start:start + 5000], l=start + 5000 >= len(batch): blast(c, l))
+                last = start + 5000 >= len(batch)
+                io.schedule(lambda c=batch[start:start + 5000], l=last: blast(c, l))
                 time.sleep(0.02)
         kept = 'state'
         threading.Thread(target=flood, daemon=True).start()
@@ -248,7 +260,8 @@ async def test_forged_idle_status(sandbox: Sandbox, record: Record) -> None:
     )
     result = await sandbox.execute(
         "k = get_ipython().kernel\n"
-        "k.session.send(k.iopub_socket, 'status', {'execution_state': 'idle'}, parent=k.get_parent())\n"
+        "k.session.send(k.iopub_socket, 'status', {'execution_state': 'idle'}, "
+        "parent=k.get_parent())\n"
         "import time; time.sleep(1)\nprint('late output')",
         timeout=10,
     )
@@ -269,7 +282,8 @@ async def test_container_state_after_faults_is_consistent(sandbox: Sandbox, reco
     await sandbox.restart()
     after = await sandbox.execute("1 + 1", timeout=20)
     record(
-        observed=f"{short(result)}; death_reason()={reason!r}; Docker ExitCode={state.get('ExitCode')}; "
+        observed=f"{short(result)}; death_reason()={reason!r}; Docker "
+        f"ExitCode={state.get('ExitCode')}; "
         f"after restart: {short(after)}"
     )
     assert reason is not None and state.get("ExitCode") == 139 and "SIGSEGV" in reason

@@ -132,7 +132,8 @@ async def test_name_resolution_fails(sandbox: Sandbox, record: Record) -> None:
         routed = open('/proc/net/route').read().splitlines()[1:]
         interfaces = sorted(os.listdir('/sys/class/net'))
         out['precondition'] = interfaces == ['lo'] and not routed
-        out['nameservers'] = [l.split()[1] for l in open('/etc/resolv.conf') if l.startswith('nameserver')]
+        out['nameservers'] = [l.split()[1] for l in open('/etc/resolv.conf')
+                              if l.startswith('nameserver')]
         if out['precondition']:
             try:
                 out['resolved'] = socket.getaddrinfo('pypi.org', 443)[0][4][0]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from kernelagent.execution import ExecutionResult
+from kernelagent.execution.result import ExecutionResult
 from kernelagent.sandbox.sandbox import Sandbox
 from tests.adversarial._helpers import container_attrs, peak_rss, probe, short
 from tests.adversarial.conftest import Record, StartSandbox
@@ -146,7 +146,8 @@ async def test_dev_shm_fill_stops_at_its_size(sandbox: Sandbox, record: Record) 
 async def test_workspace_fill_has_no_quota(sandbox: Sandbox, record: Record) -> None:
     """Write 200 MB into /workspace, then stop (bounded on purpose)"""
     record(
-        expected="NO QUOTA (documented limitation): the workspace is a host directory, so the 200 MB "
+        expected="NO QUOTA (documented limitation): the workspace is a host directory, so the 200 "
+        "MB "
         "write succeeds and only the host's free disk bounds it; the file is removed afterwards"
     )
     free_gb = shutil.disk_usage(sandbox.workspace).free / 2**30
@@ -166,7 +167,8 @@ async def test_workspace_fill_has_no_quota(sandbox: Sandbox, record: Record) -> 
         )
         host_size = (sandbox.workspace / "fill.bin").stat().st_size / MB
         record(
-            observed=f"wrote {out['size_mb']:.0f} MB without error; the host sees {host_size:.0f} MB in "
+            observed=f"wrote {out['size_mb']:.0f} MB without error; the host sees {host_size:.0f} "
+            f"MB in "
             f"{sandbox.workspace.name}/ (host free disk {free_gb:.0f} GB before)"
         )
         assert out["size_mb"] == 200 and host_size == 200
@@ -205,11 +207,13 @@ async def test_print_flood_big_chunks(sandbox: Sandbox, record: Record) -> None:
     )
     async with peak_rss() as host:
         result = await sandbox.execute(
-            "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(chunk)",
+            "import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(1024):\n    "
+            "sys.stdout.write(chunk)",
             timeout=120,
         )
     record(
-        observed=f"{short(result)}, truncated={result.truncated}, host RSS growth {host['growth']:.0f} MB"
+        observed=f"{short(result)}, truncated={result.truncated}, host RSS growth "
+        f"{host['growth']:.0f} MB"
     )
     assert (result.ok and result.truncated) or (
         result.status == "kernel_died" and result.detail.startswith("OOM-killed")
@@ -220,12 +224,14 @@ async def test_print_flood_big_chunks(sandbox: Sandbox, record: Record) -> None:
 async def test_single_huge_output_message(sandbox: Sandbox, record: Record) -> None:
     """Publish one 150 MB display_data message"""
     record(
-        expected="truncated to output_limit; the message is decoded before the cap applies, so host "
+        expected="truncated to output_limit; the message is decoded before the cap applies, so "
+        "host "
         "memory grows by about one message (bounded by the sandbox memory limit), not more"
     )
     async with peak_rss() as host:
         result = await sandbox.execute(
-            "from IPython.display import display\ndisplay({'text/plain': 'x' * 150_000_000}, raw=True)",
+            "from IPython.display import display\ndisplay({'text/plain': 'x' * 150_000_000}, "
+            "raw=True)",
             timeout=120,
         )
     kept = _kept_bytes(result)
@@ -244,12 +250,14 @@ async def test_display_flood_is_capped(sandbox: Sandbox, record: Record) -> None
     result = await sandbox.execute(
         "from IPython.display import display\n"
         "for i in range(5000):\n"
-        "    display({'text/plain': 'x' * 1000, 'text/html': '<b>' + 'y' * 1000 + '</b>'}, raw=True)",
+        "    display({'text/plain': 'x' * 1000, 'text/html': '<b>' + 'y' * 1000 + '</b>'}, "
+        "raw=True)",
         timeout=20,
     )
     kept = _kept_bytes(result)
     record(
-        observed=f"{short(result)}, truncated={result.truncated}, {len(result.outputs)} outputs kept "
+        observed=f"{short(result)}, truncated={result.truncated}, {len(result.outputs)} outputs "
+        f"kept "
         f"({kept / MB:.2f} MB), dropped {result.dropped_bytes / MB:.1f} MB"
     )
     status, truncated = result.status, result.truncated
@@ -274,9 +282,14 @@ async def test_empty_display_flood_is_capped(start_sandbox: StartSandbox, record
             timeout=20,
         )
     kept_outputs, truncated = len(result.outputs), result.truncated
+    lost_silently = (
+        " (the rest lost silently: ZMQ high-water mark)"
+        if 0 < kept_outputs < 5000 and not truncated
+        else ""
+    )
     record(
         observed=f"{short(result)}, truncated={truncated}, {kept_outputs} of 5000 outputs kept"
-        f"{' (the rest lost silently: ZMQ high-water mark)' if 0 < kept_outputs < 5000 and not truncated else ''}, "
+        f"{lost_silently}, "
         f"host RSS growth {host['growth']:.0f} MB"
     )
     assert result.ok

@@ -33,7 +33,14 @@ class TimedModel:
         self.supports_images = inner.supports_images
         self.seconds = 0.0
 
-    async def turn(self, conversation: Conversation, tools: list[ToolSpec], on_text_delta=None, *, temperature=None) -> ModelTurn:  # type: ignore[no-untyped-def]
+    async def turn(
+        self,
+        conversation: Conversation,
+        tools: list[ToolSpec],
+        on_text_delta=None,
+        *,
+        temperature=None,
+    ) -> ModelTurn:  # type: ignore[no-untyped-def]
         start = time.perf_counter()
         try:
             return await self.inner.turn(conversation, tools, on_text_delta)
@@ -48,9 +55,13 @@ async def main(steps: int, sandbox_kind: str) -> Path:
     script = [ScriptedTurn.python("x = 1") for _ in range(steps)] + [ScriptedTurn.final("done")]
     tmp = Path(tempfile.mkdtemp(prefix="bench-agent-"))
     with ScriptedModelServer(script) as server:
-        config = build_config(model="scripted", base_url=server.base_url, sandbox=sandbox_kind, max_steps=steps + 5)
+        config = build_config(
+            model="scripted", base_url=server.base_url, sandbox=sandbox_kind, max_steps=steps + 5
+        )
         model = TimedModel(make_model("responses", "scripted", base_url=server.base_url))
-        session = await Session.start(config, model, workspace=tmp / "ws", notebook=tmp / "bench.ipynb")
+        session = await Session.start(
+            config, model, workspace=tmp / "ws", notebook=tmp / "bench.ipynb"
+        )
         start = time.perf_counter()
         outcome = await session.run("benchmark")
         total = time.perf_counter() - start
@@ -67,10 +78,21 @@ async def main(steps: int, sandbox_kind: str) -> Path:
     rows = [
         Row(
             "agent step, model latency excluded (mean)",
-            ms(per_step), ms(raw_p50) + " (Sandbox.execute, p50)", f"{per_step / raw_p50:.2f}", "", None,
+            ms(per_step),
+            ms(raw_p50) + " (Sandbox.execute, p50)",
+            f"{per_step / raw_p50:.2f}",
+            "",
+            None,
         ),
         Row("agent overhead per step beyond the cell", ms(per_step - raw_p50), "", "", "", None),
-        Row("time inside the model adapter per step (scripted)", ms(model.seconds / (steps + 1)), "", "", "", None),
+        Row(
+            "time inside the model adapter per step (scripted)",
+            ms(model.seconds / (steps + 1)),
+            "",
+            "",
+            "",
+            None,
+        ),
     ]
     return write_table(
         "agent",
@@ -80,7 +102,8 @@ async def main(steps: int, sandbox_kind: str) -> Path:
         notes=(
             f"{steps} steps of a trivial cell with a scripted model over HTTP on 127.0.0.1; "
             f"session run {total:.2f} s, of which {model.seconds:.2f} s inside model calls. "
-            "Per step the loop emits ~6 events, saves the notebook atomically with fsync at the cell's "
+            "Per step the loop emits ~6 events, saves the notebook atomically with fsync at the "
+            "cell's "
             "start and finish, and builds the model's feedback."
         ),
     )

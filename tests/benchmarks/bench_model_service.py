@@ -60,13 +60,23 @@ class Request:
     tokens: int = 0
 
 
-async def stream_once(client: openai.AsyncOpenAI, model: str, messages: list[dict[str, str]],
-                      tokens: int, first: asyncio.Event | None = None) -> Request:
+async def stream_once(
+    client: openai.AsyncOpenAI,
+    model: str,
+    messages: list[dict[str, str]],
+    tokens: int,
+    first: asyncio.Event | None = None,
+) -> Request:
     """One streamed chat completion that decodes exactly ``tokens`` tokens."""
     request = Request(started=time.perf_counter())
     stream = await client.chat.completions.create(
-        model=model, messages=messages, stream=True, max_tokens=tokens, temperature=0,  # type: ignore[arg-type]
-        stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
+        model=model,
+        messages=messages,
+        stream=True,
+        max_tokens=tokens,
+        temperature=0,  # type: ignore[arg-type]
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
     )
     async for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content and request.first_token is None:
@@ -83,9 +93,13 @@ def decode_messages(index: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": DECODE_PROMPT.format(topic=TOPICS[index % len(TOPICS)])}]
 
 
-async def aggregate_decode(client: openai.AsyncOpenAI, model: str, sessions: int, tokens: int) -> float:
+async def aggregate_decode(
+    client: openai.AsyncOpenAI, model: str, sessions: int, tokens: int
+) -> float:
     """Tokens/s over all sessions, from the first first token to the last token."""
-    requests = await asyncio.gather(*(stream_once(client, model, decode_messages(n), tokens) for n in range(sessions)))
+    requests = await asyncio.gather(
+        *(stream_once(client, model, decode_messages(n), tokens) for n in range(sessions))
+    )
     start = min(r.first_token for r in requests if r.first_token is not None)
     end = max(r.finished for r in requests if r.finished is not None)
     return sum(r.tokens - 1 for r in requests) / (end - start)
@@ -94,16 +108,24 @@ async def aggregate_decode(client: openai.AsyncOpenAI, model: str, sessions: int
 def agent_messages() -> list[dict[str, str]]:
     """A new session's first request: kernelagent's system prompt and a task. A unique
     first line keeps the server's prompt cache out of the comparison."""
-    system = f"Session {uuid.uuid4().hex}.\n" + system_prompt("/workspace", ["sales.csv"], code_blocks=True)
-    return [{"role": "system", "content": system},
-            {"role": "user", "content": "Which region has the highest total revenue?"}]
+    system = f"Session {uuid.uuid4().hex}.\n" + system_prompt(
+        "/workspace", ["sales.csv"], code_blocks=True
+    )
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Which region has the highest total revenue?"},
+    ]
 
 
-async def ttft_while_busy(client: openai.AsyncOpenAI, model: str, tokens: int) -> tuple[float, float]:
+async def ttft_while_busy(
+    client: openai.AsyncOpenAI, model: str, tokens: int
+) -> tuple[float, float]:
     """(second session's time to first token while a first decodes, the first's total)."""
     agent = agent_messages()
     first_token = asyncio.Event()
-    first = asyncio.create_task(stream_once(client, model, decode_messages(0), tokens * 2, first_token))
+    first = asyncio.create_task(
+        stream_once(client, model, decode_messages(0), tokens * 2, first_token)
+    )
     await first_token.wait()
     await asyncio.sleep(1.0)  # the first is decoding now
     second = await stream_once(client, model, agent, 8)
@@ -138,16 +160,21 @@ class SeparateServers:
         options = ServeOptions(parallel_slots=slots, ctx_per_slot=CTX)
         self.ports = [free_port() for _ in range(count)]
         self.processes = [
-            subprocess.Popen(server_command(choice, model_path, alias, port, options),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.Popen(
+                server_command(choice, model_path, alias, port, options),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             for port in self.ports
         ]
 
     def wait_ready(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
-        for port, process in zip(self.ports, self.processes):
+        for port, process in zip(self.ports, self.processes, strict=False):
             while not server_ready("llama-server", "127.0.0.1", port):
-                assert process.poll() is None and time.monotonic() < deadline, "a server did not start"
+                assert process.poll() is None and time.monotonic() < deadline, (
+                    "a server did not start"
+                )
                 time.sleep(0.25)
 
     def urls(self) -> list[str]:
@@ -179,7 +206,11 @@ def mib(size: int | None) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    name = args.model or ("qwen2.5-coder-1.5b" if ModelStore().is_pulled("qwen2.5-coder-1.5b") else "qwen2.5-coder-0.5b")
+    name = args.model or (
+        "qwen2.5-coder-1.5b"
+        if ModelStore().is_pulled("qwen2.5-coder-1.5b")
+        else "qwen2.5-coder-0.5b"
+    )
     binary = installed_llama_server()
     if binary is None:
         sys.exit("llama-server is not installed: kernelagent model install-server")
@@ -188,17 +219,35 @@ async def main(args: argparse.Namespace) -> None:
     os.environ["KERNELAGENT_LLAMA_SERVER"] = str(binary)
     started = time.perf_counter()
     rows: list[Row] = []
-    handle = await start_local_model(name, store=ModelStore(root), slots=4, n_ctx=CTX, idle_timeout=0,
-                                     label="benchmark", backend="llama-server")
-    client = openai.AsyncOpenAI(base_url=handle.base_url, api_key="local", max_retries=0, timeout=600)
+    handle = await start_local_model(
+        name,
+        store=ModelStore(root),
+        slots=4,
+        n_ctx=CTX,
+        idle_timeout=0,
+        label="benchmark",
+        backend="llama-server",
+    )
+    client = openai.AsyncOpenAI(
+        base_url=handle.base_url, api_key="local", max_retries=0, timeout=600
+    )
     try:
         await stream_once(client, handle.model_name, decode_messages(5), 8)  # warm up
-        rates = {n: await aggregate_decode(client, handle.model_name, n, args.tokens) for n in (1, 2, 4)}
+        rates = {
+            n: await aggregate_decode(client, handle.model_name, n, args.tokens) for n in (1, 2, 4)
+        }
         for n in (2, 4):
             goal = n == 4
-            rows.append(Row(f"aggregate decode, {n} concurrent sessions, one server", f"{rates[n]:.1f} tok/s",
-                            f"{rates[1]:.1f} tok/s (one session)", f"{rates[n] / rates[1]:.2f}x",
-                            "≥ 1.8x" if goal else "", rates[n] / rates[1] >= 1.8 if goal else None))
+            rows.append(
+                Row(
+                    f"aggregate decode, {n} concurrent sessions, one server",
+                    f"{rates[n]:.1f} tok/s",
+                    f"{rates[1]:.1f} tok/s (one session)",
+                    f"{rates[n] / rates[1]:.2f}x",
+                    "≥ 1.8x" if goal else "",
+                    rates[n] / rates[1] >= 1.8 if goal else None,
+                )
+            )
         idle = await ttft_idle(client, handle.model_name)
         busy, first_total = await ttft_while_busy(client, handle.model_name, args.tokens)
         service_rss, service_pss = process_rss(handle.state.pid), pss(handle.state.pid or 0)
@@ -209,16 +258,25 @@ async def main(args: argparse.Namespace) -> None:
 
     one_slot = SeparateServers(Path(handle.model_path), handle.model_name, 1)
     one_slot.wait_ready()
-    single = openai.AsyncOpenAI(base_url=one_slot.urls()[0], api_key="local", max_retries=0, timeout=600)
+    single = openai.AsyncOpenAI(
+        base_url=one_slot.urls()[0], api_key="local", max_retries=0, timeout=600
+    )
     try:
         await stream_once(single, handle.model_name, decode_messages(5), 8)
         queued, _ = await ttft_while_busy(single, handle.model_name, args.tokens)
     finally:
         await single.close()
         one_slot.stop()
-    rows.append(Row("time to first token, 2nd session while a 1st decodes (4 slots)", f"{busy:.1f} s",
-                    f"{idle:.1f} s on an idle server; {queued:.1f} s on a 1-slot server (queued)",
-                    f"{busy / idle:.2f}x idle", f"< {first_total:.0f} s (the 1st's run)", busy < queued))
+    rows.append(
+        Row(
+            "time to first token, 2nd session while a 1st decodes (4 slots)",
+            f"{busy:.1f} s",
+            f"{idle:.1f} s on an idle server; {queued:.1f} s on a 1-slot server (queued)",
+            f"{busy / idle:.2f}x idle",
+            f"< {first_total:.0f} s (the 1st's run)",
+            busy < queued,
+        )
+    )
 
     separate = SeparateServers(Path(handle.model_path), handle.model_name, 4)
     separate.wait_ready()
@@ -231,14 +289,25 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         separate.stop()
     for n in (2, 4):
-        rows.append(Row(f"resident memory, {n} sessions", f"{mib(service_rss)} RSS, {mib(service_pss)} PSS (one server, 4 slots)",
-                        f"{mib(sum(rss[:n]))} RSS, {mib(sum(pss_each[:n]))} PSS ({n} one-slot servers)",
-                        f"{sum(rss[:n]) / (service_rss or 1):.2f}x less RSS", "one model load at any N",
-                        bool(service_rss) and (service_rss or 0) < sum(rss[:n])))
-    command = "python -m tests.benchmarks.bench_model_service" + (f" --model {args.model}" if args.model else "") + (f" --tokens {args.tokens}" if args.tokens != 96 else "")
+        rows.append(
+            Row(
+                f"resident memory, {n} sessions",
+                f"{mib(service_rss)} RSS, {mib(service_pss)} PSS (one server, 4 slots)",
+                f"{mib(sum(rss[:n]))} RSS, {mib(sum(pss_each[:n]))} PSS ({n} one-slot servers)",
+                f"{sum(rss[:n]) / (service_rss or 1):.2f}x less RSS",
+                "one model load at any N",
+                bool(service_rss) and (service_rss or 0) < sum(rss[:n]),
+            )
+        )
+    command = (
+        "python -m tests.benchmarks.bench_model_service"
+        + (f" --model {args.model}" if args.model else "")
+        + (f" --tokens {args.tokens}" if args.tokens != 96 else "")
+    )
     notes = (
         f"Model {name} ({handle.backend}, {handle.state.parallel_slots} slots of {CTX} tokens), "
-        f"{os.cpu_count()} cores; each request decodes {args.tokens} tokens (ignore_eos), temperature 0. "
+        f"{os.cpu_count()} cores; each request decodes {args.tokens} tokens (ignore_eos), "
+        f"temperature 0. "
         "Aggregate decode = all sessions' tokens / (first first token .. last token). "
         "The second session's prompt is kernelagent's system prompt + a task, made unique so "
         "that no prompt cache helps (prompt processing dominates its first token). Memory after "
@@ -246,7 +315,8 @@ async def main(args: argparse.Namespace) -> None:
         "and shared out by PSS, so PSS shows what each extra server really adds: its KV cache "
         "and buffers (the service holds 4 slots' KV whatever N is). "
         "The machine was shared with another benchmark (a task run on a llama-server), so the "
-        f"numbers are a lower bound; this run took {(time.perf_counter() - started) / 60:.1f} minutes."
+        f"numbers are a lower bound; this run took {(time.perf_counter() - started) / 60:.1f} "
+        f"minutes."
     )
     path = write_table("model_service", "Shared model service", command, rows, notes)
     print(path.read_text())

@@ -19,7 +19,7 @@ from pathlib import Path
 from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.api import arun, build_config
 from kernelagent.notebook.recorder import load_notebook
-from kernelagent.notebook.restore import restore_state
+from kernelagent.replay.restore import restore_state
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.session.durable import resume_session, stop_idle_sandboxes
 from kernelagent.session.store import SessionStore
@@ -31,7 +31,10 @@ SALES = Path(__file__).resolve().parents[2] / "examples" / "sales.csv"
 
 def analysis_cells(count: int) -> list[str]:
     """Cells of the kind a data-analysis session runs: load, derive, aggregate."""
-    cells = ["import pandas as pd\nimport numpy as np\ndf = pd.read_csv('sales.csv', parse_dates=['date'])"]
+    cells = [
+        "import pandas as pd\nimport numpy as np\ndf = pd.read_csv('sales.csv', "
+        "parse_dates=['date'])"
+    ]
     for index in range(1, count):
         cells.append(
             f"s{index} = df.groupby('region')['revenue'].agg(['sum', 'mean']) * {index}\n"
@@ -41,7 +44,9 @@ def analysis_cells(count: int) -> list[str]:
     return cells
 
 
-async def record(count: int, tmp: Path, store: SessionStore, approve_last: bool) -> tuple[str, Path, float]:
+async def record(
+    count: int, tmp: Path, store: SessionStore, approve_last: bool
+) -> tuple[str, Path, float]:
     """A recorded session of ``count`` cells; the last action waits for approval if asked."""
     turns = [ScriptedTurn.python(code) for code in analysis_cells(count)]
     if approve_last:
@@ -50,11 +55,19 @@ async def record(count: int, tmp: Path, store: SessionStore, approve_last: bool)
     with ScriptedModelServer(turns) as server:
         config = build_config(model="scripted", base_url=server.base_url, max_steps=count + 5)
         config.approval = ApprovalPolicy(mode="shell")
-        result = await arun("benchmark", data=[SALES], config=config, store=store,
-                            workspace=tmp / f"ws{count}", notebook=tmp / f"s{count}.ipynb")
+        result = await arun(
+            "benchmark",
+            data=[SALES],
+            config=config,
+            store=store,
+            workspace=tmp / f"ws{count}",
+            notebook=tmp / f"s{count}.ipynb",
+        )
     notebook = load_notebook(result.notebook_path)
     run_seconds = sum(
-        cell.metadata.kernelagent.get("duration", 0.0) for cell in notebook.cells if cell.cell_type == "code"
+        cell.metadata.kernelagent.get("duration", 0.0)
+        for cell in notebook.cells
+        if cell.cell_type == "code"
     )
     return result.session_id, result.notebook_path, run_seconds
 
@@ -76,7 +89,9 @@ async def time_resume(store: SessionStore, session_id: str) -> float:
     class NoModel:
         name, supports_images = "none", False
 
-        async def turn(self, conversation: Conversation, tools, on_text_delta=None, *, temperature=None):  # type: ignore[no-untyped-def]
+        async def turn(
+            self, conversation: Conversation, tools, on_text_delta=None, *, temperature=None
+        ):  # type: ignore[no-untyped-def]
             raise AssertionError("resume must not call the model in this benchmark")
 
     from kernelagent.session.durable import decide
@@ -96,28 +111,43 @@ async def main(sizes: list[int]) -> Path:
     rows: list[Row] = []
     for count in sizes:
         session_id, notebook_path, run_seconds = await record(count, tmp, store, approve_last=True)
-        restore_total, sandbox_start = await time_restore(notebook_path, store.get(session_id).workspace)
+        restore_total, sandbox_start = await time_restore(
+            notebook_path, store.get(session_id).workspace
+        )
         replay_part = restore_total - sandbox_start
         ratio = replay_part / run_seconds if run_seconds else float("nan")
-        rows.append(Row(
-            f"restore {count} cells (re-run + verify)", ms(restore_total),
-            f"{ms(run_seconds)} original cells + {ms(sandbox_start)} sandbox start",
-            f"{ratio:.2f} (excl. start)", "≤ 1.2 + one start", ratio <= 1.2,
-        ))
+        rows.append(
+            Row(
+                f"restore {count} cells (re-run + verify)",
+                ms(restore_total),
+                f"{ms(run_seconds)} original cells + {ms(sandbox_start)} sandbox start",
+                f"{ratio:.2f} (excl. start)",
+                "≤ 1.2 + one start",
+                ratio <= 1.2,
+            )
+        )
         reattach = await time_resume(store, session_id)
         await stop_idle_sandboxes(store, idle_seconds=0)
         restored = await time_resume(store, session_id)
-        rows.append(Row(
-            f"resume a paused session, {count} cells, container stopped", ms(restored),
-            f"{ms(reattach)} (re-attach to live container)", f"{restored / reattach:.1f}", "", None,
-        ))
+        rows.append(
+            Row(
+                f"resume a paused session, {count} cells, container stopped",
+                ms(restored),
+                f"{ms(reattach)} (re-attach to live container)",
+                f"{restored / reattach:.1f}",
+                "",
+                None,
+            )
+        )
     return write_table(
         "restore",
         "Restore and resume",
         "python -m tests.benchmarks.bench_restore --cells " + " ".join(map(str, sizes)),
         rows,
-        notes="Cells are pandas/numpy aggregations over examples/sales.csv. 'Original' is the sum of the "
-        "recorded cell durations. Restore re-runs the successful cells, then fingerprints every variable "
+        notes="Cells are pandas/numpy aggregations over examples/sales.csv. 'Original' is the sum "
+        "of the "
+        "recorded cell durations. Restore re-runs the successful cells, then fingerprints every "
+        "variable "
         "and checks it against the recorded manifests.",
     )
 

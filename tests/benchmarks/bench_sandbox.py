@@ -51,7 +51,9 @@ async def raw_docker_start(image: str) -> float:
     client = docker_client()
     runtime = Path(tempfile.mkdtemp(prefix="bench-raw-"))
     runtime.chmod(0o777)
-    host_file, _ = write_connection_file(str(runtime / "c.json"), transport="ipc", ip=str(runtime / "ipc"))
+    host_file, _ = write_connection_file(
+        str(runtime / "c.json"), transport="ipc", ip=str(runtime / "ipc")
+    )
     info = json.loads(Path(host_file).read_text())
     info["ip"] = "/run/k/ipc"
     (runtime / "k.json").write_text(json.dumps(info))
@@ -106,7 +108,9 @@ def idle_memory_mb(sandbox: Sandbox) -> float:
     stats = container.stats(stream=False)
     memory = stats["memory_stats"]
     details = memory.get("stats", {})
-    cache = details.get("total_inactive_file", details.get("inactive_file", details.get("cache", 0)))
+    cache = details.get(
+        "total_inactive_file", details.get("inactive_file", details.get("cache", 0))
+    )
     return (memory["usage"] - cache) / 1e6
 
 
@@ -122,10 +126,22 @@ async def main(cells: int, starts: int) -> Path:
     ours_cold, raw_cold = await cold_start(settings, starts)
     warm = await warm_start(settings, starts)
     rows = [
-        Row("trivial cell, p50", ms(ours_cell), ms(raw_cell) + " (execute_interactive)",
-            f"{ours_cell / raw_cell:.3f}", "≤ 1.05", ours_cell / raw_cell <= 1.05),
-        Row("cold start to ready, p50", ms(ours_cold), ms(raw_cold) + " (raw docker run)",
-            f"{ours_cold / raw_cold:.3f}", "≤ 1.1", ours_cold / raw_cold <= 1.1),
+        Row(
+            "trivial cell, p50",
+            ms(ours_cell),
+            ms(raw_cell) + " (execute_interactive)",
+            f"{ours_cell / raw_cell:.3f}",
+            "≤ 1.05",
+            ours_cell / raw_cell <= 1.05,
+        ),
+        Row(
+            "cold start to ready, p50",
+            ms(ours_cold),
+            ms(raw_cold) + " (raw docker run)",
+            f"{ours_cold / raw_cold:.3f}",
+            "≤ 1.1",
+            ours_cold / raw_cold <= 1.1,
+        ),
         Row("warm-pool start, p50", ms(warm), "", "", "≤ 50 ms", warm <= 0.050),
         Row("memory of an idle sandbox", f"{memory:.1f} MB", "", "", "≤ 80 MB", memory <= 80),
     ]

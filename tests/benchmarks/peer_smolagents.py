@@ -20,8 +20,22 @@ from pathlib import Path
 from typing import Any
 
 AUTHORIZED_IMPORTS = [
-    "pandas", "pandas.*", "numpy", "numpy.*", "matplotlib", "matplotlib.*", "scipy", "scipy.*",
-    "datetime", "statistics", "math", "collections", "os", "os.path", "csv", "json",
+    "pandas",
+    "pandas.*",
+    "numpy",
+    "numpy.*",
+    "matplotlib",
+    "matplotlib.*",
+    "scipy",
+    "scipy.*",
+    "datetime",
+    "statistics",
+    "math",
+    "collections",
+    "os",
+    "os.path",
+    "csv",
+    "json",
 ]
 """The brief's pandas/numpy/matplotlib, scipy (kernelagent's prompt names it) and the standard
 modules a data task may reach for: kernelagent's kernel restricts no import."""
@@ -48,13 +62,17 @@ def _cut(text: Any, limit: int = 1500) -> str | None:
     return text if len(text) <= limit else text[: limit // 2] + "\n[...]\n" + text[-limit // 2 :]
 
 
-def run_peer(prompt: str, *, base_url: str, model: str, max_steps: int, api_key: str = "x") -> dict[str, Any]:
+def run_peer(
+    prompt: str, *, base_url: str, model: str, max_steps: int, api_key: str = "x"
+) -> dict[str, Any]:
     os.environ.setdefault("MPLBACKEND", "Agg")
     from smolagents import CodeAgent, OpenAIServerModel
     from smolagents.memory import ActionStep
 
     # llama.cpp's server accepts only string contents: smolagents' documented switch for that
-    server_model = OpenAIServerModel(model_id=model, api_base=base_url, api_key=api_key, flatten_messages_as_text=True)
+    server_model = OpenAIServerModel(
+        model_id=model, api_base=base_url, api_key=api_key, flatten_messages_as_text=True
+    )
     agent = CodeAgent(
         tools=[],
         model=server_model,
@@ -69,7 +87,7 @@ def run_peer(prompt: str, *, base_url: str, model: str, max_steps: int, api_key:
     try:
         result = agent.run(prompt, return_full_result=True)
         output, state = result.output, result.state
-    except Exception as exc:  # noqa: BLE001  (an agent crash is a failed task, recorded)
+    except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - started
     steps = [step for step in agent.memory.steps if isinstance(step, ActionStep)]
@@ -99,7 +117,9 @@ def run_peer(prompt: str, *, base_url: str, model: str, max_steps: int, api_key:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--max-steps", type=int, default=10)
@@ -107,10 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "x"))
     args = parser.parse_args(argv)
-    summary = run_peer(args.prompt_file.read_text(), base_url=args.base_url, model=args.model,
-                       max_steps=args.max_steps, api_key=args.api_key)
+    summary = run_peer(
+        args.prompt_file.read_text(),
+        base_url=args.base_url,
+        model=args.model,
+        max_steps=args.max_steps,
+        api_key=args.api_key,
+    )
     args.out.write_text(json.dumps(summary, indent=1, default=str))
-    print(json.dumps({key: summary[key] for key in ("answer", "state", "steps", "seconds")}, default=str))
+    print(
+        json.dumps(
+            {key: summary[key] for key in ("answer", "state", "steps", "seconds")}, default=str
+        )
+    )
     return 0
 
 

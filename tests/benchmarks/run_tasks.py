@@ -1,6 +1,7 @@
 """Task-success benchmark: kernelagent (and smolagents as a peer) on data-analysis questions.
 
-    python -m tests.benchmarks.run_tasks --model qwen2.5-coder-1.5b [--representative | --tasks a,b | --limit N]
+    python -m tests.benchmarks.run_tasks --model qwen2.5-coder-1.5b [--representative | --tasks a,b
+    | --limit N]
     python -m tests.benchmarks.run_tasks --base-url URL --model NAME --api chat
         [--agents kernelagent smolagents] [--max-steps 10] [--append]
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -70,8 +72,14 @@ class Tally:
 class RecordingProxy:
     """An OpenAI-compatible pass-through that counts calls and tokens per ``tag``."""
 
-    def __init__(self, upstream: str, *, temperature: float | None, max_tokens: int | None,
-                 api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        temperature: float | None,
+        max_tokens: int | None,
+        api_key: str | None = None,
+    ) -> None:
         self.upstream = upstream.rstrip("/")
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -83,7 +91,9 @@ class RecordingProxy:
         handler = type("Handler", (_ProxyHandler,), {"proxy": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True, name="bench-proxy")
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, daemon=True, name="bench-proxy"
+        )
 
     @property
     def base_url(self) -> str:
@@ -108,8 +118,12 @@ class RecordingProxy:
             tally.requests += 1
             tally.errors += not ok
             if usage:
-                tally.input_tokens += int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
-                tally.output_tokens += int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
+                tally.input_tokens += int(
+                    usage.get("prompt_tokens") or usage.get("input_tokens") or 0
+                )
+                tally.output_tokens += int(
+                    usage.get("completion_tokens") or usage.get("output_tokens") or 0
+                )
 
     def adjust(self, body: dict[str, Any]) -> dict[str, Any]:
         body = dict(body)
@@ -131,10 +145,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         pass
 
     def handle(self) -> None:
-        try:
+        # the agent may stop waiting (kernelagent stops an attempt a vote no longer needs)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             super().handle()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the agent stopped waiting (e.g. kernelagent stopped an attempt a vote no longer needs)
 
     def _headers_out(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
@@ -149,7 +162,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         response = self.proxy._client.get(self._url(), headers=self._headers_out())
-        self._send(response.status_code, response.content, response.headers.get("content-type", "application/json"))
+        self._send(
+            response.status_code,
+            response.content,
+            response.headers.get("content-type", "application/json"),
+        )
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -169,20 +186,30 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             response = self.proxy._client.post(self._url(), headers=self._headers_out(), json=body)
         except httpx.HTTPError as error:
             self.proxy.record(None, ok=False)
-            self._send(HTTPStatus.BAD_GATEWAY, json.dumps({"error": {"message": str(error)}}).encode())
+            self._send(
+                HTTPStatus.BAD_GATEWAY, json.dumps({"error": {"message": str(error)}}).encode()
+            )
             return
         ok = response.status_code == 200
         payload = response.json() if ok else None
         self.proxy.record(payload.get("usage") if payload else None, ok)
         if not ok or not stream:
-            self._send(response.status_code, response.content, response.headers.get("content-type", "application/json"))
+            self._send(
+                response.status_code,
+                response.content,
+                response.headers.get("content-type", "application/json"),
+            )
             return
         self._send_as_stream(payload)
 
     def _passthrough(self, raw: bytes) -> None:
-        with self.proxy._client.stream("POST", self._url(), headers=self._headers_out(), content=raw) as response:
+        with self.proxy._client.stream(
+            "POST", self._url(), headers=self._headers_out(), content=raw
+        ) as response:
             self.send_response(response.status_code)
-            self.send_header("Content-Type", response.headers.get("content-type", "application/json"))
+            self.send_header(
+                "Content-Type", response.headers.get("content-type", "application/json")
+            )
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for data in response.iter_bytes():
@@ -207,18 +234,42 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             delta: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
             if message.get("tool_calls"):
                 delta["tool_calls"] = [
-                    {"index": i, "id": call.get("id"), "type": "function", "function": call.get("function")}
+                    {
+                        "index": i,
+                        "id": call.get("id"),
+                        "type": "function",
+                        "function": call.get("function"),
+                    }
                     for i, call in enumerate(message["tool_calls"])
                 ]
-            chunks.append({**base, "choices": [{"index": choice.get("index", 0), "delta": delta, "finish_reason": None}]})
-            chunks.append({**base, "choices": [{"index": choice.get("index", 0), "delta": {},
-                                                "finish_reason": choice.get("finish_reason") or "stop"}]})
+            chunks.append(
+                {
+                    **base,
+                    "choices": [
+                        {"index": choice.get("index", 0), "delta": delta, "finish_reason": None}
+                    ],
+                }
+            )
+            chunks.append(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": choice.get("index", 0),
+                            "delta": {},
+                            "finish_reason": choice.get("finish_reason") or "stop",
+                        }
+                    ],
+                }
+            )
         chunks.append({**base, "choices": [], "usage": completion.get("usage")})
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for message in [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]:
+        for message in [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + [
+            "data: [DONE]\n\n"
+        ]:
             data = message.encode()
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.write(b"0\r\n\r\n")
@@ -250,13 +301,18 @@ class RunResult:
         return self.input_tokens + self.output_tokens
 
 
-async def _run_process(command: list[str], *, cwd: Path, env: dict[str, str], timeout: float,
-                       log: Path) -> tuple[int | None, str]:
+async def _run_process(
+    command: list[str], *, cwd: Path, env: dict[str, str], timeout: float, log: Path
+) -> tuple[int | None, str]:
     """Run a command in its own process group; on timeout SIGINT it (kernelagent saves and
     stops its sandbox on Ctrl-C), then SIGKILL. Returns (exit code or None, stdout)."""
     with log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
-            *command, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+            *command,
+            cwd=cwd,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
             start_new_session=True,
         )
         try:
@@ -284,18 +340,31 @@ def _last_json(stdout: str) -> dict[str, Any] | None:
 
 
 class Runner:
-    def __init__(self, args: argparse.Namespace, scratch: Path, data_dir: Path, proxy: RecordingProxy,
-                 model: str, api: str) -> None:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        scratch: Path,
+        data_dir: Path,
+        proxy: RecordingProxy,
+        model: str,
+        api: str,
+    ) -> None:
         self.args = args
         self.scratch = scratch
         self.data_dir = data_dir
         self.proxy = proxy
         self.model = model
         self.api = api
-        self.check_answers = args.check_answers == "on" or (args.check_answers == "auto" and not args.base_url)
+        self.check_answers = args.check_answers == "on" or (
+            args.check_answers == "auto" and not args.base_url
+        )
         """What `kernelagent run` does for a model it serves itself, unless told otherwise."""
-        self.env = {**os.environ, "KERNELAGENT_HOME": str(scratch / "kernelagent-home"), "MPLBACKEND": "Agg",
-                    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        self.env = {
+            **os.environ,
+            "KERNELAGENT_HOME": str(scratch / "kernelagent-home"),
+            "MPLBACKEND": "Agg",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
         self.env.pop("OPENAI_BASE_URL", None)
 
     async def run(self, agent: str, task: Task) -> RunResult:
@@ -312,28 +381,61 @@ class Runner:
         expected = task.expected(self.data_dir)
         scored = score_task(task, answer, expected, workdir)
         return RunResult(
-            task=task.id, category=task.category, agent=agent, answer=answer, expected=expected,
-            passed=scored.passed, reason=scored.reason, status=status, steps=tally.requests - tally.errors,
-            seconds=round(seconds, 1), input_tokens=tally.input_tokens, output_tokens=tally.output_tokens,
-            notebook=notebook, agent_reported=reported,
+            task=task.id,
+            category=task.category,
+            agent=agent,
+            answer=answer,
+            expected=expected,
+            passed=scored.passed,
+            reason=scored.reason,
+            status=status,
+            steps=tally.requests - tally.errors,
+            seconds=round(seconds, 1),
+            input_tokens=tally.input_tokens,
+            output_tokens=tally.output_tokens,
+            notebook=notebook,
+            agent_reported=reported,
         )
 
-    async def _kernelagent(self, task: Task) -> tuple[str | None, str, Path, str | None, dict[str, Any]]:
+    async def _kernelagent(
+        self, task: Task
+    ) -> tuple[str | None, str, Path, str | None, dict[str, Any]]:
         run_dir = self.scratch / "kernelagent" / task.id
         run_dir.mkdir(parents=True)
         workspace = run_dir / "workspace"
         notebook = run_dir / f"{task.id}.ipynb"
         command = [
-            sys.executable, "-m", "kernelagent.cli", "run", task.prompt(),
+            sys.executable,
+            "-m",
+            "kernelagent.cli",
+            "run",
+            task.prompt(),
             *[arg for name in task.files for arg in ("--data", str(self.data_dir / name))],
-            "--workspace", str(workspace), "--notebook", str(notebook),
-            "--base-url", self.proxy.base_url, "--model", self.model, "--api", self.api,
-            "--max-steps", str(self.args.max_steps), "--json", "--quiet",
+            "--workspace",
+            str(workspace),
+            "--notebook",
+            str(notebook),
+            "--base-url",
+            self.proxy.base_url,
+            "--model",
+            self.model,
+            "--api",
+            self.api,
+            "--max-steps",
+            str(self.args.max_steps),
+            "--json",
+            "--quiet",
             "--check-answers" if self.check_answers else "--no-check-answers",
-            "--attempts", str(self.args.attempts),
+            "--attempts",
+            str(self.args.attempts),
         ]
-        code, stdout = await _run_process(command, cwd=run_dir, env=self.env, timeout=self.args.timeout,
-                                          log=run_dir / "stderr.log")
+        code, stdout = await _run_process(
+            command,
+            cwd=run_dir,
+            env=self.env,
+            timeout=self.args.timeout,
+            log=run_dir / "stderr.log",
+        )
         summary = _last_json(stdout) or {}
         if code is None:
             status = "timeout"
@@ -341,11 +443,21 @@ class Runner:
             status = summary.get("status") or f"exit {code}"
             if status == "paused":
                 status = "step limit"
-        return summary.get("answer"), status, workspace, str(notebook) if notebook.exists() else None, {
-            "exit_code": code, "reason": summary.get("reason"), "usage": summary.get("usage"),
-        }
+        return (
+            summary.get("answer"),
+            status,
+            workspace,
+            str(notebook) if notebook.exists() else None,
+            {
+                "exit_code": code,
+                "reason": summary.get("reason"),
+                "usage": summary.get("usage"),
+            },
+        )
 
-    async def _smolagents(self, task: Task) -> tuple[str | None, str, Path, str | None, dict[str, Any]]:
+    async def _smolagents(
+        self, task: Task
+    ) -> tuple[str | None, str, Path, str | None, dict[str, Any]]:
         workdir = self.scratch / "smolagents" / task.id
         workdir.mkdir(parents=True)
         for name in task.files:
@@ -354,21 +466,52 @@ class Runner:
         prompt_file.write_text(task.prompt())
         out = self.scratch / "smolagents" / f"{task.id}.json"
         command = [
-            sys.executable, "-m", "tests.benchmarks.peer_smolagents", "--base-url", self.proxy.base_url,
-            "--model", self.model, "--max-steps", str(self.args.max_steps),
-            "--prompt-file", str(prompt_file), "--out", str(out),
+            sys.executable,
+            "-m",
+            "tests.benchmarks.peer_smolagents",
+            "--base-url",
+            self.proxy.base_url,
+            "--model",
+            self.model,
+            "--max-steps",
+            str(self.args.max_steps),
+            "--prompt-file",
+            str(prompt_file),
+            "--out",
+            str(out),
         ]
-        code, _ = await _run_process(command, cwd=workdir, env=self.env, timeout=self.args.timeout,
-                                     log=self.scratch / "smolagents" / f"{task.id}.stderr.log")
+        code, _ = await _run_process(
+            command,
+            cwd=workdir,
+            env=self.env,
+            timeout=self.args.timeout,
+            log=self.scratch / "smolagents" / f"{task.id}.stderr.log",
+        )
         if code is None or not out.exists():
-            return None, "timeout" if code is None else f"exit {code}", workdir, None, {"exit_code": code}
+            return (
+                None,
+                "timeout" if code is None else f"exit {code}",
+                workdir,
+                None,
+                {"exit_code": code},
+            )
         summary = json.loads(out.read_text())
         status = {"success": "completed", "max_steps_error": "step limit (forced answer)"}.get(
-            summary["state"], summary["state"])
-        return summary["answer"], status, workdir, None, {
-            "steps": summary["steps"], "input_tokens": summary["input_tokens"],
-            "output_tokens": summary["output_tokens"], "error": summary["error"], "trace": str(out),
-        }
+            summary["state"], summary["state"]
+        )
+        return (
+            summary["answer"],
+            status,
+            workdir,
+            None,
+            {
+                "steps": summary["steps"],
+                "input_tokens": summary["input_tokens"],
+                "output_tokens": summary["output_tokens"],
+                "error": summary["error"],
+                "trace": str(out),
+            },
+        )
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -417,35 +560,63 @@ def split_lines(results: list[RunResult], agents: list[str]) -> list[str]:
     return lines
 
 
-def render(results: list[RunResult], *, title: str, commands: list[str], notes: list[str], agents: list[str]) -> str:
+def render(
+    results: list[RunResult],
+    *,
+    title: str,
+    commands: list[str],
+    notes: list[str],
+    agents: list[str],
+) -> str:
     lines = [f"## {title}", ""]
     lines += [f"Command: `{command}`  " for command in commands]
-    machine = (f"Machine: {platform.machine()}, {platform.system()} {platform.release()}, {os.cpu_count()} cores, "
-               f"Python {platform.python_version()}; written {datetime.now():%Y-%m-%d %H:%M}.")
+    machine = (
+        f"Machine: {platform.machine()}, {platform.system()} {platform.release()}, "
+        f"{os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; written {datetime.now():%Y-%m-%d %H:%M}."
+    )
     lines += [machine, ""]
-    lines += ["| task | category | agent | answer | expected | pass | status | steps | seconds | tokens |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| task | category | agent | answer | expected | pass | status | steps | seconds "
+        "| tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     order = {task_id: i for i, task_id in enumerate(dict.fromkeys(r.task for r in results))}
     for r in sorted(results, key=lambda r: (order[r.task], agents.index(r.agent))):
         mark = "yes" if r.passed else "**no**"
         lines.append(
-            f"| {r.task} | {r.category} | {r.agent} | {_cell(r.answer)} | {_cell(r.expected)} | {mark} | "
+            f"| {r.task} | {r.category} | {r.agent} | {_cell(r.answer)} | {_cell(r.expected)} | "
+            f"{mark} | "
             f"{_cell(r.status, 30)} | {r.steps} | {r.seconds:.0f} | {r.tokens} |"
         )
     totals = summarize(results, agents)
-    lines += ["", "| agent | tasks | passed | success rate | mean steps | mean seconds | mean tokens |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| agent | tasks | passed | success rate | mean steps | mean seconds | mean tokens |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for agent, t in totals.items():
-        lines.append(f"| {agent} | {t['runs']} | {t['passed']} | {t['rate']:.0%} | {t['steps']:.1f} | "
-                     f"{t['seconds']:.0f} | {t['tokens']:.0f} |")
+        lines.append(
+            f"| {agent} | {t['runs']} | {t['passed']} | {t['rate']:.0%} | {t['steps']:.1f} | "
+            f"{t['seconds']:.0f} | {t['tokens']:.0f} |"
+        )
     if "kernelagent" in totals and "smolagents" in totals:
         peer = totals["smolagents"]["rate"]
-        ratio = f"{totals['kernelagent']['rate'] / peer:.2f}" if peer else "n/a (smolagents solved none)"
+        ratio = (
+            f"{totals['kernelagent']['rate'] / peer:.2f}"
+            if peer
+            else "n/a (smolagents solved none)"
+        )
         lines += ["", f"Success-rate ratio kernelagent / smolagents: **{ratio}**"]
     lines += split_lines(results, agents)
     failures = [r for r in results if not r.passed and r.reason]
     if failures:
-        lines += ["", "Why runs failed: " + "; ".join(f"{r.task}/{r.agent}: {_cell(r.reason, 60)}" for r in failures) + "."]
+        lines += [
+            "",
+            "Why runs failed: "
+            + "; ".join(f"{r.task}/{r.agent}: {_cell(r.reason, 60)}" for r in failures)
+            + ".",
+        ]
     if notes:
         lines += [""] + [f"- {note}" for note in notes]
     return "\n".join(lines) + "\n"
@@ -478,7 +649,9 @@ def keep_notebooks(results: list[RunResult], label: str, max_bytes: int) -> list
         source = Path(r.notebook) if r.notebook else Path(r.agent_reported.get("trace") or "")
         if not source.name or not source.is_file() or source.stat().st_size > max_bytes:
             continue
-        destination = target / f"{r.task}.ipynb" if r.notebook else target / "smolagents" / f"{r.task}.json"
+        destination = (
+            target / f"{r.task}.ipynb" if r.notebook else target / "smolagents" / f"{r.task}.json"
+        )
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, destination)
         kept.append(str(destination.relative_to(REPO)))
@@ -486,7 +659,8 @@ def keep_notebooks(results: list[RunResult], label: str, max_bytes: int) -> list
 
 
 def load_results(paths: list[Path]) -> tuple[list[RunResult], list[dict[str, Any]]]:
-    """Results of earlier runs (their results.json); a later (task, agent) replaces an earlier one."""
+    """Results of earlier runs (their results.json); a later (task, agent) replaces an earlier
+    one."""
     merged: dict[tuple[str, str], RunResult] = {}
     metas = []
     for path in paths:
@@ -525,7 +699,11 @@ def report(results: list[RunResult], metas: list[dict[str, Any]], args: argparse
     meta = metas[0] if metas else {}
     model = meta.get("model", args.model)
     label = str(model).replace("/", "_").replace(":", "_")
-    kept = keep_notebooks(complete + partial, label, args.keep_notebooks) if args.keep_notebooks else []
+    kept = (
+        keep_notebooks(complete + partial, label, args.keep_notebooks)
+        if args.keep_notebooks
+        else []
+    )
     wall = sum(m.get("wall_minutes", 0) for m in metas)
     task_count = len({r.task for r in complete})
     setup = (
@@ -533,31 +711,54 @@ def report(results: list[RunResult], metas: list[dict[str, Any]], args: argparse
         f"`--api {meta.get('api')}{' --check-answers' if meta.get('check_answers') else ''}"
         f" --attempts {meta.get('attempts', 1)}`; smolagents "
         f"`CodeAgent` with `OpenAIServerModel`; max steps "
-        f"{meta.get('max_steps')} for both; temperature {meta.get('temperature')} for both; output cap "
-        f"{meta.get('max_output_tokens') or 'none'} tokens per call; {task_count} of the suite's {len(TASKS)} tasks "
+        f"{meta.get('max_steps')} for both; temperature {meta.get('temperature')} for both; output "
+        f"cap "
+        f"{meta.get('max_output_tokens') or 'none'} tokens per call; {task_count} of the suite's "
+        f"{len(TASKS)} tasks "
         f"({meta.get('selection', '')}); wall time {wall:.1f} min."
     )
     environments = (
-        "smolagents runs the model's code in the host process (host pandas/numpy); kernelagent runs it in its "
+        "smolagents runs the model's code in the host process (host pandas/numpy); kernelagent "
+        "runs it in its "
         "Docker sandbox (the image's pandas/numpy). The expected answers are identical under both."
     )
     limits = (
-        "At its step limit smolagents asks the model for a final answer without running code; that answer is "
-        "scored (status 'step limit (forced answer)'). kernelagent stops without an answer at its limit."
+        "At its step limit smolagents asks the model for a final answer without running code; that "
+        "answer is "
+        "scored (status 'step limit (forced answer)'). kernelagent stops without an answer at its "
+        "limit."
     )
     notes = [setup, environments, limits, *args.note]
     forced = [r for r in complete if r.agent == "smolagents" and r.passed and "forced" in r.status]
     if forced:
-        notes.append("smolagents passes that came from the forced answer at the step limit: " + "; ".join(
-            f"{r.task} ({forced_answer_basis(r)})" for r in forced) + ".")
+        notes.append(
+            "smolagents passes that came from the forced answer at the step limit: "
+            + "; ".join(f"{r.task} ({forced_answer_basis(r)})" for r in forced)
+            + "."
+        )
     if partial:
-        notes.append("Run by one agent only (not in the table or totals): " + "; ".join(
-            f"{r.task}/{r.agent}: {'pass' if r.passed else 'fail'} ({_cell(r.answer, 20)})" for r in partial) + ".")
+        notes.append(
+            "Run by one agent only (not in the table or totals): "
+            + "; ".join(
+                f"{r.task}/{r.agent}: {'pass' if r.passed else 'fail'} ({_cell(r.answer, 20)})"
+                for r in partial
+            )
+            + "."
+        )
     if kept:
-        notes.append(f"kernelagent notebooks and smolagents step traces: `{NOTEBOOKS.relative_to(REPO)}/{label}/` "
-                     f"({len(kept)} files).")
+        notes.append(
+            f"kernelagent notebooks and smolagents step traces: "
+            f"`{NOTEBOOKS.relative_to(REPO)}/{label}/` "
+            f"({len(kept)} files)."
+        )
     commands = [m["command"] for m in metas if m.get("command")]
-    section = render(complete, title=f"{model}, {task_count} tasks", commands=commands, notes=notes, agents=agents)
+    section = render(
+        complete,
+        title=f"{model}, {task_count} tasks",
+        commands=commands,
+        notes=notes,
+        agents=agents,
+    )
     write_report(args.out, section, args.append)
     return section
 
@@ -566,45 +767,100 @@ def report(results: list[RunResult], metas: list[dict[str, Any]], args: argparse
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="qwen2.5-coder-1.5b",
-                        help="local catalog model (served here), or the model name at --base-url")
-    parser.add_argument("--base-url", help="an OpenAI-compatible server; none: serve --model locally")
-    parser.add_argument("--api", help="kernelagent --api (default: the local model's recommended one, else chat)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        default="qwen2.5-coder-1.5b",
+        help="local catalog model (served here), or the model name at --base-url",
+    )
+    parser.add_argument(
+        "--base-url", help="an OpenAI-compatible server; none: serve --model locally"
+    )
+    parser.add_argument(
+        "--api", help="kernelagent --api (default: the local model's recommended one, else chat)"
+    )
     parser.add_argument("--agents", nargs="+", choices=AGENTS, default=list(AGENTS))
     parser.add_argument("--tasks", help="comma-separated task ids")
-    parser.add_argument("--representative", action="store_true", help="one or two tasks per category")
-    parser.add_argument("--split", choices=SPLITS, default="all",
-                        help="the tuning tasks, the held-out ones (never tuned on), or all")
-    parser.add_argument("--attempts", type=int, default=3,
-                        help="kernelagent --attempts (parallel attempts that vote; 3 is its default for local models)")
+    parser.add_argument(
+        "--representative", action="store_true", help="one or two tasks per category"
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="the tuning tasks, the held-out ones (never tuned on), or all",
+    )
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        default=3,
+        help="kernelagent --attempts (parallel attempts that vote; 3 is its default for local "
+        "models)",
+    )
     parser.add_argument("--limit", type=int)
     parser.add_argument("--max-steps", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per task per agent")
-    parser.add_argument("--temperature", default="0",
-                        help="sent with every request to both agents; 'server' leaves the server default")
-    parser.add_argument("--max-output-tokens", type=int, default=1024,
-                        help="output cap per model call when the agent sets none (0: none)")
-    parser.add_argument("--check-answers", choices=("auto", "on", "off"), default="auto",
-                        help="kernelagent --check-answers; auto: on for a model served here, as `kernelagent run "
-                             "--model local` does")
-    parser.add_argument("--order", choices=("agent", "task"), default="agent",
-                        help="agent: all tasks of one agent, then the other (keeps the server's prompt cache warm)")
-    parser.add_argument("--budget-minutes", type=float, help="start no new run after this many minutes")
+    parser.add_argument(
+        "--temperature",
+        default="0",
+        help="sent with every request to both agents; 'server' leaves the server default",
+    )
+    parser.add_argument(
+        "--max-output-tokens",
+        type=int,
+        default=1024,
+        help="output cap per model call when the agent sets none (0: none)",
+    )
+    parser.add_argument(
+        "--check-answers",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="kernelagent --check-answers; auto: on for a model served here, as `kernelagent run "
+        "--model local` does",
+    )
+    parser.add_argument(
+        "--order",
+        choices=("agent", "task"),
+        default="agent",
+        help="agent: all tasks of one agent, then the other (keeps the server's prompt cache warm)",
+    )
+    parser.add_argument(
+        "--budget-minutes", type=float, help="start no new run after this many minutes"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "tasks.md")
-    parser.add_argument("--append", action="store_true", help="add a section to --out instead of replacing it")
-    parser.add_argument("--note", action="append", default=[], help="a note under the table (repeatable)")
-    parser.add_argument("--keep-notebooks", type=int, default=150_000,
-                        help="keep kernelagent notebooks up to this many bytes (0: none)")
-    parser.add_argument("--scratch", type=Path, help="where workspaces and traces go (default: a temp dir)")
-    parser.add_argument("--merge", type=Path, nargs="+",
-                        help="run nothing: write the table from these results.json files (e.g. a run and its "
-                             "completion with --agents/--tasks); later files win")
+    parser.add_argument(
+        "--append", action="store_true", help="add a section to --out instead of replacing it"
+    )
+    parser.add_argument(
+        "--note", action="append", default=[], help="a note under the table (repeatable)"
+    )
+    parser.add_argument(
+        "--keep-notebooks",
+        type=int,
+        default=150_000,
+        help="keep kernelagent notebooks up to this many bytes (0: none)",
+    )
+    parser.add_argument(
+        "--scratch", type=Path, help="where workspaces and traces go (default: a temp dir)"
+    )
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="run nothing: write the table from these results.json files (e.g. a run and its "
+        "completion with --agents/--tasks); later files win",
+    )
     return parser.parse_args(argv)
 
 
-async def run_all(args: argparse.Namespace, argv: list[str]) -> tuple[list[RunResult], dict[str, Any]]:
-    tasks = select(args.tasks, representative=args.representative, limit=args.limit, split=args.split)
+async def run_all(
+    args: argparse.Namespace, argv: list[str]
+) -> tuple[list[RunResult], dict[str, Any]]:
+    tasks = select(
+        args.tasks, representative=args.representative, limit=args.limit, split=args.split
+    )
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="task-bench-"))
     scratch.mkdir(parents=True, exist_ok=True)
     data_dir = scratch / "data"
@@ -617,37 +873,70 @@ async def run_all(args: argparse.Namespace, argv: list[str]) -> tuple[list[RunRe
         from kernelagent.localmodel import start_local_model
 
         handle = await start_local_model(args.model, on_notice=lambda line: print(line, flush=True))
-        upstream, model, api = handle.base_url, handle.model_name, args.api or handle.recommended_api
+        upstream, model, api = (
+            handle.base_url,
+            handle.model_name,
+            args.api or handle.recommended_api,
+        )
     temperature = None if args.temperature == "server" else float(args.temperature)
-    proxy = RecordingProxy(upstream, temperature=temperature, max_tokens=args.max_output_tokens or None,
-                           api_key=os.environ.get("OPENAI_API_KEY") if args.base_url else None).start()
+    proxy = RecordingProxy(
+        upstream,
+        temperature=temperature,
+        max_tokens=args.max_output_tokens or None,
+        api_key=os.environ.get("OPENAI_API_KEY") if args.base_url else None,
+    ).start()
     runner = Runner(args, scratch, data_dir, proxy, model, api)
-    selection = (f"tasks {args.tasks}" if args.tasks else "the representative subset" if args.representative
-                 else "all tasks") + (f", first {args.limit}" if args.limit else "")
+    selection = (
+        f"tasks {args.tasks}"
+        if args.tasks
+        else "the representative subset"
+        if args.representative
+        else "all tasks"
+    ) + (f", first {args.limit}" if args.limit else "")
     meta: dict[str, Any] = {
         "command": "python -m tests.benchmarks.run_tasks " + " ".join(shlex.quote(a) for a in argv),
-        "model": model, "api": api, "server": f"`{args.base_url}`" if args.base_url else "llama.cpp (start_local_model)",
-        "max_steps": args.max_steps, "check_answers": runner.check_answers, "attempts": args.attempts,
-        "temperature": args.temperature, "max_output_tokens": args.max_output_tokens,
-        "selection": selection, "started": datetime.now().isoformat(timespec="seconds"), "wall_minutes": 0.0,
+        "model": model,
+        "api": api,
+        "server": f"`{args.base_url}`" if args.base_url else "llama.cpp (start_local_model)",
+        "max_steps": args.max_steps,
+        "check_answers": runner.check_answers,
+        "attempts": args.attempts,
+        "temperature": args.temperature,
+        "max_output_tokens": args.max_output_tokens,
+        "selection": selection,
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "wall_minutes": 0.0,
     }
     results: list[RunResult] = []
     started = time.perf_counter()
     try:
-        pairs = ([(agent, task) for agent in args.agents for task in tasks] if args.order == "agent"
-                 else [(agent, task) for task in tasks for agent in args.agents])
+        pairs = (
+            [(agent, task) for agent in args.agents for task in tasks]
+            if args.order == "agent"
+            else [(agent, task) for task in tasks for agent in args.agents]
+        )
         for agent, task in pairs:
             if args.budget_minutes and time.perf_counter() - started > 60 * args.budget_minutes:
-                print(f"budget of {args.budget_minutes} min used: {task.id} not run for {agent}", flush=True)
+                print(
+                    f"budget of {args.budget_minutes} min used: {task.id} not run for {agent}",
+                    flush=True,
+                )
                 continue
             result = await runner.run(agent, task)
             results.append(result)
-            print(f"{task.id:28s} {agent:12s} {'PASS' if result.passed else 'fail'}  {result.seconds:6.0f}s "
-                  f"steps={result.steps} tokens={result.tokens} answer={_cell(result.answer, 50)!s} "
-                  f"expected={_cell(result.expected, 30)} {result.status} {result.reason}", flush=True)
+            print(
+                f"{task.id:28s} {agent:12s} {'PASS' if result.passed else 'fail'}  "
+                f"{result.seconds:6.0f}s "
+                f"steps={result.steps} tokens={result.tokens} answer={_cell(result.answer, 50)!s} "
+                f"expected={_cell(result.expected, 30)} {result.status} {result.reason}",
+                flush=True,
+            )
             meta["wall_minutes"] = round((time.perf_counter() - started) / 60, 1)
             (scratch / "results.json").write_text(
-                json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=1, default=str))
+                json.dumps(
+                    {"meta": meta, "results": [asdict(r) for r in results]}, indent=1, default=str
+                )
+            )
     finally:
         proxy.stop()
         if handle is not None:

@@ -12,6 +12,7 @@ A task with an ``artifact`` also needs that PNG file in the agent's working dire
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import struct
@@ -43,15 +44,14 @@ def _to_text(answer: Any) -> str:
     if isinstance(answer, (list, tuple, set)):
         return ", ".join(_to_text(item) for item in answer)
     if hasattr(answer, "item") and callable(answer.item):  # numpy scalars
-        try:
+        with contextlib.suppress(TypeError, ValueError):
             answer = answer.item()
-        except (TypeError, ValueError):
-            pass
     return str(answer)
 
 
 def clean_answer(answer: Any) -> str:
-    """The answer text without a FINAL ANSWER prefix, markdown emphasis, code ticks or outer quotes."""
+    """The answer text without a FINAL ANSWER prefix, markdown emphasis, code ticks or outer
+    quotes."""
     text = _to_text(answer).strip()
     text = re.sub(r"\\boxed\{(.*)\}", r"\1", text)
     previous = None
@@ -184,14 +184,26 @@ def check_png(path: Path, *, min_bytes: int = 2000, min_side: int = 100) -> PngC
         return PngCheck(False, f"{path.name} is not a PNG file", size=len(data))
     width, height = struct.unpack(">II", data[16:24])
     if len(data) < min_bytes or min(width, height) < min_side:
-        return PngCheck(False, f"{path.name} is too small ({len(data)} bytes, {width}x{height})",
-                        width, height, len(data))
+        return PngCheck(
+            False,
+            f"{path.name} is too small ({len(data)} bytes, {width}x{height})",
+            width,
+            height,
+            len(data),
+        )
     return PngCheck(True, "", width, height, len(data))
 
 
 def score_task(task: Any, answer: Any, expected: Any, workdir: Path | None = None) -> Score:
     """Score ``answer`` for a ``suite.Task``; its artifact (a PNG) must be in ``workdir``."""
-    result = score(answer, task.kind, expected, abs_tol=task.abs_tol, rel_tol=task.rel_tol, ordered=task.ordered)
+    result = score(
+        answer,
+        task.kind,
+        expected,
+        abs_tol=task.abs_tol,
+        rel_tol=task.rel_tol,
+        ordered=task.ordered,
+    )
     if task.artifact is None:
         return result
     check = check_png(Path(workdir or ".") / task.artifact)

@@ -12,11 +12,25 @@ import tempfile
 from pathlib import Path
 
 from kernelagent.agent.loop import LoopLimits
-from kernelagent.agent.model import AssistantItem, Conversation, ModelTurn, TextDeltaCallback, ToolSpec, UserItem
+from kernelagent.agent.model import (
+    AssistantItem,
+    Conversation,
+    ModelTurn,
+    TextDeltaCallback,
+    ToolSpec,
+    UserItem,
+)
 from kernelagent.events import Usage
 from kernelagent.notebook.compare import CompareOptions
 from kernelagent.notebook.recorder import load_notebook
-from kernelagent.notebook.replay import CellReport, ReplayError, ReplayReport, code_cells, judge, prepare_workspace
+from kernelagent.replay.replay import (
+    CellReport,
+    ReplayError,
+    ReplayReport,
+    code_cells,
+    judge,
+    prepare_workspace,
+)
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.session import Session, SessionConfig
@@ -41,10 +55,14 @@ class RecordedModel:
         temperature: float | None = None,
     ) -> ModelTurn:
         if self.played >= len(self.turns):
-            raise ReplayError("the recorded conversation has no more model turns: the session diverged")
+            raise ReplayError(
+                "the recorded conversation has no more model turns: the session diverged"
+            )
         item = self.turns[self.played]
         self.played += 1
-        return ModelTurn(text=item.text, tool_calls=item.tool_calls, usage=Usage(), response_id=item.response_id)
+        return ModelTurn(
+            text=item.text, tool_calls=item.tool_calls, usage=Usage(), response_id=item.response_id
+        )
 
 
 def recorded_turns(path: Path) -> tuple[str, list[AssistantItem]]:
@@ -52,7 +70,10 @@ def recorded_turns(path: Path) -> tuple[str, list[AssistantItem]]:
     stored = notebook.metadata.get("kernelagent", {}).get("conversation") or {}
     data = stored.get("conversation")
     if not data:
-        raise ReplayError(f"{path}: no recorded conversation in the notebook metadata; agent replay needs a kernelagent session")
+        raise ReplayError(
+            f"{path}: no recorded conversation in the notebook metadata; agent replay needs a "
+            f"kernelagent session"
+        )
     conversation = Conversation.model_validate(data)
     task = next((item.text for item in conversation.items if isinstance(item, UserItem)), "")
     return task, [item for item in conversation.items if isinstance(item, AssistantItem)]
@@ -72,7 +93,11 @@ async def replay_agent(
     model = RecordedModel(turns)
     tmp = Path(tempfile.mkdtemp(prefix="kernelagent-agent-replay-"))
     await prepare_workspace(original, path, workspace, tmp / "workspace")
-    config = SessionConfig(model="recorded", sandbox=sandbox or SandboxSettings(), limits=LoopLimits(max_steps=len(turns) + 1))
+    config = SessionConfig(
+        model="recorded",
+        sandbox=sandbox or SandboxSettings(),
+        limits=LoopLimits(max_steps=len(turns) + 1),
+    )
     box = await Sandbox.start(config.sandbox, tmp / "workspace")
     session = await Session.start(config, model, sandbox=box, notebook=tmp / "replayed.ipynb")
     try:
@@ -86,16 +111,26 @@ async def replay_agent(
     for number, cell in enumerate(before, start=1):
         cell_id = str(cell.get("id", number))
         if number > len(after):
-            report.cells.append(CellReport(number, cell_id, "error", "the replayed session has no such cell"))
+            report.cells.append(
+                CellReport(number, cell_id, "error", "the replayed session has no such cell")
+            )
             continue
         new = after[number - 1]
         if new.source != cell.source:
-            report.cells.append(CellReport(number, cell_id, "diverged", "different code", f"-{cell.source}\n+{new.source}"))
+            report.cells.append(
+                CellReport(
+                    number, cell_id, "diverged", "different code", f"-{cell.source}\n+{new.source}"
+                )
+            )
             continue
         status = new.metadata.get("kernelagent", {}).get("status", "ok")
         cell_report = judge(cell, status, "", list(new.outputs), options)
         cell_report.number, cell_report.cell_id = number, cell_id
         report.cells.append(cell_report)
     for number in range(len(before) + 1, len(after) + 1):
-        report.cells.append(CellReport(number, str(after[number - 1].get("id")), "diverged", "extra cell in the replay"))
+        report.cells.append(
+            CellReport(
+                number, str(after[number - 1].get("id")), "diverged", "extra cell in the replay"
+            )
+        )
     return report

@@ -13,15 +13,15 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from kernelagent import manifest as manifests
-from kernelagent.notebook.replay import (
+import kernelagent.manifest as manifests
+from kernelagent.notebook.cell_policy import is_side_effect
+from kernelagent.replay.replay import (
     AskSideEffect,
     SideEffectPolicy,
     _allow_side_effect,
     code_cells,
     recorded_status,
 )
-from kernelagent.notebook.cell_policy import is_side_effect
 from kernelagent.sandbox.sandbox import Sandbox
 
 RESTORABLE_STATUSES = {"ok"}
@@ -45,9 +45,16 @@ class RestoreReport:
         """One paragraph for a person or the model."""
         parts = [f"re-ran {len(self.ran)} recorded cells in {self.seconds:.1f}s"]
         if self.skipped:
-            parts.append(f"skipped {len(self.skipped)} (" + ", ".join(f"#{n}: {why}" for n, why in sorted(self.skipped.items())[:5]) + ")")
+            parts.append(
+                f"skipped {len(self.skipped)} ("
+                + ", ".join(f"#{n}: {why}" for n, why in sorted(self.skipped.items())[:5])
+                + ")"
+            )
         if self.failed:
-            parts.append("failed now: " + ", ".join(f"#{n}: {why}" for n, why in sorted(self.failed.items())[:5]))
+            parts.append(
+                "failed now: "
+                + ", ".join(f"#{n}: {why}" for n, why in sorted(self.failed.items())[:5])
+            )
         if self.check is not None:
             if self.check.ok:
                 parts.append(f"verified {len(self.check.matched)} variables")
@@ -80,7 +87,9 @@ async def restore_state(
             continue
         if not cell.source.strip():
             continue
-        if is_side_effect(cell) and not await _allow_side_effect(side_effects, ask, number, cell.source):
+        if is_side_effect(cell) and not await _allow_side_effect(
+            side_effects, ask, number, cell.source
+        ):
             report.skipped[number] = "side-effect cell"
             continue
         result = await sandbox.execute(cell.source, timeout=timeout)

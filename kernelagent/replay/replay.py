@@ -19,11 +19,11 @@ import nbformat
 from nbformat import NotebookNode
 from pydantic import BaseModel, Field
 
-from kernelagent.manifest import parse_expression
+from kernelagent.errors import KernelAgentError
 from kernelagent.notebook.cell_policy import comparison_opt_out, is_side_effect
 from kernelagent.notebook.compare import CompareOptions, compare_outputs
 from kernelagent.notebook.recorder import load_notebook
-from kernelagent.notebook.workspace_inputs import (
+from kernelagent.replay.workspace_inputs import (
     check_inputs,
     copy_workspace,
     recorded_inputs,
@@ -44,7 +44,7 @@ EXIT_DIVERGED = 1
 EXIT_FAILED = 2
 
 
-class ReplayError(RuntimeError):
+class ReplayError(KernelAgentError, RuntimeError):
     """The replay could not run at all; the message names the cause."""
 
 
@@ -93,7 +93,11 @@ class ReplayReport:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_MATCHED if not any(c.outcome in ("diverged", "error") for c in self.cells) else EXIT_DIVERGED
+        return (
+            EXIT_MATCHED
+            if not any(c.outcome in ("diverged", "error") for c in self.cells)
+            else EXIT_DIVERGED
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -118,7 +122,9 @@ def check_language(notebook: NotebookNode, path: Path) -> None:
         or "python"
     )
     if language.lower() != "python":
-        raise ReplayError(f"{path}: replay runs Python notebooks; this one's kernel language is {language!r}")
+        raise ReplayError(
+            f"{path}: replay runs Python notebooks; this one's kernel language is {language!r}"
+        )
 
 
 def stop_index(cells: list[NotebookNode], until: int | str | None, path: Path) -> int:
@@ -128,7 +134,9 @@ def stop_index(cells: list[NotebookNode], until: int | str | None, path: Path) -
     if isinstance(until, int) or (isinstance(until, str) and until.isdigit()):
         number = int(until)
         if not 1 <= number <= len(cells):
-            raise ReplayError(f"{path}: --until {number} is out of range (1..{len(cells)} code cells)")
+            raise ReplayError(
+                f"{path}: --until {number} is out of range (1..{len(cells)} code cells)"
+            )
         return number
     for index, cell in enumerate(cells):
         if cell.get("id") == until:
@@ -141,7 +149,9 @@ def recorded_status(cell: NotebookNode) -> str:
     status = cell.metadata.get("kernelagent", {}).get("status")
     if status:
         return str(status)
-    return "error" if any(o.get("output_type") == "error" for o in cell.get("outputs", [])) else "ok"
+    return (
+        "error" if any(o.get("output_type") == "error" for o in cell.get("outputs", [])) else "ok"
+    )
 
 
 async def prepare_workspace(
@@ -185,25 +195,34 @@ async def replay_notebook(
             number = index + 1
             cell_id = str(cell.get("id", number))
             if dead_reason:
-                report.cells.append(CellReport(number, cell_id, "skipped", f"not run: {dead_reason}"))
+                report.cells.append(
+                    CellReport(number, cell_id, "skipped", f"not run: {dead_reason}")
+                )
                 continue
             if not cell.source.strip():
                 report.cells.append(CellReport(number, cell_id, "skipped", "empty cell"))
                 continue
             never_ran = recorded_status(cell)
             if never_ran in NEVER_RAN:
-                report.cells.append(CellReport(number, cell_id, "skipped", f"not run when recorded ({never_ran})"))
+                report.cells.append(
+                    CellReport(number, cell_id, "skipped", f"not run when recorded ({never_ran})")
+                )
                 continue
-            if is_side_effect(cell) and not await _allow_side_effect(options.side_effects, ask, number, cell.source):
-                report.cells.append(CellReport(number, cell_id, "skipped", "side-effect cell, not run"))
+            if is_side_effect(cell) and not await _allow_side_effect(
+                options.side_effects, ask, number, cell.source
+            ):
+                report.cells.append(
+                    CellReport(number, cell_id, "skipped", "side-effect cell, not run")
+                )
                 continue
-            result = await sandbox.execute(cell.source, timeout=options.timeout)
+            result = await sandbox.execute(cell.source, timeout=options.timeout, cell_id=cell_id)
             replayed_cells[index].outputs = [nbformat.from_dict(o) for o in result.outputs]
             replayed_cells[index].execution_count = result.execution_count
             cell_report = judge(cell, result.status, result.detail, result.outputs, options.compare)
             cell_report.number, cell_report.cell_id = number, cell_id
             cell_report.seconds = result.duration
             report.cells.append(cell_report)
+            _apply_display_updates(report, cells, replayed_cells, result.display_updates, options)
             if result.status == "kernel_died":
                 dead_reason = f"the kernel died at cell {number} ({result.detail})"
     finally:
@@ -212,8 +231,34 @@ async def replay_notebook(
     return report
 
 
+def _apply_display_updates(
+    report: ReplayReport,
+    cells: list[NotebookNode],
+    replayed_cells: list[NotebookNode],
+    updates: dict[str, list[dict[str, Any]]],
+    options: ReplayOptions,
+) -> None:
+    """A later cell updated displays of earlier ones: record and judge them again."""
+    for cell_report in report.cells:
+        outputs = updates.get(cell_report.cell_id)
+        if outputs is None or cell_report.outcome not in ("matched", "diverged"):
+            continue
+        index = cell_report.number - 1
+        replayed_cells[index].outputs = [nbformat.from_dict(o) for o in outputs]
+        again = judge(cells[index], "ok", "", outputs, options.compare)
+        cell_report.outcome, cell_report.reason, cell_report.diff = (
+            again.outcome,
+            again.reason,
+            again.diff,
+        )
+
+
 def judge(
-    cell: NotebookNode, status: str, detail: str, outputs: list[dict[str, Any]], options: CompareOptions
+    cell: NotebookNode,
+    status: str,
+    detail: str,
+    outputs: list[dict[str, Any]],
+    options: CompareOptions,
 ) -> CellReport:
     """Compare one replayed cell with its record."""
     expected = recorded_status(cell)
@@ -234,7 +279,9 @@ def judge(
     return CellReport(0, "", "diverged", "; ".join(comparison.reasons), comparison.diff)
 
 
-async def _allow_side_effect(policy: SideEffectPolicy, ask: AskSideEffect | None, number: int, code: str) -> bool:
+async def _allow_side_effect(
+    policy: SideEffectPolicy, ask: AskSideEffect | None, number: int, code: str
+) -> bool:
     if policy == "run":
         return True
     if policy == "ask" and ask is not None:

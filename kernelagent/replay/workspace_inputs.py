@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -10,12 +9,14 @@ from typing import Any
 
 from nbformat import NotebookNode
 
+from kernelagent.errors import KernelAgentError
+from kernelagent.hashing import sha256_file
 from kernelagent.sandbox.workspace_access import SANDBOX_UID_WHEN_HOST_IS_ROOT
 
 MAX_COPY_BYTES = 2 * 1024**3
 
 
-class MissingInputError(FileNotFoundError):
+class MissingInputError(KernelAgentError, FileNotFoundError):
     """A file the notebook was recorded with is not where the replay looks."""
 
 
@@ -44,14 +45,6 @@ def _has_inputs(directory: Path, inputs: list[dict[str, Any]]) -> bool:
     return all((directory / item["name"]).is_file() for item in inputs)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_inputs(notebook: NotebookNode, directory: Path) -> list[str]:
     """Problems with the recorded inputs in ``directory``: missing or changed files."""
     problems = []
@@ -59,12 +52,16 @@ def check_inputs(notebook: NotebookNode, directory: Path) -> list[str]:
         path = directory / item["name"]
         if not path.is_file():
             problems.append(f"missing input file {item['name']} (expected in {directory})")
-        elif item.get("sha256") and sha256_of(path) != item["sha256"]:
-            problems.append(f"input file {item['name']} differs from the recorded one (sha256 changed)")
+        elif item.get("sha256") and sha256_file(path) != item["sha256"]:
+            problems.append(
+                f"input file {item['name']} differs from the recorded one (sha256 changed)"
+            )
     return problems
 
 
-def copy_workspace(source: Path, destination: Path, *, only_inputs: list[str] | None = None) -> None:
+def copy_workspace(
+    source: Path, destination: Path, *, only_inputs: list[str] | None = None
+) -> None:
     """Copy what a replay needs into a fresh workspace, never touching the source."""
     _copy(source, destination, only_inputs)
     share_with_sandbox_user(destination)
