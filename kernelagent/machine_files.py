@@ -162,13 +162,18 @@ def spawn_detached(module: str, argument: str, log: Path, cwd: Path, banner: str
     the supervisor is nobody's child and outlives the caller. Returns the exit code of
     that first process (0: the supervisor is on its way)."""
     rotate_log(log)
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    inherited = os.environ.get("PYTHONPATH")
+    environment = {  # the supervisor runs this very kernelagent, wherever it is imported from
+        **os.environ, "PYTHONPATH": os.pathsep.join([package_parent, *([inherited] if inherited else [])]),
+    }
     with log.open("ab") as handle:
         handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {banner}\n".encode())
         handle.flush()
         starter = subprocess.Popen(
             [sys.executable, "-m", module, argument],
             stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, cwd=cwd,
+            start_new_session=True, close_fds=True, cwd=cwd, env=environment,
         )
     return starter.wait()
 

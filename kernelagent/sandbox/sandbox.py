@@ -312,6 +312,12 @@ class Sandbox:
             await self._run_hidden(KERNEL_SETUP)
             self._manifest_ready = True
 
+    async def run_silently(self, code: str, user_expressions: dict[str, str] | None = None) -> dict[str, Any]:
+        """Run code with no execution count, history or outputs; returns the execute reply.
+        For set-up code such as the warm-up (``sandbox.warm_up``)."""
+        async with self._lock:
+            return await self._run_hidden(code, user_expressions)
+
     async def _run_hidden(self, code: str, user_expressions: dict[str, str] | None = None) -> dict[str, Any]:
         """Run code that leaves no trace in the history or the outputs; returns the reply."""
         msg_id = self.client.execute(

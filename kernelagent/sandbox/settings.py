@@ -35,6 +35,9 @@ class SandboxSettings(BaseModel):
     )
     egress_log: str = Field("", description="JSON-lines egress audit log on the host; empty: default.")
     runtime: str = Field("", description="OCI runtime (e.g. 'runsc' for gVisor); empty: default.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra labels on the sandbox's container (e.g. who made it)."
+    )
     output_limit: int = Field(DEFAULT_OUTPUT_LIMIT, description="Bytes of output kept per cell.")
     startup_timeout: float = Field(60.0, description="Seconds to wait for the kernel to be ready.")
     interrupt_grace: float = Field(
@@ -78,4 +81,5 @@ class SandboxSettings(BaseModel):
             "network_allow": list(self.network_allow),
             "network_headers": {rule: dict(h) for rule, h in self.network_headers.items()},
             "egress_log": self.egress_log,
+            "extra_labels": dict(self.labels),
         }
