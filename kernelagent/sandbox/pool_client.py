@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelagent.machine_files import FileLock, LockTimeout, log_tail, pid_alive, spawn_detached
+from kernelagent.sandbox.docker_provisioner import DockerProvisioner
 from kernelagent.sandbox.maintenance import discard_sandbox
 from kernelagent.sandbox.pool_files import (
     PoolPaths,
@@ -157,6 +158,7 @@ async def _attach(
     pooled_workspace = Path(state["workspace"])
     try:
         sandbox = await PooledSandbox.attach(state)
+        assert isinstance(sandbox, PooledSandbox)  # attach makes an instance of its class
         sandbox.owner_lock = lock
         if any(pooled_workspace.iterdir()):
             raise SandboxError("its workspace is not empty")
@@ -183,9 +185,10 @@ def _move_workspace(sandbox: PooledSandbox, source: Path, target: Path) -> None:
     os.rename(source, target)
     sandbox.workspace = target.resolve()
     provisioner = sandbox.manager.provisioner
-    if hasattr(provisioner, "workspace_dir"):
+    if isinstance(provisioner, DockerProvisioner):
         provisioner.workspace_dir = sandbox.workspace
-    sandbox.manager._launch_args = {"cwd": str(sandbox.workspace)}  # a restart mounts it again
+    launch_args: dict[str, Any] = {"cwd": str(sandbox.workspace)}
+    sandbox.manager._launch_args = launch_args  # so that a restart mounts it again
 
 
 # --- starting and stopping pools ---------------------------------------------------------
