@@ -72,3 +72,10 @@ def isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 from tests.model_service_fixtures import models  # noqa: F401  (a fake model service, for any test)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_pool_unless_asked() -> None:
+    """Sessions start cold in tests, as they did before the pool: a test of the pool turns
+    it on for itself (tests/test_pool*.py), so no other test leaves a pool running."""
+    os.environ["KERNELAGENT_POOL"] = "0"

@@ -27,3 +27,4 @@ from kernelagent.cli import model_commands  # noqa: E402,F401
 from kernelagent.cli import model_service_commands  # noqa: E402,F401
 from kernelagent.cli import replay_commands  # noqa: E402,F401
 from kernelagent.cli import session_commands  # noqa: E402,F401
+from kernelagent.cli import pool_commands  # noqa: E402,F401

@@ -66,6 +66,7 @@ def run(
     check_answers: Annotated[Optional[bool], typer.Option("--check-answers/--no-check-answers", help="Send a short answer back once when no cell printed it (default: on for local models).")] = None,
     attempts: Annotated[Optional[int], typer.Option(min=1, max=8, help="Independent attempts, each in its own sandbox; the answer most of them agree on wins (default: 3 for local models, else 1).")] = None,
     verify: Annotated[Optional[bool], typer.Option("--verify/--no-verify", help="Show the model its answer's code and output once to confirm or fix it (default: on for local models or --attempts > 1).")] = None,
+    pool: Annotated[Optional[bool], typer.Option("--pool/--no-pool", help="Take a warmed sandbox from the machine's pool (default; numpy, pandas, matplotlib already imported). --no-pool starts one cold, without the warm-up.")] = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Stream model replies. Some servers (llama.cpp's) report token usage only with --no-stream.")] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")] = False,
@@ -96,6 +97,8 @@ def run(
     except ValueError as error:
         raise fail(str(error), 2) from None
     config.stream = stream
+    if pool is not None:
+        config.pool = pool
     config.limits.check_answers = check_answers if check_answers is not None else local is not None
     config.attempts = attempts if attempts is not None else (LOCAL_ATTEMPTS if local is not None else 1)
     config.limits.verify_answers = verify if verify is not None else (config.attempts > 1 or local is not None)

@@ -19,6 +19,7 @@ from kernelagent.notebook.recorder import load_notebook
 from kernelagent.notebook.replay import CellReport, ReplayError, ReplayReport, code_cells, judge, prepare_workspace
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.sandbox.warm_up import warm_up_as_recorded
 from kernelagent.session.session import Session, SessionConfig
 
 
@@ -74,6 +75,7 @@ async def replay_agent(
     await prepare_workspace(original, path, workspace, tmp / "workspace")
     config = SessionConfig(model="recorded", sandbox=sandbox or SandboxSettings(), limits=LoopLimits(max_steps=len(turns) + 1))
     box = await Sandbox.start(config.sandbox, tmp / "workspace")
+    await warm_up_as_recorded(box, original.metadata)
     session = await Session.start(config, model, sandbox=box, notebook=tmp / "replayed.ipynb")
     try:
         await session.run(task)

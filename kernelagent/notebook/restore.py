@@ -23,6 +23,7 @@ from kernelagent.notebook.replay import (
 )
 from kernelagent.notebook.cell_policy import is_side_effect
 from kernelagent.sandbox.sandbox import Sandbox
+from kernelagent.sandbox.warm_up import warm_up_as_recorded
 
 RESTORABLE_STATUSES = {"ok"}
 
@@ -71,6 +72,7 @@ async def restore_state(
     """Re-run the successful code cells 1..``until`` in ``sandbox`` and verify the result."""
     started = time.perf_counter()
     report = RestoreReport()
+    await warm_up_as_recorded(sandbox, notebook.metadata)  # the kernel's recorded starting state
     cells = code_cells(notebook)[: until if until is not None else None]
     expected: list[dict[str, dict[str, Any]]] = []
     for number, cell in enumerate(cells, start=1):

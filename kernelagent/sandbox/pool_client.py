@@ -40,9 +40,10 @@ from kernelagent.sandbox.pool_files import (
     supervisor_alive,
     write_sizes,
 )
-from kernelagent.sandbox.sandbox import Sandbox, SandboxError
+from kernelagent.sandbox.sandbox import Sandbox, SandboxError, share_tree_with_sandbox_user
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.sandbox.warm_up import WarmUp
+from kernelagent.sandbox.workspace_access import SANDBOX_UID_WHEN_HOST_IS_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,8 @@ async def take_sandbox(
     options: PoolOptions | None = None,
     root: Path | None = None,
 ) -> Handout | None:
-    """A warmed sandbox whose workspace is now ``workspace`` (which must not exist or be
-    empty); None when the pool has none ready, or cannot serve these settings or this
+    """A warmed sandbox whose workspace is now ``workspace`` (its files, if it has any,
+    are moved in); None when the pool has none ready, or cannot serve these settings or this
     workspace path (the caller then starts one cold). Either way the pool is started, or
     told about the demand, so the next taker finds one. Called by ``Session.start``."""
     if poolable(settings) is not None or not _can_move_to(workspace, root):
@@ -139,9 +140,12 @@ async def take_sandbox(
 
 
 def _can_move_to(workspace: Path, root: Path | None) -> bool:
-    """A pooled workspace moves by ``os.rename``: same filesystem, nothing in the way."""
+    """A pooled workspace moves by ``os.rename``: the same filesystem, and a directory of
+    ours (a sandbox started cold on a directory of another user would run as that user)."""
     workspace = workspace.absolute()
-    if workspace.exists() and (not workspace.is_dir() or any(workspace.iterdir())):
+    ours = {os.geteuid(), SANDBOX_UID_WHEN_HOST_IS_ROOT} if os.geteuid() == 0 else {os.geteuid()}
+    if workspace.exists() and (not workspace.is_dir() or workspace.is_symlink()
+                               or workspace.stat().st_uid not in ours):
         return False
     parent = workspace.parent
     while not parent.exists():
@@ -177,12 +181,19 @@ def _discard_claimed(ready: ReadySandbox, lock: FileLock) -> None:
     lock.release()
 
 
-def _move_workspace(sandbox: PooledSandbox, source: Path, target: Path) -> None:
-    """The container's bind mount follows the directory through a rename."""
+def _move_workspace(sandbox: PooledSandbox, pooled: Path, target: Path) -> None:
+    """The session's own files (if ``target`` has any) move into the pooled workspace,
+    which then takes ``target``'s place; the container's bind mount follows the
+    directory through the rename."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_dir():
-        target.rmdir()  # empty (checked by _can_move_to)
-    os.rename(source, target)
+        original = target.stat()
+        for entry in list(target.iterdir()):
+            os.rename(entry, pooled / entry.name)
+        target.rmdir()
+        os.chmod(pooled, original.st_mode & 0o7777)
+        share_tree_with_sandbox_user(pooled)
+    os.rename(pooled, target)
     sandbox.workspace = target.resolve()
     provisioner = sandbox.manager.provisioner
     if isinstance(provisioner, DockerProvisioner):

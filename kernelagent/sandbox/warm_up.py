@@ -88,6 +88,15 @@ async def run_warm_up(sandbox: Sandbox, code: str) -> WarmUp:
     return WarmUp(code, {str(k): str(v) for k, v in names.items()}, time.perf_counter() - started)
 
 
+async def warm_up_as_recorded(sandbox: Sandbox, notebook_metadata: dict[str, Any]) -> WarmUp | None:
+    """Run the warm-up a recorded session's kernel started with (``metadata.kernelagent
+    .warm_up``), so replay, restore and continue rebuild the same state."""
+    recorded = (notebook_metadata.get("kernelagent") or {}).get("warm_up")
+    if not recorded or not recorded.get("code"):
+        return None
+    return await run_warm_up(sandbox, str(recorded["code"]))
+
+
 async def _run(sandbox: Sandbox, code: str, what: str) -> None:
     _raise_on_error(await sandbox.run_silently(code), what)
 
