@@ -251,3 +251,25 @@ def test_a_taken_sandbox_is_its_owners_and_gets_the_sessions_files(pool_root: Pa
         assert not container_exists(container_id)
 
     asyncio.run(take_and_check())
+
+
+def test_a_restarted_kernel_gets_the_warm_up_again(pool_root: Path, tmp_path: Path) -> None:
+    """The prompt told the model `pd` exists; a kernel restarted because a cell ignored its
+    interrupt must not make that untrue."""
+    from kernelagent.session.sandbox_start import start_session_sandbox
+
+    settings = SandboxSettings(labels=TEST_LABELS, interrupt_grace=1.0)
+
+    async def run() -> None:
+        started = await start_session_sandbox(settings, tmp_path / "ws", pool=True, warm_up=DEFAULT_WARM_UP)
+        sandbox = started.sandbox
+        try:
+            stubborn = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nx = 1\ntime.sleep(60)"
+            result = await sandbox.execute(stubborn, timeout=2)
+            assert result.interrupt_ignored and "restarted" in result.detail
+            after = await sandbox.execute("print(pd.__name__, 'x' in dir())")
+            assert after.outputs[0]["text"] == "pandas False\n"  # warm again; the cell's variable is gone
+        finally:
+            await sandbox.shutdown()
+
+    asyncio.run(run())

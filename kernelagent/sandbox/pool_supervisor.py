@@ -30,7 +30,10 @@ import uuid
 from collections import deque
 from pathlib import Path
 
+import docker.errors
+
 from kernelagent.machine_files import FileLock, supervisor_log_line
+from kernelagent.sandbox.docker_provisioner import docker_client
 from kernelagent.sandbox.maintenance import discard_sandbox
 from kernelagent.sandbox.pool_files import (
     LABEL_POOL,
@@ -77,6 +80,8 @@ class PoolSupervisor:
         self.stopping = asyncio.Event()
         self.failures = 0
         self.next_start_allowed = 0.0
+        self.image_id: str | None = None
+        """The image the waiting sandboxes run; a rebuilt image (same tag) replaces them."""
         self.state = PoolState(
             key=spec.key, instance=spec.instance, supervisor_pid=os.getpid(), started=time.time(),
             image=settings.image, mem_limit=settings.mem_limit, cpus=settings.cpus,
@@ -153,6 +158,7 @@ class PoolSupervisor:
                 log(f"no request for {self.spec.idle_timeout:.0f}s: stopping")
                 return
             if time.monotonic() >= next_health_check:
+                await self._discard_outdated()
                 await self._discard_dead()
                 await self._measure_memory()
                 next_health_check = time.monotonic() + HEALTH_CHECK_SECONDS
@@ -270,6 +276,16 @@ class PoolSupervisor:
 
     # -- health --------------------------------------------------------------------------
 
+    async def _discard_outdated(self) -> None:
+        current = await asyncio.to_thread(_image_id, self.settings.image)
+        if current is None or current == self.image_id:
+            return
+        if self.image_id is not None:
+            log(f"{self.settings.image} was rebuilt: replacing the {len(self.waiting)} ready sandboxes")
+            for kernel_id in list(self.waiting):
+                await self._discard(kernel_id)
+        self.image_id = current
+
     async def _discard_dead(self) -> None:
         for kernel_id, sandbox in list(self.waiting.items()):
             reason = await sandbox.death_reason()
@@ -310,6 +326,13 @@ class PoolSupervisor:
         await asyncio.gather(*self.starting, return_exceptions=True)
         for kernel_id in list(self.waiting):
             await self._discard(kernel_id)
+
+
+def _image_id(image: str) -> str | None:
+    try:
+        return str(docker_client().images.get(image).id)
+    except docker.errors.DockerException:
+        return None
 
 
 def run_supervisor(spec_json: str) -> int:

@@ -126,6 +126,8 @@ class Sandbox:
         self.client = manager.client()
         self._lock = asyncio.Lock()
         self._manifest_ready = False
+        self.after_restart: list[Callable[[Sandbox], Awaitable[object]]] = []
+        """Run on each new kernel after a restart (the session's warm-up, for one)."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -223,10 +225,19 @@ class Sandbox:
         await _quietly_shutdown(self.manager)
 
     async def restart(self) -> None:
-        """A new kernel in the same workspace; all in-memory state is lost."""
+        """A new kernel in the same workspace; all in-memory state is lost (the
+        ``after_restart`` set-up runs again)."""
+        await self._restart_kernel()
+        await self._set_up_after_restart()
+
+    async def _restart_kernel(self) -> None:
         self._manifest_ready = False
         await self.manager.restart_kernel(now=True)
         await wait_for_kernel(self.client, self.settings.startup_timeout, self.death_reason)
+
+    async def _set_up_after_restart(self) -> None:
+        for set_up in self.after_restart:  # outside ``_lock``: set-up code runs cells too
+            await set_up(self)
 
     async def interrupt(self) -> None:
         await self.manager.interrupt_kernel()
@@ -281,6 +292,7 @@ class Sandbox:
         With ``manifest``, the result's ``manifest`` lists the names the cell defined
         or changed (computed in the kernel, returned with the reply).
         """
+        restarted = False
         async with self._lock:
             expressions = None
             if manifest:
@@ -298,14 +310,17 @@ class Sandbox:
                 user_expressions=expressions,
             )
             if result.interrupt_ignored:
-                await self.restart()
+                await self._restart_kernel()
+                restarted = True
                 result.detail += "; the kernel was restarted and its variables are lost"
             elif manifest and result.status == "error" and EXPRESSION_NAME not in result.user_expressions:
                 # the kernel skips user_expressions after an error; the names a failed cell
                 # defined before it raised are asked for separately
                 reply = await self._run_hidden("", user_expressions={EXPRESSION_NAME: EXPRESSION})
                 result.user_expressions = reply["content"].get("user_expressions", {})
-            return result
+        if restarted:
+            await self._set_up_after_restart()
+        return result
 
     async def _install_manifest(self) -> None:
         if not self._manifest_ready:

@@ -41,6 +41,7 @@ async def start_session_sandbox(
     if pool:
         handout = await take_sandbox(settings, warm_up, workspace)
         if handout is not None:
+            _warm_up_after_restarts(handout.sandbox, warm_up)
             return SessionSandbox(handout.sandbox, "pool", handout.warm_up, handout.pool_key,
                                   time.perf_counter() - started)
     sandbox = await Sandbox.start(settings, workspace)
@@ -51,5 +52,16 @@ async def start_session_sandbox(
         except BaseException:
             await sandbox.shutdown()
             raise
+        _warm_up_after_restarts(sandbox, warm_up)
     return SessionSandbox(sandbox, "cold", warmed, None, time.perf_counter() - started)
+
+
+def _warm_up_after_restarts(sandbox: Sandbox, code: str) -> None:
+    """A kernel restarted mid-session (a cell that ignored its interrupt) starts from the
+    same state as the first one: the prompt told the model these names exist."""
+
+    async def warm_up_again(restarted: Sandbox) -> None:
+        await run_warm_up(restarted, code)
+
+    sandbox.after_restart.append(warm_up_again)
 

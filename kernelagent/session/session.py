@@ -285,6 +285,7 @@ class Session:
         except Exception:  # noqa: BLE001 - it is already dead; cleanup is best effort
             pass
         self.sandbox = await Sandbox.start(self.config.sandbox, old.workspace)
+        self.sandbox.after_restart.extend(old.after_restart)
         self.sandbox.on_egress(self.egress.record)
         self.loop.sandbox = self.sandbox
         report = await restore_state(self.recorder.notebook, self.sandbox, timeout=self.config.limits.cell_timeout)
