@@ -43,7 +43,7 @@ from kernelagent.sandbox.pool_files import (
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError, share_tree_with_sandbox_user
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.sandbox.warm_up import WarmUp
-from kernelagent.sandbox.workspace_access import SANDBOX_UID_WHEN_HOST_IS_ROOT
+from kernelagent.sandbox.workspace_access import SANDBOX_UID_WHEN_HOST_IS_ROOT, is_protected
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,8 @@ async def take_sandbox(
         if sandbox is None:
             continue  # its kernel died: discarded; the next one
         note_request(paths, "hit")
+        if not supervisor_alive(paths):  # it was killed: start a new one to refill
+            await ensure_pool(settings, warm_up, options, root=root)
         return Handout(sandbox, WarmUp.from_metadata(claimed[0].warm_up), paths.key,
                        time.perf_counter() - requested)
     note_request(paths, "miss")
@@ -144,7 +146,7 @@ def _can_move_to(workspace: Path, root: Path | None) -> bool:
     ours (a sandbox started cold on a directory of another user would run as that user)."""
     workspace = workspace.absolute()
     ours = {os.geteuid(), SANDBOX_UID_WHEN_HOST_IS_ROOT} if os.geteuid() == 0 else {os.geteuid()}
-    if workspace.exists() and (not workspace.is_dir() or workspace.is_symlink()
+    if workspace.exists() and (not workspace.is_dir() or workspace.is_symlink() or is_protected(workspace)
                                or workspace.stat().st_uid not in ours):
         return False
     parent = workspace.parent

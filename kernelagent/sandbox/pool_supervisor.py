@@ -60,6 +60,7 @@ MEMORY_ESTIMATE_MB = 130.0
 """Per sandbox, until one has been measured."""
 MAX_CONCURRENT_STARTS = 2
 RETRY_AFTER_FAILURE_SECONDS = (2.0, 60.0)
+REQUESTS_LOG_ROTATE_BYTES = 1_000_000
 
 
 def log(message: str) -> None:
@@ -168,6 +169,9 @@ class PoolSupervisor:
                 await asyncio.wait_for(self.stopping.wait(), POLL_SECONDS)
 
     def _read_requests(self) -> None:
+        if self._requests_read > REQUESTS_LOG_ROTATE_BYTES:
+            os.replace(self.paths.requests, self.paths.requests.with_name("requests.log.1"))
+            self._requests_read = 0  # takers append to a new file from now on
         try:
             with self.paths.requests.open("rb") as file:
                 file.seek(self._requests_read)
