@@ -118,8 +118,9 @@ async def take_sandbox(
 ) -> Handout | None:
     """A warmed sandbox whose workspace is now ``workspace`` (its files, if it has any,
     are moved in); None when the pool has none ready, or cannot serve these settings or this
-    workspace path (the caller then starts one cold). Either way the pool is started, or
-    told about the demand, so the next taker finds one. Called by ``Session.start``."""
+    workspace path (the caller then starts one cold). When it can serve them, the pool is
+    started, or told about the demand, so the next taker finds one. Called by
+    ``Session.start``."""
     if poolable(settings) is not None or not _can_move_to(workspace, root):
         return None
     requested = time.perf_counter()
