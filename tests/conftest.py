@@ -94,3 +94,10 @@ def servers() -> Iterator[tuple[RecordingHTTPServer, RecordingHTTPServer]]:
 def isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Sessions made by the tests go to a temporary store, not the user's."""
     os.environ["KERNELAGENT_HOME"] = str(tmp_path_factory.mktemp("kernelagent-home"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_pool_unless_asked() -> None:
+    """Sessions start cold in tests, as they did before the pool: a test of the pool turns
+    it on for itself (tests/test_pool*.py), so no other test leaves a pool running."""
+    os.environ["KERNELAGENT_POOL"] = "0"

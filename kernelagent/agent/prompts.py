@@ -19,7 +19,7 @@ How to work:
   look at results before the next step.
 - Your working directory is the workspace `{workspace}`; input files are there. Files you
   write there are kept. {files}
-- {libraries} are installed. There is no internet access: do not try to install
+- {libraries} are installed.{imported} There is no internet access: do not try to install
   packages or download data.
 - Inspect data before computing with it (shape, dtypes, head, missing values).
 - When a cell fails, read the traceback and fix the cause; do not repeat the same code.
@@ -108,7 +108,7 @@ You are a careful data analyst. You answer by running Python code in a live Jupy
 and reading its output. You never guess: every number in your answer comes from code you ran.
 
 Your working directory is `{workspace}`. {files} {libraries} are installed;
-there is no internet access. Variables persist between your code blocks.
+there is no internet access.{imported} Variables persist between your code blocks.
 
 Each reply is EITHER one ```python block (it runs, and you get its output in the next
 message) OR, once you have computed the answer, one line `FINAL ANSWER: <answer>`.
@@ -177,9 +177,12 @@ def system_prompt(
     *,
     code_blocks: bool = False,
     host_workspace: Path | None = None,
+    imported: str = "",
 ) -> str:
+    """``imported``: names the kernel already has (the warm-up's), e.g. ``pd (pandas)``."""
     listed = f"Files: {', '.join(files)}." if files else "The workspace starts empty."
     if host_workspace is not None and files:
         listed += file_previews(host_workspace, files)
     template = CODE_BLOCK_SYSTEM_PROMPT if code_blocks else SYSTEM_PROMPT
-    return template.format(workspace=workspace, files=listed, libraries=LIBRARIES)
+    already = f" Already imported in the kernel: {imported}." if imported else ""
+    return template.format(workspace=workspace, files=listed, libraries=LIBRARIES, imported=already)

@@ -9,6 +9,7 @@ import typer
 from kernelagent.cli import (
     model_commands,
     model_service_commands,
+    pool_commands,
     replay_commands,
     run_command,
     sandbox_commands,
@@ -24,7 +25,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 model_commands.model_app.add_typer(model_service_commands.commands)
-for module in (sandbox_commands, run_command, model_commands, replay_commands, session_commands):
+for module in (
+    sandbox_commands,
+    run_command,
+    model_commands,
+    replay_commands,
+    session_commands,
+    pool_commands,
+):
     app.add_typer(module.commands)
 
 __all__ = ["app", "console", "fail"]

@@ -127,6 +127,14 @@ def run(
             "on for local models or --attempts > 1).",
         ),
     ] = None,
+    pool: Annotated[
+        bool | None,
+        typer.Option(
+            "--pool/--no-pool",
+            help="Take a warmed sandbox from the machine's pool (default; numpy, pandas, "
+            "matplotlib already imported). --no-pool starts one cold, without the warm-up.",
+        ),
+    ] = None,
     stream: Annotated[
         bool,
         typer.Option(
@@ -182,6 +190,8 @@ def run(
     except ValueError as error:
         raise fail(str(error), 2) from None
     config.stream = stream
+    if pool is not None:
+        config.pool = pool
     config.limits.check_answers = check_answers if check_answers is not None else local is not None
     config.attempts = (
         attempts if attempts is not None else (LOCAL_ATTEMPTS if local is not None else 1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -42,12 +41,13 @@ from kernelagent.localmodel.service_files import (
     supervisor_alive,
 )
 from kernelagent.localmodel.store import LocalModelError, ResolvedModel, sha256_file
+from kernelagent.machine_files import log_tail as machine_log_tail
+from kernelagent.machine_files import spawn_detached
 
 IDLE_TIMEOUT_ENV = "KERNELAGENT_MODEL_IDLE_TIMEOUT"
 DEFAULT_IDLE_TIMEOUT = 300.0
 """Seconds the server stays up after its last session, so the next one starts warm."""
 STARTUP_TIMEOUT = 300.0
-LOG_ROTATE_BYTES = 5 * 1024 * 1024
 
 Notice = Callable[[str], None]
 
@@ -190,22 +190,14 @@ async def _start_supervisor(
 
 
 def _spawn_supervisor(paths: ServicePaths, spec: SupervisorSpec) -> int:
-    """Start the supervisor in a new session; the process we start forks it and exits
-    at once, so the supervisor is nobody's child and outlives us."""
-    _rotate_log(paths.log)
-    with paths.log.open("ab") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {spec.model}\n".encode())
-        log.flush()
-        starter = subprocess.Popen(
-            [sys.executable, "-m", "kernelagent.localmodel.supervisor", spec.model_dump_json()],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            cwd=paths.directory,
-        )
-    return starter.wait()
+    """Start the supervisor detached (see :func:`kernelagent.machine_files.spawn_detached`)."""
+    return spawn_detached(
+        "kernelagent.localmodel.supervisor",
+        spec.model_dump_json(),
+        paths.log,
+        paths.directory,
+        f"starting {spec.model}",
+    )
 
 
 async def _wait_until_ready(paths: ServicePaths, instance: str, timeout: float) -> ServiceState:
@@ -236,18 +228,7 @@ async def _wait_until_ready(paths: ServicePaths, instance: str, timeout: float) 
 
 
 def log_tail(paths: ServicePaths, lines: int = 15) -> str:
-    try:
-        return "\n".join(paths.log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def _rotate_log(log: Path) -> None:
-    try:
-        if log.stat().st_size > LOG_ROTATE_BYTES:
-            os.replace(log, log.with_name(log.name + ".1"))
-    except FileNotFoundError:
-        pass
+    return machine_log_tail(paths.log, lines)
 
 
 # --- stopping -------------------------------------------------------------------------

@@ -20,15 +20,12 @@ files of one process exclude each other, so liveness needs no pid bookkeeping.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import fcntl
 import hashlib
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
@@ -36,12 +33,21 @@ from typing import IO, Literal
 from pydantic import BaseModel
 
 from kernelagent.localmodel.store import LocalModelError, models_dir
+from kernelagent.machine_files import FileLock as MachineFileLock
+from kernelagent.machine_files import (  # noqa: F401  (re-exported: the service's callers use them)
+    LockTimeout,
+    lock_is_held,
+    pid_alive,
+    process_command_line,
+    process_rss,
+    write_atomically,
+)
 
 Backend = Literal["llama-server", "llama-cpp-python"]
 Status = Literal["starting", "ready", "restarting", "failed"]
 
 
-class ServiceLockTimeout(LocalModelError):
+class ServiceLockTimeout(LocalModelError, LockTimeout):
     """Another process held the service's lock for too long."""
 
 
@@ -176,9 +182,7 @@ def read_state(paths: ServicePaths) -> ServiceState | None:
 
 def write_state(paths: ServicePaths, state: ServiceState) -> None:
     """Atomically (temp file + ``os.replace``): readers never see half a state."""
-    temp = paths.state.with_name(f".{paths.state.name}.{os.getpid()}.tmp")
-    temp.write_text(state.model_dump_json(indent=1))
-    os.replace(temp, paths.state)
+    write_atomically(paths.state, state.model_dump_json(indent=1))
 
 
 def remove_state(paths: ServicePaths, instance: str | None = None) -> None:
@@ -206,88 +210,16 @@ def all_states(root: Path | None = None) -> list[tuple[ServicePaths, ServiceStat
 # --- locks ---------------------------------------------------------------------------
 
 
-class FileLock:
-    """An exclusive (or shared) ``flock`` on a file; dropped by the kernel if we die."""
+class FileLock(MachineFileLock):
+    """A ``flock`` on one of the service's files (see
+    :class:`kernelagent.machine_files.FileLock`)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: IO[bytes] | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._file is not None
-
-    def try_acquire(self, *, shared: bool = False) -> bool:
-        if self._file is not None:
-            return True
-        handle = self.path.open("a+b")
-        try:
-            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return False
-        self._file = handle
-        return True
-
-    def acquire(self, timeout: float, what: str, poll: float = 0.1) -> None:
-        """Block (in this thread) until the lock is ours; for the supervisor and the CLI."""
-        deadline = time.monotonic() + timeout
-        while not self.try_acquire():
-            if time.monotonic() > deadline:
-                raise ServiceLockTimeout(_lock_timeout_message(self.path, timeout, what))
-            time.sleep(poll)
-
-    async def acquire_async(
-        self,
-        timeout: float,
-        what: str,
-        *,
-        on_wait: Callable[[], None] | None = None,
-        poll: float = 0.1,
-    ) -> None:
-        """Wait without blocking the event loop (cancellable: nothing is left waiting)."""
-        deadline = time.monotonic() + timeout
-        waited = False
-        while not self.try_acquire():
-            if not waited and on_wait is not None:
-                on_wait()
-            waited = True
-            if time.monotonic() > deadline:
-                raise ServiceLockTimeout(_lock_timeout_message(self.path, timeout, what))
-            await asyncio.sleep(poll)
-
-    def release(self) -> None:
-        handle, self._file = self._file, None
-        if handle is not None:
-            with contextlib.suppress(OSError):
-                fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
-
-    @contextlib.contextmanager
-    def held_for(self, timeout: float, what: str) -> Iterator[None]:
-        self.acquire(timeout, what)
-        try:
-            yield
-        finally:
-            self.release()
-
-
-def _lock_timeout_message(path: Path, timeout: float, what: str) -> str:
-    return (
-        f"waited {timeout:.0f}s for another process to finish {what} ({path}); if no other "
-        "kernelagent process is running, remove that file and try again"
-    )
+    timeout_error = ServiceLockTimeout
 
 
 def supervisor_alive(paths: ServicePaths) -> bool:
     """True while some supervisor holds ``<key>.alive``."""
-    if not paths.alive.exists():
-        return False
-    probe = FileLock(paths.alive)
-    if probe.try_acquire(shared=True):
-        probe.release()
-        return False
-    return True
+    return lock_is_held(paths.alive)
 
 
 # --- leases --------------------------------------------------------------------------
@@ -365,36 +297,3 @@ def _lease_info(handle: IO[bytes], path: Path) -> LeaseInfo:
     except ValueError:
         pid = int(path.name.split("-", 1)[0]) if path.name.split("-", 1)[0].isdigit() else 0
         return LeaseInfo(pid=pid, label="?", host="?", taken=path.stat().st_mtime)
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def process_rss(pid: int | None) -> int | None:
-    """Resident memory of a process in bytes (Linux ``/proc``), or None."""
-    if not pid:
-        return None
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def process_command_line(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]

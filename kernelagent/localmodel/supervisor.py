@@ -42,6 +42,7 @@ from kernelagent.localmodel.service_files import (
     remove_state,
     write_state,
 )
+from kernelagent.machine_files import detach, supervisor_log_line
 
 POLL_SECONDS = 0.5
 RESTARTS_ALLOWED = 3
@@ -53,8 +54,7 @@ class ServerFailed(KernelAgentError, RuntimeError):
 
 
 def log(message: str) -> None:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    print(f"[supervisor {os.getpid()} {stamp}] {message}", flush=True)
+    supervisor_log_line("supervisor", message)
 
 
 def exit_hint(code: int) -> str:
@@ -294,8 +294,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m kernelagent.localmodel.supervisor SPEC_JSON", file=sys.stderr)
         return 2
     spec = SupervisorSpec.model_validate_json(argv[1])
-    if os.fork() > 0:  # the starter waits for this child, which exits at once
-        os._exit(0)
+    detach()
     return Supervisor(spec).run()
 
 

@@ -31,6 +31,7 @@ from kernelagent.replay.workspace_inputs import (
 )
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.sandbox.warm_up import warm_up_as_recorded
 
 CellOutcome = Literal["matched", "diverged", "error", "skipped"]
 SideEffectPolicy = Literal["run", "skip", "ask"]
@@ -87,6 +88,8 @@ class ReplayReport:
     replayed: NotebookNode | None = None
     workspace: Path | None = None
     seconds: float = 0.0
+    warm_up: str | None = None
+    """The recorded warm-up, run before the first cell (as the recorded kernel had)."""
 
     def count(self, outcome: CellOutcome) -> int:
         return sum(1 for cell in self.cells if cell.outcome == outcome)
@@ -107,6 +110,7 @@ class ReplayReport:
             "error": self.count("error"),
             "skipped": self.count("skipped"),
             "seconds": round(self.seconds, 3),
+            "warm_up": self.warm_up,
             "cells": [cell.as_dict() for cell in self.cells],
         }
 
@@ -190,6 +194,8 @@ async def replay_notebook(
     started = time.perf_counter()
     sandbox = await Sandbox.start(options.sandbox, workspace)
     try:
+        warmed = await warm_up_as_recorded(sandbox, original.metadata)
+        report.warm_up = warmed.code if warmed is not None else None
         dead_reason = ""
         for index, cell in enumerate(cells[:count]):
             number = index + 1

@@ -23,6 +23,7 @@ from kernelagent.replay.replay import (
     recorded_status,
 )
 from kernelagent.sandbox.sandbox import Sandbox
+from kernelagent.sandbox.warm_up import warm_up_as_recorded
 
 RESTORABLE_STATUSES = {"ok"}
 
@@ -78,6 +79,7 @@ async def restore_state(
     """Re-run the successful code cells 1..``until`` in ``sandbox`` and verify the result."""
     started = time.perf_counter()
     report = RestoreReport()
+    await warm_up_as_recorded(sandbox, notebook.metadata)  # the kernel's recorded starting state
     cells = code_cells(notebook)[: until if until is not None else None]
     expected: list[dict[str, dict[str, Any]]] = []
     for number, cell in enumerate(cells, start=1):

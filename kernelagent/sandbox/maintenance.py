@@ -23,6 +23,7 @@ from kernelagent.sandbox.docker_provisioner import (
     docker_client,
     kernel_runtime_dir,
 )
+from kernelagent.sandbox.pool_files import pooled_container_owned
 from kernelagent.sandbox.sandbox import KERNEL_NAME, kernel_spec_for
 from kernelagent.sandbox.settings import SandboxSettings
 
@@ -71,7 +72,11 @@ def list_sandboxes(keep_kernel_ids: frozenset[str] = frozenset()) -> list[Sandbo
         elif kernel_id in keep_kernel_ids:
             orphan, why = False, "kept by a session"
         elif same_host and owner_pid is not None and not pid_alive(owner_pid):
-            orphan, why = True, f"owner process {owner_pid} is gone"
+            pooled_owner = pooled_container_owned(labels, kernel_id)
+            if pooled_owner is not None:
+                orphan, why = False, pooled_owner
+            else:
+                orphan, why = True, f"owner process {owner_pid} is gone"
         else:
             orphan, why = False, f"owned by live process {owner_pid}"
         found.append(

@@ -129,6 +129,8 @@ class Sandbox:
         self._manifest_ready = False
         self._outputs = KernelOutputs()
         """The outputs of the cells this kernel ran, for display ids that later cells update."""
+        self.after_restart: list[Callable[[Sandbox], Awaitable[object]]] = []
+        """Run on each new kernel after a restart (the session's warm-up, for one)."""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -227,11 +229,20 @@ class Sandbox:
         await _quietly_shutdown(self.manager)
 
     async def restart(self) -> None:
-        """A new kernel in the same workspace; all in-memory state is lost."""
+        """A new kernel in the same workspace; all in-memory state is lost (the
+        ``after_restart`` set-up runs again)."""
+        await self._restart_kernel()
+        await self._set_up_after_restart()
+
+    async def _restart_kernel(self) -> None:
         self._manifest_ready = False
         self._outputs = KernelOutputs()
         await self.manager.restart_kernel(now=True)
         await wait_for_kernel(self.client, self.settings.startup_timeout, self.death_reason)
+
+    async def _set_up_after_restart(self) -> None:
+        for set_up in self.after_restart:  # outside ``_lock``: set-up code runs cells too
+            await set_up(self)
 
     async def interrupt(self) -> None:
         await self.manager.interrupt_kernel()
@@ -289,6 +300,7 @@ class Sandbox:
         or changed (computed in the kernel, returned with the reply). ``cell_id`` names
         the cell in ``display_updates`` of a later cell that updates its displays.
         """
+        restarted = False
         async with self._lock:
             expressions = None
             if manifest:
@@ -308,7 +320,8 @@ class Sandbox:
                 cell_id=cell_id,
             )
             if result.interrupt_ignored:
-                await self.restart()
+                await self._restart_kernel()
+                restarted = True
                 result.detail += "; the kernel was restarted and its variables are lost"
             elif (
                 manifest
@@ -319,12 +332,22 @@ class Sandbox:
                 # defined before it raised are asked for separately
                 reply = await self._run_hidden("", user_expressions={EXPRESSION_NAME: EXPRESSION})
                 result.user_expressions = reply["content"].get("user_expressions", {})
-            return result
+        if restarted:
+            await self._set_up_after_restart()
+        return result
 
     async def _install_manifest(self) -> None:
         if not self._manifest_ready:
             await self._run_hidden(KERNEL_SETUP)
             self._manifest_ready = True
+
+    async def run_silently(
+        self, code: str, user_expressions: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Run code with no execution count, history or outputs; returns the execute reply.
+        For set-up code such as the warm-up (``sandbox.warm_up``)."""
+        async with self._lock:
+            return await self._run_hidden(code, user_expressions)
 
     async def _run_hidden(
         self, code: str, user_expressions: dict[str, str] | None = None

@@ -56,6 +56,10 @@ class SandboxSettings(BaseModel):
     runtime: str = Field(
         "", description="OCI runtime, e.g. 'runsc' for gVisor. Empty: Docker's default."
     )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels on the sandbox's container (e.g. who made it).",
+    )
     output_limit: int = Field(DEFAULT_OUTPUT_LIMIT, description="Bytes of output kept per cell.")
     startup_timeout: float = Field(60.0, description="Seconds to wait for the kernel to be ready.")
     interrupt_grace: float = Field(
@@ -90,7 +94,10 @@ class SandboxSettings(BaseModel):
 
     def provisioner_config(self) -> dict[str, object]:
         """The Docker provisioner's traits for these settings (copies, not references)."""
-        return self.model_dump(include=set(PROVISIONER_FIELDS))
+        return {
+            **self.model_dump(include=set(PROVISIONER_FIELDS)),
+            "extra_labels": dict(self.labels),
+        }
 
 
 def setting_default(name: str) -> Any:

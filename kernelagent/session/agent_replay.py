@@ -33,6 +33,7 @@ from kernelagent.replay.replay import (
 )
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.sandbox.warm_up import warm_up_as_recorded
 from kernelagent.session.session import Session, SessionConfig
 
 
@@ -99,6 +100,7 @@ async def replay_agent(
         limits=LoopLimits(max_steps=len(turns) + 1),
     )
     box = await Sandbox.start(config.sandbox, tmp / "workspace")
+    await warm_up_as_recorded(box, original.metadata)
     session = await Session.start(config, model, sandbox=box, notebook=tmp / "replayed.ipynb")
     try:
         await session.run(task)

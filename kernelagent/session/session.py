@@ -36,9 +36,12 @@ from kernelagent.literals import ApiKind
 from kernelagent.notebook.recorder import NotebookRecorder
 from kernelagent.replay.restore import restore_state
 from kernelagent.sandbox.maintenance import recorded_kernelspec
+from kernelagent.sandbox.pool_client import pool_enabled_by_default
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
+from kernelagent.sandbox.warm_up import DEFAULT_WARM_UP, describe_names
 from kernelagent.session.egress_audit import EgressAttribution
+from kernelagent.session.sandbox_start import SessionSandbox, start_session_sandbox
 from kernelagent.session.stream import EventStream
 
 
@@ -74,6 +77,11 @@ class SessionConfig(BaseModel):
     workspace; the session keeps the answer most of them agree on (see session.attempts)."""
     attempt_temperature: float = 0.7
     """Sampling temperature of attempts 2, 3, ... (attempt 1 uses ``limits.temperature``)."""
+    pool: bool = Field(default_factory=pool_enabled_by_default)
+    """Take the sandbox from the machine's warm pool (``--no-pool``: start it cold, without
+    the warm-up; ``$KERNELAGENT_POOL=0`` turns the default off)."""
+    warm_up: str = DEFAULT_WARM_UP
+    """Code a pooled kernel has run before the session gets it (recorded; replay runs it)."""
     parallel_attempts: int | None = Field(default=None, ge=1)
     """How many attempts run at once; None: all of them on a remote server. For a model
     kernelagent serves itself, ``api.served_model`` sets it to the server's decoding slots."""
@@ -162,11 +170,15 @@ class Session:
             raise FileNotFoundError(f"data file not found: {', '.join(missing)}")
         session_id = uuid.uuid4().hex[:12]
         session_dir = sessions_home() / session_id
+        started: SessionSandbox | None = None
         if sandbox is None:
             workspace_dir = Path(workspace) if workspace else session_dir / "workspace"
             if config.sandbox.network_allow and not config.sandbox.egress_log:
                 config.sandbox.egress_log = str(session_dir / "egress.jsonl")
-            sandbox = await Sandbox.start(config.sandbox, workspace_dir)
+            started = await start_session_sandbox(
+                config.sandbox, workspace_dir, pool=config.pool, warm_up=config.warm_up
+            )
+            sandbox = started.sandbox
         for path in data_files:
             sandbox.put_file(path, path.name)
         notebook_path = Path(notebook) if notebook else session_dir / "session.ipynb"
@@ -179,6 +191,11 @@ class Session:
         recorder.update_metadata(
             inputs=[describe_input(sandbox.workspace / p.name) for p in data_files]
         )
+        warm_up = started.warm_up if started is not None else None
+        if started is not None:
+            recorder.update_metadata(
+                kernel=started.kernel_metadata(), warm_up=warm_up.as_metadata() if warm_up else None
+            )
         if sandbox.settings.network_allow:
             recorder.update_metadata(
                 network_allow=list(sandbox.settings.network_allow),
@@ -191,6 +208,7 @@ class Session:
                 workspace_files(sandbox.workspace),
                 code_blocks=config.api == "code-blocks",
                 host_workspace=sandbox.workspace,
+                imported=describe_names(warm_up.names) if warm_up else "",
             )
         )
         return cls(session_id, config, model, sandbox, recorder, conversation, stream)
@@ -270,6 +288,7 @@ class Session:
         with contextlib.suppress(Exception):
             await old.shutdown()
         self.sandbox = await Sandbox.start(self.config.sandbox, old.workspace)
+        self.sandbox.after_restart.extend(old.after_restart)
         self.sandbox.on_egress(self.egress.record)
         self.loop.sandbox = self.sandbox
         report = await restore_state(
