@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).parent.parent / "kernelagent"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("literals", "errors", "hashing"),
+    ("literals", "errors", "hashing", "machine_files"),
     ("events", "manifest"),
     ("testing",),
     ("execution",),
