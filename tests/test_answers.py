@@ -334,3 +334,16 @@ async def test_a_guess_sent_back_is_not_accepted_when_it_comes_again(
     assert "it was sent back before, and it still does not appear" in again
     assert "The newest output:\n4\n" in again
     assert [r.body.get("temperature") for r in requests] == [0.0, 0.0, 0.7, 1.0]
+
+
+async def test_a_model_that_only_resends_working_code_pauses_at_the_step_limit(
+    docker_available: None, tmp_path: Path
+) -> None:
+    """Unlike a repeated failure, re-sent working code is not an unusable turn: the session
+    is not failed, and it stops at the step limit with its work kept."""
+    counts = ScriptedTurn.python(FAILS.replace("city", "region"))
+    with ScriptedModelServer([counts] * 5) as server:
+        result, notebook = await run(server, tmp_path, max_steps=5)
+    assert result.status == "paused" and "step limit (5)" in (result.reason or "")
+    assert len(code_cells(notebook)) == 1
+    assert [s["repeats"] for s in notebook.metadata.kernelagent.skipped_actions] == ["just_ran"] * 4

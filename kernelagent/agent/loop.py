@@ -261,7 +261,7 @@ class AgentLoop:
                 self._refuse_repeat(call, action, source, earlier)
                 continue
             if (last := self.repeats.just_ran(action.kind, source)) is not None:
-                repeated = True
+                repeated = usable = True  # working code: the turn ends at the step limit at worst
                 self._refuse_rerun(call, action, source, last)
                 ran.append(last.cell)  # an answer in this reply is judged against its output
                 continue
