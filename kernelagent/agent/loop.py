@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Literal
 
 from kernelagent.agent import prompts
@@ -17,6 +16,7 @@ from kernelagent.agent.answers import AnswerReview, RanCell
 from kernelagent.agent.approvals import ApprovalPolicy, Decision, PendingApproval
 from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.hints import CellMemory, FailedCell, error_line
+from kernelagent.agent.limits import LoopLimits, LoopState, Outcome
 from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
 from kernelagent.agent.repeats import JustRan, RepeatGuard
 from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
@@ -35,8 +35,6 @@ from kernelagent.events import (
     Error,
     Event,
     KernelRestarted,
-    SessionStatus,
-    Usage,
     UsageUpdated,
     code_sha256,
 )
@@ -47,54 +45,6 @@ from kernelagent.sandbox.sandbox import Sandbox, shell_cell
 Emit = Callable[[Event], Event]
 KernelRecovery = Callable[[], Awaitable[str]]
 """Brings a dead kernel back; returns a sentence for the model on what was restored."""
-
-
-@dataclass
-class LoopLimits:
-    max_steps: int = 30
-    """Model calls per instruction, besides the turns an answer review asks for (answers.py)."""
-    cell_timeout: float = 300.0
-    shell_timeout: float = 120.0
-    max_tokens: int | None = None
-    """Input + output tokens over the whole session."""
-    max_cost: float | None = None
-    """US dollars over the whole session, priced with ``price_per_million``."""
-    price_per_million: tuple[float, float] | None = None
-    """(input, output) dollars per million tokens."""
-    max_idle_turns: int = 3
-    """Consecutive turns with no usable tool call before giving up."""
-    max_kernel_deaths: int = 3
-    context_chars: int = 60_000
-    """Older steps are compacted when the conversation grows past this (~15k tokens)."""
-    require_evidence: bool = True
-    """Refuse a final answer until some code ran successfully, when the workspace has files."""
-    check_answers: bool = False
-    """Send a short final answer back once when no successful cell printed it (see grounding)."""
-    verify_answers: bool = False
-    """Before accepting an answer, show the model the question, the code that produced the
-    answer and its output, and let it confirm or fix it (one turn per instruction)."""
-    temperature: float | None = None
-    """Sampling temperature of the model's turns; None leaves the server's default."""
-    retry_temperatures: tuple[float, ...] = (0.7, 1.0)
-    """Temperatures for the turns after code that repeats a failed cell was refused: the
-    first refusal retries at the first value, a second one in a row at the next, ..."""
-
-
-@dataclass
-class Outcome:
-    status: SessionStatus
-    answer: str | None = None
-    reason: str = ""
-
-
-@dataclass
-class LoopState:
-    """What the loop accumulates; stored with the session so it can continue."""
-
-    usage: Usage = field(default_factory=Usage)
-    steps: int = 0
-    cells: int = 0
-    kernel_deaths: int = 0
 
 
 class AgentLoop:

@@ -40,10 +40,14 @@ from kernelagent.sandbox.pool_files import (
     supervisor_alive,
     write_sizes,
 )
-from kernelagent.sandbox.sandbox import Sandbox, SandboxError, share_tree_with_sandbox_user
+from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.sandbox.warm_up import WarmUp
-from kernelagent.sandbox.workspace_access import SANDBOX_UID_WHEN_HOST_IS_ROOT, is_protected
+from kernelagent.sandbox.workspace_access import (
+    SANDBOX_UID_WHEN_HOST_IS_ROOT,
+    is_protected,
+    share_tree_with_sandbox_user,
+)
 
 log = logging.getLogger(__name__)
 

@@ -147,7 +147,7 @@ class Sandbox:
         if settings.kind == "local":
             print(LOCAL_WARNING, file=sys.stderr)
         elif workspace.stat().st_uid == 0 and not is_protected(workspace):
-            _share_with_sandbox_user(workspace)  # a directory root made: the sandbox's own
+            share_with_sandbox(workspace)  # a directory root made: the sandbox's own
         manager = _manager(settings, kernel_id=str(uuid.uuid4()))
         try:
             if settings.kind == "docker":
@@ -408,7 +408,7 @@ class Sandbox:
         target = self.workspace_path(destination or source.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-        _share_with_sandbox_user(target)
+        share_with_sandbox(target)
         return target
 
     def get_file(self, relative: str | Path, destination: str | Path) -> Path:
@@ -489,16 +489,3 @@ async def _quietly_shutdown(manager: AsyncKernelManager) -> None:
         log.debug("shutdown: %s", error)
         if manager.provisioner is not None:
             await manager.provisioner.cleanup(restart=False)
-
-
-def share_tree_with_sandbox_user(root: Path) -> None:
-    """Hand a copied workspace (the directory and everything in it) to the sandbox's uid."""
-    _share_with_sandbox_user(root)
-    for path in root.rglob("*"):
-        if not path.is_symlink():
-            _share_with_sandbox_user(path)
-
-
-def _share_with_sandbox_user(path: Path) -> None:
-    """Hand workspace files to the sandbox's uid when we run as root (see workspace_access)."""
-    share_with_sandbox(path)

@@ -184,3 +184,11 @@ def share_with_sandbox(path: Path) -> None:
     else:
         uid, gid = status.st_uid, status.st_gid or status.st_uid
     os.chown(path, uid, gid)
+
+
+def share_tree_with_sandbox_user(root: Path) -> None:
+    """Hand a copied workspace (the directory and everything in it) to the sandbox's uid."""
+    share_with_sandbox(root)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            share_with_sandbox(path)

@@ -39,7 +39,7 @@ from kernelagent.events import (
 )
 from kernelagent.notebook.branches import adopt_branch, mark_branch
 from kernelagent.notebook.recorder import NotebookRecorder
-from kernelagent.sandbox.sandbox import share_tree_with_sandbox_user
+from kernelagent.sandbox.workspace_access import share_tree_with_sandbox_user
 from kernelagent.session.session import Session
 from kernelagent.session.stream import EventStream
 
