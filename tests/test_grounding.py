@@ -63,11 +63,13 @@ def test_answers_the_output_does_not_show_are_named(answer: str, missing: list[s
     assert ungrounded_parts(answer, PRINTED) == missing
 
 
-def test_a_guess_is_sent_back_once_then_accepted(tmp_path: Path) -> None:
+def test_a_guess_is_sent_back_until_an_output_shows_it(tmp_path: Path) -> None:
     script = [
         ScriptedTurn.python("print(sorted(['b', 'a']))"),
         ScriptedTurn.final("October"),  # printed nowhere: sent back
-        ScriptedTurn.final("October"),  # insisted: accepted as given
+        ScriptedTurn.final("October"),  # insisted: sent back again, never accepted as a guess
+        ScriptedTurn.python("print('October')"),
+        ScriptedTurn.final("October"),  # now an output shows it
     ]
     with ScriptedModelServer(script) as server:
         config = api.build_config(model="m", base_url=server.base_url, sandbox="local")
@@ -78,6 +80,7 @@ def test_a_guess_is_sent_back_once_then_accepted(tmp_path: Path) -> None:
         bodies = [json.dumps(r.body) for r in server.completion_requests()]
     assert result.status == "completed" and result.answer == "October"
     assert "'October' does not appear in any output" in bodies[2]
+    assert "it was sent back before, and it still does not appear" in bodies[3]
 
 
 def test_an_answer_the_output_shows_is_accepted_at_once(tmp_path: Path) -> None:
