@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import socket
 import tempfile
@@ -15,6 +14,7 @@ from typing import Any
 import docker.errors
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
+from kernelagent.machine_files import pid_alive
 from kernelagent.sandbox.docker_provisioner import (
     LABEL_KERNEL_ID,
     LABEL_MANAGED,
@@ -41,16 +41,6 @@ class SandboxContainer:
     owner_pid: int | None
     orphan: bool
     why: str
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def list_sandboxes(keep_kernel_ids: frozenset[str] = frozenset()) -> list[SandboxContainer]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kernelagent.sandbox.maintenance import pid_alive
+from kernelagent.machine_files import pid_alive
 from kernelagent.server.event_log import SessionEntry
 from kernelagent.session.store import SessionRecord
 

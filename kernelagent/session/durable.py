@@ -26,9 +26,10 @@ from kernelagent.events import (
     UsageUpdated,
     code_sha256,
 )
+from kernelagent.machine_files import pid_alive
 from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
 from kernelagent.replay.restore import restore_state
-from kernelagent.sandbox.maintenance import discard_sandbox, pid_alive
+from kernelagent.sandbox.maintenance import discard_sandbox
 from kernelagent.sandbox.sandbox import Sandbox, SandboxError
 from kernelagent.session.session import Session, SessionConfig
 from kernelagent.session.store import (
