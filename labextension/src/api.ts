@@ -13,7 +13,9 @@ import { ServerConnection } from '@jupyterlab/services';
 import type {
   AgentEvent,
   CellKind,
+  ICellResultRequest,
   ICreateSessionRequest,
+  INotebookSessionRequest,
   SessionStatus
 } from './generated/schema';
 
@@ -43,6 +45,8 @@ export interface ISessionInfo {
   output_tokens: number;
   /** Relative to the server root when the notebook is inside it. */
   notebook: string;
+  /** The notebook open in JupyterLab the session works in, if it does. */
+  in_notebook?: string | null;
   pending: IPendingApproval | null;
 }
 
@@ -134,6 +138,23 @@ export async function listSessions(): Promise<ISessionInfo[]> {
 export async function createSession(options: ICreateSessionRequest): Promise<ISessionInfo> {
   const body = await post<{ session: ISessionInfo }>('sessions', options);
   return body.session;
+}
+
+/** Start a session that works in a notebook open in JupyterLab. */
+export async function createNotebookSession(
+  options: INotebookSessionRequest
+): Promise<ISessionInfo> {
+  const body = await post<{ session: ISessionInfo }>('notebook-sessions', options);
+  return body.session;
+}
+
+/** The outputs of a cell the panel ran in the notebook, for the waiting agent. */
+export function postCellResult(
+  id: string,
+  cellId: string,
+  result: ICellResultRequest
+): Promise<void> {
+  return post(sessionPath(id, 'cells', encodeURIComponent(cellId)), result);
 }
 
 export function getSession(id: string): Promise<{ session: ISessionInfo; events: AgentEvent[] }> {

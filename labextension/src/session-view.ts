@@ -9,6 +9,7 @@
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { historyIcon, notebookIcon, runIcon, stopIcon } from '@jupyterlab/ui-components';
+import { TranslationBundle } from '@jupyterlab/translation';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Panel, Widget } from '@lumino/widgets';
 
@@ -33,6 +34,10 @@ export interface ISessionViewOptions {
   openNotebook: (path: string) => void;
   /** The element that scrolls, to keep the newest event in view. */
   scrollHost: () => HTMLElement;
+  /** The panel's strings (defaults to English). */
+  trans?: TranslationBundle;
+  /** How to stop a session (a notebook session interrupts its notebook's kernel too). */
+  stopSession?: (id: string) => Promise<void>;
 }
 
 export interface IStatusChange {
@@ -74,6 +79,7 @@ export class SessionView extends Panel {
   private approvals = new Map<string, ApprovalCard>();
   private liveText: Widget | null = null;
   private readonly statusChangedSignal = new Signal<this, IStatusChange>(this);
+  private readonly loadedSignal = new Signal<this, ISessionInfo>(this);
 
   // the header
   private readonly titleNode = h('div', { class: 'jp-KernelAgent-sessionTitle' });
@@ -180,6 +186,11 @@ export class SessionView extends Panel {
     return this.statusChangedSignal;
   }
 
+  /** Emitted when a session's record has loaded. */
+  get loaded(): ISignal<this, ISessionInfo> {
+    return this.loadedSignal;
+  }
+
   get currentId(): string | null {
     return this.sessionId;
   }
@@ -210,6 +221,7 @@ export class SessionView extends Panel {
       return; // another session was chosen meanwhile
     }
     this.setInfo(session);
+    this.loadedSignal.emit(session);
     for (const event of events) {
       this.handle(event);
     }
@@ -510,7 +522,7 @@ export class SessionView extends Panel {
     }
     this.stopButton.disabled = true;
     try {
-      await api.stop(this.sessionId);
+      await (this.options.stopSession ?? api.stop)(this.sessionId);
     } catch (error) {
       this.stopButton.disabled = false;
       this.addNode(h('div', { class: 'jp-KernelAgent-error' }, `Stop failed: ${errorText(error)}`));
