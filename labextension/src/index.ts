@@ -11,6 +11,7 @@ import {
   showDialog,
   showErrorMessage
 } from '@jupyterlab/apputils';
+import { IEditorServices } from '@jupyterlab/codeeditor';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
@@ -41,7 +42,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     INotebookTracker,
     ISettingRegistry,
     IStateDB,
-    ITranslator
+    ITranslator,
+    IEditorServices
   ],
   activate: async (
     app: JupyterFrontEnd,
@@ -53,8 +55,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     tracker: INotebookTracker | null,
     settingRegistry: ISettingRegistry | null,
     state: IStateDB | null,
-    translator: ITranslator | null
+    translator: ITranslator | null,
+    editorServices: IEditorServices | null
   ) => {
+    const editorFactory = editorServices?.factoryService.newInlineEditor ?? null;
     const trans = (translator ?? nullTranslator).load('kernelagent');
     let settings: ISettingRegistry.ISettings | null = null;
     try {
@@ -85,6 +89,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           languages,
           openNotebook,
           scrollHost: () => widget.content.node,
+          editorFactory,
           trans
         })
       });
@@ -110,6 +115,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       languages,
       openNotebook,
       openSession,
+      editorFactory,
       settings,
       state,
       trans

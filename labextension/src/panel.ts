@@ -4,6 +4,7 @@
  * Bound to a notebook ("Ask kernelagent in this notebook"), the form asks the agent to
  * work in that notebook: its cells go into the notebook and run on its kernel.
  */
+import { CodeEditor } from '@jupyterlab/codeeditor';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
@@ -40,6 +41,8 @@ export interface IPanelOptions {
   rendermime: IRenderMimeRegistry;
   languages: IEditorLanguageRegistry;
   openNotebook: (path: string) => void;
+  /** JupyterLab's inline editor factory (approval edits). */
+  editorFactory: CodeEditor.Factory | null;
   /** Show a session in the main area, full width. */
   openSession: (id: string) => void;
   settings: ISettingRegistry.ISettings | null;

@@ -6,6 +6,7 @@
  * It loads the session's events with `GET sessions/{id}`, then follows the WebSocket
  * from the last seq it rendered. Every event goes through `handle()`.
  */
+import { CodeEditor } from '@jupyterlab/codeeditor';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { historyIcon, notebookIcon, runIcon, stopIcon } from '@jupyterlab/ui-components';
@@ -34,6 +35,8 @@ export interface ISessionViewOptions {
   openNotebook: (path: string) => void;
   /** The element that scrolls, to keep the newest event in view. */
   scrollHost: () => HTMLElement;
+  /** JupyterLab's inline editor factory, for editing a pending action's code. */
+  editorFactory?: CodeEditor.Factory | null;
   /** The panel's strings (defaults to English). */
   trans?: TranslationBundle;
   /** How to stop a session (a notebook session interrupts its notebook's kernel too). */
@@ -407,7 +410,11 @@ export class SessionView extends Panel {
         approve: code => api.approve(id, code),
         reject: reason => api.reject(id, reason)
       },
-      this.options.languages
+      {
+        languages: this.options.languages,
+        editorFactory: this.options.editorFactory,
+        trans: this.options.trans
+      }
     );
     this.approvals.set(event.cell_id, card);
     this.timeline.addWidget(card);
