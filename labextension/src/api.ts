@@ -7,6 +7,8 @@
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
+import { IDisposable } from '@lumino/disposable';
+import { Poll } from '@lumino/polling';
 
 // --- events, request bodies and names: generated from kernelagent's pydantic models ---
 
@@ -184,27 +186,50 @@ export function replay(path: string): Promise<IReplayReport> {
 
 // --- events WebSocket ----------------------------------------------------------------
 
+/** Reconnecting after a dropped socket: soon, then (while it fails) backing off. */
+export const RECONNECT_MS = 500;
+export const MAX_RECONNECT_MS = 30_000; // (a Poll backs off to at least 30 s)
+
 /**
  * A session's live events over `WS sessions/{id}/events?since=N`.
  *
  * The server sends every event with `seq > since`, then the live ones. When the socket
  * closes (server restart, network blip) it reconnects with `since` = the last seq seen,
- * so no event is lost or repeated. Closing it with `dispose()` stops the reconnecting.
+ * so no event is lost or repeated; an event at or below that seq is dropped. The
+ * reconnecting is a `Poll` (@lumino/polling): each tick is one connection, which resolves
+ * when an open socket closes (reconnect after `RECONNECT_MS`) and rejects when the socket
+ * could not open (the poll backs off, up to `MAX_RECONNECT_MS`). `dispose()` stops it.
  */
-export class EventStream {
+export class EventStream implements IDisposable {
   private socket: WebSocket | null = null;
-  private retryTimer: number | undefined;
-  private retryDelay = 500;
+  private readonly poll: Poll;
   private disposed = false;
 
   constructor(
     readonly sessionId: string,
-    private lastSeq: number,
+    private seq: number,
     private readonly onEvent: (event: AgentEvent) => void,
     private readonly onConnectionChange: (connected: boolean) => void = () => {},
     private readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()
   ) {
-    this.connect();
+    this.poll = new Poll({
+      auto: false,
+      factory: () => this.connectOnce(),
+      frequency: { interval: RECONNECT_MS, backoff: true, max: MAX_RECONNECT_MS },
+      standby: 'never',
+      name: `kernelagent:events:${sessionId}`
+    });
+    // Connect now; the poll takes over when this connection ends. (Started by itself, a
+    // poll's first failure would retry at once: its backoff grows from the last interval.)
+    void this.connectOnce().then(
+      () => this.poll.schedule({ interval: RECONNECT_MS, phase: 'resolved' }),
+      () => this.poll.schedule({ interval: RECONNECT_MS, phase: 'rejected' })
+    );
+  }
+
+  /** The seq of the last event handed on. */
+  get lastSeq(): number {
+    return this.seq;
   }
 
   get isDisposed(): boolean {
@@ -212,8 +237,11 @@ export class EventStream {
   }
 
   dispose(): void {
+    if (this.disposed) {
+      return;
+    }
     this.disposed = true;
-    window.clearTimeout(this.retryTimer);
+    this.poll.dispose();
     if (this.socket) {
       this.socket.onclose = null;
       this.socket.close();
@@ -224,7 +252,7 @@ export class EventStream {
   private url(): string {
     const { wsUrl, token, appendToken } = this.settings;
     let url = URLExt.join(wsUrl, API_PATH, sessionPath(this.sessionId, 'events'));
-    url += `?since=${this.lastSeq}`;
+    url += `?since=${this.seq}`;
     // Like JupyterLab's kernel sockets: the token only when cookies will not do.
     if (token && appendToken) {
       url += `&token=${encodeURIComponent(token)}`;
@@ -232,38 +260,46 @@ export class EventStream {
     return url;
   }
 
-  private connect(): void {
-    if (this.disposed) {
-      return;
-    }
-    const socket = new this.settings.WebSocket(this.url());
-    this.socket = socket;
-    socket.onopen = () => {
-      this.retryDelay = 500;
-      this.onConnectionChange(true);
-    };
-    socket.onmessage = message => {
-      let event: AgentEvent;
-      try {
-        event = JSON.parse(message.data as string);
-      } catch {
+  /** One connection, until its socket closes. */
+  private connectOnce(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.disposed) {
+        resolve();
         return;
       }
-      if (typeof event.seq === 'number') {
-        if (event.seq <= this.lastSeq) {
-          return;
+      const socket = new this.settings.WebSocket(this.url());
+      this.socket = socket;
+      let opened = false;
+      socket.onopen = () => {
+        opened = true;
+        this.onConnectionChange(true);
+      };
+      socket.onmessage = message => this.receive(message.data);
+      socket.onclose = () => {
+        this.socket = null;
+        this.onConnectionChange(false);
+        if (opened) {
+          resolve();
+        } else {
+          reject(new Error(`the events socket of session ${this.sessionId} did not open`));
         }
-        this.lastSeq = event.seq;
+      };
+    });
+  }
+
+  private receive(data: unknown): void {
+    let event: AgentEvent;
+    try {
+      event = JSON.parse(data as string);
+    } catch {
+      return;
+    }
+    if (typeof event.seq === 'number') {
+      if (event.seq <= this.seq) {
+        return;
       }
-      this.onEvent(event);
-    };
-    socket.onclose = () => {
-      this.socket = null;
-      this.onConnectionChange(false);
-      if (!this.disposed) {
-        this.retryTimer = window.setTimeout(() => this.connect(), this.retryDelay);
-        this.retryDelay = Math.min(this.retryDelay * 2, 10000);
-      }
-    };
+      this.seq = event.seq;
+    }
+    this.onEvent(event);
   }
 }

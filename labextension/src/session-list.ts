@@ -80,7 +80,7 @@ export class SessionList extends Widget {
           tabindex: '0',
           'data-session-id': session.id
         },
-        statusBadge(session.status),
+        statusBadge(session.status, this.trans),
         h('span', { class: 'jp-KernelAgent-sessionTask' }, session.task),
         session.in_notebook
           ? h(

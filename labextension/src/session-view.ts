@@ -10,7 +10,7 @@ import { CodeEditor } from '@jupyterlab/codeeditor';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { historyIcon, notebookIcon, runIcon, stopIcon } from '@jupyterlab/ui-components';
-import { TranslationBundle } from '@jupyterlab/translation';
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Panel, Widget } from '@lumino/widgets';
 
@@ -48,22 +48,31 @@ export interface IStatusChange {
   status: SessionStatus;
 }
 
-const STATUS_LABELS: Record<SessionStatus, string> = {
-  starting: 'starting',
-  running: 'running',
-  awaiting_approval: 'awaiting approval',
-  paused: 'paused',
-  completed: 'completed',
-  failed: 'failed',
-  interrupted: 'interrupted'
-};
+const ENGLISH = nullTranslator.load('kernelagent');
+
+/** A session status as the person reads it. */
+export function statusLabel(status: SessionStatus, trans: TranslationBundle = ENGLISH): string {
+  const labels: Record<SessionStatus, string> = {
+    starting: trans.__('starting'),
+    running: trans.__('running'),
+    awaiting_approval: trans.__('awaiting approval'),
+    paused: trans.__('paused'),
+    completed: trans.__('completed'),
+    failed: trans.__('failed'),
+    interrupted: trans.__('interrupted')
+  };
+  return labels[status] ?? status;
+}
 
 /** A status badge; `starting`/`running` get a spinner. */
-export function statusBadge(status: SessionStatus): HTMLElement {
+export function statusBadge(
+  status: SessionStatus,
+  trans: TranslationBundle = ENGLISH
+): HTMLElement {
   const badge = h(
     'span',
     { class: `jp-KernelAgent-badge jp-KernelAgent-badge-${status}` },
-    STATUS_LABELS[status] ?? status
+    statusLabel(status, trans)
   );
   if (status === 'running' || status === 'starting') {
     badge.prepend(spinner());
@@ -95,33 +104,37 @@ export class SessionView extends Panel {
   private readonly replayButton: HTMLButtonElement;
   // the body
   private readonly timeline = new Panel();
-  private readonly replayView = new ReplayView();
+  private readonly replayView: ReplayView;
   private readonly followUp: Widget;
   private readonly followUpText: HTMLTextAreaElement;
   private readonly followUpButton: HTMLButtonElement;
   private readonly followUpError = h('div', { class: 'jp-KernelAgent-error' });
 
+  private readonly trans: TranslationBundle;
+
   constructor(private readonly options: ISessionViewOptions) {
     super();
+    const trans = (this.trans = options.trans ?? ENGLISH);
+    this.replayView = new ReplayView(trans);
     this.addClass('jp-KernelAgent-session');
 
     this.stopButton = button({
-      label: 'Stop',
+      label: trans.__('Stop'),
       icon: stopIcon,
       kind: 'warn',
-      title: 'Interrupt the running cell and stop the session',
+      title: trans.__('Interrupt the running cell and stop the session'),
       onClick: () => void this.stop()
     });
     this.openButton = button({
-      label: 'Open notebook',
+      label: trans.__('Open notebook'),
       icon: notebookIcon,
-      title: 'Open the notebook this session is recorded in',
+      title: trans.__('Open the notebook this session is recorded in'),
       onClick: () => this.openNotebook()
     });
     this.replayButton = button({
-      label: 'Replay',
+      label: trans.__('Replay'),
       icon: historyIcon,
-      title: 'Re-run the notebook in a fresh sandbox and compare every output',
+      title: trans.__('Re-run the notebook in a fresh sandbox and compare every output'),
       onClick: () => void this.replay()
     });
     const header = new Widget({
@@ -150,17 +163,17 @@ export class SessionView extends Panel {
     this.timeline.addClass('jp-KernelAgent-timeline');
 
     this.followUpButton = button({
-      label: 'Send',
+      label: trans.__('Send'),
       icon: runIcon,
       kind: 'accept',
-      title: 'Continue the session with this instruction (Ctrl+Enter)',
+      title: trans.__('Continue the session with this instruction (Ctrl+Enter)'),
       onClick: () => void this.sendFollowUp()
     });
     this.followUpText = h('textarea', {
       class: 'jp-mod-styled jp-KernelAgent-textarea',
       rows: '2',
-      placeholder: 'Follow up: what should the agent do next?',
-      'aria-label': 'Follow-up instruction'
+      placeholder: trans.__('Follow up: what should the agent do next?'),
+      'aria-label': trans.__('Follow-up instruction')
     });
     this.followUpText.addEventListener('keydown', event => {
       if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
@@ -208,7 +221,7 @@ export class SessionView extends Panel {
     const load = ++this.loadCount;
     this.reset();
     this.sessionId = id;
-    this.titleNode.textContent = 'Loading…';
+    this.titleNode.textContent = this.trans.__('Loading…');
     this.show();
     let session: ISessionInfo;
     let events: AgentEvent[];
@@ -216,7 +229,11 @@ export class SessionView extends Panel {
       ({ session, events } = await api.getSession(id));
     } catch (error) {
       if (load === this.loadCount) {
-        this.titleNode.textContent = `Could not load session ${id}: ${errorText(error)}`;
+        this.titleNode.textContent = this.trans.__(
+          'Could not load session %1: %2',
+          id,
+          errorText(error)
+        );
       }
       return;
     }
@@ -258,23 +275,23 @@ export class SessionView extends Panel {
     if (event.attempt && event.attempt > 1) {
       // Another attempt's own events: its notebook has them; the view shows how it ends.
       if (event.type === 'attempt_started' || event.type === 'attempt_finished') {
-        this.addNote(attemptNote(event));
+        this.addNote(attemptNote(event, this.trans));
       }
       return;
     }
     switch (event.type) {
       case 'attempt_started':
       case 'attempt_finished':
-        this.addNote(attemptNote(event));
+        this.addNote(attemptNote(event, this.trans));
         break;
       case 'vote_decided':
-        this.addNote(`Vote: ${event.summary}`);
+        this.addNote(this.trans.__('Vote: %1', event.summary));
         break;
       case 'action_skipped':
         this.addNote(
           event.repeats === 'failed'
-            ? `Not run: the same code already failed (${event.error}).`
-            : 'Not run: the same code just ran; its output was shown again.'
+            ? this.trans.__('Not run: the same code already failed (%1).', event.error)
+            : this.trans.__('Not run: the same code just ran; its output was shown again.')
         );
         break;
       case 'session_started':
@@ -319,8 +336,10 @@ export class SessionView extends Panel {
         break;
       case 'kernel_restarted':
         this.addNote(
-          `Kernel restarted: ${event.reason}` +
-            (event.restored_cells ? ` (${event.restored_cells} cells re-run to restore state)` : '')
+          this.trans.__('Kernel restarted: %1', event.reason) +
+            (event.restored_cells
+              ? ' ' + this.trans.__('(%1 cells re-run to restore state)', event.restored_cells)
+              : '')
         );
         break;
       case 'egress':
@@ -331,7 +350,12 @@ export class SessionView extends Panel {
       case 'model_retrying':
         this.endLiveText(); // the partial reply of a broken stream is dropped
         this.addNote(
-          `model server busy, retrying ${event.retry}/${event.retries} (${event.reason})`
+          this.trans.__(
+            'model server busy, retrying %1/%2 (%3)',
+            event.retry,
+            event.retries,
+            event.reason
+          )
         );
         break;
       case 'usage':
@@ -396,7 +420,8 @@ export class SessionView extends Panel {
       kind: event.kind,
       code: event.code,
       rendermime: this.options.rendermime,
-      languages: this.options.languages
+      languages: this.options.languages,
+      trans: this.trans
     });
     this.cells.set(event.cell_id, cell);
     this.timeline.addWidget(cell);
@@ -421,9 +446,9 @@ export class SessionView extends Panel {
   }
 
   private finish(event: api.ISessionFinished): void {
-    const ended = `the session ended (${event.status})`;
+    const ended = this.trans.__('the session ended (%1)', statusLabel(event.status, this.trans));
     this.cells.forEach(cell => cell.abandon(ended));
-    this.approvals.forEach(card => card.expire(`No decision: ${ended}.`));
+    this.approvals.forEach(card => card.expire(this.trans.__('No decision: %1.', ended)));
     const hasAnswer = event.answer !== null && event.answer !== undefined;
     const box = new Panel();
     box.addClass('jp-KernelAgent-final');
@@ -433,7 +458,7 @@ export class SessionView extends Panel {
         node: h(
           'div',
           { class: 'jp-KernelAgent-finalTitle' },
-          hasAnswer ? 'Answer' : (STATUS_LABELS[event.status] ?? event.status)
+          hasAnswer ? this.trans.__('Answer') : statusLabel(event.status, this.trans)
         )
       })
     );
@@ -485,7 +510,10 @@ export class SessionView extends Panel {
     this.openButton.disabled = !inside;
     this.replayButton.disabled = !inside;
     if (!inside) {
-      const why = `The notebook is outside the Jupyter server's root: ${session.notebook}`;
+      const why = this.trans.__(
+        "The notebook is outside the Jupyter server's root: %1",
+        session.notebook
+      );
       this.openButton.title = why;
       this.replayButton.title = why;
     }
@@ -497,7 +525,7 @@ export class SessionView extends Panel {
       return;
     }
     this.status = status;
-    this.badgeSlot.replaceChildren(statusBadge(status));
+    this.badgeSlot.replaceChildren(statusBadge(status, this.trans));
     const finished = FINISHED_STATUSES.has(status);
     // Only a run in progress can be stopped; one awaiting approval waits for the card.
     this.stopButton.hidden = status !== 'running' && status !== 'starting';
@@ -513,12 +541,16 @@ export class SessionView extends Panel {
   }
 
   private setUsage(input: number, output: number): void {
-    this.usageNode.textContent = `${(input + output).toLocaleString()} tokens`;
-    this.usageNode.title = `${input.toLocaleString()} in, ${output.toLocaleString()} out`;
+    this.usageNode.textContent = this.trans.__('%1 tokens', (input + output).toLocaleString());
+    this.usageNode.title = this.trans.__(
+      '%1 in, %2 out',
+      input.toLocaleString(),
+      output.toLocaleString()
+    );
   }
 
   private setConnected(connected: boolean): void {
-    this.connectionNode.textContent = connected ? '' : 'reconnecting…';
+    this.connectionNode.textContent = connected ? '' : this.trans.__('reconnecting…');
   }
 
   // --- actions -----------------------------------------------------------------------
@@ -532,7 +564,13 @@ export class SessionView extends Panel {
       await (this.options.stopSession ?? api.stop)(this.sessionId);
     } catch (error) {
       this.stopButton.disabled = false;
-      this.addNode(h('div', { class: 'jp-KernelAgent-error' }, `Stop failed: ${errorText(error)}`));
+      this.addNode(
+        h(
+          'div',
+          { class: 'jp-KernelAgent-error' },
+          this.trans.__('Stop failed: %1', errorText(error))
+        )
+      );
     }
   }
 
@@ -574,17 +612,17 @@ export class SessionView extends Panel {
     this.followUpError.textContent = '';
     this.followUpText.disabled = true;
     this.followUpButton.disabled = true;
-    this.followUpButton.lastElementChild!.textContent = 'Sending…';
+    this.followUpButton.lastElementChild!.textContent = this.trans.__('Sending…');
     try {
       await api.sendMessage(this.sessionId, text);
       this.followUpText.value = '';
       this.followUp.hide(); // shown again when the session finishes again
     } catch (error) {
-      this.followUpError.textContent = `Could not send: ${errorText(error)}`;
+      this.followUpError.textContent = this.trans.__('Could not send: %1', errorText(error));
     } finally {
       this.followUpText.disabled = false;
       this.followUpButton.disabled = false;
-      this.followUpButton.lastElementChild!.textContent = 'Send';
+      this.followUpButton.lastElementChild!.textContent = this.trans.__('Send');
     }
   }
 
@@ -603,16 +641,30 @@ export class SessionView extends Panel {
   }
 }
 
-function attemptNote(event: IAttemptStarted | IAttemptFinished): string {
+function attemptNote(
+  event: IAttemptStarted | IAttemptFinished,
+  trans: TranslationBundle = ENGLISH
+): string {
   if (event.type === 'attempt_started') {
-    const heat = event.temperature === null ? '' : ` at temperature ${event.temperature}`;
-    return `Attempt ${event.number} of ${event.of} started${heat}.`;
+    return event.temperature === null
+      ? trans.__('Attempt %1 of %2 started.', event.number, event.of)
+      : trans.__(
+          'Attempt %1 of %2 started at temperature %3.',
+          event.number,
+          event.of,
+          event.temperature
+        );
   }
   if (event.answer !== null) {
-    return (
-      `Attempt ${event.number} answered ${JSON.stringify(event.answer)}` +
-      (event.grounded ? '.' : ' (not in its outputs).')
-    );
+    return event.grounded
+      ? trans.__('Attempt %1 answered %2.', event.number, JSON.stringify(event.answer))
+      : trans.__(
+          'Attempt %1 answered %2 (not in its outputs).',
+          event.number,
+          JSON.stringify(event.answer)
+        );
   }
-  return `Attempt ${event.number} ${event.status}${event.reason ? `: ${event.reason}` : ''}.`;
+  return event.reason
+    ? trans.__('Attempt %1 %2: %3.', event.number, event.status, event.reason)
+    : trans.__('Attempt %1 %2.', event.number, event.status);
 }
