@@ -153,3 +153,40 @@ def test_a_notebook_session_runs_its_cells_through_the_panel(
             assert code == 409 and "waiting" in reply["error"], reply
 
         run(scenario())
+
+
+def test_stopping_a_notebook_session_while_its_cell_runs(
+    agent_api: AgentApi, run: Any, jp_root_dir: Path
+) -> None:
+    """The panel interrupts the notebook's kernel and stops the session: the cell the agent
+    waited for ends interrupted, the session too, and a late result is refused."""
+    write_notebook(jp_root_dir)
+    with ScriptedModelServer([ScriptedTurn.python("int(df.revenue.sum())")]) as model:
+
+        async def scenario() -> None:
+            body = {**NOTEBOOK_BODY, "task": "Total?", "base_url": model.base_url}
+            code, reply = await agent_api.call("POST", "notebook-sessions", body=body)
+            assert code == 201, reply
+            session_id = reply["session"]["id"]
+            started = await agent_api.events(
+                session_id, until=lambda event: event["type"] == "cell_started"
+            )
+            cell_id = started[-1]["cell_id"]
+            code, reply = await agent_api.call("POST", "sessions", session_id, "stop")
+            assert code == 202, reply
+            events = await agent_api.events(session_id, since=started[-1]["seq"])
+            finished = next(event for event in events if event["type"] == "cell_finished")
+            assert finished["cell_id"] == cell_id and finished["status"] == "interrupted"
+            assert events[-1]["type"] == "session_finished"
+            assert events[-1]["status"] == "interrupted"
+            code, reply = await agent_api.call(
+                "POST",
+                "sessions",
+                session_id,
+                "cells",
+                cell_id,
+                body=result_for("int(df.revenue.sum())"),
+            )
+            assert code == 409, reply
+
+        run(scenario())

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["built_extension", "chromium_path"]  # the browser test's fixtures, used here too
 
 ASK = "Ask kernelagent in this notebook"
+ASK_COMMAND = "kernelagent:ask-in-notebook"
 QUESTION = "Which region in df has the highest revenue?"
 ANSWER = "west has the highest revenue (505)."
 SCRIPT = [
@@ -95,6 +96,10 @@ def notebook_lab(
             nbformat.v4.new_code_cell(USER_CELL),
         ]
         nbformat.write(notebook, lab.root / "analysis.ipynb")
+        other = nbformat.v4.new_notebook()
+        other.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)"}
+        other.cells = [nbformat.v4.new_code_cell("x = 1")]
+        nbformat.write(other, lab.root / "on-the-host.ipynb")
         yield lab, model
 
 
@@ -121,6 +126,7 @@ def test_the_agent_works_in_the_open_notebook(
             read_the_answer(page, panel, notebook)
             save_and_check_the_file(page, lab)
             open_the_finished_session_in_the_main_area(page, panel)
+            a_notebook_on_another_kernel_is_offered_the_sandbox(page)
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "notebook-failure.png"))
             print(f"jupyter lab log (end):\n{lab.log.read_text()[-5000:]}")
@@ -289,6 +295,40 @@ def open_the_finished_session_in_the_main_area(page: Page, panel: Locator) -> No
     box = main.bounding_box()
     assert box is not None and box["width"] > 600, box
     page.screenshot(path=str(ARTIFACTS / "notebook-session-main.png"))
+
+
+def a_notebook_on_another_kernel_is_offered_the_sandbox(page: Page) -> None:
+    """On the host's kernel the command does not bind: it offers the sandbox kernel, saying why."""
+    from playwright.sync_api import expect
+
+    page.evaluate(
+        "() => window.jupyterapp.commands.execute('docmanager:open', {path: 'on-the-host.ipynb'})"
+    )
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget?.context?.path === 'on-the-host.ipynb'"
+        " && window.jupyterapp.shell.currentWidget.sessionContext?.session?.kernel?.status"
+        " === 'idle'",
+        timeout=120_000,
+    )
+    host_notebook = page.locator(".jp-NotebookPanel", has_text="x = 1")
+    host_notebook.locator(".jp-InputPrompt").first.click()  # it is the active notebook
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget?.context?.path === 'on-the-host.ipynb'"
+    )
+    # (not awaited: the command waits for the person's answer to its dialog)
+    page.evaluate(f"() => {{ void window.jupyterapp.commands.execute('{ASK_COMMAND}'); }}")
+    dialog = page.locator(".jp-Dialog")
+    expect(dialog).to_contain_text("Switch to the kernelagent sandbox kernel?")
+    expect(dialog).to_contain_text("This notebook runs on Python 3 (ipykernel)")
+    expect(dialog).to_contain_text("Docker container with no network")
+    page.screenshot(path=str(ARTIFACTS / "notebook-switch-kernel.png"))
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_have_count(0)
+    kernel = page.evaluate(
+        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.name"
+    )
+    assert kernel == "python3"
+    expect(page.locator(".jp-KernelAgent-bindingText")).not_to_contain_text("on-the-host")
 
 
 def has(class_name: str) -> Any:

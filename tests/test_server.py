@@ -454,7 +454,7 @@ def test_every_kernelagent_handler_requires_authentication(jp_serverapp: Any) ->
     routes = kernelagent_routes(jp_serverapp.web_app)
     registered = {handler for _, handler in routes}
     assert registered == {handler for _, handler in server_handlers.default_handlers}
-    assert len(routes) == len(server_handlers.default_handlers) == 8
+    assert len(routes) == len(server_handlers.default_handlers) == 10
     unauthenticated = []
     for pattern, handler in routes:
         for name in implemented_methods(handler):
