@@ -234,6 +234,16 @@ def approve_the_pending_cell_inline(page: Page, notebook: Locator) -> None:
     change_theme(page, "JupyterLab Light", light=True)
     assert bar.evaluate("node => getComputedStyle(node).backgroundColor") != background
 
+    # The person saves and reloads the page: the panel takes the session up again and
+    # the pending cell gets its bar back.
+    save(page)
+    page.reload()
+    page.wait_for_function("() => !!window.jupyterapp")
+    page.evaluate("async () => { await window.jupyterapp.restored; }")
+    expect(bar).to_be_visible()
+    expect(page.locator(".jp-KernelAgent-bindingText")).to_contain_text("analysis.ipynb")
+    expect(bar).to_have_count(1)
+
     bar.get_by_role("button", name="Approve").click()
     expect(bar).to_have_count(0)
     shell_cell = notebook.locator(".jp-Cell", has_text="wc -l analysis.ipynb")
@@ -253,10 +263,7 @@ def read_the_answer(page: Page, panel: Locator, notebook: Locator) -> None:
 def save_and_check_the_file(page: Page, lab: Lab) -> None:
     """JupyterLab saves the notebook: the file holds the agent's cells and metadata."""
     path = lab.root / "analysis.ipynb"
-    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
-    page.wait_for_function(
-        "() => !window.jupyterapp.shell.currentWidget?.context?.model?.dirty", timeout=30_000
-    )
+    save(page)
     saved = nbformat.read(path, as_version=4)
     nbformat.validate(saved)
     agent = [cell for cell in saved.cells if "kernelagent" in cell.metadata]
@@ -329,6 +336,13 @@ def a_notebook_on_another_kernel_is_offered_the_sandbox(page: Page) -> None:
     )
     assert kernel == "python3"
     expect(page.locator(".jp-KernelAgent-bindingText")).not_to_contain_text("on-the-host")
+
+
+def save(page: Page) -> None:
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function(
+        "() => !window.jupyterapp.shell.currentWidget?.context?.model?.dirty", timeout=30_000
+    )
 
 
 def has(class_name: str) -> Any:

@@ -115,6 +115,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       languages,
       openNotebook,
       openSession,
+      findNotebook: async path => {
+        await app.restored;
+        return tracker?.find(widget => widget.context.path === path) ?? null;
+      },
       editorFactory,
       settings,
       state,

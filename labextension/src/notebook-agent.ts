@@ -74,8 +74,38 @@ export class NotebookAgent implements IDisposable {
   }
 
   /** Follow the session's events from the start. */
-  start(): void {
-    this.stream = new api.EventStream(this.sessionId, 0, event => this.handle(event));
+  /**
+   * Follow the session's events. `history` is what happened before this panel took the
+   * session up again (after a page reload): from it, only what still waits for the
+   * notebook is done (a cell the agent waits for runs; a pending action gets its bar);
+   * then the live events follow.
+   */
+  start(history: AgentEvent[] = []): void {
+    const finished = new Set<string>();
+    const decided = new Set<string>();
+    for (const event of history) {
+      if (event.type === 'cell_finished') {
+        finished.add(event.cell_id);
+      } else if (event.type === 'approval_decided') {
+        decided.add(event.cell_id);
+      }
+    }
+    let seq = 0;
+    for (const event of history) {
+      seq = Math.max(seq, event.seq ?? 0);
+      const waiting =
+        (event.type === 'cell_started' && !finished.has(event.cell_id)) ||
+        (event.type === 'approval_requested' && !decided.has(event.cell_id));
+      if (waiting) {
+        this.handle(event);
+      } else if (event.type === 'cell_finished') {
+        this.finishedCells.add(event.cell_id);
+      }
+    }
+    if (history.length) {
+      this.anchorId = this.lastAgentCellId() ?? this.anchorId;
+    }
+    this.stream = new api.EventStream(this.sessionId, seq, event => this.handle(event));
   }
 
   dispose(): void {
@@ -194,6 +224,7 @@ export class NotebookAgent implements IDisposable {
     const cell =
       this.findCell(event.cell_id) ??
       this.insert({ cell_type: 'code', source: event.code }, metadata);
+    this.bars.get(event.cell_id)?.dispose();
     const bar = this.approvalBar(cell, event);
     (cell.layout as PanelLayout).insertWidget(0, bar);
     this.bars.set(event.cell_id, bar);
@@ -305,6 +336,16 @@ export class NotebookAgent implements IDisposable {
       (widget as any).rendered = true;
     }
     return widget;
+  }
+
+  /** The model id of this session's last cell in the notebook, if it has one. */
+  private lastAgentCellId(): string | null {
+    const cells = this.notebook.content.widgets.filter(
+      widget =>
+        (widget.model.getMetadata('kernelagent') as IAgentCellMetadata | undefined)?.session_id ===
+        this.sessionId
+    );
+    return cells.length ? cells[cells.length - 1].model.id : null;
   }
 
   private findCell(cellId: string): Cell | undefined {

@@ -43,6 +43,8 @@ export interface IPanelOptions {
   openNotebook: (path: string) => void;
   /** JupyterLab's inline editor factory (approval edits). */
   editorFactory: CodeEditor.Factory | null;
+  /** The open notebook at a path (once JupyterLab has restored its layout), if any. */
+  findNotebook: (path: string) => Promise<NotebookPanel | null>;
   /** Show a session in the main area, full width. */
   openSession: (id: string) => void;
   settings: ISettingRegistry.ISettings | null;
@@ -116,6 +118,7 @@ export class KernelAgentPanel extends Panel {
     this.form.submitted.connect((_, request) => void this.start(request));
     this.list.selected.connect((_, id) => this.showSession(id));
     this.view.statusChanged.connect(() => void this.list.refresh());
+    this.view.loaded.connect((_, session) => void this.takeUp(session));
 
     this.poll = new Poll({
       factory: () => this.list.refresh(),
@@ -180,6 +183,40 @@ export class KernelAgentPanel extends Panel {
     }
   }
 
+  /**
+   * A notebook session still at work whose notebook is open, but no agent of this page
+   * follows it (the page was reloaded): bind to the notebook and go on where it stands.
+   */
+  private async takeUp(session: api.ISessionInfo): Promise<void> {
+    const active = ['starting', 'running', 'awaiting_approval'].includes(session.status);
+    if (!session.in_notebook || !active || this.agents.has(session.id)) {
+      return;
+    }
+    const notebook = await this.options.findNotebook(session.in_notebook);
+    if (!notebook || this.agents.has(session.id)) {
+      return;
+    }
+    await notebook.context.ready;
+    const { events } = await api.getSession(session.id);
+    this.bindNotebook(notebook);
+    this.follow(notebook, session.id, events);
+  }
+
+  private follow(notebook: NotebookPanel, sessionId: string, history: api.AgentEvent[]): void {
+    const agent = new NotebookAgent({
+      notebook,
+      sessionId,
+      textPlacement: this.form.notebookText,
+      trans: this.trans
+    });
+    agent.failed.connect((_, message) =>
+      this.form.showError(this.trans.__('In the notebook: %1', message))
+    );
+    notebook.disposed.connect(() => agent.dispose());
+    this.agents.set(sessionId, agent);
+    agent.start(history);
+  }
+
   private async stopSession(id: string): Promise<void> {
     const agent = this.agents.get(id);
     if (agent && !agent.isDisposed) {
@@ -228,18 +265,7 @@ export class KernelAgentPanel extends Panel {
       active_cell: active >= 0 ? active : null,
       kernel_name: notebook.sessionContext.session?.kernel?.name ?? ''
     });
-    const agent = new NotebookAgent({
-      notebook,
-      sessionId: session.id,
-      textPlacement: this.form.notebookText,
-      trans: this.trans
-    });
-    agent.failed.connect((_, message) =>
-      this.form.showError(this.trans.__('In the notebook: %1', message))
-    );
-    notebook.disposed.connect(() => agent.dispose());
-    this.agents.set(session.id, agent);
-    agent.start();
+    this.follow(notebook, session.id, []);
     return session;
   }
 }
