@@ -10,11 +10,15 @@ what was recorded and what the session list shows.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import nbformat
+import pytest
 
+from kernelagent.session.durable import check_resumable
+from kernelagent.session.store import SessionRecord, SessionStateError
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
 from tests.server_fixtures import *  # noqa: F403 - pytest-jupyter's fixtures, for this module only
 from tests.server_fixtures import AgentApi
@@ -190,3 +194,19 @@ def test_stopping_a_notebook_session_while_its_cell_runs(
             assert code == 409, reply
 
         run(scenario())
+
+
+def test_a_notebook_session_is_not_resumed_outside_jupyterlab(tmp_path: Path) -> None:
+    """Its cells ran on a notebook's kernel: the CLI's resume would start another one."""
+    record = SessionRecord(
+        id="abc",
+        status="completed",
+        task="t",
+        created_at=time.time(),
+        updated_at=time.time(),
+        notebook=tmp_path / "s.ipynb",
+        workspace=tmp_path,
+        config={"in_notebook": "analysis.ipynb"},
+    )
+    with pytest.raises(SessionStateError, match="continue it there"):
+        check_resumable(record, "go on", None)
