@@ -1,16 +1,23 @@
 /**
  * The panel's widgets in jsdom: the approval card (approve, edit, reject, the decision
- * arriving), the prompt form (bound to a notebook or not), and the notebook summary the
- * agent is given.
+ * arriving), the prompt form (bound to a notebook or not), the session view rendering
+ * events, and the notebook summary the agent is given.
  */
 import { EditorLanguageRegistry } from '@jupyterlab/codemirror';
+import { RenderMimeRegistry, standardRendererFactories } from '@jupyterlab/rendermime';
 import { nullTranslator } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
-import type { IApprovalDecided, IApprovalRequested, ICreateSessionRequest } from '../src/api';
+import type {
+  AgentEvent,
+  IApprovalDecided,
+  IApprovalRequested,
+  ICreateSessionRequest
+} from '../src/api';
 import { ApprovalCard } from '../src/approval-card';
 import { summariseOutputs } from '../src/notebook-context';
 import { PromptForm } from '../src/prompt-form';
+import { SessionView } from '../src/session-view';
 
 const trans = nullTranslator.load('kernelagent');
 
@@ -176,5 +183,70 @@ describe('summariseOutputs', () => {
     expect(summary).toContain('[image/png]');
     expect(summary.length).toBeLessThan(420);
     expect(summary.endsWith('…')).toBe(true);
+  });
+});
+
+describe('SessionView', () => {
+  const event = (seq: number, fields: Record<string, unknown>): AgentEvent =>
+    ({ seq, session_id: 's1', time: 0, attempt: null, ...fields }) as unknown as AgentEvent;
+
+  it('renders a session from its events, each event once', () => {
+    const view = new SessionView({
+      rendermime: new RenderMimeRegistry({ initialFactories: standardRendererFactories }),
+      languages: new EditorLanguageRegistry(),
+      openNotebook: () => undefined,
+      scrollHost: () => document.body,
+      trans
+    });
+    Widget.attach(view, document.body);
+    const started = event(3, {
+      type: 'cell_started',
+      cell_id: 'c1',
+      tool_call_id: 't1',
+      kind: 'python',
+      code: 'df.shape'
+    });
+    const events = [
+      event(1, { type: 'user_message', text: 'How big is df?' }),
+      event(2, { type: 'status_changed', status: 'running', reason: '' }),
+      started,
+      started, // a repeat (e.g. after a reconnect) is ignored
+      event(4, {
+        type: 'cell_finished',
+        cell_id: 'c1',
+        status: 'ok',
+        outputs: [
+          {
+            output_type: 'execute_result',
+            execution_count: 2,
+            data: { 'text/plain': '(4, 2)' },
+            metadata: {}
+          }
+        ],
+        execution_count: 2,
+        started_at: 0,
+        finished_at: 1,
+        truncated: false,
+        detail: '',
+        manifest: null
+      }),
+      event(5, { type: 'status_changed', status: 'completed', reason: '' }),
+      event(6, {
+        type: 'session_finished',
+        status: 'completed',
+        answer: 'df has 4 rows.',
+        reason: '',
+        usage: { input_tokens: 10, output_tokens: 5, cached_input_tokens: 0, requests: 1 }
+      })
+    ];
+    events.forEach(item => view.handle(item));
+    const cells = view.node.querySelectorAll('.jp-KernelAgent-cell');
+    expect(cells).toHaveLength(1);
+    expect(cells[0].classList.contains('jp-mod-ok')).toBe(true);
+    expect(cells[0].textContent).toContain('[2]');
+    expect(view.node.querySelector('.jp-KernelAgent-user')?.textContent).toBe('How big is df?');
+    expect(view.node.querySelector('.jp-KernelAgent-final')?.textContent).toContain('Answer');
+    expect(view.node.textContent).toContain('15 tokens');
+    view.dispose();
   });
 });
