@@ -8,9 +8,10 @@ command palette, type a task, give a CSV as data, Run; watch cells, outputs and 
 appear; approve, edit and reject shell commands; read the answer; follow up; reload the
 session from the list; open the recorded notebook; replay it.
 
-Screenshots go to ``$KERNELAGENT_ARTIFACTS`` (default ``tests/artifacts/``, not committed): ``panel.png`` and ``panel-dark.png`` (at the
-first approval), ``panel-running.png``, ``panel-completed.png``, ``panel-replay.png``,
-and ``failure.png`` when a step fails.
+Screenshots go to ``$KERNELAGENT_ARTIFACTS`` (default ``tests/artifacts/``, not
+committed): ``panel.png`` and ``panel-dark.png`` (at the first approval),
+``panel-running.png``, ``panel-completed.png``, ``panel-replay.png``, and ``failure.png``
+when a step fails.
 Needs: ``pip install playwright`` (no ``playwright install``: Debian's ``chromium``),
 ``cd labextension && npm install && npm run build``. With CI=true a missing browser,
 build or Docker fails the test instead of skipping it.

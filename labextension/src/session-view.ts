@@ -9,25 +9,22 @@
 import { CodeEditor } from '@jupyterlab/codeeditor';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
-import { historyIcon, notebookIcon, runIcon, stopIcon } from '@jupyterlab/ui-components';
-import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
+import { TranslationBundle } from '@jupyterlab/translation';
+import { historyIcon, notebookIcon, stopIcon } from '@jupyterlab/ui-components';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Panel, Widget } from '@lumino/widgets';
 
 import * as api from './api';
-import {
-  AgentEvent,
-  FINISHED_STATUSES,
-  IAttemptFinished,
-  IAttemptStarted,
-  ISessionInfo,
-  SessionStatus
-} from './api';
-import { ApprovalCard } from './approval-card';
-import { CellView } from './cell-view';
-import { button, errorText, h, spinner } from './dom';
+import { AgentEvent, FINISHED_STATUSES, ISessionInfo, SessionStatus } from './api';
+import { IApprovalActions } from './approval-card';
+import { button, errorText, h } from './dom';
+import { FollowUpBox } from './follow-up';
 import { markdownWidget } from './render';
 import { ReplayView } from './replay-view';
+import { Timeline } from './timeline';
+import { attemptNote, ENGLISH, statusBadge } from './session-labels';
+
+export { statusBadge, statusLabel } from './session-labels';
 
 export interface ISessionViewOptions {
   rendermime: IRenderMimeRegistry;
@@ -48,38 +45,6 @@ export interface IStatusChange {
   status: SessionStatus;
 }
 
-const ENGLISH = nullTranslator.load('kernelagent');
-
-/** A session status as the person reads it. */
-export function statusLabel(status: SessionStatus, trans: TranslationBundle = ENGLISH): string {
-  const labels: Record<SessionStatus, string> = {
-    starting: trans.__('starting'),
-    running: trans.__('running'),
-    awaiting_approval: trans.__('awaiting approval'),
-    paused: trans.__('paused'),
-    completed: trans.__('completed'),
-    failed: trans.__('failed'),
-    interrupted: trans.__('interrupted')
-  };
-  return labels[status] ?? status;
-}
-
-/** A status badge; `starting`/`running` get a spinner. */
-export function statusBadge(
-  status: SessionStatus,
-  trans: TranslationBundle = ENGLISH
-): HTMLElement {
-  const badge = h(
-    'span',
-    { class: `jp-KernelAgent-badge jp-KernelAgent-badge-${status}` },
-    statusLabel(status, trans)
-  );
-  if (status === 'running' || status === 'starting') {
-    badge.prepend(spinner());
-  }
-  return badge;
-}
-
 export class SessionView extends Panel {
   private sessionId: string | null = null;
   private info: ISessionInfo | null = null;
@@ -87,9 +52,6 @@ export class SessionView extends Panel {
   private stream: api.EventStream | null = null;
   private lastSeq = 0;
   private loadCount = 0;
-  private cells = new Map<string, CellView>();
-  private approvals = new Map<string, ApprovalCard>();
-  private liveText: Widget | null = null;
   private readonly statusChangedSignal = new Signal<this, IStatusChange>(this);
   private readonly loadedSignal = new Signal<this, ISessionInfo>(this);
 
@@ -103,18 +65,21 @@ export class SessionView extends Panel {
   private readonly openButton: HTMLButtonElement;
   private readonly replayButton: HTMLButtonElement;
   // the body
-  private readonly timeline = new Panel();
+  private readonly timeline: Timeline;
   private readonly replayView: ReplayView;
-  private readonly followUp: Widget;
-  private readonly followUpText: HTMLTextAreaElement;
-  private readonly followUpButton: HTMLButtonElement;
-  private readonly followUpError = h('div', { class: 'jp-KernelAgent-error' });
+  private readonly followUp: FollowUpBox;
 
   private readonly trans: TranslationBundle;
 
   constructor(private readonly options: ISessionViewOptions) {
     super();
     const trans = (this.trans = options.trans ?? ENGLISH);
+    this.timeline = new Timeline({
+      rendermime: options.rendermime,
+      languages: options.languages,
+      editorFactory: options.editorFactory,
+      trans
+    });
     this.replayView = new ReplayView(trans);
     this.addClass('jp-KernelAgent-session');
 
@@ -160,35 +125,7 @@ export class SessionView extends Panel {
       )
     });
 
-    this.timeline.addClass('jp-KernelAgent-timeline');
-
-    this.followUpButton = button({
-      label: trans.__('Send'),
-      icon: runIcon,
-      kind: 'accept',
-      title: trans.__('Continue the session with this instruction (Ctrl+Enter)'),
-      onClick: () => void this.sendFollowUp()
-    });
-    this.followUpText = h('textarea', {
-      class: 'jp-mod-styled jp-KernelAgent-textarea',
-      rows: '2',
-      placeholder: trans.__('Follow up: what should the agent do next?'),
-      'aria-label': trans.__('Follow-up instruction')
-    });
-    this.followUpText.addEventListener('keydown', event => {
-      if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
-        void this.sendFollowUp();
-      }
-    });
-    this.followUp = new Widget({
-      node: h(
-        'div',
-        { class: 'jp-KernelAgent-followUp' },
-        this.followUpText,
-        h('div', { class: 'jp-KernelAgent-actions' }, this.followUpButton),
-        this.followUpError
-      )
-    });
+    this.followUp = new FollowUpBox(trans, text => this.sendFollowUp(text));
 
     this.addWidget(header);
     this.addWidget(this.timeline);
@@ -275,20 +212,20 @@ export class SessionView extends Panel {
     if (event.attempt && event.attempt > 1) {
       // Another attempt's own events: its notebook has them; the view shows how it ends.
       if (event.type === 'attempt_started' || event.type === 'attempt_finished') {
-        this.addNote(attemptNote(event, this.trans));
+        this.timeline.addNote(attemptNote(event, this.trans));
       }
       return;
     }
     switch (event.type) {
       case 'attempt_started':
       case 'attempt_finished':
-        this.addNote(attemptNote(event, this.trans));
+        this.timeline.addNote(attemptNote(event, this.trans));
         break;
       case 'vote_decided':
-        this.addNote(this.trans.__('Vote: %1', event.summary));
+        this.timeline.addNote(this.trans.__('Vote: %1', event.summary));
         break;
       case 'action_skipped':
-        this.addNote(
+        this.timeline.addNote(
           event.repeats === 'failed'
             ? this.trans.__('Not run: the same code already failed (%1).', event.error)
             : this.trans.__('Not run: the same code just ran; its output was shown again.')
@@ -301,41 +238,41 @@ export class SessionView extends Panel {
         this.setStatus(event.status);
         break;
       case 'user_message':
-        this.endLiveText();
-        this.addNode(h('div', { class: 'jp-KernelAgent-user' }, event.text));
+        this.timeline.endLiveText();
+        this.timeline.addNode(h('div', { class: 'jp-KernelAgent-user' }, event.text));
         break;
       case 'assistant_text_delta':
-        this.appendLiveText(event.delta);
+        this.timeline.appendLiveText(event.delta);
         break;
       case 'assistant_text':
-        this.endLiveText();
-        this.addItem(
+        this.timeline.endLiveText();
+        this.timeline.addItem(
           markdownWidget(this.options.rendermime, event.text),
           'jp-KernelAgent-assistant'
         );
         break;
       case 'cell_started':
-        this.endLiveText();
-        this.addCell(event);
+        this.timeline.endLiveText();
+        this.timeline.addCell(event);
         break;
       case 'output':
-        this.cells.get(event.cell_id)?.addOutput(event.output);
+        this.timeline.cells.get(event.cell_id)?.addOutput(event.output);
         break;
       case 'cell_finished':
-        this.cells.get(event.cell_id)?.finish(event);
+        this.timeline.cells.get(event.cell_id)?.finish(event);
         break;
       case 'display_updated':
-        this.cells.get(event.cell_id)?.setOutputs(event.outputs);
+        this.timeline.cells.get(event.cell_id)?.setOutputs(event.outputs);
         break;
       case 'approval_requested':
-        this.endLiveText();
-        this.addApproval(event);
+        this.timeline.endLiveText();
+        this.timeline.addApproval(event, this.approvalActions());
         break;
       case 'approval_decided':
-        this.approvals.get(event.cell_id)?.decided(event);
+        this.timeline.approvals.get(event.cell_id)?.decided(event);
         break;
       case 'kernel_restarted':
-        this.addNote(
+        this.timeline.addNote(
           this.trans.__('Kernel restarted: %1', event.reason) +
             (event.restored_cells
               ? ' ' + this.trans.__('(%1 cells re-run to restore state)', event.restored_cells)
@@ -344,12 +281,12 @@ export class SessionView extends Panel {
         break;
       case 'egress':
         if (event.cell_id) {
-          this.cells.get(event.cell_id)?.addEgress(event.request);
+          this.timeline.cells.get(event.cell_id)?.addEgress(event.request);
         }
         break;
       case 'model_retrying':
-        this.endLiveText(); // the partial reply of a broken stream is dropped
-        this.addNote(
+        this.timeline.endLiveText(); // the partial reply of a broken stream is dropped
+        this.timeline.addNote(
           this.trans.__(
             'model server busy, retrying %1/%2 (%3)',
             event.retry,
@@ -362,7 +299,7 @@ export class SessionView extends Panel {
         this.setUsage(event.total.input_tokens, event.total.output_tokens);
         break;
       case 'error':
-        this.addNode(
+        this.timeline.addNode(
           h(
             'div',
             { class: 'jp-KernelAgent-error' },
@@ -372,7 +309,7 @@ export class SessionView extends Panel {
         );
         break;
       case 'session_finished':
-        this.endLiveText();
+        this.timeline.endLiveText();
         if (event.status === 'awaiting_approval') {
           // The run stops to wait for a person; the approval card is the way on.
           this.setStatus(event.status);
@@ -383,96 +320,16 @@ export class SessionView extends Panel {
     }
   }
 
-  // --- timeline items ----------------------------------------------------------------
-
-  private addItem(widget: Widget, className?: string): void {
-    if (className) {
-      widget.addClass(className);
-    }
-    this.timeline.addWidget(widget);
-  }
-
-  private addNode(node: HTMLElement): void {
-    this.timeline.addWidget(new Widget({ node }));
-  }
-
-  private addNote(text: string): void {
-    this.addNode(h('div', { class: 'jp-KernelAgent-note' }, text));
-  }
-
-  private appendLiveText(delta: string): void {
-    if (!this.liveText) {
-      this.liveText = new Widget({ node: h('div', { class: 'jp-KernelAgent-liveText' }) });
-      this.timeline.addWidget(this.liveText);
-    }
-    this.liveText.node.textContent += delta;
-  }
-
-  /** The streamed text is replaced by the complete text (rendered as markdown). */
-  private endLiveText(): void {
-    this.liveText?.dispose();
-    this.liveText = null;
-  }
-
-  private addCell(event: api.ICellStarted): void {
-    const cell = new CellView({
-      cellId: event.cell_id,
-      kind: event.kind,
-      code: event.code,
-      rendermime: this.options.rendermime,
-      languages: this.options.languages,
-      trans: this.trans
-    });
-    this.cells.set(event.cell_id, cell);
-    this.timeline.addWidget(cell);
-  }
-
-  private addApproval(event: api.IApprovalRequested): void {
+  private approvalActions(): IApprovalActions {
     const id = this.sessionId!;
-    const card = new ApprovalCard(
-      event,
-      {
-        approve: code => api.approve(id, code),
-        reject: reason => api.reject(id, reason)
-      },
-      {
-        languages: this.options.languages,
-        editorFactory: this.options.editorFactory,
-        trans: this.options.trans
-      }
-    );
-    this.approvals.set(event.cell_id, card);
-    this.timeline.addWidget(card);
+    return {
+      approve: code => api.approve(id, code),
+      reject: reason => api.reject(id, reason)
+    };
   }
 
   private finish(event: api.ISessionFinished): void {
-    const ended = this.trans.__('the session ended (%1)', statusLabel(event.status, this.trans));
-    this.cells.forEach(cell => cell.abandon(ended));
-    this.approvals.forEach(card => card.expire(this.trans.__('No decision: %1.', ended)));
-    const hasAnswer = event.answer !== null && event.answer !== undefined;
-    const box = new Panel();
-    box.addClass('jp-KernelAgent-final');
-    box.addClass(`jp-mod-${event.status}`);
-    box.addWidget(
-      new Widget({
-        node: h(
-          'div',
-          { class: 'jp-KernelAgent-finalTitle' },
-          hasAnswer ? this.trans.__('Answer') : statusLabel(event.status, this.trans)
-        )
-      })
-    );
-    if (hasAnswer) {
-      const answer = markdownWidget(this.options.rendermime, event.answer!);
-      answer.addClass('jp-KernelAgent-answer');
-      box.addWidget(answer);
-    }
-    if (event.reason) {
-      box.addWidget(
-        new Widget({ node: h('div', { class: 'jp-KernelAgent-muted' }, event.reason) })
-      );
-    }
-    this.timeline.addWidget(box);
+    this.timeline.addFinal(event);
     this.setUsage(event.usage.input_tokens, event.usage.output_tokens);
     this.setStatus(event.status);
   }
@@ -485,15 +342,10 @@ export class SessionView extends Panel {
     this.info = null;
     this.status = null;
     this.lastSeq = 0;
-    this.cells.clear();
-    this.approvals.clear();
-    this.liveText = null;
-    while (this.timeline.widgets.length) {
-      this.timeline.widgets[0].dispose();
-    }
+    this.timeline.clear();
     this.replayView.hide();
     this.followUp.hide();
-    this.followUpError.textContent = '';
+    this.followUp.showError('');
     this.badgeSlot.replaceChildren();
     this.metaNode.textContent = '';
     this.usageNode.textContent = '';
@@ -564,7 +416,7 @@ export class SessionView extends Panel {
       await (this.options.stopSession ?? api.stop)(this.sessionId);
     } catch (error) {
       this.stopButton.disabled = false;
-      this.addNode(
+      this.timeline.addNode(
         h(
           'div',
           { class: 'jp-KernelAgent-error' },
@@ -604,25 +456,10 @@ export class SessionView extends Panel {
     }
   }
 
-  private async sendFollowUp(): Promise<void> {
-    const text = this.followUpText.value.trim();
-    if (!text || !this.sessionId) {
-      return;
-    }
-    this.followUpError.textContent = '';
-    this.followUpText.disabled = true;
-    this.followUpButton.disabled = true;
-    this.followUpButton.lastElementChild!.textContent = this.trans.__('Sending…');
-    try {
+  private async sendFollowUp(text: string): Promise<void> {
+    if (this.sessionId) {
       await api.sendMessage(this.sessionId, text);
-      this.followUpText.value = '';
       this.followUp.hide(); // shown again when the session finishes again
-    } catch (error) {
-      this.followUpError.textContent = this.trans.__('Could not send: %1', errorText(error));
-    } finally {
-      this.followUpText.disabled = false;
-      this.followUpButton.disabled = false;
-      this.followUpButton.lastElementChild!.textContent = this.trans.__('Send');
     }
   }
 
@@ -639,32 +476,4 @@ export class SessionView extends Panel {
     host.scrollTop = host.scrollHeight;
     window.setTimeout(() => (host.scrollTop = host.scrollHeight), 150);
   }
-}
-
-function attemptNote(
-  event: IAttemptStarted | IAttemptFinished,
-  trans: TranslationBundle = ENGLISH
-): string {
-  if (event.type === 'attempt_started') {
-    return event.temperature === null
-      ? trans.__('Attempt %1 of %2 started.', event.number, event.of)
-      : trans.__(
-          'Attempt %1 of %2 started at temperature %3.',
-          event.number,
-          event.of,
-          event.temperature
-        );
-  }
-  if (event.answer !== null) {
-    return event.grounded
-      ? trans.__('Attempt %1 answered %2.', event.number, JSON.stringify(event.answer))
-      : trans.__(
-          'Attempt %1 answered %2 (not in its outputs).',
-          event.number,
-          JSON.stringify(event.answer)
-        );
-  }
-  return event.reason
-    ? trans.__('Attempt %1 %2: %3.', event.number, event.status, event.reason)
-    : trans.__('Attempt %1 %2.', event.number, event.status);
 }
