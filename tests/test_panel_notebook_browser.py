@@ -1,13 +1,15 @@
-""" "Ask kernelagent in this notebook", end to end in a real browser.
+"""End to end in a real browser: "Ask kernelagent in this notebook".
 
 A real ``jupyter lab`` with the server extension and the built panel, headless Debian
 Chromium through Playwright, the scripted model server, and the notebook's own kernel on
 the kernelagent sandbox kernelspec (Docker). The person's path: open a notebook on the
 sandbox kernel that defines ``df`` and run it; invoke the command (it is in the palette,
 the notebook toolbar and the cell context menu); ask about ``df``; see the agent's cell
-appear in that notebook below the active cell with output computed from ``df``; approve
-a pending cell inline; save, and find the agent's cells with ``metadata.kernelagent`` in
-the file; open the finished session in the main area; check the dark theme.
+appear in that notebook below the active cell with output computed from ``df``; reload the
+page and find the pending cell's Approve / Edit / Reject bar again; edit the cell and
+approve it inline; save, and find the agent's cells with ``metadata.kernelagent`` in the
+file; open the finished session in the main area; check the dark theme; on the host's
+kernel, the command offers the sandbox kernel instead.
 
 Screenshots go to ``$KERNELAGENT_ARTIFACTS`` (default ``tests/artifacts/``, not committed):
 ``notebook-agent.png``, ``notebook-approval.png``, ``notebook-agent-dark.png``,
@@ -244,10 +246,22 @@ def approve_the_pending_cell_inline(page: Page, notebook: Locator) -> None:
     expect(page.locator(".jp-KernelAgent-bindingText")).to_contain_text("analysis.ipynb")
     expect(bar).to_have_count(1)
 
+    # Edit: the person changes the pending cell in the notebook's own editor, then approves.
+    bar.get_by_role("button", name="Edit").click()
+    editor = pending.locator(".cm-content")
+    expect(editor).to_be_focused()
+    page.keyboard.press("End")
+    page.keyboard.press("Control+End")
+    for _ in range(len("-l analysis.ipynb")):
+        page.keyboard.press("Backspace")
+    page.keyboard.type("-c analysis.ipynb")
+    expect(editor).to_contain_text("wc -c analysis.ipynb")
+    page.keyboard.press("Escape")
     bar.get_by_role("button", name="Approve").click()
     expect(bar).to_have_count(0)
-    shell_cell = notebook.locator(".jp-Cell", has_text="wc -l analysis.ipynb")
+    shell_cell = notebook.locator(".jp-Cell", has_text="wc -c analysis.ipynb")
     expect(shell_cell.locator(".jp-OutputArea-output")).to_contain_text("analysis.ipynb")
+    assert notebook.locator(".jp-Cell", has_text="wc -l").count() == 0
 
 
 def read_the_answer(page: Page, panel: Locator, notebook: Locator) -> None:
@@ -270,7 +284,8 @@ def save_and_check_the_file(page: Page, lab: Lab) -> None:
     code = [cell for cell in agent if cell.cell_type == "code"]
     assert [cell.metadata.kernelagent["status"] for cell in code] == ["ok", "ok"], code
     assert "idxmax" in code[0].source and "west 505" in json.dumps(code[0].outputs)
-    assert code[1].source.startswith("%%bash") and code[1].metadata.kernelagent["kind"] == "shell"
+    assert code[1].source == "%%bash\nwc -c analysis.ipynb"  # as the person edited it
+    assert code[1].metadata.kernelagent["kind"] == "shell"
     session_ids = {cell.metadata.kernelagent["session_id"] for cell in agent}
     assert len(session_ids) == 1
     # the person's cells are where they were, the agent's below the active one
