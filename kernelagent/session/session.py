@@ -41,6 +41,7 @@ from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.sandbox.warm_up import DEFAULT_WARM_UP, describe_names
 from kernelagent.session.egress_audit import EgressAttribution
+from kernelagent.session.memory_hooks import SessionMemory, memory_store
 from kernelagent.session.sandbox_start import SessionSandbox, start_session_sandbox
 from kernelagent.session.stream import EventStream
 
@@ -85,6 +86,11 @@ class SessionConfig(BaseModel):
     parallel_attempts: int | None = Field(default=None, ge=1)
     """How many attempts run at once; None: all of them on a remote server. For a model
     kernelagent serves itself, ``api.served_model`` sets it to the server's decoding slots."""
+    agent_memory: bool = True
+    """Recall memories of earlier sessions into the prompt and write what this one learned
+    (``--no-agent-memory``: neither). Not the sandbox's memory limit (``sandbox.mem_limit``)."""
+    memory_project: str | None = None
+    """A project namespace for memories (None: the user's own space)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -142,6 +148,13 @@ class Session:
         """Turns the sandbox's egress records into ``egress`` events of the cell that made them."""
         stream.subscribe(self.egress)
         sandbox.on_egress(self.egress.record)
+        store = memory_store(config.agent_memory, config.memory_project)
+        self.memory = SessionMemory(store, recorder, session_id) if store is not None else None
+        self.recall_pending = False
+        """Memories go into the system prompt before the next instruction (a new session,
+        or a continued one whose prompt was written again)."""
+        self.writes_memory = True
+        """False for the branches of parallel attempts: the session writes once, at its end."""
 
     @property
     def workspace(self) -> Path:
@@ -211,7 +224,9 @@ class Session:
                 imported=describe_names(warm_up.names) if warm_up else "",
             )
         )
-        return cls(session_id, config, model, sandbox, recorder, conversation, stream)
+        session = cls(session_id, config, model, sandbox, recorder, conversation, stream)
+        session.recall_pending = True
+        return session
 
     async def run(self, instruction: str | None, *, finish: bool = True) -> Outcome:
         """Work on a task or follow-up instruction (None: carry on where the session
@@ -234,6 +249,9 @@ class Session:
                 )
             )
         if instruction is not None:
+            if self.recall_pending and self.memory is not None:
+                self.memory.recall(self.conversation, instruction, self.workspace)
+            self.recall_pending = False
             self.stream.emit(UserMessage(text=instruction))
         self._set_status("running")
         try:
@@ -272,6 +290,8 @@ class Session:
             answer=outcome.answer,
             config=self.config.model_dump(mode="json"),
         )
+        if self.memory is not None and self.writes_memory:
+            self.memory.write_after(self.workspace)
         self._set_status(outcome.status, outcome.reason)
         self.stream.emit(
             SessionFinished(
