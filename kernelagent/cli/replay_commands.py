@@ -134,6 +134,13 @@ def continue_(
     ] = None,
     sandbox: Annotated[str, typer.Option(help="docker | local")] = "docker",
     max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
+    agent_memory: Annotated[
+        bool | None,
+        typer.Option(
+            "--agent-memory/--no-agent-memory",
+            help="Recall and write memories (default: as the recorded session did).",
+        ),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON summary on stdout.")
     ] = False,
@@ -154,6 +161,9 @@ def continue_(
         base_url=base_url,
         sandbox=sandbox,
         max_steps=max_steps,
+    )
+    config.agent_memory = (
+        agent_memory if agent_memory is not None else recorded.get("agent_memory", True)
     )
     # a model kernelagent served itself is served again, unless another one is named
     if model:

@@ -135,6 +135,14 @@ def run(
             "matplotlib already imported). --no-pool starts one cold, without the warm-up.",
         ),
     ] = None,
+    agent_memory: Annotated[
+        bool,
+        typer.Option(
+            "--agent-memory/--no-agent-memory",
+            help="Recall what earlier sessions learned and remember what this one learns "
+            "(default). Not the sandbox's memory limit.",
+        ),
+    ] = True,
     stream: Annotated[
         bool,
         typer.Option(
@@ -190,6 +198,7 @@ def run(
     except ValueError as error:
         raise fail(str(error), 2) from None
     config.stream = stream
+    config.agent_memory = agent_memory
     if pool is not None:
         config.pool = pool
     config.limits.check_answers = check_answers if check_answers is not None else local is not None

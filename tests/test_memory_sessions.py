@@ -1,0 +1,113 @@
+"""Memory across sessions, each session a separate `kernelagent` process: the real openai
+client against the scripted server (which records every request), real Docker sandboxes.
+
+Session 1 reads sales.csv and answers; it writes a dataset card and its answer as a
+finding without any model call. Session 2 on the same data sees both in its first
+request; a session on unrelated data does not; after `forget` the finding is gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from kernelagent.testing import ScriptedModelServer, ScriptedTurn
+
+SALES = Path(__file__).parent.parent / "examples" / "sales.csv"
+READ = "import pandas as pd\ndf = pd.read_csv('sales.csv', parse_dates=['date'])\ndf.dtypes"
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kernelagent.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "KERNELAGENT_HOME": str(home), "KERNELAGENT_USER": "tester"},
+    )
+
+
+def run_session(
+    home: Path, server: ScriptedModelServer, task: str, data: Path, *extra: str
+) -> tuple[dict[str, Any], list[Any]]:
+    """Run one session in its own process; its summary and the model requests it made."""
+    before = len(server.completion_requests())
+    done = cli(
+        home, "run", task, "--data", str(data), "--base-url", server.base_url, "--json", *extra
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), server.completion_requests()[before:]
+
+
+def memories(home: Path) -> list[dict[str, Any]]:
+    listed = cli(home, "memory", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)
+
+
+def answer(text: str) -> list[ScriptedTurn]:
+    """A cell that runs (the answer needs evidence), then the answer."""
+    return [
+        ScriptedTurn.python("print(len(open(sorted(__import__('os').listdir())[0]).read()))"),
+        ScriptedTurn.final(text),
+    ]
+
+
+@pytest.fixture(scope="module")
+def weather(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("weather") / "weather.csv"
+    path.write_text("day,temp_f\nmon,61\ntue,64\n")
+    return path
+
+
+def test_what_session_one_learned_is_in_session_two(
+    docker_available: None, tmp_path: Path, weather: Path
+) -> None:
+    home = tmp_path / "home"
+    with ScriptedModelServer([]) as server:
+        server.add_turns([ScriptedTurn.python(READ), ScriptedTurn.final("revenue is in cents")])
+        first, requests = run_session(home, server, "What unit is the revenue in?", SALES)
+        assert len(requests) == 2  # the card and the finding cost no model call
+        stored = {memory["kind"]: memory for memory in memories(home)}
+        card, finding = stored["dataset"], stored["finding"]
+        assert card["dataset_name"] == "sales.csv" and len(card["dataset_sha256"]) == 64
+        assert "parse_dates=['date']" in card["text"] and "date datetime64[ns]" in card["text"]
+        assert "revenue float64" in card["text"] and "rows x 5 columns" in card["text"]
+        assert finding["session_id"] == first["session_id"] and finding["cell_id"]
+        assert finding["notebook"] == first["notebook"] and "cents" in finding["text"]
+
+        server.add_turns(answer("ok"))
+        second, requests = run_session(home, server, "Total revenue per region?", SALES)
+        prompt = json.dumps(requests[0].body)
+        assert f"[{finding['id']}]" in prompt and "revenue is in cents" in prompt
+        assert f"[{card['id']}]" in prompt and "parse_dates" in prompt
+        shown = nbformat.read(second["notebook"], as_version=4).metadata.kernelagent
+        assert {m["id"] for m in shown["memories_shown"]} == {card["id"], finding["id"]}
+
+        server.add_turns(answer("62.5"))
+        _, requests = run_session(home, server, "Average temperature?", weather)
+        assert finding["id"] not in json.dumps(requests[0].body)
+        assert card["id"] not in json.dumps(requests[0].body)
+
+        assert cli(home, "memory", "forget", finding["id"]).returncode == 0
+        server.add_turns(answer("ok"))
+        _, requests = run_session(home, server, "Total revenue per region?", SALES)
+        prompt = json.dumps(requests[0].body)
+        assert finding["id"] not in prompt and "revenue is in cents" not in prompt
+        assert f"[{card['id']}]" in prompt
+
+        server.add_turns(answer("ok"))
+        off, requests = run_session(
+            home, server, "Total revenue per region?", SALES, "--no-agent-memory"
+        )
+        assert card["id"] not in json.dumps(requests[0].body)
+        recorded = nbformat.read(off["notebook"], as_version=4).metadata.kernelagent
+        assert recorded["config"]["agent_memory"] is False and "memories_shown" not in recorded
+    sources = {memory["session_id"] for memory in memories(home)}
+    assert second["session_id"] in sources and off["session_id"] not in sources
