@@ -17,6 +17,8 @@ from typing import Any
 import nbformat
 import pytest
 
+import kernelagent.api as api
+from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
 
 SALES = Path(__file__).parent.parent / "examples" / "sales.csv"
@@ -111,3 +113,34 @@ def test_what_session_one_learned_is_in_session_two(
         assert recorded["config"]["agent_memory"] is False and "memories_shown" not in recorded
     sources = {memory["session_id"] for memory in memories(home)}
     assert second["session_id"] in sources and off["session_id"] not in sources
+
+
+def test_the_running_summary_survives_resume(docker_available: None, tmp_path: Path) -> None:
+    """Session 1 (this process) outgrows its context, the model summarises the older steps,
+    then the session waits for approval; `kernelagent approve` (another process) resumes it
+    and its next request carries the summary, restored from the notebook."""
+    marker = "SUMMARY-7f3a: printed a, b and c; nothing computed yet"
+    script = [
+        *(ScriptedTurn.python(f"print('{letter}' * 3000)") for letter in "abc"),
+        ScriptedTurn.say(marker),  # the summary turn: no tools, text only
+        ScriptedTurn.shell("echo done"),
+        ScriptedTurn.final("done"),
+    ]
+    with ScriptedModelServer(script) as server:
+        config = api.build_config(model="m", base_url=server.base_url)
+        config.limits.context_chars = 8_000
+        config.approval = ApprovalPolicy(mode="shell")
+        first = api.run("Print three letters.", config=config, workspace=tmp_path / "ws")
+        assert first.status == "awaiting_approval"
+        summary_request = server.completion_requests()[3].body
+        assert "tools" not in summary_request and "aaa" in json.dumps(summary_request)
+        recorded = nbformat.read(first.notebook_path, as_version=4).metadata.kernelagent
+        assert recorded["running_summary"]["text"] == marker
+        approved = cli(Path(os.environ["KERNELAGENT_HOME"]), "approve", first.session_id, "--json")
+        assert approved.returncode == 0, approved.stderr
+        resumed = server.completion_requests()[5].body
+    assert json.loads(approved.stdout)["answer"] == "done"
+    assert marker in json.dumps(resumed) and "aaaa" not in json.dumps(resumed)
+    cells = nbformat.read(first.notebook_path, as_version=4).cells
+    code = [cell for cell in cells if cell.cell_type == "code"]
+    assert len(code) == 4 and code[0].outputs[0]["text"] == "a" * 3000 + "\n"  # all kept

@@ -14,6 +14,7 @@ from typing import Literal
 from kernelagent.agent import prompts
 from kernelagent.agent.answers import AnswerReview, RanCell
 from kernelagent.agent.approvals import ApprovalPolicy, Decision, PendingApproval
+from kernelagent.agent.compaction import Compactor, clip_conversation
 from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.hints import CellMemory, FailedCell, error_line
 from kernelagent.agent.limits import LoopLimits, LoopState, Outcome
@@ -60,6 +61,7 @@ class AgentLoop:
         recover_kernel: KernelRecovery | None = None,
         checkpoint: Callable[[], None] | None = None,
         approval: ApprovalPolicy | None = None,
+        compact: Compactor | None = None,
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -71,6 +73,8 @@ class AgentLoop:
         self.checkpoint = checkpoint or (lambda: None)
         """Called after every change to the conversation, so the stored one is never behind."""
         self.approval = approval
+        self.compact = compact or clip_conversation
+        """Makes the conversation fit ``limits.context_chars`` (see agent.compaction)."""
         self.decisions: dict[str, Decision] = {}
         """Decisions on pending actions, by tool-call id, applied when the loop runs them."""
         self.pending: PendingApproval | None = None
@@ -120,7 +124,7 @@ class AgentLoop:
             if (stop := self._budget_exhausted()) is not None:
                 return stop
             if self.conversation.size() > self.limits.context_chars:
-                self.conversation.compact(self.limits.context_chars)
+                await self.compact(self.conversation, self.limits.context_chars)
             self.checkpoint()
             temperature = self.repeats.temperature()
             sampling = {} if temperature is None else {"temperature": temperature}

@@ -19,8 +19,9 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from kernelagent.agent.approvals import ApprovalPolicy
+from kernelagent.agent.compaction import ModelSummaryCompactor, RunningSummary
 from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome
-from kernelagent.agent.model import Conversation, Model
+from kernelagent.agent.model import Conversation, Model, ModelTurn
 from kernelagent.agent.prompts import system_prompt
 from kernelagent.agent.transport import reporting_retries
 from kernelagent.agent.workspace import workspace_files
@@ -29,6 +30,7 @@ from kernelagent.events import (
     SessionStarted,
     StatusChanged,
     Usage,
+    UsageUpdated,
     UserMessage,
 )
 from kernelagent.hashing import sha256_file
@@ -137,6 +139,7 @@ class Session:
             checkpoint=lambda: recorder.set_conversation(self.conversation_state()),
             approval=config.approval,
             recover_kernel=self._recover_kernel,
+            compact=self._compactor(model) if config.limits.summarize_context else None,
         )
         self.status = "starting"
         self.restored_cells = 0
@@ -155,6 +158,23 @@ class Session:
         or a continued one whose prompt was written again)."""
         self.writes_memory = True
         """False for the branches of parallel attempts: the session writes once, at its end."""
+
+    def _compactor(self, model: Model) -> ModelSummaryCompactor:
+        def account(turn: ModelTurn) -> None:
+            self.loop.state.usage = self.loop.state.usage + turn.usage
+            self.stream.emit(UsageUpdated(usage=turn.usage, total=self.loop.state.usage))
+
+        def record(summary: RunningSummary) -> None:
+            self.recorder.update_metadata(
+                running_summary={
+                    "text": summary.text,
+                    "items_summarised": summary.items_summarised,
+                    "summaries": summary.summaries,
+                    "at": time.time(),
+                }
+            )
+
+        return ModelSummaryCompactor(model, on_turn=account, on_summary=record)
 
     @property
     def workspace(self) -> Path:
