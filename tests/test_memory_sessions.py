@@ -25,23 +25,37 @@ SALES = Path(__file__).parent.parent / "examples" / "sales.csv"
 READ = "import pandas as pd\ndf = pd.read_csv('sales.csv', parse_dates=['date'])\ndf.dtypes"
 
 
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(home: Path, *args: str, learn: bool = False) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kernelagent.cli", *args],
         capture_output=True,
         text=True,
         timeout=240,
-        env={**os.environ, "KERNELAGENT_HOME": str(home), "KERNELAGENT_USER": "tester"},
+        env={
+            **os.environ,
+            "KERNELAGENT_HOME": str(home),
+            "KERNELAGENT_USER": "tester",
+            "KERNELAGENT_LEARN": "1" if learn else "0",
+        },
     )
 
 
 def run_session(
-    home: Path, server: ScriptedModelServer, task: str, data: Path, *extra: str
+    home: Path, server: ScriptedModelServer, task: str, data: Path, *extra: str, learn: bool = False
 ) -> tuple[dict[str, Any], list[Any]]:
     """Run one session in its own process; its summary and the model requests it made."""
     before = len(server.completion_requests())
     done = cli(
-        home, "run", task, "--data", str(data), "--base-url", server.base_url, "--json", *extra
+        home,
+        "run",
+        task,
+        "--data",
+        str(data),
+        "--base-url",
+        server.base_url,
+        "--json",
+        *extra,
+        learn=learn,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout), server.completion_requests()[before:]
@@ -84,8 +98,14 @@ def test_what_session_one_learned_is_in_session_two(
         assert finding["session_id"] == first["session_id"] and finding["cell_id"]
         assert finding["notebook"] == first["notebook"] and "cents" in finding["text"]
 
-        server.add_turns(answer("ok"))
-        second, requests = run_session(home, server, "Total revenue per region?", SALES)
+        learned = "- the region column has 4 values: West, East, North, South"
+        server.add_turns([*answer("ok"), ScriptedTurn.say(learned)])
+        second, requests = run_session(home, server, "Total revenue per region?", SALES, learn=True)
+        assert len(requests) == 3 and "tools" not in requests[2].body  # the learned turn
+        assert "what you learned" in json.dumps(requests[2].body)
+        fact = next(m for m in memories(home) if m["kind"] == "fact")
+        assert fact["text"] == learned and fact["session_id"] == second["session_id"]
+        assert fact["dataset_name"] == "sales.csv"
         prompt = json.dumps(requests[0].body)
         assert f"[{finding['id']}]" in prompt and "revenue is in cents" in prompt
         assert f"[{card['id']}]" in prompt and "parse_dates" in prompt
@@ -102,7 +122,7 @@ def test_what_session_one_learned_is_in_session_two(
         _, requests = run_session(home, server, "Total revenue per region?", SALES)
         prompt = json.dumps(requests[0].body)
         assert finding["id"] not in prompt and "revenue is in cents" not in prompt
-        assert f"[{card['id']}]" in prompt
+        assert f"[{card['id']}]" in prompt and f"[{fact['id']}]" in prompt
 
         server.add_turns(answer("ok"))
         off, requests = run_session(

@@ -7,11 +7,14 @@ recorded in the notebook metadata (``memory_error``), and the session goes on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
-from kernelagent.agent.model import Conversation
+from kernelagent.agent.compaction import ask_without_tools
+from kernelagent.agent.model import Conversation, Model, ModelTurn, UserItem
 from kernelagent.hashing import sha256_file
 from kernelagent.memory.cards import dataset_cards, finding_text
 from kernelagent.memory.prompt import recall_section
@@ -24,6 +27,20 @@ log = logging.getLogger(__name__)
 HASHED_FILE_LIMIT = 200 * 1024 * 1024
 """Workspace files up to this size are hashed to find memories about the same data."""
 RECALL_CANDIDATES = 30
+LEARN_ENV = "KERNELAGENT_LEARN"
+LEARNED_CHARS = 1_200
+LEARN_TIMEOUT = 180.0
+LEARN_PROMPT = (
+    "The task is done. In at most 5 short bullet points, write what you learned in this "
+    "session that a later session on the same data would need: units, data-quality quirks, "
+    "how to read the files, results worth reusing (with their numbers). Only what the "
+    "outputs showed. Reply NOTHING if there is nothing. Do not call tools."
+)
+
+
+def learn_turn_by_default() -> bool:
+    """``$KERNELAGENT_LEARN=0`` turns the end-of-session "what I learned" turn off."""
+    return os.environ.get(LEARN_ENV, "1").strip().lower() not in ("0", "off", "no", "false")
 
 
 def memory_store(enabled: bool, project: str | None = None) -> MemoryStore | None:
@@ -112,6 +129,38 @@ class SessionMemory:
         if written:
             self.recorder.update_metadata(memories_written=[memory.id for memory in written])
         return written
+
+    async def learn(self, model: Model, conversation: Conversation) -> ModelTurn | None:
+        """One bounded turn, no tools: the model's own note of what it learned, saved as a
+        fact about the session's (first) input. Returns the turn (for its usage)."""
+        request = Conversation(
+            system=conversation.system,
+            items=[*conversation.items, UserItem(text=LEARN_PROMPT)],
+        )
+        try:
+            turn = await asyncio.wait_for(ask_without_tools(model, request), LEARN_TIMEOUT)
+        except Exception as error:  # the answer is in; a failed note is not worth more
+            self._failed("learn", error)
+            return None
+        text = turn.text.strip()[:LEARNED_CHARS]
+        if turn.tool_calls or not text or text.upper().startswith("NOTHING"):
+            return turn
+        inputs = self._inputs()
+        try:
+            memory = self.store.remember(
+                text,
+                "fact",
+                key=f"learned:{self.session_id}",
+                session_id=self.session_id,
+                notebook=str(self.recorder.path),
+                dataset_sha256=inputs[0]["sha256"] if inputs else None,
+                dataset_name=inputs[0].get("name") if inputs else None,
+            )
+        except Exception as error:
+            self._failed("learn", error)
+            return turn
+        self.recorder.update_metadata(learned={"id": memory.id, "text": text})
+        return turn
 
     def _inputs(self) -> list[dict[str, Any]]:
         inputs = self.recorder.notebook.metadata.get("kernelagent", {}).get("inputs") or []

@@ -43,7 +43,7 @@ from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.sandbox.warm_up import DEFAULT_WARM_UP, describe_names
 from kernelagent.session.egress_audit import EgressAttribution
-from kernelagent.session.memory_hooks import SessionMemory, memory_store
+from kernelagent.session.memory_hooks import SessionMemory, learn_turn_by_default, memory_store
 from kernelagent.session.sandbox_start import SessionSandbox, start_session_sandbox
 from kernelagent.session.stream import EventStream
 
@@ -93,6 +93,9 @@ class SessionConfig(BaseModel):
     (``--no-agent-memory``: neither). Not the sandbox's memory limit (``sandbox.mem_limit``)."""
     memory_project: str | None = None
     """A project namespace for memories (None: the user's own space)."""
+    learn_turn: bool = Field(default_factory=learn_turn_by_default)
+    """With agent memory, one more model turn (no tools) after a completed task: the model
+    notes what it learned, kept as a fact for later sessions ($KERNELAGENT_LEARN=0: off)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -287,8 +290,22 @@ class Session:
                 self.finish(Outcome("failed", reason=f"{error.__class__.__name__}: {error}"))
             raise
         if finish:
+            await self._learn(outcome)
             self.finish(outcome)
         return outcome
+
+    async def _learn(self, outcome: Outcome) -> None:
+        if not (
+            self.memory is not None
+            and self.writes_memory
+            and self.config.learn_turn
+            and outcome.status == "completed"
+        ):
+            return
+        turn = await self.memory.learn(self.model, self.conversation)
+        if turn is not None:
+            self.loop.state.usage = self.loop.state.usage + turn.usage
+            self.stream.emit(UsageUpdated(usage=turn.usage, total=self.loop.state.usage))
 
     async def _interrupt_running_cell(self) -> None:
         finished = self.loop.interrupted_cell_event()
