@@ -132,3 +132,21 @@ def test_memory_commands(tmp_path: Path) -> None:
     assert [m["id"] for m in exported] == [kept.id] and exported[0]["text"] == kept.text
     missing = memory_cli(tmp_path, "forget", "nope1234")
     assert missing.returncode != 0 and "kernelagent memory list" in missing.stderr
+
+
+def test_the_toolbox_remembers_about_the_input_and_recalls_with_ids(tmp_path: Path) -> None:
+    from kernelagent.memory.toolbox import MemoryToolbox
+
+    store = MemoryStore(tmp_path, user="ann")
+    toolbox = MemoryToolbox(store, "s1", [{"name": "sales.csv", "sha256": SALES_SHA}])
+    saved = toolbox.remember({"text": "revenue is in cents"})
+    memory = store.get(saved.metadata["memory_id"])
+    assert memory.dataset_sha256 == SALES_SHA and memory.session_id == "s1"
+    assert "about sales.csv" in saved.text
+    other = MemoryToolbox(store, "s2", [{"name": "sales.csv", "sha256": SALES_SHA}])
+    found = other.recall({"query": "units"})  # no word matches: the same data does
+    assert f"[{memory.id}]" in found.text and "from session s1" in found.text
+    with pytest.raises(InvalidRequestError):
+        toolbox.remember({"text": "x", "kind": "dataset"})
+    with pytest.raises(InvalidRequestError):
+        toolbox.recall({})
