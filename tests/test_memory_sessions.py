@@ -87,48 +87,79 @@ def test_what_session_one_learned_is_in_session_two(
 ) -> None:
     home = tmp_path / "home"
     with ScriptedModelServer([]) as server:
-        server.add_turns([ScriptedTurn.python(READ), ScriptedTurn.final("revenue is in cents")])
+        server.add_turns(
+            [
+                ScriptedTurn.python(READ),
+                ScriptedTurn.call("remember", {"text": "the revenue figures are in cents"}),
+                ScriptedTurn.final("revenue is in cents"),
+            ]
+        )
         first, requests = run_session(home, server, "What unit is the revenue in?", SALES)
-        assert len(requests) == 2  # the card and the finding cost no model call
+        assert len(requests) == 3  # the card and the finding cost no model call
+        offered = {tool.get("name") for tool in requests[0].body["tools"]}
+        assert {"python", "remember", "recall"} <= offered
         stored = {memory["kind"]: memory for memory in memories(home)}
-        card, finding = stored["dataset"], stored["finding"]
+        card, finding, fact = stored["dataset"], stored["finding"], stored["fact"]
         assert card["dataset_name"] == "sales.csv" and len(card["dataset_sha256"]) == 64
         assert "parse_dates=['date']" in card["text"] and "date datetime64[ns]" in card["text"]
         assert "revenue float64" in card["text"] and "rows x 5 columns" in card["text"]
         assert finding["session_id"] == first["session_id"] and finding["cell_id"]
         assert finding["notebook"] == first["notebook"] and "cents" in finding["text"]
+        assert fact["dataset_sha256"] == card["dataset_sha256"]
+        assert fact["session_id"] == first["session_id"]
+        (tool_cell,) = [
+            cell
+            for cell in nbformat.read(first["notebook"], as_version=4).cells
+            if "host_tool" in cell.metadata.get("kernelagent", {})
+        ]
+        assert tool_cell.metadata.kernelagent.host_tool["metadata"]["memory_id"] == fact["id"]
 
-        learned = "- the region column has 4 values: West, East, North, South"
-        server.add_turns([*answer("ok"), ScriptedTurn.say(learned)])
-        second, requests = run_session(home, server, "Total revenue per region?", SALES, learn=True)
-        assert len(requests) == 3 and "tools" not in requests[2].body  # the learned turn
-        assert "what you learned" in json.dumps(requests[2].body)
-        fact = next(m for m in memories(home) if m["kind"] == "fact")
-        assert fact["text"] == learned and fact["session_id"] == second["session_id"]
-        assert fact["dataset_name"] == "sales.csv"
+        server.add_turns([ScriptedTurn.call("recall", {"query": "revenue unit"})])
+        server.add_turns(answer("ok"))
+        second, requests = run_session(home, server, "Total revenue per region?", SALES)
         prompt = json.dumps(requests[0].body)
+        assert f"[{fact['id']}]" in prompt and "the revenue figures are in cents" in prompt
         assert f"[{finding['id']}]" in prompt and "revenue is in cents" in prompt
         assert f"[{card['id']}]" in prompt and "parse_dates" in prompt
+        recalled = json.dumps(requests[1].body)  # the recall tool's result
+        assert f"[{fact['id']}]" in recalled and f"from session {first['session_id']}" in recalled
         shown = nbformat.read(second["notebook"], as_version=4).metadata.kernelagent
-        assert {m["id"] for m in shown["memories_shown"]} == {card["id"], finding["id"]}
+        assert {m["id"] for m in shown["memories_shown"]} == {card["id"], finding["id"], fact["id"]}
 
         server.add_turns(answer("62.5"))
         _, requests = run_session(home, server, "Average temperature?", weather)
         assert finding["id"] not in json.dumps(requests[0].body)
         assert card["id"] not in json.dumps(requests[0].body)
+        assert fact["id"] not in json.dumps(requests[0].body)
 
+        assert cli(home, "memory", "forget", fact["id"]).returncode == 0
         assert cli(home, "memory", "forget", finding["id"]).returncode == 0
-        server.add_turns(answer("ok"))
-        _, requests = run_session(home, server, "Total revenue per region?", SALES)
+        learned = "- the region column has 4 values: West, East, North, South"
+        server.add_turns([*answer("ok"), ScriptedTurn.say(learned)])
+        fourth, requests = run_session(home, server, "Total revenue per region?", SALES, learn=True)
         prompt = json.dumps(requests[0].body)
         assert finding["id"] not in prompt and "revenue is in cents" not in prompt
-        assert f"[{card['id']}]" in prompt and f"[{fact['id']}]" in prompt
+        assert fact["id"] not in prompt and "in cents" not in prompt
+        assert f"[{card['id']}]" in prompt  # the card was not forgotten
+        assert len(requests) == 3 and "tools" not in requests[2].body  # the learned turn
+        assert "what you learned" in json.dumps(requests[2].body)
+        (note,) = [
+            m
+            for m in memories(home)
+            if m["session_id"] == fourth["session_id"] and m["kind"] == "fact"
+        ]
+        assert note["text"] == learned and note["dataset_name"] == "sales.csv"
+
+        server.add_turns(answer("ok"))
+        _, requests = run_session(home, server, "Total revenue per region?", SALES)
+        assert f"[{note['id']}]" in json.dumps(requests[0].body)
 
         server.add_turns(answer("ok"))
         off, requests = run_session(
             home, server, "Total revenue per region?", SALES, "--no-agent-memory"
         )
         assert card["id"] not in json.dumps(requests[0].body)
+        assert "remember" not in {tool.get("name") for tool in requests[0].body["tools"]}
         recorded = nbformat.read(off["notebook"], as_version=4).metadata.kernelagent
         assert recorded["config"]["agent_memory"] is False and "memories_shown" not in recorded
     sources = {memory["session_id"] for memory in memories(home)}

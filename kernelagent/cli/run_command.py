@@ -135,6 +135,20 @@ def run(
             "matplotlib already imported). --no-pool starts one cold, without the warm-up.",
         ),
     ] = None,
+    decoding_slots: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The --base-url server is llama.cpp's llama-server with N parallel slots: each "
+            "attempt keeps one, so its prompt stays cached (set by itself for the local model).",
+        ),
+    ] = None,
+    max_reply_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=16, help="Longest reply the model may write (default: 1024 for the local model)."
+        ),
+    ] = None,
     agent_memory: Annotated[
         bool,
         typer.Option(
@@ -198,6 +212,7 @@ def run(
     except ValueError as error:
         raise fail(str(error), 2) from None
     config.stream = stream
+    config.decoding_slots, config.max_reply_tokens = decoding_slots, max_reply_tokens
     config.agent_memory = agent_memory
     if pool is not None:
         config.pool = pool

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.compaction import ModelSummaryCompactor, RunningSummary
+from kernelagent.agent.host_tools import HostTools
 from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome
 from kernelagent.agent.model import Conversation, Model, ModelTurn
 from kernelagent.agent.prompts import system_prompt
@@ -43,6 +44,7 @@ from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.sandbox.warm_up import DEFAULT_WARM_UP, describe_names
 from kernelagent.session.egress_audit import EgressAttribution
+from kernelagent.session.host_tool_setup import HostToolContext, open_host_tools
 from kernelagent.session.memory_hooks import SessionMemory, learn_turn_by_default, memory_store
 from kernelagent.session.sandbox_start import SessionSandbox, start_session_sandbox
 from kernelagent.session.stream import EventStream
@@ -85,6 +87,14 @@ class SessionConfig(BaseModel):
     the warm-up; ``$KERNELAGENT_POOL=0`` turns the default off)."""
     warm_up: str = DEFAULT_WARM_UP
     """Code a pooled kernel has run before the session gets it (recorded; replay runs it)."""
+    max_reply_tokens: int | None = Field(default=None, ge=16)
+    """The longest reply the model may write (the request's max tokens); None: the server's
+    limit. For a model kernelagent serves itself ``api.served_model`` sets it, so a small
+    model that rambles on cannot hold a decoding slot for minutes."""
+    decoding_slots: int | None = Field(default=None, ge=1)
+    """The model server is llama.cpp's llama-server with this many parallel slots: attempts
+    run on at most that many at once, each pinned to its own slot so its prompt stays cached.
+    Set by ``api.served_model`` for the local model; None for any other server."""
     parallel_attempts: int | None = Field(default=None, ge=1)
     """How many attempts run at once; None: all of them on a remote server. For a model
     kernelagent serves itself, ``api.served_model`` sets it to the server's decoding slots."""
@@ -124,6 +134,7 @@ class Session:
         recorder: NotebookRecorder,
         conversation: Conversation,
         stream: EventStream,
+        host_tools: HostTools | None = None,
     ) -> None:
         self.id = session_id
         self.config = config
@@ -132,6 +143,8 @@ class Session:
         self.recorder = recorder
         self.conversation = conversation
         self.stream = stream
+        self.host_tools = host_tools or HostTools()
+        """Tools that run on the host (memory, MCP servers); closed with the session."""
         self.loop = AgentLoop(
             model,
             sandbox,
@@ -143,6 +156,7 @@ class Session:
             approval=config.approval,
             recover_kernel=self._recover_kernel,
             compact=self._compactor(model) if config.limits.summarize_context else None,
+            host_tools=self.host_tools,
         )
         self.status = "starting"
         self.restored_cells = 0
@@ -247,7 +261,17 @@ class Session:
                 imported=describe_names(warm_up.names) if warm_up else "",
             )
         )
-        session = cls(session_id, config, model, sandbox, recorder, conversation, stream)
+        try:
+            host_tools = await open_host_tools(
+                HostToolContext(session_id, config, sandbox.workspace, notebook_path)
+            )
+        except BaseException:
+            if started is not None:
+                await sandbox.shutdown()
+            raise
+        session = cls(
+            session_id, config, model, sandbox, recorder, conversation, stream, host_tools
+        )
         session.recall_pending = True
         return session
 
@@ -397,12 +421,20 @@ class Session:
         stream.session_id = session_id
         stream.subscribe(recorder.handle, critical=True)
         recorder.update_metadata(workspace=str(sandbox.workspace), model=config.model)
-        session = cls(session_id, config, model, sandbox, recorder, conversation, stream)
+        host_tools = await open_host_tools(
+            HostToolContext(session_id, config, sandbox.workspace, notebook_path)
+        )
+        session = cls(
+            session_id, config, model, sandbox, recorder, conversation, stream, host_tools
+        )
         session.continued = True
         session.restore_loop_state(recorded.get("conversation") or {"steps": steps})
         return session
 
     async def close(self, *, remove_workspace: bool = False) -> None:
-        await self.sandbox.shutdown()
+        try:
+            await self.host_tools.aclose()
+        finally:
+            await self.sandbox.shutdown()
         if remove_workspace:
             shutil.rmtree(self.workspace, ignore_errors=True)
