@@ -10,7 +10,8 @@
 A memory is ``{id, text, kind, user, project, session_id, cell_id, notebook,
 dataset_sha256, dataset_name, score, key, created_at, updated_at}`` (``kind``: fact,
 finding, dataset or preference), the shape ``kernelagent memory export`` prints. The
-memories are those of the user the server runs as, in the server's session store home.
+memories are those of the user the server runs as, in ``$KERNELAGENT_HOME/memory.db``
+(where its sessions and the CLI read and write them).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tornado import web
 from kernelagent.memory import MemoryStore
 from kernelagent.server.errors import ApiError
 from kernelagent.server.handlers import PREFIX, KernelAgentHandler
+from kernelagent.session.store import default_home
 
 MEMORY = r"(?P<memory_id>[A-Za-z0-9]+)"
 MAX_LIMIT = 200
@@ -29,7 +31,7 @@ MAX_LIMIT = 200
 class MemoryHandlerBase(KernelAgentHandler):
     def memory_store(self) -> MemoryStore:
         project = self.get_argument("project", None) or None
-        return MemoryStore(self.manager.store.home, project=project)
+        return MemoryStore(default_home(), project=project)
 
 
 class MemoriesHandler(MemoryHandlerBase):

@@ -24,7 +24,7 @@ from kernelagent.notebook.recorder import NotebookRecorder
 
 log = logging.getLogger(__name__)
 
-HASHED_FILE_LIMIT = 200 * 1024 * 1024
+HASHED_FILE_LIMIT = 64 * 1024 * 1024
 """Workspace files up to this size are hashed to find memories about the same data."""
 RECALL_CANDIDATES = 30
 LEARN_ENV = "KERNELAGENT_LEARN"
