@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("notebook",),
     ("replay",),
     ("session",),
-    ("api",),
+    ("api", "mcp_server"),
     ("cli", "server"),
 ]
 """Bottom to top. A unit is a subpackage or a top-level module of ``kernelagent``; units

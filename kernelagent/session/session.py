@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -82,6 +82,9 @@ class SessionConfig(BaseModel):
     the warm-up; ``$KERNELAGENT_POOL=0`` turns the default off)."""
     warm_up: str = DEFAULT_WARM_UP
     """Code a pooled kernel has run before the session gets it (recorded; replay runs it)."""
+    driven_by: Literal["agent", "mcp"] = "agent"
+    """Who chooses the actions: kernelagent's own model, or an MCP client of
+    ``kernelagent mcp`` (its approvals are handed to that server; see mcp_server)."""
     parallel_attempts: int | None = Field(default=None, ge=1)
     """How many attempts run at once; None: all of them on a remote server. For a model
     kernelagent serves itself, ``api.served_model`` sets it to the server's decoding slots."""
