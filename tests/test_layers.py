@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).parent.parent / "kernelagent"
 LAYERS: list[tuple[str, ...]] = [
     ("literals", "errors", "hashing", "machine_files"),
     ("events", "manifest"),
-    ("testing",),
+    ("testing", "telemetry"),
     ("execution",),
     ("sandbox", "localmodel"),
     ("agent",),

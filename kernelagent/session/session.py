@@ -43,6 +43,7 @@ from kernelagent.sandbox.warm_up import DEFAULT_WARM_UP, describe_names
 from kernelagent.session.egress_audit import EgressAttribution
 from kernelagent.session.sandbox_start import SessionSandbox, start_session_sandbox
 from kernelagent.session.stream import EventStream
+from kernelagent.telemetry import session_subscriber
 
 
 def describe_input(path: Path) -> dict[str, Any]:
@@ -145,6 +146,9 @@ class Session:
         """Turns the sandbox's egress records into ``egress`` events of the cell that made them."""
         stream.subscribe(self.egress)
         sandbox.on_egress(self.egress.record)
+        traced_model = config.model if config.driven_by == "agent" else "mcp-client"
+        if (tracing := session_subscriber(traced_model, config.base_url)) is not None:
+            stream.subscribe(tracing)  # OpenTelemetry spans, when OTEL_EXPORTER_OTLP_* is set
 
     @property
     def workspace(self) -> Path:
