@@ -154,6 +154,15 @@ def resume(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Resume a session: re-attach to its sandbox or restore it, and carry on."""
+    record = _get(_store(), session_id)
+    if _driven_by_mcp(record):
+        if instruction is None:
+            raise fail(
+                f"session {record.id} was driven by an MCP client: re-attach a client with "
+                f"`kernelagent mcp --session {record.id}`, or give kernelagent's agent an "
+                f'instruction: kernelagent resume {record.id} "next step"'
+            )
+        _finish(_resume(record.id, instruction=instruction, driven_by="agent"), json_output)
     _finish(_resume(session_id, instruction=instruction), json_output)
 
 

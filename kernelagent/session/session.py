@@ -83,6 +83,12 @@ class SessionConfig(BaseModel):
     the warm-up; ``$KERNELAGENT_POOL=0`` turns the default off)."""
     warm_up: str = DEFAULT_WARM_UP
     """Code a pooled kernel has run before the session gets it (recorded; replay runs it)."""
+    mcp_servers: list[str] = Field(default_factory=list)
+    """``--mcp-server NAME=CMD|URL`` as given: MCP servers whose tools the agent gets (host
+    tools; see session.mcp_tools)."""
+    mcp_config: str | None = None
+    """``--mcp-config FILE`` (``mcpServers`` JSON): its path only, so its secrets stay out of
+    the stored config; resuming reads it again."""
     driven_by: Literal["agent", "mcp"] = "agent"
     """Who chooses the actions: kernelagent's own model, or an MCP client of
     ``kernelagent mcp`` (its approvals are handed to that server; see mcp_server)."""
