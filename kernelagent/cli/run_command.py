@@ -135,6 +135,20 @@ def run(
             "matplotlib already imported). --no-pool starts one cold, without the warm-up.",
         ),
     ] = None,
+    decoding_slots: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The --base-url server is llama.cpp's llama-server with N parallel slots: each "
+            "attempt keeps one, so its prompt stays cached (set by itself for the local model).",
+        ),
+    ] = None,
+    max_reply_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=16, help="Longest reply the model may write (default: 1024 for the local model)."
+        ),
+    ] = None,
     stream: Annotated[
         bool,
         typer.Option(
@@ -202,6 +216,7 @@ def run(
     except ValueError as error:
         raise fail(str(error), 2) from None
     config.stream = stream
+    config.decoding_slots, config.max_reply_tokens = decoding_slots, max_reply_tokens
     if pool is not None:
         config.pool = pool
     config.limits.check_answers = check_answers if check_answers is not None else local is not None

@@ -157,7 +157,7 @@ class McpSession:
         )
         self._note = note.strip()
         if record.pending is not None:
-            session.loop.pending = record.pending
+            session.loop.gate.pending = record.pending
             self._set_status(session, "awaiting_approval", record.pending.reason)
         else:
             self._set_status(session, "running")
@@ -194,7 +194,7 @@ class McpSession:
             if decision is None:
                 return CallResult(self._waiting(session, pending, again=True))
             loop.decisions[call.id] = decision
-        elif pending is not None and loop.approval and loop.approval.reason(kind, source):
+        elif pending is not None and loop.gate.policy and loop.gate.policy.reason(kind, source):
             self._supersede(session, pending)
         decided = call.id in loop.decisions
         try:
@@ -206,7 +206,7 @@ class McpSession:
             self._set_status(session, "awaiting_approval", loop.pending.reason)
             return CallResult(self._waiting(session, loop.pending, again=False))
         if decided:
-            loop.pending = None
+            loop.gate.pending = None
             self._set_status(session, "running")
         item = session.conversation.items[-1]
         assert isinstance(item, ToolResultItem)
@@ -233,7 +233,7 @@ class McpSession:
                 reason="withdrawn: the MCP client sent another action that needs approval",
             )
         )
-        session.loop.pending = None
+        session.loop.gate.pending = None
 
     async def restart(self, client: str) -> CallResult:
         async with self._lock:
