@@ -175,9 +175,24 @@ async def test_a_client_that_disconnects_leaves_a_resumable_session(
         "kept = 6 * 7",
         "print(kept)",
     ]
+    await stop_sandboxes(home)  # the sandbox is gone: re-attaching restores it by replay
+    async with Connection(lambda: stdio_session(home, server_log, *reattach)) as restored:
+        result = text_of(await restored.call("python", code="kept + 1"))
+        assert "new sandbox" in result and "43" in result
     await stop_sandboxes(home)
     replayed = kernelagent(home, "replay", str(record.notebook), "--json")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+
+
+async def test_nothing_else_on_stdout_reaches_the_protocol(home: Path, server_log: IO[str]) -> None:
+    """A local kernel inherits the server's stdout; what it writes there goes to stderr."""
+    local = ("--sandbox", "local")
+    async with Connection(lambda: stdio_session(home, server_log, *local)) as connection:
+        noise = "import os\nos.write(1, b'not json-rpc\\n')\nprint('fine')"
+        assert "fine" in text_of(await connection.call("python", code=noise))
+        assert "2" in text_of(await connection.call("python", code="1 + 1"))
+    server_log.flush()
+    assert "not json-rpc" in (home / "server.log").read_text()  # the server's stderr
 
 
 async def test_http_needs_the_bearer_token(home: Path, tmp_path: Path) -> None:

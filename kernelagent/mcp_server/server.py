@@ -5,12 +5,16 @@ SDK enters it once per stdio run and once per streamable-HTTP session)."""
 
 import json
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TextIO
 
+import anyio
 import nbformat
 from mcp.server.fastmcp import Context, FastMCP
+from mcp.server.stdio import stdio_server
 from mcp.types import CallToolResult, ImageContent, TextContent
 
 from kernelagent.errors import describe
@@ -156,7 +160,21 @@ async def _answer(call: Callable[[], Awaitable[CallResult]]) -> CallToolResult:
 
 
 async def serve_stdio(options: McpServerOptions) -> None:
-    await build_server(options).run_stdio_async()
+    """What ``FastMCP.run_stdio_async`` does, with the protocol on a private copy of stdout."""
+    protocol = anyio.wrap_file(_take_stdout())
+    lowlevel = build_server(options)._mcp_server
+    async with stdio_server(stdout=protocol) as (read, write):
+        await lowlevel.run(read, write, lowlevel.create_initialization_options())
+
+
+def _take_stdout() -> TextIO:
+    """A copy of file descriptor 1 for the JSON-RPC stream; fd 1 itself then points at
+    stderr, so nothing else that writes to stdout (a ``--sandbox local`` kernel this process
+    starts, a library's print) can corrupt the protocol."""
+    sys.stdout.flush()
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    return protocol
 
 
 async def serve_http(options: McpServerOptions, port: int, token: str) -> None:
