@@ -138,6 +138,14 @@ async def test_an_action_that_needs_approval_waits_for_a_person(
     assert f"{APPROVAL_RULE} ran" in text_of(ran), text_of(ran)
     assert SessionStore(home).get(session_id).status == "running"
 
+    refused = f"echo {APPROVAL_RULE} again"
+    assert "waiting for approval" in text_of(await client.call("shell", command=refused))
+    rejected = kernelagent(home, "reject", session_id, "--reason", "not today")
+    assert rejected.returncode == 0, rejected.stderr
+    told = await client.call("shell", command=refused)
+    assert told.isError and "rejected by" in text_of(told) and "not today" in text_of(told)
+    assert SessionStore(home).get(session_id).status == "running"
+
 
 async def test_the_session_notebook_is_recorded_and_listed(client: Connection, home: Path) -> None:
     info = await session_info(client)
@@ -211,9 +219,16 @@ async def test_http_needs_the_bearer_token(home: Path, tmp_path: Path) -> None:
             refused = await plain.post(url, json=hello)
             wrong = await plain.post(url, json=hello, headers={"Authorization": "Bearer nope"})
         assert refused.status_code == 401 and wrong.status_code == 401
-        async with Connection(lambda: http_session(url, token)) as connection:
+        async with (
+            Connection(lambda: http_session(url, token)) as connection,
+            Connection(lambda: http_session(url, token)) as other,
+        ):
             await connection.call("python", code="base = 20")
             assert "40" in text_of(await connection.call("python", code="base * 2"))
+            alone = await other.call("python", code="base")  # its own session and kernel
+            assert alone.isError and "NameError" in text_of(alone)
+            ids = {(await session_info(c))["session_id"] for c in (connection, other)}
+            assert len(ids) == 2
     finally:
         server.terminate()
         server.wait(timeout=30)
