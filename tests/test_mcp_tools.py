@@ -18,6 +18,7 @@ from kernelagent.session.durable import decide
 from kernelagent.session.mcp_servers import McpConfigError, configured_servers, parse_option
 from kernelagent.session.store import SessionStore
 from kernelagent.testing import ScriptedModelServer, ScriptedToolCall, ScriptedTurn
+from tests.test_telemetry import InMemorySpanExporter, exporter  # noqa: F401  (a fixture)
 
 PRICE_SERVER = Path(__file__).parent / "mcp_price_server.py"
 SERVER_OPTION = f"prices={sys.executable} {PRICE_SERVER}"
@@ -39,7 +40,9 @@ def host_tool_cells(path: Path) -> list[dict]:
 
 
 def test_the_agent_calls_an_mcp_servers_tool_on_the_host(
-    docker_available: None, tmp_path: Path
+    docker_available: None,
+    tmp_path: Path,
+    exporter: InMemorySpanExporter,  # noqa: F811
 ) -> None:
     config = api.build_config(model="scripted-model", sandbox="docker")
     config.pool = False
@@ -59,6 +62,8 @@ def test_the_agent_calls_an_mcp_servers_tool_on_the_host(
     assert call["result"].startswith("apple costs 42 cents") and not call["is_error"]
     stored = SessionStore(tmp_path).get(result.session_id).config
     assert stored["mcp_servers"] == [SERVER_OPTION]
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "execute_tool price"]
+    assert (span.attributes or {})["kernelagent.host_tool.source"] == "mcp:prices"
 
 
 def test_an_mcp_tool_call_waits_for_approval_and_runs_after_it(

@@ -5,6 +5,7 @@
       chat <model>                    a model call: from the loop's previous event to the
                                       usage the reply reported (one ``usage`` event per call)
       execute_tool python|shell       a cell: its recorded start and end
+      execute_tool <host tool>        a host tool's call (memory, an MCP server's tool)
       await_approval python|shell     from ``approval_requested`` to the decision (or to the
                                       end of the run, when the session stops to wait)
 
@@ -30,6 +31,8 @@ from kernelagent.events import (
     CellStarted,
     EgressRequest,
     Event,
+    HostToolCalled,
+    HostToolFinished,
     ModelRetrying,
     SessionFinished,
     SessionStarted,
@@ -56,6 +59,7 @@ class SessionSpans:
         self._retries = 0
         self._cells: dict[str, CellStarted] = {}
         self._waits: dict[str, trace.Span] = {}
+        self._host_calls: dict[str, HostToolCalled] = {}
 
     def __call__(self, event: Event) -> None:
         if event.attempt is not None:
@@ -73,6 +77,10 @@ class SessionSpans:
                 self._cells[event.cell_id] = event
             case CellFinished():
                 self._cell(event)
+            case HostToolCalled():
+                self._host_calls[event.cell_id] = event
+            case HostToolFinished():
+                self._host_tool(event)
             case ApprovalRequested():
                 self._wait_started(event)
             case ApprovalDecided():
@@ -178,6 +186,26 @@ class SessionSpans:
         if event.status != "ok":
             span.set_status(Status(StatusCode.ERROR, event.detail[:200] or event.status))
         span.end(end_time=_ns(event.finished_at))
+
+    def _host_tool(self, event: HostToolFinished) -> None:
+        called = self._host_calls.pop(event.cell_id, None)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": event.tool,
+            "kernelagent.host_tool.source": event.source,
+            "kernelagent.host_tool.result_chars": len(event.text),
+        }
+        if called is not None:
+            attributes["gen_ai.tool.call.id"] = called.tool_call_id
+        span = self.tracer.start_span(
+            f"execute_tool {event.tool}",
+            context=self._context,
+            start_time=_ns(event.time - event.duration),
+            attributes=attributes,
+        )
+        if event.is_error:
+            span.set_status(Status(StatusCode.ERROR, event.text[:200]))
+        span.end(end_time=_ns(event.time))
 
     def _wait_started(self, event: ApprovalRequested) -> None:
         self._waits[event.cell_id] = self.tracer.start_span(
