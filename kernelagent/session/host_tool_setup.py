@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kernelagent.agent.host_tools import HostTools
+from kernelagent.session.mcp_tools import mcp_tools
 
 if TYPE_CHECKING:
     from kernelagent.session.session import SessionConfig
@@ -29,7 +30,7 @@ class HostToolContext:
 
 HostToolProvider = Callable[[HostToolContext, HostTools], Awaitable[None]]
 
-PROVIDERS: list[HostToolProvider] = []
+PROVIDERS: list[HostToolProvider] = [mcp_tools]
 """The providers every session asks, in order (memory, MCP servers, ...)."""
 
 
