@@ -24,7 +24,14 @@ from kernelagent.agent.host_tools import (
     parse_approval_text,
 )
 from kernelagent.agent.limits import LoopLimits, LoopState, Outcome, budget_exhausted
-from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
+from kernelagent.agent.model import (
+    AssistantItem,
+    Conversation,
+    ImagePart,
+    Model,
+    ModelTurn,
+    ToolCall,
+)
 from kernelagent.agent.repeats import JustRan, RepeatGuard
 from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
 from kernelagent.agent.workspace import merge_streams, workspace_files
@@ -256,6 +263,23 @@ class AgentLoop:
             self.checkpoint()
         self.repeats.end_turn(repeated, executed)
         return answer, usable
+
+    async def run_tool_call(self, call: ToolCall) -> ExecutionResult | None:
+        """Run one python or shell call chosen outside the loop (an MCP client acting as the
+        model): the same approval gate, cell events, kernel recovery and feedback (the
+        conversation's newest item) as a model's call, without the repeat and answer review.
+        None: no cell ran (``self.pending`` is set, or the action was rejected)."""
+        action = parse_call(call)
+        if action.kind not in ("python", "shell"):
+            raise ToolArgumentError(f"{call.name} is not a python or shell action")
+        self.conversation.append(AssistantItem(tool_calls=[call]))
+        source = action.text if action.kind == "python" else shell_cell(action.text)
+        gate = self.gate.check(call, action, source)
+        result = None
+        if gate is not None and gate[0] is not None:
+            result = await self._run_cell(call, action, gate[1], gate[0])
+        self.checkpoint()
+        return result
 
     def _refuse_repeat(
         self, call: ToolCall, action: Action, source: str, earlier: FailedCell

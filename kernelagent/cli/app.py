@@ -7,6 +7,7 @@ from __future__ import annotations
 import typer
 
 from kernelagent.cli import (
+    mcp_commands,
     memory_commands,
     model_commands,
     model_service_commands,
@@ -34,6 +35,7 @@ for module in (
     session_commands,
     pool_commands,
     memory_commands,
+    mcp_commands,
 ):
     app.add_typer(module.commands)
 

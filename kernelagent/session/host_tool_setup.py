@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kernelagent.agent.host_tools import HostTools
+from kernelagent.session.mcp_tools import mcp_tools
 from kernelagent.session.memory_tools import memory_tools
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ class HostToolContext:
 
 HostToolProvider = Callable[[HostToolContext, HostTools], Awaitable[None]]
 
-PROVIDERS: list[HostToolProvider] = [memory_tools]
+PROVIDERS: list[HostToolProvider] = [memory_tools, mcp_tools]
 """The providers every session asks, in order (memory, MCP servers, ...)."""
 
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -48,6 +48,7 @@ from kernelagent.session.host_tool_setup import HostToolContext, open_host_tools
 from kernelagent.session.memory_hooks import SessionMemory, learn_turn_by_default, memory_store
 from kernelagent.session.sandbox_start import SessionSandbox, start_session_sandbox
 from kernelagent.session.stream import EventStream
+from kernelagent.telemetry import session_subscriber
 
 
 def describe_input(path: Path) -> dict[str, Any]:
@@ -87,6 +88,15 @@ class SessionConfig(BaseModel):
     the warm-up; ``$KERNELAGENT_POOL=0`` turns the default off)."""
     warm_up: str = DEFAULT_WARM_UP
     """Code a pooled kernel has run before the session gets it (recorded; replay runs it)."""
+    mcp_servers: list[str] = Field(default_factory=list)
+    """``--mcp-server NAME=CMD|URL`` as given: MCP servers whose tools the agent gets (host
+    tools; see session.mcp_tools)."""
+    mcp_config: str | None = None
+    """``--mcp-config FILE`` (``mcpServers`` JSON): its path only, so its secrets stay out of
+    the stored config; resuming reads it again."""
+    driven_by: Literal["agent", "mcp"] = "agent"
+    """Who chooses the actions: kernelagent's own model, or an MCP client of
+    ``kernelagent mcp`` (its approvals are handed to that server; see mcp_server)."""
     max_reply_tokens: int | None = Field(default=None, ge=16)
     """The longest reply the model may write (the request's max tokens); None: the server's
     limit. For a model kernelagent serves itself ``api.served_model`` sets it, so a small
@@ -168,6 +178,9 @@ class Session:
         """Turns the sandbox's egress records into ``egress`` events of the cell that made them."""
         stream.subscribe(self.egress)
         sandbox.on_egress(self.egress.record)
+        traced_model = config.model if config.driven_by == "agent" else "mcp-client"
+        if (tracing := session_subscriber(traced_model, config.base_url)) is not None:
+            stream.subscribe(tracing)  # OpenTelemetry spans, when OTEL_EXPORTER_OTLP_* is set
         store = memory_store(config.agent_memory, config.memory_project)
         self.memory = SessionMemory(store, recorder, session_id) if store is not None else None
         self.recall_pending = False
