@@ -98,7 +98,7 @@ class ModelSummaryCompactor:
         older = conversation.items[start:end]
         request = Conversation(
             system=SUMMARY_SYSTEM.format(words=self.summary_chars // 7),
-            items=[UserItem(text=transcript(conversation, older, max(4_000, max_chars // 2)))],
+            items=[UserItem(text=transcript(conversation, older, max(4_000, max_chars - 4_000)))],
         )
         try:
             turn = await asyncio.wait_for(ask_without_tools(self.model, request), self.timeout)
