@@ -2,7 +2,8 @@
 
 :mod:`records` (what a memory is, the backend protocol), :mod:`sqlite_backend` (SQLite +
 FTS5), :mod:`store` (one user's memories), :mod:`prompt` (recall into the system
-prompt), :mod:`cards` (dataset cards and findings from a recorded session).
+prompt), :mod:`cards` (dataset cards and findings from a recorded session),
+:mod:`toolbox` (what the model's remember/recall tools do).
 """
 
 from kernelagent.memory.records import (
