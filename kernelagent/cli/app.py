@@ -8,6 +8,7 @@ import typer
 
 from kernelagent.cli import (
     mcp_commands,
+    memory_commands,
     model_commands,
     model_service_commands,
     pool_commands,
@@ -33,6 +34,7 @@ for module in (
     replay_commands,
     session_commands,
     pool_commands,
+    memory_commands,
     mcp_commands,
 ):
     app.add_typer(module.commands)
