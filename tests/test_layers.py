@@ -11,14 +11,14 @@ PACKAGE = Path(__file__).parent.parent / "kernelagent"
 LAYERS: list[tuple[str, ...]] = [
     ("literals", "errors", "hashing", "machine_files"),
     ("events", "manifest"),
-    ("testing",),
+    ("testing", "telemetry"),
     ("execution",),
     ("sandbox", "localmodel"),
     ("agent",),
-    ("notebook",),
+    ("notebook", "memory"),
     ("replay",),
     ("session",),
-    ("api",),
+    ("api", "mcp_server"),
     ("cli", "server"),
 ]
 """Bottom to top. A unit is a subpackage or a top-level module of ``kernelagent``; units

@@ -7,6 +7,8 @@ from __future__ import annotations
 import typer
 
 from kernelagent.cli import (
+    mcp_commands,
+    memory_commands,
     model_commands,
     model_service_commands,
     pool_commands,
@@ -32,6 +34,8 @@ for module in (
     replay_commands,
     session_commands,
     pool_commands,
+    memory_commands,
+    mcp_commands,
 ):
     app.add_typer(module.commands)
 

@@ -75,13 +75,12 @@ class NotebookSession:
         stream.subscribe(lambda event: self._update_store(store, event))
         self.stream = stream
         if self.loop is not None:  # a decision or a follow-up: the same loop, new events
-            self.loop.emit = stream.emit
             return
         self.loop = AgentLoop(
             self.model,
             self.kernel,
             self.conversation,
-            stream.emit,
+            self._emit,
             limits=self.config.limits,
             state=self.state,
             checkpoint=lambda: self.recorder.set_conversation(self._conversation_state()),
@@ -108,7 +107,12 @@ class NotebookSession:
     def decide(self, decision: Decision) -> None:
         assert self.loop is not None
         self.loop.decisions[decision.tool_call_id] = decision
-        self.loop.pending = None
+        self.loop.gate.pending = None
+
+    def _emit(self, event: Event) -> Event:
+        """The loop's events go to the stream of the current run."""
+        assert self.stream is not None
+        return self.stream.emit(event)
 
     async def run(self, instruction: str | None) -> Outcome:
         assert self.stream is not None and self.loop is not None

@@ -14,13 +14,15 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from kernelagent.agent.approvals import ApprovalPolicy
+from kernelagent.agent.compaction import ModelSummaryCompactor, RunningSummary
+from kernelagent.agent.host_tools import HostTools
 from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome
-from kernelagent.agent.model import Conversation, Model
+from kernelagent.agent.model import Conversation, Model, ModelTurn
 from kernelagent.agent.prompts import system_prompt
 from kernelagent.agent.transport import reporting_retries
 from kernelagent.agent.workspace import workspace_files
@@ -29,6 +31,7 @@ from kernelagent.events import (
     SessionStarted,
     StatusChanged,
     Usage,
+    UsageUpdated,
     UserMessage,
 )
 from kernelagent.hashing import sha256_file
@@ -41,8 +44,11 @@ from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.sandbox.warm_up import DEFAULT_WARM_UP, describe_names
 from kernelagent.session.egress_audit import EgressAttribution
+from kernelagent.session.host_tool_setup import HostToolContext, open_host_tools
+from kernelagent.session.memory_hooks import SessionMemory, learn_turn_by_default, memory_store
 from kernelagent.session.sandbox_start import SessionSandbox, start_session_sandbox
 from kernelagent.session.stream import EventStream
+from kernelagent.telemetry import session_subscriber
 
 
 def describe_input(path: Path) -> dict[str, Any]:
@@ -82,9 +88,34 @@ class SessionConfig(BaseModel):
     the warm-up; ``$KERNELAGENT_POOL=0`` turns the default off)."""
     warm_up: str = DEFAULT_WARM_UP
     """Code a pooled kernel has run before the session gets it (recorded; replay runs it)."""
+    mcp_servers: list[str] = Field(default_factory=list)
+    """``--mcp-server NAME=CMD|URL`` as given: MCP servers whose tools the agent gets (host
+    tools; see session.mcp_tools)."""
+    mcp_config: str | None = None
+    """``--mcp-config FILE`` (``mcpServers`` JSON): its path only, so its secrets stay out of
+    the stored config; resuming reads it again."""
+    driven_by: Literal["agent", "mcp"] = "agent"
+    """Who chooses the actions: kernelagent's own model, or an MCP client of
+    ``kernelagent mcp`` (its approvals are handed to that server; see mcp_server)."""
+    max_reply_tokens: int | None = Field(default=None, ge=16)
+    """The longest reply the model may write (the request's max tokens); None: the server's
+    limit. For a model kernelagent serves itself ``api.served_model`` sets it, so a small
+    model that rambles on cannot hold a decoding slot for minutes."""
+    decoding_slots: int | None = Field(default=None, ge=1)
+    """The model server is llama.cpp's llama-server with this many parallel slots: attempts
+    run on at most that many at once, each pinned to its own slot so its prompt stays cached.
+    Set by ``api.served_model`` for the local model; None for any other server."""
     parallel_attempts: int | None = Field(default=None, ge=1)
     """How many attempts run at once; None: all of them on a remote server. For a model
     kernelagent serves itself, ``api.served_model`` sets it to the server's decoding slots."""
+    agent_memory: bool = True
+    """Recall memories of earlier sessions into the prompt and write what this one learned
+    (``--no-agent-memory``: neither). Not the sandbox's memory limit (``sandbox.mem_limit``)."""
+    memory_project: str | None = None
+    """A project namespace for memories (None: the user's own space)."""
+    learn_turn: bool = Field(default_factory=learn_turn_by_default)
+    """With agent memory, one more model turn (no tools) after a completed task: the model
+    notes what it learned, kept as a fact for later sessions ($KERNELAGENT_LEARN=0: off)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -113,6 +144,7 @@ class Session:
         recorder: NotebookRecorder,
         conversation: Conversation,
         stream: EventStream,
+        host_tools: HostTools | None = None,
     ) -> None:
         self.id = session_id
         self.config = config
@@ -121,6 +153,8 @@ class Session:
         self.recorder = recorder
         self.conversation = conversation
         self.stream = stream
+        self.host_tools = host_tools or HostTools()
+        """Tools that run on the host (memory, MCP servers); closed with the session."""
         self.loop = AgentLoop(
             model,
             sandbox,
@@ -131,6 +165,8 @@ class Session:
             checkpoint=lambda: recorder.set_conversation(self.conversation_state()),
             approval=config.approval,
             recover_kernel=self._recover_kernel,
+            compact=self._compactor(model) if config.limits.summarize_context else None,
+            host_tools=self.host_tools,
         )
         self.status = "starting"
         self.restored_cells = 0
@@ -142,6 +178,33 @@ class Session:
         """Turns the sandbox's egress records into ``egress`` events of the cell that made them."""
         stream.subscribe(self.egress)
         sandbox.on_egress(self.egress.record)
+        traced_model = config.model if config.driven_by == "agent" else "mcp-client"
+        if (tracing := session_subscriber(traced_model, config.base_url)) is not None:
+            stream.subscribe(tracing)  # OpenTelemetry spans, when OTEL_EXPORTER_OTLP_* is set
+        store = memory_store(config.agent_memory, config.memory_project)
+        self.memory = SessionMemory(store, recorder, session_id) if store is not None else None
+        self.recall_pending = False
+        """Memories go into the system prompt before the next instruction (a new session,
+        or a continued one whose prompt was written again)."""
+        self.writes_memory = True
+        """False for the branches of parallel attempts: the session writes once, at its end."""
+
+    def _compactor(self, model: Model) -> ModelSummaryCompactor:
+        def account(turn: ModelTurn) -> None:
+            self.loop.state.usage = self.loop.state.usage + turn.usage
+            self.stream.emit(UsageUpdated(usage=turn.usage, total=self.loop.state.usage))
+
+        def record(summary: RunningSummary) -> None:
+            self.recorder.update_metadata(
+                running_summary={
+                    "text": summary.text,
+                    "items_summarised": summary.items_summarised,
+                    "summaries": summary.summaries,
+                    "at": time.time(),
+                }
+            )
+
+        return ModelSummaryCompactor(model, on_turn=account, on_summary=record)
 
     @property
     def workspace(self) -> Path:
@@ -211,7 +274,19 @@ class Session:
                 imported=describe_names(warm_up.names) if warm_up else "",
             )
         )
-        return cls(session_id, config, model, sandbox, recorder, conversation, stream)
+        try:
+            host_tools = await open_host_tools(
+                HostToolContext(session_id, config, sandbox.workspace, notebook_path)
+            )
+        except BaseException:
+            if started is not None:
+                await sandbox.shutdown()
+            raise
+        session = cls(
+            session_id, config, model, sandbox, recorder, conversation, stream, host_tools
+        )
+        session.recall_pending = True
+        return session
 
     async def run(self, instruction: str | None, *, finish: bool = True) -> Outcome:
         """Work on a task or follow-up instruction (None: carry on where the session
@@ -234,6 +309,9 @@ class Session:
                 )
             )
         if instruction is not None:
+            if self.recall_pending and self.memory is not None:
+                self.memory.recall(self.conversation, instruction, self.workspace)
+            self.recall_pending = False
             self.stream.emit(UserMessage(text=instruction))
         self._set_status("running")
         try:
@@ -249,8 +327,22 @@ class Session:
                 self.finish(Outcome("failed", reason=f"{error.__class__.__name__}: {error}"))
             raise
         if finish:
+            await self._learn(outcome)
             self.finish(outcome)
         return outcome
+
+    async def _learn(self, outcome: Outcome) -> None:
+        if not (
+            self.memory is not None
+            and self.writes_memory
+            and self.config.learn_turn
+            and outcome.status == "completed"
+        ):
+            return
+        turn = await self.memory.learn(self.model, self.conversation)
+        if turn is not None:
+            self.loop.state.usage = self.loop.state.usage + turn.usage
+            self.stream.emit(UsageUpdated(usage=turn.usage, total=self.loop.state.usage))
 
     async def _interrupt_running_cell(self) -> None:
         finished = self.loop.interrupted_cell_event()
@@ -272,6 +364,8 @@ class Session:
             answer=outcome.answer,
             config=self.config.model_dump(mode="json"),
         )
+        if self.memory is not None and self.writes_memory:
+            self.memory.write_after(self.workspace)
         self._set_status(outcome.status, outcome.reason)
         self.stream.emit(
             SessionFinished(
@@ -340,12 +434,20 @@ class Session:
         stream.session_id = session_id
         stream.subscribe(recorder.handle, critical=True)
         recorder.update_metadata(workspace=str(sandbox.workspace), model=config.model)
-        session = cls(session_id, config, model, sandbox, recorder, conversation, stream)
+        host_tools = await open_host_tools(
+            HostToolContext(session_id, config, sandbox.workspace, notebook_path)
+        )
+        session = cls(
+            session_id, config, model, sandbox, recorder, conversation, stream, host_tools
+        )
         session.continued = True
         session.restore_loop_state(recorded.get("conversation") or {"steps": steps})
         return session
 
     async def close(self, *, remove_workspace: bool = False) -> None:
-        await self.sandbox.shutdown()
+        try:
+            await self.host_tools.aclose()
+        finally:
+            await self.sandbox.shutdown()
         if remove_workspace:
             shutil.rmtree(self.workspace, ignore_errors=True)

@@ -13,6 +13,17 @@ import { IApprovalDecided, IApprovalRequested } from './api';
 import { button, errorText, h } from './dom';
 import { codeBlock } from './render';
 
+/** What an approval is for, as the title names it. */
+/** What the card asks, by the kind of action. */
+function approvalQuestion(kind: IApprovalRequested['kind'], trans: TranslationBundle): string {
+  const questions: Record<IApprovalRequested['kind'], string> = {
+    python: trans.__('Approve this Python cell?'),
+    shell: trans.__('Approve this shell command?'),
+    host_tool: trans.__('Approve this tool call?')
+  };
+  return questions[kind] ?? trans.__('Approve this action?');
+}
+
 export interface IApprovalActions {
   /** `code` is the edited code, or undefined to run the code as proposed. */
   approve(code?: string): Promise<void>;
@@ -61,13 +72,7 @@ export class ApprovalCard extends Widget {
     this.actionsSlot = h('div', { class: 'jp-KernelAgent-actions' });
     this.messageSlot = h('div', { class: 'jp-KernelAgent-approvalMessage' });
     this.node.append(
-      h(
-        'div',
-        { class: 'jp-KernelAgent-approvalTitle' },
-        request.kind === 'shell'
-          ? trans.__('Approve this shell command?')
-          : trans.__('Approve this Python cell?')
-      ),
+      h('div', { class: 'jp-KernelAgent-approvalTitle' }, approvalQuestion(request.kind, trans)),
       h('div', { class: 'jp-KernelAgent-muted' }, request.reason),
       this.codeSlot,
       this.messageSlot,

@@ -213,6 +213,9 @@ export class NotebookAgent implements IDisposable {
 
   /** A pending action: the cell, not yet run, with Approve / Edit / Reject on it. */
   private addPending(event: api.IApprovalRequested): void {
+    if (event.kind !== 'python' && event.kind !== 'shell') {
+      return; // not a cell (a host tool call): the panel's approval card asks for it
+    }
     const metadata: IAgentCellMetadata = {
       session_id: this.sessionId,
       cell_id: event.cell_id,
