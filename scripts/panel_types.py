@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from kernelagent import literals  # noqa: E402
 from kernelagent.events import event_adapter  # noqa: E402
 from kernelagent.sandbox.egress_proxy import EgressRecord  # noqa: E402
+from kernelagent.server.notebook_requests import NOTEBOOK_REQUEST_MODELS  # noqa: E402
 from kernelagent.server.requests import REQUEST_MODELS  # noqa: E402
 
 OUTPUT = ROOT / "labextension" / "src" / "generated" / "schema.ts"
@@ -119,7 +120,7 @@ def render() -> str:
     events = event_adapter.json_schema(mode="serialization")
     ts.models(events, all_required=True)  # the server sends every field of an event
     ts.models(TypeAdapter(EgressRecord).json_schema(mode="serialization"), all_required=False)
-    for model in REQUEST_MODELS:
+    for model in (*REQUEST_MODELS, *NOTEBOOK_REQUEST_MODELS):
         ts.models(model.model_json_schema(), all_required=False)
     names = [ts.type_of(part) for part in events["oneOf"]]
     union = "export type AgentEvent =\n" + "\n".join(f"  | {name}" for name in names) + ";\n"

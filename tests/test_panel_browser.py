@@ -8,9 +8,10 @@ command palette, type a task, give a CSV as data, Run; watch cells, outputs and 
 appear; approve, edit and reject shell commands; read the answer; follow up; reload the
 session from the list; open the recorded notebook; replay it.
 
-Screenshots go to ``tests/artifacts/``: ``panel.png`` and ``panel-dark.png`` (at the
-first approval), ``panel-running.png``, ``panel-completed.png``, ``panel-replay.png``,
-and ``failure.png`` when a step fails.
+Screenshots go to ``$KERNELAGENT_ARTIFACTS`` (default ``tests/artifacts/``, not
+committed): ``panel.png`` and ``panel-dark.png`` (at the first approval),
+``panel-running.png``, ``panel-completed.png``, ``panel-replay.png``, and ``failure.png``
+when a step fails.
 Needs: ``pip install playwright`` (no ``playwright install``: Debian's ``chromium``),
 ``cd labextension && npm install && npm run build``. With CI=true a missing browser,
 build or Docker fails the test instead of skipping it.
@@ -29,6 +30,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +44,8 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 BUILT_EXTENSION = REPO / "kernelagent" / "labextension"
 SALES = REPO / "examples" / "sales.csv"
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(os.environ.get("KERNELAGENT_ARTIFACTS") or Path(__file__).parent / "artifacts")
+"""Screenshots (CI keeps them as artifacts; never committed)."""
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -123,6 +126,20 @@ def lab(
     tmp_path: Path, docker_available: None, chromium_path: Path
 ) -> Iterator[tuple[Lab, ScriptedModelServer]]:
     """``jupyter lab`` with the server extension and the built panel, in a sandboxed home."""
+    with running_lab(tmp_path, SCRIPT) as started:
+        yield started
+
+
+@contextmanager
+def running_lab(
+    tmp_path: Path,
+    script: list[ScriptedTurn],
+    *,
+    starts_kernel: bool = False,
+    env_extra: dict[str, str] | None = None,
+) -> Iterator[tuple[Lab, ScriptedModelServer]]:
+    """Start ``jupyter lab`` (and the scripted model server); stop both and remove the
+    sandboxes it left after."""
     root = tmp_path / "root"
     root.mkdir()
     labextensions = tmp_path / "labextensions"
@@ -137,6 +154,7 @@ def lab(
         "JUPYTER_RUNTIME_DIR": str(runtime),
         "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),
         "JUPYTER_PLATFORM_DIRS": "1",
+        **(env_extra or {}),
     }
     env.pop("OPENAI_BASE_URL", None)
     # No "get notified about Jupyter news?" toast over the panel in the screenshots.
@@ -145,7 +163,7 @@ def lab(
     notification.parent.mkdir(parents=True)
     notification.write_text(json.dumps({"fetchNews": "false"}))
     log = tmp_path / "jupyter-lab.log"
-    server = ScriptedModelServer(SCRIPT).start()
+    server = ScriptedModelServer(script).start()
     with log.open("w") as log_file:
         process = subprocess.Popen(
             [
@@ -166,7 +184,7 @@ def lab(
                 # no fetching from the internet, no kernel for the notebook we open
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                 "--LabApp.extension_manager=readonly",
-                "--LabApp.notebook_starts_kernel=False",
+                f"--LabApp.notebook_starts_kernel={starts_kernel}",
             ],
             env=env,
             stdout=log_file,
@@ -241,7 +259,7 @@ def test_panel_runs_a_session_end_to_end(lab: tuple[Lab, ScriptedModelServer]) -
     server_lab, model = lab
     expect.set_options(timeout=60_000)  # sandboxes start and sessions resume in seconds
     shutil.copy(SALES, server_lab.root / "sales.csv")
-    ARTIFACTS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page_errors: list[str] = []
 
     with sync_playwright() as playwright:

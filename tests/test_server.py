@@ -457,7 +457,7 @@ def test_every_kernelagent_handler_requires_authentication(jp_serverapp: Any) ->
     registered = {handler for _, handler in routes}
     expected = server_handlers.default_handlers + memory_handlers
     assert registered == {handler for _, handler in expected}
-    assert len(routes) == len(expected) == 10
+    assert len(routes) == len(expected) == 12
     unauthenticated = []
     for pattern, handler in routes:
         for name in implemented_methods(handler):

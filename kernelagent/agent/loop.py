@@ -15,6 +15,7 @@ from kernelagent.agent.answers import AnswerReview, RanCell
 from kernelagent.agent.approval_gate import ApprovalGate
 from kernelagent.agent.approvals import ApprovalPolicy, Decision, PendingApproval
 from kernelagent.agent.compaction import Compactor, clip_conversation
+from kernelagent.agent.computer import AgentComputer
 from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.hints import CellMemory, FailedCell, error_line
 from kernelagent.agent.host_tools import (
@@ -55,7 +56,7 @@ from kernelagent.events import (
 )
 from kernelagent.execution.result import ExecutionResult
 from kernelagent.manifest import as_list, parse_expression
-from kernelagent.sandbox.sandbox import Sandbox, shell_cell
+from kernelagent.sandbox.sandbox import shell_cell
 
 Emit = Callable[[Event], Event]
 KernelRecovery = Callable[[], Awaitable[str]]
@@ -66,7 +67,7 @@ class AgentLoop:
     def __init__(
         self,
         model: Model,
-        sandbox: Sandbox,
+        sandbox: AgentComputer,
         conversation: Conversation,
         emit: Emit,
         *,

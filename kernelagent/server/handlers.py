@@ -10,6 +10,10 @@ JSON; errors are ``{"error": ..., "hint": ...}`` (plus ``message``, the same tex
                                        base_url?, api?, sandbox?, approve?, max_steps?,
                                        allow_net?}``
 ``GET  sessions/{id}``                 200 ``{"session", "events": [...]}``
+``POST notebook-sessions``             201 ``{"session"}``; body ``{task, notebook_path, cells,
+                                       variables, active_cell, ...}``: work in that notebook
+``POST sessions/{id}/cells/{cell_id}``  202; body ``{outputs, execution_count, status}``: the
+                                       panel ran the cell in the notebook
 ``POST sessions/{id}/messages``        202 ``{"session"}``; body ``{instruction}``
 ``POST sessions/{id}/approve``         202 ``{"session"}``; body ``{code?}`` (edited code)
 ``POST sessions/{id}/reject``          202 ``{"session"}``; body ``{reason?}``
@@ -157,6 +161,22 @@ class SessionHandler(KernelAgentHandler):
         self.reply(200, {"session": session, "events": self.manager.events(session["id"])})
 
 
+class NotebookSessionsHandler(KernelAgentHandler):
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        session = await self.manager.notebooks.create(self.json_body())
+        self.reply(201, {"session": session})
+
+
+class CellResultHandler(KernelAgentHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, session_id: str, cell_id: str) -> None:
+        self.manager.notebooks.deliver(session_id, cell_id, self.json_body())
+        self.reply(202, {"cell_id": cell_id})
+
+
 class MessagesHandler(KernelAgentHandler):
     @web.authenticated
     @authorized
@@ -260,6 +280,8 @@ default_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (rf"/{PREFIX}/sessions", SessionsHandler),
     (rf"/{PREFIX}/sessions/{SESSION}", SessionHandler),
     (rf"/{PREFIX}/sessions/{SESSION}/messages", MessagesHandler),
+    (rf"/{PREFIX}/sessions/{SESSION}/cells/(?P<cell_id>[^/]+)", CellResultHandler),
+    (rf"/{PREFIX}/notebook-sessions", NotebookSessionsHandler),
     (rf"/{PREFIX}/sessions/{SESSION}/approve", ApproveHandler),
     (rf"/{PREFIX}/sessions/{SESSION}/reject", RejectHandler),
     (rf"/{PREFIX}/sessions/{SESSION}/stop", StopHandler),

@@ -32,6 +32,7 @@ from kernelagent.server.event_log import (
     SessionEntry,
     unknown_session,
 )
+from kernelagent.server.notebook_sessions import NotebookSessions
 from kernelagent.server.replay_request import replay_report
 from kernelagent.server.request_policy import RequestPolicy
 from kernelagent.server.requests import (
@@ -83,6 +84,8 @@ class SessionManager:
         events_dir = store.home / "server-events" if persist_events else None
         self.logs = EventLogs(events_dir, self.log)
         self.runs = SessionRuns(store, self.log)
+        self.notebooks = NotebookSessions(self)
+        """Sessions that work in notebooks open in JupyterLab (kept in memory)."""
         self.closing = False
 
     @property
@@ -216,6 +219,8 @@ class SessionManager:
                 f"session {record.id} waits for approval of cell {cell}",
                 hint="approve or reject the pending action first (POST .../approve or .../reject)",
             )
+        if (live := self.notebooks.get(record)) is not None:
+            return self.notebooks.resume(live, instruction=instruction)
         check_resumable(record, instruction, None)
         return self._resume(record, instruction=instruction)
 
@@ -233,6 +238,8 @@ class SessionManager:
         else:
             reason = parse_request(RejectRequest, body).reason
             choice = decide(record, "rejected", reason=reason)
+        if (live := self.notebooks.get(record)) is not None:
+            return self.notebooks.resume(live, decision=choice)
         check_resumable(record, None, choice)
         return self._resume(record, decision=choice)
 

@@ -7,7 +7,6 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from kernelagent.api import SessionResult
 from kernelagent.events import SessionFinished
 from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.server.errors import describe_error
@@ -26,7 +25,7 @@ class SessionRuns:
     def spawn(
         self,
         stream: ServerEventStream,
-        run: Coroutine[Any, Any, SessionResult],
+        run: Coroutine[Any, Any, Any],
         name: str,
     ) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(self._drive(stream, run), name=name)
@@ -34,9 +33,7 @@ class SessionRuns:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _drive(
-        self, stream: ServerEventStream, run: Coroutine[Any, Any, SessionResult]
-    ) -> SessionResult | None:
+    async def _drive(self, stream: ServerEventStream, run: Coroutine[Any, Any, Any]) -> Any:
         """Run a session to its stop; failures after it exists become events."""
         try:
             return await run

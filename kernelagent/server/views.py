@@ -39,6 +39,7 @@ def session_view(
         "input_tokens": record.input_tokens,
         "output_tokens": record.output_tokens,
         "notebook": show_path(record.notebook),
+        "in_notebook": record.config.get("in_notebook"),
         "pending": {name: getattr(pending, name) for name in PENDING_FIELDS} if pending else None,
     }
 

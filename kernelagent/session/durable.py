@@ -132,6 +132,12 @@ def _check_status(
     decision: Decision | None,
     keep_pending: bool = False,
 ) -> None:
+    if record.config.get("in_notebook"):
+        raise SessionStateError(
+            f"session {record.id} worked in the notebook {record.config['in_notebook']} "
+            "open in JupyterLab, on that notebook's kernel: continue it there (a follow-up "
+            'in the kernelagent panel, or "Ask kernelagent in this notebook")'
+        )
     if record.status == "running" and record.owner_pid and pid_alive(record.owner_pid):
         raise SessionStateError(f"session {record.id} is running in process {record.owner_pid}")
     if record.status == "completed" and instruction is None:

@@ -7,13 +7,17 @@
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
+import { IDisposable } from '@lumino/disposable';
+import { Poll } from '@lumino/polling';
 
 // --- events, request bodies and names: generated from kernelagent's pydantic models ---
 
 import type {
   AgentEvent,
   CellKind,
+  ICellResultRequest,
   ICreateSessionRequest,
+  INotebookSessionRequest,
   SessionStatus
 } from './generated/schema';
 
@@ -43,6 +47,8 @@ export interface ISessionInfo {
   output_tokens: number;
   /** Relative to the server root when the notebook is inside it. */
   notebook: string;
+  /** The notebook open in JupyterLab the session works in, if it does. */
+  in_notebook?: string | null;
   pending: IPendingApproval | null;
 }
 
@@ -136,6 +142,23 @@ export async function createSession(options: ICreateSessionRequest): Promise<ISe
   return body.session;
 }
 
+/** Start a session that works in a notebook open in JupyterLab. */
+export async function createNotebookSession(
+  options: INotebookSessionRequest
+): Promise<ISessionInfo> {
+  const body = await post<{ session: ISessionInfo }>('notebook-sessions', options);
+  return body.session;
+}
+
+/** The outputs of a cell the panel ran in the notebook, for the waiting agent. */
+export function postCellResult(
+  id: string,
+  cellId: string,
+  result: ICellResultRequest
+): Promise<void> {
+  return post(sessionPath(id, 'cells', encodeURIComponent(cellId)), result);
+}
+
 export function getSession(id: string): Promise<{ session: ISessionInfo; events: AgentEvent[] }> {
   return request(sessionPath(id));
 }
@@ -163,27 +186,50 @@ export function replay(path: string): Promise<IReplayReport> {
 
 // --- events WebSocket ----------------------------------------------------------------
 
+/** Reconnecting after a dropped socket: soon, then (while it fails) backing off. */
+export const RECONNECT_MS = 500;
+export const MAX_RECONNECT_MS = 30_000; // (a Poll backs off to at least 30 s)
+
 /**
  * A session's live events over `WS sessions/{id}/events?since=N`.
  *
  * The server sends every event with `seq > since`, then the live ones. When the socket
  * closes (server restart, network blip) it reconnects with `since` = the last seq seen,
- * so no event is lost or repeated. Closing it with `dispose()` stops the reconnecting.
+ * so no event is lost or repeated; an event at or below that seq is dropped. The
+ * reconnecting is a `Poll` (@lumino/polling): each tick is one connection, which resolves
+ * when an open socket closes (reconnect after `RECONNECT_MS`) and rejects when the socket
+ * could not open (the poll backs off, up to `MAX_RECONNECT_MS`). `dispose()` stops it.
  */
-export class EventStream {
+export class EventStream implements IDisposable {
   private socket: WebSocket | null = null;
-  private retryTimer: number | undefined;
-  private retryDelay = 500;
+  private readonly poll: Poll;
   private disposed = false;
 
   constructor(
     readonly sessionId: string,
-    private lastSeq: number,
+    private seq: number,
     private readonly onEvent: (event: AgentEvent) => void,
     private readonly onConnectionChange: (connected: boolean) => void = () => {},
     private readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings()
   ) {
-    this.connect();
+    this.poll = new Poll({
+      auto: false,
+      factory: () => this.connectOnce(),
+      frequency: { interval: RECONNECT_MS, backoff: true, max: MAX_RECONNECT_MS },
+      standby: 'never',
+      name: `kernelagent:events:${sessionId}`
+    });
+    // Connect now; the poll takes over when this connection ends. (Started by itself, a
+    // poll's first failure would retry at once: its backoff grows from the last interval.)
+    void this.connectOnce().then(
+      () => this.poll.schedule({ interval: RECONNECT_MS, phase: 'resolved' }),
+      () => this.poll.schedule({ interval: RECONNECT_MS, phase: 'rejected' })
+    );
+  }
+
+  /** The seq of the last event handed on. */
+  get lastSeq(): number {
+    return this.seq;
   }
 
   get isDisposed(): boolean {
@@ -191,8 +237,11 @@ export class EventStream {
   }
 
   dispose(): void {
+    if (this.disposed) {
+      return;
+    }
     this.disposed = true;
-    window.clearTimeout(this.retryTimer);
+    this.poll.dispose();
     if (this.socket) {
       this.socket.onclose = null;
       this.socket.close();
@@ -203,7 +252,7 @@ export class EventStream {
   private url(): string {
     const { wsUrl, token, appendToken } = this.settings;
     let url = URLExt.join(wsUrl, API_PATH, sessionPath(this.sessionId, 'events'));
-    url += `?since=${this.lastSeq}`;
+    url += `?since=${this.seq}`;
     // Like JupyterLab's kernel sockets: the token only when cookies will not do.
     if (token && appendToken) {
       url += `&token=${encodeURIComponent(token)}`;
@@ -211,38 +260,46 @@ export class EventStream {
     return url;
   }
 
-  private connect(): void {
-    if (this.disposed) {
-      return;
-    }
-    const socket = new this.settings.WebSocket(this.url());
-    this.socket = socket;
-    socket.onopen = () => {
-      this.retryDelay = 500;
-      this.onConnectionChange(true);
-    };
-    socket.onmessage = message => {
-      let event: AgentEvent;
-      try {
-        event = JSON.parse(message.data as string);
-      } catch {
+  /** One connection, until its socket closes. */
+  private connectOnce(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.disposed) {
+        resolve();
         return;
       }
-      if (typeof event.seq === 'number') {
-        if (event.seq <= this.lastSeq) {
-          return;
+      const socket = new this.settings.WebSocket(this.url());
+      this.socket = socket;
+      let opened = false;
+      socket.onopen = () => {
+        opened = true;
+        this.onConnectionChange(true);
+      };
+      socket.onmessage = message => this.receive(message.data);
+      socket.onclose = () => {
+        this.socket = null;
+        this.onConnectionChange(false);
+        if (opened) {
+          resolve();
+        } else {
+          reject(new Error(`the events socket of session ${this.sessionId} did not open`));
         }
-        this.lastSeq = event.seq;
+      };
+    });
+  }
+
+  private receive(data: unknown): void {
+    let event: AgentEvent;
+    try {
+      event = JSON.parse(data as string);
+    } catch {
+      return;
+    }
+    if (typeof event.seq === 'number') {
+      if (event.seq <= this.seq) {
+        return;
       }
-      this.onEvent(event);
-    };
-    socket.onclose = () => {
-      this.socket = null;
-      this.onConnectionChange(false);
-      if (!this.disposed) {
-        this.retryTimer = window.setTimeout(() => this.connect(), this.retryDelay);
-        this.retryDelay = Math.min(this.retryDelay * 2, 10000);
-      }
-    };
+      this.seq = event.seq;
+    }
+    this.onEvent(event);
   }
 }

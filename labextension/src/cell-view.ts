@@ -6,6 +6,7 @@ import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import * as nbformat from '@jupyterlab/nbformat';
 import { OutputArea, OutputAreaModel } from '@jupyterlab/outputarea';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import { Panel, Widget } from '@lumino/widgets';
 
 import { CellKind, CellStatus, ICellFinished, IEgressRecord } from './api';
@@ -18,15 +19,18 @@ export interface ICellViewOptions {
   code: string;
   rendermime: IRenderMimeRegistry;
   languages: IEditorLanguageRegistry;
+  trans?: TranslationBundle;
 }
 
 export class CellView extends Panel {
   readonly cellId: string;
   private readonly model = new OutputAreaModel({ trusted: false });
   private readonly statusSlot: HTMLElement;
+  private readonly trans: TranslationBundle;
 
   constructor(options: ICellViewOptions) {
     super();
+    const trans = (this.trans = options.trans ?? nullTranslator.load('kernelagent'));
     this.cellId = options.cellId;
     this.addClass('jp-KernelAgent-cell');
     this.addClass('jp-mod-running');
@@ -37,7 +41,11 @@ export class CellView extends Panel {
       node: h(
         'div',
         { class: 'jp-KernelAgent-cellHeader' },
-        h('span', { class: 'jp-KernelAgent-cellKind' }, options.kind),
+        h(
+          'span',
+          { class: 'jp-KernelAgent-cellKind' },
+          options.kind === 'shell' ? trans.__('shell') : trans.__('python')
+        ),
         this.statusSlot
       )
     });
@@ -68,7 +76,7 @@ export class CellView extends Panel {
     const text =
       record.decision === 'allowed'
         ? `↗ ${where} · ${record.status ?? ''} · ${record.bytes_down} B`
-        : `⛔ refused ${where}`;
+        : `⛔ ${this.trans.__('refused %1', where)}`;
     this.node.append(
       h(
         'div',
@@ -127,7 +135,7 @@ export class CellView extends Panel {
           class: `jp-KernelAgent-badge jp-KernelAgent-badge-${status}`,
           title: detail || status
         },
-        status
+        this.statusLabel(status)
       )
     );
     if (seconds !== null) {
@@ -137,5 +145,18 @@ export class CellView extends Panel {
     if (detail) {
       this.statusSlot.append(h('span', { class: 'jp-KernelAgent-muted' }, detail));
     }
+  }
+
+  private statusLabel(status: CellStatus): string {
+    const trans = this.trans;
+    const labels: Record<string, string> = {
+      ok: trans.__('ok'),
+      error: trans.__('error'),
+      timeout: trans.__('timeout'),
+      kernel_died: trans.__('kernel died'),
+      interrupted: trans.__('interrupted'),
+      rejected: trans.__('rejected')
+    };
+    return labels[status] ?? status;
   }
 }

@@ -2,13 +2,14 @@
  * The report of re-running a session's notebook in a fresh sandbox:
  * one row per code cell (matched / diverged / error / skipped), diffs on demand.
  */
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { IReplayReport } from './api';
 import { errorText, formatSeconds, h, spinner } from './dom';
 
 export class ReplayView extends Widget {
-  constructor() {
+  constructor(private readonly trans: TranslationBundle = nullTranslator.load('kernelagent')) {
     super();
     this.addClass('jp-KernelAgent-replay');
     this.hide();
@@ -19,8 +20,8 @@ export class ReplayView extends Widget {
       h(
         'div',
         { class: 'jp-KernelAgent-replayTitle' },
-        spinner('replaying'),
-        ` Replaying ${path} in a fresh sandbox…`
+        spinner(this.trans.__('replaying')),
+        ' ' + this.trans.__('Replaying %1 in a fresh sandbox…', path)
       )
     );
     this.show();
@@ -28,7 +29,11 @@ export class ReplayView extends Widget {
 
   showError(error: unknown): void {
     this.node.replaceChildren(
-      h('div', { class: 'jp-KernelAgent-error' }, `Replay failed: ${errorText(error)}`)
+      h(
+        'div',
+        { class: 'jp-KernelAgent-error' },
+        this.trans.__('Replay failed: %1', errorText(error))
+      )
     );
     this.show();
   }
@@ -38,9 +43,14 @@ export class ReplayView extends Widget {
     const summary = h(
       'div',
       { class: `jp-KernelAgent-replayTitle ${ok ? 'jp-mod-ok' : 'jp-mod-diverged'}` },
-      `Replay: ${report.matched} matched, ${report.diverged} diverged, ` +
-        `${report.error} error, ${report.skipped} skipped ` +
-        `(${formatSeconds(report.seconds)})`
+      this.trans.__(
+        'Replay: %1 matched, %2 diverged, %3 error, %4 skipped (%5)',
+        report.matched,
+        report.diverged,
+        report.error,
+        report.skipped,
+        formatSeconds(report.seconds)
+      )
     );
     const rows = report.cells.map(cell => {
       const reason: (string | HTMLElement)[] = [cell.reason];
@@ -49,7 +59,7 @@ export class ReplayView extends Widget {
           h(
             'details',
             {},
-            h('summary', {}, 'diff'),
+            h('summary', {}, this.trans.__('diff')),
             h('pre', { class: 'jp-KernelAgent-diff' }, cell.diff)
           )
         );
@@ -80,10 +90,10 @@ export class ReplayView extends Widget {
         h(
           'tr',
           {},
-          h('th', {}, 'cell'),
-          h('th', {}, 'outcome'),
-          h('th', {}, 'why'),
-          h('th', {}, 'time')
+          h('th', {}, this.trans.__('cell')),
+          h('th', {}, this.trans.__('outcome')),
+          h('th', {}, this.trans.__('why')),
+          h('th', {}, this.trans.__('time'))
         )
       ),
       h('tbody', {}, ...rows)

@@ -2,7 +2,7 @@
  * A titled section of the panel that folds away with a caret, like JupyterLab's
  * sidebar sections.
  */
-import { caretDownIcon, caretRightIcon } from '@jupyterlab/ui-components';
+import { caretDownIcon, caretRightIcon, Toolbar } from '@jupyterlab/ui-components';
 import { Panel, Widget } from '@lumino/widgets';
 
 import { h } from './dom';
@@ -14,20 +14,19 @@ export class Section extends Panel {
   constructor(
     title: string,
     private readonly body: Widget,
-    tools: HTMLElement[] = []
+    tools: Widget[] = []
   ) {
     super();
     this.addClass('jp-KernelAgent-section');
     this.toggle = h('button', { type: 'button', class: 'jp-KernelAgent-toggle' });
     this.toggle.addEventListener('click', () => this.setOpen(!this.open));
-    const header = new Widget({
-      node: h(
-        'div',
-        { class: 'jp-KernelAgent-sectionHeader' },
-        this.toggle,
-        h('span', { class: 'jp-KernelAgent-sectionTools' }, ...tools)
-      )
-    });
+    const header = new Panel();
+    header.addClass('jp-KernelAgent-sectionHeader');
+    header.addWidget(new Widget({ node: this.toggle }));
+    const toolbar = new Toolbar();
+    toolbar.addClass('jp-KernelAgent-sectionTools');
+    tools.forEach((tool, index) => toolbar.addItem(`tool-${index}`, tool));
+    header.addWidget(toolbar);
     this.toggle.dataset.title = title;
     this.addWidget(header);
     this.addWidget(body);

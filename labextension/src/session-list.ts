@@ -2,6 +2,7 @@
  * The sessions the server knows, newest first, each with a status badge.
  * Clicking one shows it in the session view.
  */
+import { TranslationBundle } from '@jupyterlab/translation';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
@@ -15,10 +16,10 @@ export class SessionList extends Widget {
   private sessions: ISessionInfo[] = [];
   private refreshing: Promise<void> | null = null;
 
-  constructor() {
+  constructor(private readonly trans: TranslationBundle) {
     super();
     this.addClass('jp-KernelAgent-sessionList');
-    this.node.append(h('div', { class: 'jp-KernelAgent-muted' }, 'Loading…'));
+    this.node.append(h('div', { class: 'jp-KernelAgent-muted' }, trans.__('Loading…')));
   }
 
   /** Emitted with a session id when the person clicks it. */
@@ -49,7 +50,10 @@ export class SessionList extends Widget {
         h(
           'div',
           { class: 'jp-KernelAgent-error' },
-          `Cannot list sessions: ${errorText(error)}. Is the kernelagent server extension enabled?`
+          this.trans.__(
+            'Cannot list sessions: %1. Is the kernelagent server extension enabled?',
+            errorText(error)
+          )
         )
       );
     }
@@ -58,7 +62,11 @@ export class SessionList extends Widget {
   private render(): void {
     if (!this.sessions.length) {
       this.node.replaceChildren(
-        h('div', { class: 'jp-KernelAgent-muted' }, 'No sessions yet: run a task above.')
+        h(
+          'div',
+          { class: 'jp-KernelAgent-muted' },
+          this.trans.__('No sessions yet: run a task above.')
+        )
       );
       return;
     }
@@ -72,12 +80,20 @@ export class SessionList extends Widget {
           tabindex: '0',
           'data-session-id': session.id
         },
-        statusBadge(session.status),
+        statusBadge(session.status, this.trans),
         h('span', { class: 'jp-KernelAgent-sessionTask' }, session.task),
+        session.in_notebook
+          ? h(
+              'span',
+              { class: 'jp-KernelAgent-inNotebook', title: session.in_notebook },
+              this.trans.__('in %1', session.in_notebook)
+            )
+          : null,
         h(
           'span',
           { class: 'jp-KernelAgent-muted' },
-          `${session.cells} cells · ${formatAgo(session.created_at)}`
+          this.trans._n('%1 cell', '%1 cells', session.cells) +
+            ` · ${formatAgo(session.created_at)}`
         )
       );
       const choose = () => this.selectedSignal.emit(session.id);

@@ -6,26 +6,25 @@
  * It loads the session's events with `GET sessions/{id}`, then follows the WebSocket
  * from the last seq it rendered. Every event goes through `handle()`.
  */
+import { CodeEditor } from '@jupyterlab/codeeditor';
 import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
-import { historyIcon, notebookIcon, runIcon, stopIcon } from '@jupyterlab/ui-components';
+import { TranslationBundle } from '@jupyterlab/translation';
+import { historyIcon, notebookIcon, stopIcon } from '@jupyterlab/ui-components';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Panel, Widget } from '@lumino/widgets';
 
 import * as api from './api';
-import {
-  AgentEvent,
-  FINISHED_STATUSES,
-  IAttemptFinished,
-  IAttemptStarted,
-  ISessionInfo,
-  SessionStatus
-} from './api';
-import { ApprovalCard } from './approval-card';
-import { CellView } from './cell-view';
-import { button, errorText, h, spinner } from './dom';
+import { AgentEvent, FINISHED_STATUSES, ISessionInfo, SessionStatus } from './api';
+import { IApprovalActions } from './approval-card';
+import { button, errorText, h } from './dom';
+import { FollowUpBox } from './follow-up';
 import { markdownWidget } from './render';
 import { ReplayView } from './replay-view';
+import { Timeline } from './timeline';
+import { attemptNote, ENGLISH, statusBadge } from './session-labels';
+
+export { statusBadge, statusLabel } from './session-labels';
 
 export interface ISessionViewOptions {
   rendermime: IRenderMimeRegistry;
@@ -33,34 +32,17 @@ export interface ISessionViewOptions {
   openNotebook: (path: string) => void;
   /** The element that scrolls, to keep the newest event in view. */
   scrollHost: () => HTMLElement;
+  /** JupyterLab's inline editor factory, for editing a pending action's code. */
+  editorFactory?: CodeEditor.Factory | null;
+  /** The panel's strings (defaults to English). */
+  trans?: TranslationBundle;
+  /** How to stop a session (a notebook session interrupts its notebook's kernel too). */
+  stopSession?: (id: string) => Promise<void>;
 }
 
 export interface IStatusChange {
   sessionId: string;
   status: SessionStatus;
-}
-
-const STATUS_LABELS: Record<SessionStatus, string> = {
-  starting: 'starting',
-  running: 'running',
-  awaiting_approval: 'awaiting approval',
-  paused: 'paused',
-  completed: 'completed',
-  failed: 'failed',
-  interrupted: 'interrupted'
-};
-
-/** A status badge; `starting`/`running` get a spinner. */
-export function statusBadge(status: SessionStatus): HTMLElement {
-  const badge = h(
-    'span',
-    { class: `jp-KernelAgent-badge jp-KernelAgent-badge-${status}` },
-    STATUS_LABELS[status] ?? status
-  );
-  if (status === 'running' || status === 'starting') {
-    badge.prepend(spinner());
-  }
-  return badge;
 }
 
 export class SessionView extends Panel {
@@ -70,10 +52,8 @@ export class SessionView extends Panel {
   private stream: api.EventStream | null = null;
   private lastSeq = 0;
   private loadCount = 0;
-  private cells = new Map<string, CellView>();
-  private approvals = new Map<string, ApprovalCard>();
-  private liveText: Widget | null = null;
   private readonly statusChangedSignal = new Signal<this, IStatusChange>(this);
+  private readonly loadedSignal = new Signal<this, ISessionInfo>(this);
 
   // the header
   private readonly titleNode = h('div', { class: 'jp-KernelAgent-sessionTitle' });
@@ -85,34 +65,41 @@ export class SessionView extends Panel {
   private readonly openButton: HTMLButtonElement;
   private readonly replayButton: HTMLButtonElement;
   // the body
-  private readonly timeline = new Panel();
-  private readonly replayView = new ReplayView();
-  private readonly followUp: Widget;
-  private readonly followUpText: HTMLTextAreaElement;
-  private readonly followUpButton: HTMLButtonElement;
-  private readonly followUpError = h('div', { class: 'jp-KernelAgent-error' });
+  private readonly timeline: Timeline;
+  private readonly replayView: ReplayView;
+  private readonly followUp: FollowUpBox;
+
+  private readonly trans: TranslationBundle;
 
   constructor(private readonly options: ISessionViewOptions) {
     super();
+    const trans = (this.trans = options.trans ?? ENGLISH);
+    this.timeline = new Timeline({
+      rendermime: options.rendermime,
+      languages: options.languages,
+      editorFactory: options.editorFactory,
+      trans
+    });
+    this.replayView = new ReplayView(trans);
     this.addClass('jp-KernelAgent-session');
 
     this.stopButton = button({
-      label: 'Stop',
+      label: trans.__('Stop'),
       icon: stopIcon,
       kind: 'warn',
-      title: 'Interrupt the running cell and stop the session',
+      title: trans.__('Interrupt the running cell and stop the session'),
       onClick: () => void this.stop()
     });
     this.openButton = button({
-      label: 'Open notebook',
+      label: trans.__('Open notebook'),
       icon: notebookIcon,
-      title: 'Open the notebook this session is recorded in',
+      title: trans.__('Open the notebook this session is recorded in'),
       onClick: () => this.openNotebook()
     });
     this.replayButton = button({
-      label: 'Replay',
+      label: trans.__('Replay'),
       icon: historyIcon,
-      title: 'Re-run the notebook in a fresh sandbox and compare every output',
+      title: trans.__('Re-run the notebook in a fresh sandbox and compare every output'),
       onClick: () => void this.replay()
     });
     const header = new Widget({
@@ -138,35 +125,7 @@ export class SessionView extends Panel {
       )
     });
 
-    this.timeline.addClass('jp-KernelAgent-timeline');
-
-    this.followUpButton = button({
-      label: 'Send',
-      icon: runIcon,
-      kind: 'accept',
-      title: 'Continue the session with this instruction (Ctrl+Enter)',
-      onClick: () => void this.sendFollowUp()
-    });
-    this.followUpText = h('textarea', {
-      class: 'jp-mod-styled jp-KernelAgent-textarea',
-      rows: '2',
-      placeholder: 'Follow up: what should the agent do next?',
-      'aria-label': 'Follow-up instruction'
-    });
-    this.followUpText.addEventListener('keydown', event => {
-      if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
-        void this.sendFollowUp();
-      }
-    });
-    this.followUp = new Widget({
-      node: h(
-        'div',
-        { class: 'jp-KernelAgent-followUp' },
-        this.followUpText,
-        h('div', { class: 'jp-KernelAgent-actions' }, this.followUpButton),
-        this.followUpError
-      )
-    });
+    this.followUp = new FollowUpBox(trans, text => this.sendFollowUp(text));
 
     this.addWidget(header);
     this.addWidget(this.timeline);
@@ -178,6 +137,11 @@ export class SessionView extends Panel {
   /** Emitted when the shown session's status changes (the list refreshes on it). */
   get statusChanged(): ISignal<this, IStatusChange> {
     return this.statusChangedSignal;
+  }
+
+  /** Emitted when a session's record has loaded. */
+  get loaded(): ISignal<this, ISessionInfo> {
+    return this.loadedSignal;
   }
 
   get currentId(): string | null {
@@ -194,7 +158,7 @@ export class SessionView extends Panel {
     const load = ++this.loadCount;
     this.reset();
     this.sessionId = id;
-    this.titleNode.textContent = 'Loading…';
+    this.titleNode.textContent = this.trans.__('Loading…');
     this.show();
     let session: ISessionInfo;
     let events: AgentEvent[];
@@ -202,7 +166,11 @@ export class SessionView extends Panel {
       ({ session, events } = await api.getSession(id));
     } catch (error) {
       if (load === this.loadCount) {
-        this.titleNode.textContent = `Could not load session ${id}: ${errorText(error)}`;
+        this.titleNode.textContent = this.trans.__(
+          'Could not load session %1: %2',
+          id,
+          errorText(error)
+        );
       }
       return;
     }
@@ -210,6 +178,7 @@ export class SessionView extends Panel {
       return; // another session was chosen meanwhile
     }
     this.setInfo(session);
+    this.loadedSignal.emit(session);
     for (const event of events) {
       this.handle(event);
     }
@@ -243,23 +212,23 @@ export class SessionView extends Panel {
     if (event.attempt && event.attempt > 1) {
       // Another attempt's own events: its notebook has them; the view shows how it ends.
       if (event.type === 'attempt_started' || event.type === 'attempt_finished') {
-        this.addNote(attemptNote(event));
+        this.timeline.addNote(attemptNote(event, this.trans));
       }
       return;
     }
     switch (event.type) {
       case 'attempt_started':
       case 'attempt_finished':
-        this.addNote(attemptNote(event));
+        this.timeline.addNote(attemptNote(event, this.trans));
         break;
       case 'vote_decided':
-        this.addNote(`Vote: ${event.summary}`);
+        this.timeline.addNote(this.trans.__('Vote: %1', event.summary));
         break;
       case 'action_skipped':
-        this.addNote(
+        this.timeline.addNote(
           event.repeats === 'failed'
-            ? `Not run: the same code already failed (${event.error}).`
-            : 'Not run: the same code just ran; its output was shown again.'
+            ? this.trans.__('Not run: the same code already failed (%1).', event.error)
+            : this.trans.__('Not run: the same code just ran; its output was shown again.')
         );
         break;
       case 'session_started':
@@ -269,61 +238,68 @@ export class SessionView extends Panel {
         this.setStatus(event.status);
         break;
       case 'user_message':
-        this.endLiveText();
-        this.addNode(h('div', { class: 'jp-KernelAgent-user' }, event.text));
+        this.timeline.endLiveText();
+        this.timeline.addNode(h('div', { class: 'jp-KernelAgent-user' }, event.text));
         break;
       case 'assistant_text_delta':
-        this.appendLiveText(event.delta);
+        this.timeline.appendLiveText(event.delta);
         break;
       case 'assistant_text':
-        this.endLiveText();
-        this.addItem(
+        this.timeline.endLiveText();
+        this.timeline.addItem(
           markdownWidget(this.options.rendermime, event.text),
           'jp-KernelAgent-assistant'
         );
         break;
       case 'cell_started':
-        this.endLiveText();
-        this.addCell(event);
+        this.timeline.endLiveText();
+        this.timeline.addCell(event);
         break;
       case 'output':
-        this.cells.get(event.cell_id)?.addOutput(event.output);
+        this.timeline.cells.get(event.cell_id)?.addOutput(event.output);
         break;
       case 'cell_finished':
-        this.cells.get(event.cell_id)?.finish(event);
+        this.timeline.cells.get(event.cell_id)?.finish(event);
         break;
       case 'display_updated':
-        this.cells.get(event.cell_id)?.setOutputs(event.outputs);
+        this.timeline.cells.get(event.cell_id)?.setOutputs(event.outputs);
         break;
       case 'approval_requested':
-        this.endLiveText();
-        this.addApproval(event);
+        this.timeline.endLiveText();
+        this.timeline.addApproval(event, this.approvalActions());
         break;
       case 'approval_decided':
-        this.approvals.get(event.cell_id)?.decided(event);
+        this.timeline.approvals.get(event.cell_id)?.decided(event);
         break;
       case 'kernel_restarted':
-        this.addNote(
-          `Kernel restarted: ${event.reason}` +
-            (event.restored_cells ? ` (${event.restored_cells} cells re-run to restore state)` : '')
+        this.timeline.addNote(
+          this.trans.__('Kernel restarted: %1', event.reason) +
+            (event.restored_cells
+              ? ' ' + this.trans.__('(%1 cells re-run to restore state)', event.restored_cells)
+              : '')
         );
         break;
       case 'egress':
         if (event.cell_id) {
-          this.cells.get(event.cell_id)?.addEgress(event.request);
+          this.timeline.cells.get(event.cell_id)?.addEgress(event.request);
         }
         break;
       case 'model_retrying':
-        this.endLiveText(); // the partial reply of a broken stream is dropped
-        this.addNote(
-          `model server busy, retrying ${event.retry}/${event.retries} (${event.reason})`
+        this.timeline.endLiveText(); // the partial reply of a broken stream is dropped
+        this.timeline.addNote(
+          this.trans.__(
+            'model server busy, retrying %1/%2 (%3)',
+            event.retry,
+            event.retries,
+            event.reason
+          )
         );
         break;
       case 'usage':
         this.setUsage(event.total.input_tokens, event.total.output_tokens);
         break;
       case 'error':
-        this.addNode(
+        this.timeline.addNode(
           h(
             'div',
             { class: 'jp-KernelAgent-error' },
@@ -333,7 +309,7 @@ export class SessionView extends Panel {
         );
         break;
       case 'session_finished':
-        this.endLiveText();
+        this.timeline.endLiveText();
         if (event.status === 'awaiting_approval') {
           // The run stops to wait for a person; the approval card is the way on.
           this.setStatus(event.status);
@@ -344,91 +320,16 @@ export class SessionView extends Panel {
     }
   }
 
-  // --- timeline items ----------------------------------------------------------------
-
-  private addItem(widget: Widget, className?: string): void {
-    if (className) {
-      widget.addClass(className);
-    }
-    this.timeline.addWidget(widget);
-  }
-
-  private addNode(node: HTMLElement): void {
-    this.timeline.addWidget(new Widget({ node }));
-  }
-
-  private addNote(text: string): void {
-    this.addNode(h('div', { class: 'jp-KernelAgent-note' }, text));
-  }
-
-  private appendLiveText(delta: string): void {
-    if (!this.liveText) {
-      this.liveText = new Widget({ node: h('div', { class: 'jp-KernelAgent-liveText' }) });
-      this.timeline.addWidget(this.liveText);
-    }
-    this.liveText.node.textContent += delta;
-  }
-
-  /** The streamed text is replaced by the complete text (rendered as markdown). */
-  private endLiveText(): void {
-    this.liveText?.dispose();
-    this.liveText = null;
-  }
-
-  private addCell(event: api.ICellStarted): void {
-    const cell = new CellView({
-      cellId: event.cell_id,
-      kind: event.kind,
-      code: event.code,
-      rendermime: this.options.rendermime,
-      languages: this.options.languages
-    });
-    this.cells.set(event.cell_id, cell);
-    this.timeline.addWidget(cell);
-  }
-
-  private addApproval(event: api.IApprovalRequested): void {
+  private approvalActions(): IApprovalActions {
     const id = this.sessionId!;
-    const card = new ApprovalCard(
-      event,
-      {
-        approve: code => api.approve(id, code),
-        reject: reason => api.reject(id, reason)
-      },
-      this.options.languages
-    );
-    this.approvals.set(event.cell_id, card);
-    this.timeline.addWidget(card);
+    return {
+      approve: code => api.approve(id, code),
+      reject: reason => api.reject(id, reason)
+    };
   }
 
   private finish(event: api.ISessionFinished): void {
-    const ended = `the session ended (${event.status})`;
-    this.cells.forEach(cell => cell.abandon(ended));
-    this.approvals.forEach(card => card.expire(`No decision: ${ended}.`));
-    const hasAnswer = event.answer !== null && event.answer !== undefined;
-    const box = new Panel();
-    box.addClass('jp-KernelAgent-final');
-    box.addClass(`jp-mod-${event.status}`);
-    box.addWidget(
-      new Widget({
-        node: h(
-          'div',
-          { class: 'jp-KernelAgent-finalTitle' },
-          hasAnswer ? 'Answer' : (STATUS_LABELS[event.status] ?? event.status)
-        )
-      })
-    );
-    if (hasAnswer) {
-      const answer = markdownWidget(this.options.rendermime, event.answer!);
-      answer.addClass('jp-KernelAgent-answer');
-      box.addWidget(answer);
-    }
-    if (event.reason) {
-      box.addWidget(
-        new Widget({ node: h('div', { class: 'jp-KernelAgent-muted' }, event.reason) })
-      );
-    }
-    this.timeline.addWidget(box);
+    this.timeline.addFinal(event);
     this.setUsage(event.usage.input_tokens, event.usage.output_tokens);
     this.setStatus(event.status);
   }
@@ -441,15 +342,10 @@ export class SessionView extends Panel {
     this.info = null;
     this.status = null;
     this.lastSeq = 0;
-    this.cells.clear();
-    this.approvals.clear();
-    this.liveText = null;
-    while (this.timeline.widgets.length) {
-      this.timeline.widgets[0].dispose();
-    }
+    this.timeline.clear();
     this.replayView.hide();
     this.followUp.hide();
-    this.followUpError.textContent = '';
+    this.followUp.showError('');
     this.badgeSlot.replaceChildren();
     this.metaNode.textContent = '';
     this.usageNode.textContent = '';
@@ -466,7 +362,10 @@ export class SessionView extends Panel {
     this.openButton.disabled = !inside;
     this.replayButton.disabled = !inside;
     if (!inside) {
-      const why = `The notebook is outside the Jupyter server's root: ${session.notebook}`;
+      const why = this.trans.__(
+        "The notebook is outside the Jupyter server's root: %1",
+        session.notebook
+      );
       this.openButton.title = why;
       this.replayButton.title = why;
     }
@@ -478,7 +377,7 @@ export class SessionView extends Panel {
       return;
     }
     this.status = status;
-    this.badgeSlot.replaceChildren(statusBadge(status));
+    this.badgeSlot.replaceChildren(statusBadge(status, this.trans));
     const finished = FINISHED_STATUSES.has(status);
     // Only a run in progress can be stopped; one awaiting approval waits for the card.
     this.stopButton.hidden = status !== 'running' && status !== 'starting';
@@ -494,12 +393,16 @@ export class SessionView extends Panel {
   }
 
   private setUsage(input: number, output: number): void {
-    this.usageNode.textContent = `${(input + output).toLocaleString()} tokens`;
-    this.usageNode.title = `${input.toLocaleString()} in, ${output.toLocaleString()} out`;
+    this.usageNode.textContent = this.trans.__('%1 tokens', (input + output).toLocaleString());
+    this.usageNode.title = this.trans.__(
+      '%1 in, %2 out',
+      input.toLocaleString(),
+      output.toLocaleString()
+    );
   }
 
   private setConnected(connected: boolean): void {
-    this.connectionNode.textContent = connected ? '' : 'reconnecting…';
+    this.connectionNode.textContent = connected ? '' : this.trans.__('reconnecting…');
   }
 
   // --- actions -----------------------------------------------------------------------
@@ -510,10 +413,16 @@ export class SessionView extends Panel {
     }
     this.stopButton.disabled = true;
     try {
-      await api.stop(this.sessionId);
+      await (this.options.stopSession ?? api.stop)(this.sessionId);
     } catch (error) {
       this.stopButton.disabled = false;
-      this.addNode(h('div', { class: 'jp-KernelAgent-error' }, `Stop failed: ${errorText(error)}`));
+      this.timeline.addNode(
+        h(
+          'div',
+          { class: 'jp-KernelAgent-error' },
+          this.trans.__('Stop failed: %1', errorText(error))
+        )
+      );
     }
   }
 
@@ -547,25 +456,10 @@ export class SessionView extends Panel {
     }
   }
 
-  private async sendFollowUp(): Promise<void> {
-    const text = this.followUpText.value.trim();
-    if (!text || !this.sessionId) {
-      return;
-    }
-    this.followUpError.textContent = '';
-    this.followUpText.disabled = true;
-    this.followUpButton.disabled = true;
-    this.followUpButton.lastElementChild!.textContent = 'Sending…';
-    try {
+  private async sendFollowUp(text: string): Promise<void> {
+    if (this.sessionId) {
       await api.sendMessage(this.sessionId, text);
-      this.followUpText.value = '';
       this.followUp.hide(); // shown again when the session finishes again
-    } catch (error) {
-      this.followUpError.textContent = `Could not send: ${errorText(error)}`;
-    } finally {
-      this.followUpText.disabled = false;
-      this.followUpButton.disabled = false;
-      this.followUpButton.lastElementChild!.textContent = 'Send';
     }
   }
 
@@ -582,18 +476,4 @@ export class SessionView extends Panel {
     host.scrollTop = host.scrollHeight;
     window.setTimeout(() => (host.scrollTop = host.scrollHeight), 150);
   }
-}
-
-function attemptNote(event: IAttemptStarted | IAttemptFinished): string {
-  if (event.type === 'attempt_started') {
-    const heat = event.temperature === null ? '' : ` at temperature ${event.temperature}`;
-    return `Attempt ${event.number} of ${event.of} started${heat}.`;
-  }
-  if (event.answer !== null) {
-    return (
-      `Attempt ${event.number} answered ${JSON.stringify(event.answer)}` +
-      (event.grounded ? '.' : ' (not in its outputs).')
-    );
-  }
-  return `Attempt ${event.number} ${event.status}${event.reason ? `: ${event.reason}` : ''}.`;
 }

@@ -148,6 +148,15 @@ export interface ICellOutput {
   output: IOutput;
 }
 
+/** ``POST sessions/{id}/cells/{cell_id}``: what the cell the panel ran produced. */
+export interface ICellResultRequest {
+  outputs?: { [key: string]: unknown }[];
+  execution_count?: number | null;
+  status?: 'ok' | 'error' | 'kernel_died';
+  detail?: string;
+  code?: string | null;
+}
+
 export interface ICellStarted {
   session_id: string;
   seq: number;
@@ -278,6 +287,17 @@ export interface IKernelRestarted {
   restored_cells: number;
 }
 
+/** A variable of the notebook's kernel, as the inspection snippet reported it. */
+export interface IKernelVariable {
+  name: string;
+  type: string;
+  shape?: number[] | null;
+  columns?: string[] | null;
+  dtypes?: string[] | null;
+  length?: number | null;
+  summary?: string;
+}
+
 /**
  * A model request failed in transport (an empty or broken-off stream, a reset
  * connection, 502/503/504, a timeout) and is tried again: not a model turn.
@@ -292,6 +312,35 @@ export interface IModelRetrying {
   retries: number;
   reason: string;
   delay: number;
+}
+
+/** One cell of the person's notebook, as the panel summarises it. */
+export interface INotebookCellSummary {
+  cell_type?: 'code' | 'markdown' | 'raw';
+  source?: string;
+  outputs?: string;
+  execution_count?: number | null;
+  kernelagent?: boolean;
+}
+
+/** ``POST notebook-sessions``: ask the agent to work in a notebook open in JupyterLab. */
+export interface INotebookSessionRequest {
+  task: string;
+  data?: string[];
+  api?: ApiKind | null;
+  sandbox?: SandboxKind | null;
+  allow_net?: string[];
+  approve?: ApprovalMode | null;
+  max_steps?: number | null;
+  attempts?: number | null;
+  model?: string | null;
+  base_url?: string | null;
+  agent_memory?: boolean | null;
+  notebook_path: string;
+  cells?: INotebookCellSummary[];
+  variables?: IKernelVariable[];
+  active_cell?: number | null;
+  kernel_name?: string;
 }
 
 /** ``POST sessions/{id}/reject``: do not run the pending action. */
