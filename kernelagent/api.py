@@ -204,6 +204,7 @@ async def arun(
     missing = [str(path) for path in data if not Path(path).is_file()]
     if missing:
         raise FileNotFoundError(f"data file not found: {', '.join(missing)}")
+    store = store or SessionStore()  # an unreachable store fails here, before anything is made
     model = model_adapter
     if model is None:
         if check_server:
@@ -215,7 +216,6 @@ async def arun(
     session = await Session.start(
         config, model, workspace=workspace, notebook=notebook, data=list(data), stream=stream
     )
-    store = store or SessionStore()
     register(store, session, task)
     if on_session is not None:
         on_session(session)

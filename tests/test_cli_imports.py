@@ -23,6 +23,8 @@ HEAVY = (
     "kernelagent.api",
     "kernelagent.server",
     "kernelagent.sandbox.sandbox",
+    "psycopg",
+    "ray",
 )
 
 PROBE = """

@@ -80,8 +80,7 @@ class SessionManager:
         self.defaults = defaults
         self.workspaces_next_to_notebooks = workspaces_next_to_notebooks
         self.log = logger or log
-        events_dir = store.home / "server-events" if persist_events else None
-        self.logs = EventLogs(events_dir, self.log)
+        self.logs = EventLogs(store if persist_events else None, self.log)
         self.runs = SessionRuns(store, self.log)
         self.closing = False
 
