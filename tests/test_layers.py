@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("notebook",),
     ("replay",),
     ("session",),
+    ("cluster",),
     ("api",),
     ("cli", "server"),
 ]

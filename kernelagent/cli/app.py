@@ -40,10 +40,21 @@ def where(
             show_default=False,
         ),
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Run sessions (run, resume, approve, reject) on this Ray cluster, HOST:PORT of "
+            "its head (sets $KERNELAGENT_CLUSTER).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Options that apply to every command (give them before the command)."""
     if store:
         os.environ["KERNELAGENT_STORE_URL"] = store
+    if cluster:
+        os.environ["KERNELAGENT_CLUSTER"] = cluster
 
 
 model_commands.model_app.add_typer(model_service_commands.commands)

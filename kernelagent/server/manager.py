@@ -174,6 +174,7 @@ class SessionManager:
                     on_session=on_session,
                     store=self.store,
                     stream=stream,
+                    cluster="",  # the server runs its sessions itself (it needs the Session)
                 )
 
         task = self.runs.spawn(stream, run(), f"kernelagent session {slug}")
@@ -281,6 +282,7 @@ class SessionManager:
             api_key=api_key,
             store=self.store,
             stream=stream,
+            cluster="",
         )
         entry.task = self.runs.spawn(stream, run, f"kernelagent session {record.id}")
         return self.record_json(record)

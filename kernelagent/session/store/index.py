@@ -93,7 +93,9 @@ class SessionStore:
     def __init__(self, home: str | Path | None = None, url: str | None = None) -> None:
         self.home = Path(home) if home else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
-        self.backend: StoreBackend = open_backend(store_url(self.home, url))
+        self.given_url = store_url(self.home, url)
+        """The URL as given, password and all: for processes that open the same store."""
+        self.backend: StoreBackend = open_backend(self.given_url)
         migrate(self.backend, "sessions", SCHEMA)
 
     @property
