@@ -52,6 +52,7 @@ class RayCluster:
             "KERNELAGENT_STORE_URL": self.store_url,
             "KERNELAGENT_CLUSTER": self.address,
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+            "RAY_USAGE_STATS_ENABLED": "0",
             **extra,
         }
 
@@ -91,6 +92,7 @@ def ray_cluster(
             pytest.fail("CI=true but Ray is not installed: pip install -e '.[test]'")
         pytest.skip("Ray is not installed")
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # for every Ray process started here
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # nothing reported anywhere
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
