@@ -17,6 +17,7 @@ from typing import Any
 
 import openai
 
+from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.agent.loop import Decision, LoopLimits
 from kernelagent.agent.model import Model, ModelAuthError
 from kernelagent.agent.models_factory import make_model, resolve_api_key
@@ -24,6 +25,7 @@ from kernelagent.agent.openai_errors import to_model_error
 from kernelagent.cluster.placement import Placement, cluster_address, node_environment
 from kernelagent.errors import InvalidRequestError
 from kernelagent.events import Event
+from kernelagent.literals import ApprovalMode
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.durable import check_resumable, register, resume_session
 from kernelagent.session.runner import SessionResult, run_to_stop
@@ -49,7 +51,10 @@ def build_config(
     max_cost: float | None = None,
     price_per_million: tuple[float, float] | None = None,
     attempts: int = 1,
+    approve: ApprovalMode = "never",
+    approve_patterns: Sequence[str] = (),
 ) -> SessionConfig:
+    """A session's config from the Python API's keyword arguments (the CLI's flags)."""
     sandbox_settings = SandboxSettings(kind=sandbox)  # type: ignore[arg-type]
     if image:
         sandbox_settings.image = image
@@ -67,6 +72,7 @@ def build_config(
             verify_answers=attempts > 1,
         ),
         attempts=attempts,
+        approval=ApprovalPolicy(mode=approve, patterns=list(approve_patterns)),
     )
 
 
@@ -119,6 +125,11 @@ RESERVED_TOKENS = 1_536
 """Of a slot's context: the system prompt, the tool schemas and the reply."""
 
 
+LOCAL_REPLY_TOKENS = 1024
+"""A local model's replies stop here: a cell of code and a sentence fit well within it, and
+at a few tokens a second on a CPU a longer reply would hold its slot for minutes."""
+
+
 def context_chars_for(tokens: int) -> int:
     """How long the conversation may grow (``LoopLimits.context_chars``) on a server whose
     slots hold ``tokens``: longer, and the server refuses the request."""
@@ -146,6 +157,10 @@ async def served_model(
     if config.parallel_attempts is None:  # attempts share the server's decoding slots
         config.parallel_attempts = max(1, min(config.attempts, handle.parallel_slots))
     config.limits.context_chars = min(config.limits.context_chars, context_chars_for(handle.n_ctx))
+    if config.max_reply_tokens is None:
+        config.max_reply_tokens = LOCAL_REPLY_TOKENS
+    if handle.backend == "llama-server" and config.decoding_slots is None:
+        config.decoding_slots = handle.parallel_slots
     if not handle.reports_streaming_usage:
         config.stream = False  # llama-cpp-python's server counts tokens only without streaming
     try:
@@ -156,7 +171,12 @@ async def served_model(
 
 def model_for(config: SessionConfig, api_key: str | None = None) -> Model:
     return make_model(
-        config.api, config.model, base_url=config.base_url, api_key=api_key, stream=config.stream
+        config.api,
+        config.model,
+        base_url=config.base_url,
+        api_key=api_key,
+        stream=config.stream,
+        max_output_tokens=config.max_reply_tokens,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
-from kernelagent.literals import CellKind, CellStatus, SessionStatus
+from kernelagent.literals import ActionKind, CellKind, CellStatus, SessionStatus
 
 
 def code_sha256(code: str) -> str:
@@ -142,7 +142,7 @@ class ApprovalRequested(_Event):
     type: Literal["approval_requested"] = "approval_requested"
     cell_id: str
     tool_call_id: str
-    kind: CellKind
+    kind: ActionKind
     code: str
     code_sha256: str
     reason: str
@@ -287,6 +287,33 @@ class ModelRetrying(_Event):
         return f"model server busy, retrying {self.retry}/{self.retries}"
 
 
+class HostToolCalled(_Event):
+    """The model called a tool that runs on the host (memory, an MCP server's tool)."""
+
+    type: Literal["host_tool_called"] = "host_tool_called"
+    cell_id: str
+    """The markdown cell that records the call."""
+    tool_call_id: str
+    tool: str
+    source: str
+    """Who provides the tool, e.g. ``memory`` or ``mcp:<server>``."""
+    arguments: dict[str, Any]
+
+
+class HostToolFinished(_Event):
+    type: Literal["host_tool_finished"] = "host_tool_finished"
+    cell_id: str
+    tool: str
+    source: str
+    text: str
+    """The result as the model reads it."""
+    is_error: bool = False
+    images: int = 0
+    """How many images came back with the result."""
+    duration: float
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 Event = Annotated[
     SessionStarted
     | StatusChanged
@@ -309,7 +336,9 @@ Event = Annotated[
     | AttemptFinished
     | VoteDecided
     | SessionFinished
-    | ModelRetrying,
+    | ModelRetrying
+    | HostToolCalled
+    | HostToolFinished,
     Field(discriminator="type"),
 ]
 

@@ -30,6 +30,9 @@ CellStatus = Literal["ok", "error", "timeout", "kernel_died", "interrupted", "re
 
 CellKind = Literal["python", "shell"]
 
+ActionKind = Literal["python", "shell", "host_tool"]
+"""What an approval is for: a cell, or a call to a tool that runs on the host."""
+
 API_KINDS: tuple[ApiKind, ...] = get_args(ApiKind)
 APPROVAL_MODES: tuple[ApprovalMode, ...] = get_args(ApprovalMode)
 SANDBOX_KINDS: tuple[SandboxKind, ...] = get_args(SandboxKind)

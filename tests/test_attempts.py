@@ -229,3 +229,24 @@ async def test_sessions_that_need_approval_run_one_attempt_and_say_why(
         "running one attempt instead of 3: actions of this session need approval" in note
         for note in notes
     )
+
+
+async def test_on_a_llama_server_each_attempt_keeps_one_decoding_slot(
+    docker_available: None, tmp_path: Path
+) -> None:
+    # three attempts on a server with two slots: two at a time, each pinned to a free slot
+    # (llama-server's id_slot), so its prompt stays cached there; replies are capped
+    voters = Voters(lambda temperature, begun: 40 if temperature is None else 41 + begun)
+    with ScriptedModelServer(voters) as server:
+        result = await run(server, tmp_path, decoding_slots=2, max_reply_tokens=300)
+        requests = server.completion_requests()
+    assert result.status == "completed" or "no majority" in result.reason
+    slots_by_attempt: dict[str, set[int]] = {}
+    for request in requests:
+        assert request.body["max_completion_tokens"] == 300
+        code = re.search(r"print\((\d+)\)", json.dumps(request.body["messages"]))
+        if code is not None:
+            slots_by_attempt.setdefault(code.group(1), set()).add(request.body["id_slot"])
+    assert sorted(slots_by_attempt) == ["40", "41", "42"]
+    assert all(len(slots) == 1 for slots in slots_by_attempt.values())
+    assert set().union(*slots_by_attempt.values()) == {0, 1}

@@ -23,6 +23,9 @@ HEAVY = (
     "kernelagent.api",
     "kernelagent.server",
     "kernelagent.sandbox.sandbox",
+    "mcp",
+    "kernelagent.mcp_server.server",
+    "opentelemetry",
     "psycopg",
     "ray",
 )
@@ -64,6 +67,7 @@ def modules_after(tmp_path: Path, *args: str) -> set[str]:
         ("approve", "--help"),
         ("run", "--help"),
         ("model", "list"),
+        ("mcp", "--help"),
     ],
     ids=lambda args: " ".join(args) or "import",
 )

@@ -379,9 +379,9 @@ def test_a_local_model_is_served_again_when_its_session_resumes(
 
     class Handle:
         base_url, model_name = second_server.base_url, "tiny-local"
-        parallel_slots, n_ctx = 1, 8192
-        reports_streaming_usage = True
         parallel_slots, n_ctx = 4, 8192
+        reports_streaming_usage = True
+        backend = "llama-server"
 
         async def aclose(self) -> None:
             closed.append(True)

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).parent.parent / "kernelagent"
 LAYERS: list[tuple[str, ...]] = [
     ("literals", "errors", "hashing", "machine_files"),
     ("events", "manifest"),
-    ("testing",),
+    ("testing", "telemetry"),
     ("execution",),
     ("sandbox", "localmodel"),
     ("agent",),
@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("replay",),
     ("session",),
     ("cluster",),
-    ("api",),
+    ("api", "mcp_server"),
     ("cli", "server"),
 ]
 """Bottom to top. A unit is a subpackage or a top-level module of ``kernelagent``; units

@@ -523,10 +523,7 @@ def test_text_conversation_renders_real_tool_calls_too() -> None:
     rendered = as_text_conversation(conversation, TOOLS)
     assistant = rendered.items[1]
     assert isinstance(assistant, AssistantItem) and assistant.tool_calls == []
-    assert (
-        assistant.text
-        == '````python\nprint("```")\n````\n\n(called tool lookup with arguments {not json)'
-    )
+    assert assistant.text == '````python\nprint("```")\n````\n\n```tool lookup\n{not json\n```'
     assert parse_reply(assistant.text).payload == code_with_fence
     result = rendered.items[2]
     assert isinstance(result, UserItem) and result.images == [PIXEL]

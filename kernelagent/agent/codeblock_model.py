@@ -31,9 +31,11 @@ from kernelagent.agent.model import (
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3", "ipython", "ipython3", "jupyter"})
 SHELL_LANGUAGES = frozenset({"bash", "sh", "shell", "zsh", "console"})
 
-Action = Literal["python", "shell", "final_answer"]
+Action = Literal["python", "shell", "final_answer", "host_tool"]
+HOST_TOOL_LANGUAGE = "tool"
+"""A block ```tool <name> holds the JSON arguments of a call to that host tool."""
 
-_FENCE = re.compile(r"^[ \t]*(`{3,})[ \t]*([^\s`{]*)")
+_FENCE = re.compile(r"^[ \t]*(`{3,})[ \t]*([^\s`{]*)[ \t]*([^`\n]*)")
 _ONE_LINE_BLOCK = re.compile(r"^[ \t]*(`{3,})(.+?)\1[ \t]*$")
 _FINAL_ANSWER = re.compile(
     r"^[ \t>#*_]*final[ _-]?answer[ \t*_]*:[ \t*_]*", re.IGNORECASE | re.MULTILINE
@@ -46,7 +48,9 @@ class ParsedReply(BaseModel):
     """What the model said before its action."""
     action: Action | None = None
     payload: str = ""
-    """The code, the command or the answer."""
+    """The code, the command, the answer, or a host tool's JSON arguments."""
+    tool: str = ""
+    """The host tool a ``host_tool`` action calls."""
     answer: str | None = None
     """An answer given in the same reply as code (after the block, or as a line inside it).
     The loop considers it only once the code's output exists and shows it."""
@@ -54,6 +58,8 @@ class ParsedReply(BaseModel):
 
 class _Block(BaseModel):
     language: str
+    info: str = ""
+    """What follows the language on the opening fence (a host tool's name)."""
     code: str
     start: int
     end: int
@@ -86,19 +92,19 @@ class CodeBlockModel(ChatCompletionsModel):
             as_text_conversation(conversation, tools), [], on_text_delta, temperature=temperature
         )
         parsed = parse_reply(inner_turn.text)
-        actions: list[tuple[Action, str]] = []
-        if parsed.action is not None:
-            actions.append((parsed.action, parsed.payload))
+        calls: list[tuple[str, str]] = []
+        if parsed.action == "host_tool":
+            calls.append((parsed.tool, parsed.payload.strip() or "{}"))
+        elif parsed.action is not None:
+            calls.append(
+                (parsed.action, json.dumps({_ARGUMENT_NAMES[parsed.action]: parsed.payload}))
+            )
         if parsed.answer is not None:
-            actions.append(("final_answer", parsed.answer))
+            calls.append(("final_answer", json.dumps({"answer": parsed.answer})))
         count = conversation.tool_call_count()
         tool_calls = [
-            ToolCall(
-                id=f"cb_{count + index}",
-                name=action,
-                arguments=json.dumps({_ARGUMENT_NAMES[action]: payload}),
-            )
-            for index, (action, payload) in enumerate(actions, start=1)
+            ToolCall(id=f"cb_{count + index}", name=name, arguments=arguments)
+            for index, (name, arguments) in enumerate(calls, start=1)
         ]
         return ModelTurn(text=parsed.prose, tool_calls=tool_calls, usage=inner_turn.usage)
 
@@ -125,6 +131,20 @@ def protocol_instructions(tools: list[ToolSpec]) -> str:
             "```bash",
             "ls -la",
             "```",
+        ]
+    host_tools = [tool for tool in tools if tool.name not in _ARGUMENT_NAMES]
+    if host_tools:
+        lines += [
+            "- To call one of these tools, reply with one fenced block: ```tool, the tool's name, "
+            "then its arguments as a JSON object, e.g.",
+            f"```{HOST_TOOL_LANGUAGE} {host_tools[0].name}",
+            json.dumps(_example_arguments(host_tools[0])),
+            "```",
+            *(
+                f"  - {tool.name}: {tool.description} Arguments (JSON schema): "
+                f"{json.dumps(tool.parameters.get('properties', {}))}"
+                for tool in host_tools
+            ),
         ]
     lines += [
         "- When the task is done, reply with a line `FINAL ANSWER: <your answer>`.",
@@ -157,6 +177,13 @@ def parse_reply(text: str) -> ParsedReply:
     if chosen is None and final is None:
         chosen = next(
             (block for block in candidates if block.language == "" and _parses(block.code)), None
+        )
+    if chosen is not None and chosen.language.lower() == HOST_TOOL_LANGUAGE:
+        return ParsedReply(
+            prose=text[: chosen.start].strip(),
+            action="host_tool",
+            tool=chosen.info.split()[0] if chosen.info.split() else "",
+            payload=chosen.code,
         )
     if chosen is not None:
         action = _block_action(chosen.language) or "python"
@@ -236,6 +263,8 @@ def render_tool_call(call: ToolCall) -> str:
             return _fenced("bash", arguments["command"])
         if call.name == "final_answer" and isinstance(arguments.get("answer"), str):
             return f"FINAL ANSWER: {arguments['answer']}"
+    if call.name not in _ARGUMENT_NAMES:
+        return _fenced(f"{HOST_TOOL_LANGUAGE} {call.name}", call.arguments)
     return f"(called tool {call.name} with arguments {call.arguments})"
 
 
@@ -257,8 +286,15 @@ def _fenced(language: str, code: str) -> str:
     return f"{fence}{language}\n{code.rstrip(chr(10))}\n{fence}"
 
 
+def _example_arguments(tool: ToolSpec) -> dict[str, str]:
+    properties = tool.parameters.get("properties", {})
+    return {name: "..." for name in list(properties)[:2]}
+
+
 def _block_action(language: str) -> Action | None:
     language = language.lower()
+    if language == HOST_TOOL_LANGUAGE:
+        return "host_tool"
     if language in PYTHON_LANGUAGES:
         return "python"
     if language in SHELL_LANGUAGES:
@@ -284,7 +320,7 @@ def _fenced_blocks(text: str) -> list[_Block]:
             offset += len(lines[index])
             index += 1
             continue
-        fence, language = opening.group(1), opening.group(2)
+        fence, language, info = opening.group(1), opening.group(2), opening.group(3)
         start = offset
         offset += len(lines[index])
         index += 1
@@ -299,7 +335,11 @@ def _fenced_blocks(text: str) -> list[_Block]:
             code_lines.append(line)
         blocks.append(
             _Block(
-                language=language, code="".join(code_lines).rstrip("\n"), start=start, end=offset
+                language=language,
+                info=info.strip(),
+                code="".join(code_lines).rstrip("\n"),
+                start=start,
+                end=offset,
             )
         )
     return blocks

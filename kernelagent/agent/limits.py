@@ -53,3 +53,25 @@ class LoopState:
     steps: int = 0
     cells: int = 0
     kernel_deaths: int = 0
+
+
+def cost(limits: LoopLimits, usage: Usage) -> float | None:
+    """US dollars spent so far, or None when no price is set."""
+    if limits.price_per_million is None:
+        return None
+    price_in, price_out = limits.price_per_million
+    return (usage.input_tokens * price_in + usage.output_tokens * price_out) / 1e6
+
+
+def budget_exhausted(limits: LoopLimits, usage: Usage) -> Outcome | None:
+    """A paused outcome once the token or cost budget is spent."""
+    if limits.max_tokens is not None and usage.total_tokens >= limits.max_tokens:
+        return Outcome(
+            "paused", reason=f"token budget reached ({usage.total_tokens} of {limits.max_tokens})"
+        )
+    spent = cost(limits, usage)
+    if limits.max_cost is not None and spent is not None and spent >= limits.max_cost:
+        return Outcome(
+            "paused", reason=f"cost budget reached (${spent:.4f} of ${limits.max_cost:.2f})"
+        )
+    return None

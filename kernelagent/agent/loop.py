@@ -7,25 +7,37 @@ session's subscribers (recorder, CLI, WebSocket) do the rest.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from kernelagent.agent import prompts
 from kernelagent.agent.answers import AnswerReview, RanCell
+from kernelagent.agent.approval_gate import ApprovalGate
 from kernelagent.agent.approvals import ApprovalPolicy, Decision, PendingApproval
 from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.hints import CellMemory, FailedCell, error_line
-from kernelagent.agent.limits import LoopLimits, LoopState, Outcome
-from kernelagent.agent.model import Conversation, ImagePart, Model, ModelTurn, ToolCall
+from kernelagent.agent.host_tools import (
+    HostTools,
+    approval_text,
+    call_host_tool,
+    parse_approval_text,
+)
+from kernelagent.agent.limits import LoopLimits, LoopState, Outcome, budget_exhausted
+from kernelagent.agent.model import (
+    AssistantItem,
+    Conversation,
+    ImagePart,
+    Model,
+    ModelTurn,
+    ToolCall,
+)
 from kernelagent.agent.repeats import JustRan, RepeatGuard
 from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
 from kernelagent.agent.workspace import merge_streams, workspace_files
+from kernelagent.errors import KernelAgentError
 from kernelagent.events import (
     ActionSkipped,
     AnswerReviewed,
-    ApprovalDecided,
-    ApprovalRequested,
     AssistantText,
     AssistantTextDelta,
     CellFinished,
@@ -34,6 +46,8 @@ from kernelagent.events import (
     DisplayUpdated,
     Error,
     Event,
+    HostToolCalled,
+    HostToolFinished,
     KernelRestarted,
     UsageUpdated,
     code_sha256,
@@ -60,6 +74,7 @@ class AgentLoop:
         recover_kernel: KernelRecovery | None = None,
         checkpoint: Callable[[], None] | None = None,
         approval: ApprovalPolicy | None = None,
+        host_tools: HostTools | None = None,
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -70,10 +85,9 @@ class AgentLoop:
         self.recover_kernel = recover_kernel or self._restart_kernel
         self.checkpoint = checkpoint or (lambda: None)
         """Called after every change to the conversation, so the stored one is never behind."""
-        self.approval = approval
-        self.decisions: dict[str, Decision] = {}
-        """Decisions on pending actions, by tool-call id, applied when the loop runs them."""
-        self.pending: PendingApproval | None = None
+        self.gate = ApprovalGate(approval, emit, lambda: self.conversation)
+        self.host_tools = host_tools or HostTools()
+        self.tools = TOOLS + self.host_tools.specs()
         self.resume_note = ""
         """Told to the model once the pending tool calls have their results."""
         self.memory = CellMemory()
@@ -94,6 +108,16 @@ class AgentLoop:
         self.current_outputs: list[dict] = []
         self.current_started = 0.0
         self._last_death = ""
+
+    @property
+    def pending(self) -> PendingApproval | None:
+        """The action waiting for a person, if any."""
+        return self.gate.pending
+
+    @property
+    def decisions(self) -> dict[str, Decision]:
+        """Decisions on pending actions, by tool-call id, applied when the loop runs them."""
+        return self.gate.decisions
 
     async def run(self, instruction: str | None = None) -> Outcome:
         """Work on ``instruction`` until an answer, a limit, a pending approval or a failure.
@@ -117,7 +141,7 @@ class AgentLoop:
         taken = 0
         while taken < self.limits.max_steps + self.answers.review_turns:
             taken += 1
-            if (stop := self._budget_exhausted()) is not None:
+            if (stop := budget_exhausted(self.limits, self.state.usage)) is not None:
                 return stop
             if self.conversation.size() > self.limits.context_chars:
                 self.conversation.compact(self.limits.context_chars)
@@ -125,7 +149,7 @@ class AgentLoop:
             temperature = self.repeats.temperature()
             sampling = {} if temperature is None else {"temperature": temperature}
             turn = await self.model.turn(
-                self.conversation, TOOLS, on_text_delta=self._delta, **sampling
+                self.conversation, self.tools, on_text_delta=self._delta, **sampling
             )
             self.state.steps += 1
             self._account(turn)
@@ -152,8 +176,8 @@ class AgentLoop:
     async def _after_calls(self, calls: list[ToolCall], idle_turns: int) -> Outcome | int:
         """Run a turn's calls; an Outcome ends the run, an int is the new idle-turn count."""
         answer, usable = await self._run_calls(calls)
-        if self.pending is not None:
-            return Outcome("awaiting_approval", reason=self.pending.reason)
+        if self.gate.pending is not None:
+            return Outcome("awaiting_approval", reason=self.gate.pending.reason)
         if answer is not None:
             return Outcome("completed", answer=answer)
         idle_turns = 0 if usable else idle_turns + 1
@@ -181,7 +205,7 @@ class AgentLoop:
         """Cells run earlier in this turn: an answer in the same reply must agree with them."""
         for call in calls:
             try:
-                action = parse_call(call)
+                action = parse_call(call, self.host_tools)
             except ToolArgumentError as error:
                 self.emit(Error(message=f"unusable tool call {call.name}: {error}"))
                 self.conversation.add_tool_result(call.id, f"[tool error] {error}")
@@ -205,6 +229,12 @@ class AgentLoop:
                 self.answer_grounded = self.answers.grounded(answer)
                 self.conversation.add_tool_result(call.id, "[answer recorded]")
                 continue
+            if action.kind == "host_tool":
+                usable = True
+                if not await self._run_host_tool(call, action):
+                    return None, usable  # waiting for a person; later calls wait too
+                self.checkpoint()
+                continue
             source = action.text if action.kind == "python" else shell_cell(action.text)
             if (earlier := self.repeats.failed_before(action.kind, source)) is not None:
                 repeated = True
@@ -216,7 +246,7 @@ class AgentLoop:
                 ran.append(last.cell)  # an answer in this reply is judged against its output
                 continue
             usable = True
-            gate = self._approval_gate(call, action, source)
+            gate = self.gate.check(call, action, source)
             if gate is None:
                 return None, usable  # waiting for a person; later calls wait too
             cell_id, source = gate
@@ -229,6 +259,23 @@ class AgentLoop:
             self.checkpoint()
         self.repeats.end_turn(repeated, executed)
         return answer, usable
+
+    async def run_tool_call(self, call: ToolCall) -> ExecutionResult | None:
+        """Run one python or shell call chosen outside the loop (an MCP client acting as the
+        model): the same approval gate, cell events, kernel recovery and feedback (the
+        conversation's newest item) as a model's call, without the repeat and answer review.
+        None: no cell ran (``self.pending`` is set, or the action was rejected)."""
+        action = parse_call(call)
+        if action.kind not in ("python", "shell"):
+            raise ToolArgumentError(f"{call.name} is not a python or shell action")
+        self.conversation.append(AssistantItem(tool_calls=[call]))
+        source = action.text if action.kind == "python" else shell_cell(action.text)
+        gate = self.gate.check(call, action, source)
+        result = None
+        if gate is not None and gate[0] is not None:
+            result = await self._run_cell(call, action, gate[1], gate[0])
+        self.checkpoint()
+        return result
 
     def _refuse_repeat(
         self, call: ToolCall, action: Action, source: str, earlier: FailedCell
@@ -287,53 +334,46 @@ class AgentLoop:
     def _data_present(self) -> bool:
         return bool(workspace_files(self.sandbox.workspace, limit=1))
 
-    def _approval_gate(
-        self, call: ToolCall, action: Action, source: str
-    ) -> tuple[str | None, str] | None:
-        """(cell id, code to run), (None, _) when rejected, or None when approval is pending."""
-        reason = self.approval.reason(action.kind, source) if self.approval else None
-        decision = self.decisions.pop(call.id, None)
-        if reason is None and decision is None:
-            return uuid.uuid4().hex[:12], source
-        if decision is None or decision.approved_sha256 != code_sha256(source):
-            cell_id = decision.cell_id if decision else uuid.uuid4().hex[:12]
-            if decision is not None:
-                reason = f"the approved code no longer matches the pending action; {reason}"
-            self.pending = PendingApproval(
+    async def _run_host_tool(self, call: ToolCall, action: Action) -> bool:
+        """Run a call to a host tool unless it waits for approval (then False)."""
+        tool = self.host_tools.get(action.text)
+        assert tool is not None
+        gate = self.gate.check(call, action, approval_text(action.text, action.arguments))
+        if gate is None:
+            return False
+        cell_id, approved = gate
+        if cell_id is None:
+            return True  # rejected; the model was told
+        try:
+            arguments = parse_approval_text(action.text, approved)
+        except KernelAgentError as error:
+            self.conversation.add_tool_result(call.id, f"[tool error] {error}")
+            return True
+        self.emit(
+            HostToolCalled(
                 cell_id=cell_id,
                 tool_call_id=call.id,
-                kind=action.kind,
-                code=source,
-                code_sha256=code_sha256(source),
-                reason=reason or "approval required",
-            )
-            self.emit(
-                ApprovalRequested(
-                    cell_id=cell_id,
-                    tool_call_id=call.id,
-                    kind=action.cell_kind,
-                    code=source,
-                    code_sha256=code_sha256(source),
-                    reason=self.pending.reason,
-                )
-            )
-            return None
-        self.emit(
-            ApprovalDecided(
-                cell_id=decision.cell_id,
-                decision=decision.decision,
-                decided_by=decision.decided_by,
-                code=decision.code,
-                reason=decision.reason,
+                tool=action.text,
+                source=tool.source,
+                arguments=arguments,
             )
         )
-        if decision.decision == "rejected":
-            because = f": {decision.reason}" if decision.reason else ""
-            self.conversation.add_tool_result(
-                call.id, f"[rejected by {decision.decided_by}{because}] The action was not run."
+        result, duration = await call_host_tool(tool, arguments)
+        self.emit(
+            HostToolFinished(
+                cell_id=cell_id,
+                tool=action.text,
+                source=tool.source,
+                text=result.text,
+                is_error=result.is_error,
+                images=len(result.images),
+                duration=duration,
+                metadata=result.metadata,
             )
-            return None, source
-        return decision.cell_id, decision.code
+        )
+        text = f"[error] {result.text}" if result.is_error else result.text
+        self.conversation.add_tool_result(call.id, text, list(result.images))
+        return True
 
     async def _run_cell(
         self, call: ToolCall, action: Action, source: str, cell_id: str
@@ -438,24 +478,3 @@ class AgentLoop:
     def _account(self, turn: ModelTurn) -> None:
         self.state.usage = self.state.usage + turn.usage
         self.emit(UsageUpdated(usage=turn.usage, total=self.state.usage))
-
-    def cost(self) -> float | None:
-        if self.limits.price_per_million is None:
-            return None
-        price_in, price_out = self.limits.price_per_million
-        usage = self.state.usage
-        return (usage.input_tokens * price_in + usage.output_tokens * price_out) / 1e6
-
-    def _budget_exhausted(self) -> Outcome | None:
-        usage = self.state.usage
-        if self.limits.max_tokens is not None and usage.total_tokens >= self.limits.max_tokens:
-            return Outcome(
-                "paused",
-                reason=f"token budget reached ({usage.total_tokens} of {self.limits.max_tokens})",
-            )
-        cost = self.cost()
-        if self.limits.max_cost is not None and cost is not None and cost >= self.limits.max_cost:
-            return Outcome(
-                "paused", reason=f"cost budget reached (${cost:.4f} of ${self.limits.max_cost:.2f})"
-            )
-        return None

@@ -8,10 +8,12 @@ and read a reply, streamed or not; the code-blocks path is a Chat Completions ad
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import openai
+from typing_extensions import Self
 
 from kernelagent.agent.model import Conversation, ModelTurn, TextDeltaCallback, ToolSpec
 from kernelagent.agent.openai_errors import translated_openai_errors
@@ -41,6 +43,12 @@ class OpenAIAdapter:
         self.supports_images = supports_images
         self.max_output_tokens = max_output_tokens
         self.extra_params = dict(extra_params or {})
+
+    def with_extra_params(self, **params: Any) -> Self:
+        """A copy of this adapter (same client) that also sends ``params`` with each request."""
+        twin = copy.copy(self)
+        twin.extra_params = {**self.extra_params, **params}
+        return twin
 
     async def turn(
         self,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+from kernelagent.agent.host_tools import HostTools
 from kernelagent.agent.model import ToolCall, ToolSpec
 from kernelagent.errors import KernelAgentError
 from kernelagent.literals import CellKind
@@ -65,23 +66,28 @@ class ToolArgumentError(KernelAgentError, ValueError):
 
 @dataclass
 class Action:
-    kind: Literal["python", "shell", "final_answer"]
+    kind: Literal["python", "shell", "final_answer", "host_tool"]
     text: str
-    """The code, the command, or the answer."""
+    """The code, the command, the answer, or the host tool's name."""
     timeout: float | None = None
+    arguments: dict[str, Any] = field(default_factory=dict)
+    """A host tool's arguments."""
 
     @property
     def cell_kind(self) -> CellKind:
-        """The kind of cell the action runs as; a final answer runs no cell."""
-        if self.kind == "final_answer":
-            raise ValueError("a final answer does not run as a cell")
-        return self.kind
+        """The kind of cell the action runs as; a final answer or host tool runs no cell."""
+        if self.kind in ("final_answer", "host_tool"):
+            raise ValueError(f"a {self.kind} action does not run as a cell")
+        return self.kind  # type: ignore[return-value]
 
 
-def parse_call(call: ToolCall) -> Action:
+def parse_call(call: ToolCall, host_tools: HostTools | None = None) -> Action:
     """Check a tool call and turn it into an action, or explain to the model what is wrong."""
     known = {tool.name for tool in TOOLS}
+    if host_tools is not None and host_tools.get(call.name) is not None:
+        return Action(kind="host_tool", text=call.name, arguments=_host_arguments(call))
     if call.name not in known:
+        known |= {spec.name for spec in host_tools.specs()} if host_tools else set()
         raise ToolArgumentError(
             f"Unknown tool {call.name!r}. Available tools: {', '.join(sorted(known))}."
         )
@@ -105,3 +111,16 @@ def parse_call(call: ToolCall) -> Action:
     if timeout is not None and not isinstance(timeout, (int, float)):
         raise ToolArgumentError("shell's timeout must be a number of seconds.")
     return Action(kind=call.name, text=value, timeout=float(timeout) if timeout else None)  # type: ignore[arg-type]
+
+
+def _host_arguments(call: ToolCall) -> dict[str, Any]:
+    try:
+        arguments = json.loads(call.arguments or "{}")
+    except json.JSONDecodeError as error:
+        raise ToolArgumentError(
+            f"The arguments of {call.name} are not valid JSON ({error.msg} at position "
+            f"{error.pos}). Send a JSON object that follows the tool's schema."
+        ) from None
+    if not isinstance(arguments, dict):
+        raise ToolArgumentError(f"The arguments of {call.name} must be a JSON object.")
+    return arguments

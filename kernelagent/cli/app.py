@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from kernelagent.cli import (
+    mcp_commands,
     model_commands,
     model_service_commands,
     pool_commands,
@@ -65,6 +66,7 @@ for module in (
     replay_commands,
     session_commands,
     pool_commands,
+    mcp_commands,
 ):
     app.add_typer(module.commands)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 from rich.console import Console
 from rich.markdown import Markdown
@@ -25,6 +26,8 @@ from kernelagent.events import (
     EgressRequest,
     Error,
     Event,
+    HostToolCalled,
+    HostToolFinished,
     KernelRestarted,
     ModelRetrying,
     NotebookOutput,
@@ -139,8 +142,25 @@ class EventRenderer:
         self.console.print(line)
 
     def _on_approval_requested(self, event: ApprovalRequested) -> None:
+        what = "tool call" if event.kind == "host_tool" else "cell"
         self.console.print(
-            f"[bold yellow]approval needed[/] for cell {event.cell_id}: {event.reason}"
+            f"[bold yellow]approval needed[/] for {what} {event.cell_id}: {event.reason}"
+        )
+
+    def _on_host_tool_called(self, event: HostToolCalled) -> None:
+        arguments = json.dumps(event.arguments, ensure_ascii=False)
+        self.console.print(
+            f"[magenta]tool[/] {event.tool} [dim]({event.source})[/] {arguments[:100]}",
+            highlight=False,
+        )
+
+    def _on_host_tool_finished(self, event: HostToolFinished) -> None:
+        style = "red" if event.is_error else "green"
+        first = next((line for line in event.text.splitlines() if line.strip()), "")
+        self.console.print(
+            f"[{style}]└ {'error' if event.is_error else 'ok'} in {event.duration:.2f}s[/]"
+            f" [dim]{first[:100]}[/]",
+            highlight=False,
         )
 
     def _on_approval_decided(self, event: ApprovalDecided) -> None:

@@ -12,7 +12,12 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from kernelagent.cli.output import EXIT_CODES, EXIT_FAILED, console, fail, fail_with
-from kernelagent.cli.run_command import NO_LOCAL_MODEL_HINT, local_model_choice, use_local_model
+from kernelagent.cli.run_command import (
+    NO_LOCAL_MODEL_HINT,
+    local_model_choice,
+    set_mcp_servers,
+    use_local_model,
+)
 from kernelagent.errors import KernelAgentError
 from kernelagent.literals import SANDBOX_KINDS
 from kernelagent.localmodel.store import LocalModelError
@@ -134,6 +139,18 @@ def continue_(
     ] = None,
     sandbox: Annotated[str, typer.Option(help="docker | local")] = "docker",
     max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
+    mcp_server: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mcp-server",
+            metavar="[NAME=]CMD|URL",
+            help="An MCP server whose tools the agent gets, run on the host (repeatable).",
+        ),
+    ] = None,
+    mcp_config: Annotated[
+        Path | None,
+        typer.Option(help='MCP servers in the common {"mcpServers": {...}} JSON format.'),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON summary on stdout.")
     ] = False,
@@ -155,6 +172,9 @@ def continue_(
         sandbox=sandbox,
         max_steps=max_steps,
     )
+    set_mcp_servers(config, mcp_server or recorded.get("mcp_servers"), mcp_config)
+    if mcp_config is None and recorded.get("mcp_config"):
+        set_mcp_servers(config, config.mcp_servers, Path(recorded["mcp_config"]))
     # a model kernelagent served itself is served again, unless another one is named
     if model:
         local = local_model_choice(model, base_url)

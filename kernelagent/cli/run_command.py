@@ -135,6 +135,20 @@ def run(
             "matplotlib already imported). --no-pool starts one cold, without the warm-up.",
         ),
     ] = None,
+    decoding_slots: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="The --base-url server is llama.cpp's llama-server with N parallel slots: each "
+            "attempt keeps one, so its prompt stays cached (set by itself for the local model).",
+        ),
+    ] = None,
+    max_reply_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=16, help="Longest reply the model may write (default: 1024 for the local model)."
+        ),
+    ] = None,
     stream: Annotated[
         bool,
         typer.Option(
@@ -143,6 +157,18 @@ def run(
             "--no-stream.",
         ),
     ] = True,
+    mcp_server: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mcp-server",
+            metavar="[NAME=]CMD|URL",
+            help="An MCP server whose tools the agent gets, run on the host (repeatable).",
+        ),
+    ] = None,
+    mcp_config: Annotated[
+        Path | None,
+        typer.Option(help='MCP servers in the common {"mcpServers": {...}} JSON format.'),
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON summary on stdout.")
     ] = False,
@@ -190,6 +216,7 @@ def run(
     except ValueError as error:
         raise fail(str(error), 2) from None
     config.stream = stream
+    config.decoding_slots, config.max_reply_tokens = decoding_slots, max_reply_tokens
     if pool is not None:
         config.pool = pool
     config.limits.check_answers = check_answers if check_answers is not None else local is not None
@@ -204,6 +231,7 @@ def run(
         patterns=approve_pattern or [],
         writes_outside_workspace=approve_outside_writes,
     )
+    set_mcp_servers(config, mcp_server, mcp_config)
     renderer = None if quiet else EventRenderer(console)
     try:
         result = asyncio.run(
@@ -231,6 +259,20 @@ def run(
         )
     console.print(f"[dim]notebook: {result.notebook_path}[/]")
     raise typer.Exit(EXIT_CODES.get(result.status, EXIT_FAILED))
+
+
+def set_mcp_servers(
+    config: SessionConfig, servers: list[str] | None, config_file: Path | None
+) -> None:
+    """``--mcp-server`` / ``--mcp-config`` into the session config, checked now (exit 2)."""
+    from kernelagent.session.mcp_servers import McpConfigError, configured_servers
+
+    config.mcp_servers = list(servers or [])
+    config.mcp_config = str(config_file.resolve()) if config_file else None
+    try:
+        configured_servers(config.mcp_servers, config.mcp_config)
+    except McpConfigError as error:
+        raise fail_with(error, 2) from None
 
 
 def local_model_choice(model: str | None, base_url: str | None) -> str | None:

@@ -154,6 +154,15 @@ def resume(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Resume a session: re-attach to its sandbox or restore it, and carry on."""
+    record = _get(_store(), session_id)
+    if _driven_by_mcp(record):
+        if instruction is None:
+            raise fail(
+                f"session {record.id} was driven by an MCP client: re-attach a client with "
+                f"`kernelagent mcp --session {record.id}`, or give kernelagent's agent an "
+                f'instruction: kernelagent resume {record.id} "next step"'
+            )
+        _finish(_resume(record.id, instruction=instruction, driven_by="agent"), json_output)
     _finish(_resume(session_id, instruction=instruction), json_output)
 
 
@@ -181,6 +190,8 @@ def approve(
         decision = decide(record, "approved", edited_code=edited)
     except SessionStateError as error:
         raise fail(str(error)) from None
+    if _driven_by_mcp(record):
+        _hand_to_mcp_server(record, decision)
     _finish(_resume(record.id, decision=decision), json_output)
 
 
@@ -199,7 +210,26 @@ def reject(
         decision = decide(record, "rejected", reason=reason)
     except SessionStateError as error:
         raise fail(str(error)) from None
+    if _driven_by_mcp(record):
+        _hand_to_mcp_server(record, decision)
     _finish(_resume(record.id, decision=decision), json_output)
+
+
+def _driven_by_mcp(record: SessionRecord) -> bool:
+    return record.config.get("driven_by") == "mcp"
+
+
+def _hand_to_mcp_server(record: SessionRecord, decision) -> None:
+    """An MCP client chooses this session's actions: its next call of the code runs it."""
+    from kernelagent.mcp_server.approvals import hand_over
+
+    hand_over(record.directory, decision)
+    done = "rejected" if decision.decision == "rejected" else "approved"
+    console.print(
+        f"{done}: the MCP client's next call with this code gets it "
+        f"(re-attach with kernelagent mcp --session {record.id} if its server has stopped)"
+    )
+    raise typer.Exit(0)
 
 
 def _get(store: SessionStore, session_id: str) -> SessionRecord:

@@ -95,6 +95,7 @@ class SessionActor:
             base_url=config.base_url,
             api_key=placement.api_key,
             stream=config.stream,
+            max_output_tokens=config.max_reply_tokens,
         )
         stream = EventStream(placement.session_id)
         stream.subscribe(self._collect)

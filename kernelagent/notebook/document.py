@@ -19,7 +19,7 @@ from kernelagent.notebook.writer import NotebookWriter
 
 log = logging.getLogger(__name__)
 
-_CELL_ID = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
+CELL_ID = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
 
 
 class Document:
@@ -60,7 +60,7 @@ class Document:
     ) -> NotebookNode:
         # Reusing an id already in the notebook (say, from an earlier session) would make it
         # invalid.
-        usable = _CELL_ID.match(cell_id) and cell_id not in self.cells_by_id
+        usable = CELL_ID.match(cell_id) and cell_id not in self.cells_by_id
         # What nbformat's new_code_cell builds, minus its jsonschema check of every new cell
         # (~0.7 ms, a third of a short session's cost per cell); save() validates changed cells.
         cell = nbformat.from_dict(

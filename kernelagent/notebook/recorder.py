@@ -30,6 +30,8 @@ from kernelagent.events import (
     EgressRequest,
     Error,
     Event,
+    HostToolCalled,
+    HostToolFinished,
     KernelRestarted,
     SessionFinished,
     SessionStarted,
@@ -46,6 +48,7 @@ from kernelagent.notebook.document import (
     labelled,
     role,
 )
+from kernelagent.notebook.host_tool_cells import HostToolCells
 from kernelagent.notebook.reading import DEFAULT_KERNELSPEC, NotebookFormatError, load_notebook
 from kernelagent.notebook.writer import NotebookWriter, RecordingError, dumps
 
@@ -134,6 +137,7 @@ class NotebookRecorder:
         self._writer = NotebookWriter(path, validate_on_save=validate_on_save, durable=durable)
         self._doc = Document(notebook, self._writer)
         self._code = CodeCellEvents(self._doc)
+        self._tools = HostToolCells(self._doc)
         self._has_task = any(role(cell) == "task" for cell in notebook.cells)
         self._last_save = float("-inf")
 
@@ -221,10 +225,18 @@ class NotebookRecorder:
                 self._code.cell_finished(event)
             case DisplayUpdated():
                 self._code.display_updated(event)
+            case ApprovalRequested(kind="host_tool"):
+                self._tools.approval_requested(event)
             case ApprovalRequested():
                 self._code.approval_requested(event)
+            case ApprovalDecided() if self._tools.owns(event.cell_id):
+                self._tools.approval_decided(event)
             case ApprovalDecided():
                 self._code.approval_decided(event)
+            case HostToolCalled():
+                self._tools.called(event)
+            case HostToolFinished():
+                self._tools.finished(event)
             case KernelRestarted():
                 restored = (
                     f" (restored {event.restored_cells} cell(s) by replaying them)"

@@ -26,6 +26,7 @@ from typing import Any, get_args
 
 from kernelagent.agent.loop import Outcome
 from kernelagent.agent.model import Model
+from kernelagent.agent.openai_adapter import OpenAIAdapter
 from kernelagent.agent.voting import Ballot, Tally, majority_reached, tally
 from kernelagent.events import (
     AttemptFinished,
@@ -89,25 +90,33 @@ async def run_attempts(session: Session, instruction: str, model: Model) -> Outc
     config = session.config
     count = config.attempts
     parallel = config.parallel_attempts or (count if config.local_model is None else 1)
+    if config.decoding_slots is not None:
+        parallel = min(parallel, config.decoding_slots)
     attempts = [Attempt(1, session, config.limits.temperature)]
     attempts += [Attempt(n, temperature=config.attempt_temperature) for n in range(2, count + 1)]
     directory = branch_directory(session.notebook_path)
     for attempt in attempts[1:]:  # every attempt starts from the workspace as it is now
         _copy_workspace(session.workspace, branch_workspace(directory, attempt.number))
     running: dict[asyncio.Task[Outcome], Attempt] = {}
+    free_slots = list(range(parallel))
+    slot_of: dict[asyncio.Task[Outcome], int] = {}
     waiting = list(attempts)
     try:
         while waiting or running:
             while waiting and len(running) < parallel:
                 attempt = waiting.pop(0)
                 runner = _run_main if attempt.number == 1 else _run_branch
+                slot = free_slots.pop(0)
+                pinned = config.decoding_slots is not None
+                on_slot = on_decoding_slot(model, slot) if pinned else model
                 task = asyncio.create_task(
-                    runner(session, attempt, instruction, model, directory, count)
+                    runner(session, attempt, instruction, on_slot, directory, count)
                 )
-                running[task] = attempt
+                running[task], slot_of[task] = attempt, slot
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 attempt = running.pop(task)
+                free_slots.append(slot_of.pop(task))
                 if task.cancelled():
                     attempt.stopped = True
                 elif (error := task.exception()) is not None:
@@ -141,7 +150,21 @@ async def _run_main(
     session: Session, attempt: Attempt, instruction: str, model: Model, directory: Path, count: int
 ) -> Outcome:
     _announce(session, attempt, count, session.notebook_path)
-    return await session.run(instruction, finish=False)
+    own_model = session.loop.model
+    session.loop.model = model
+    try:
+        return await session.run(instruction, finish=False)
+    finally:
+        session.loop.model = own_model
+
+
+def on_decoding_slot(model: Model, slot: int) -> Model:
+    """``model`` pinned to one decoding slot of kernelagent's own model server (llama-server's
+    ``id_slot``): each attempt's long prompt then stays cached in its slot, where attempts
+    that land on whichever slot is free evict each other's and recompute it every turn."""
+    if not isinstance(model, OpenAIAdapter):
+        return model
+    return model.with_extra_params(extra_body={"id_slot": slot})
 
 
 async def _run_branch(

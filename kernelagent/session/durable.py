@@ -99,10 +99,17 @@ def register(store: SessionStore, session: Session, task: str) -> None:
 
 
 def check_resumable(
-    record: SessionRecord, instruction: str | None, decision: Decision | None
+    record: SessionRecord,
+    instruction: str | None,
+    decision: Decision | None,
+    *,
+    keep_pending: bool = False,
 ) -> Any:
-    """Refuse clearly what cannot be resumed; returns the session's notebook."""
-    _check_status(record, instruction, decision)
+    """Refuse clearly what cannot be resumed; returns the session's notebook.
+
+    ``keep_pending``: an MCP client re-attaches to a session whose action still waits for
+    approval (the action stays pending)."""
+    _check_status(record, instruction, decision, keep_pending)
     try:
         notebook = load_notebook(record.notebook)
     except NotebookFormatError as error:
@@ -120,7 +127,10 @@ def check_resumable(
 
 
 def _check_status(
-    record: SessionRecord, instruction: str | None, decision: Decision | None
+    record: SessionRecord,
+    instruction: str | None,
+    decision: Decision | None,
+    keep_pending: bool = False,
 ) -> None:
     if record.status == "running" and record.owner_pid and pid_alive(record.owner_pid):
         raise SessionStateError(f"session {record.id} is running in process {record.owner_pid}")
@@ -129,7 +139,7 @@ def _check_status(
             f"session {record.id} is completed; to go on, give it a new instruction: "
             f'kernelagent resume {record.id} "next step"'
         )
-    if record.status == "awaiting_approval" and decision is None:
+    if record.status == "awaiting_approval" and decision is None and not keep_pending:
         raise SessionStateError(
             f"session {record.id} waits for approval of cell "
             f"{record.pending.cell_id if record.pending else '?'}: "
@@ -180,10 +190,11 @@ async def resume_session(
     decision: Decision | None = None,
     stream: EventStream | None = None,
     config: SessionConfig | None = None,
+    keep_pending: bool = False,
 ) -> tuple[Session, str]:
     """Bring a stored session back; returns it (ready to ``run``) and what happened, in words."""
     record = store.get(session_id)
-    notebook = check_resumable(record, instruction, decision)
+    notebook = check_resumable(record, instruction, decision, keep_pending=keep_pending)
     stored = notebook.metadata["kernelagent"]["conversation"]
     config = config or SessionConfig.model_validate(record.config)
     sandbox, how = await _sandbox_for(record, config, notebook)

@@ -14,11 +14,12 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from kernelagent.agent.approvals import ApprovalPolicy
+from kernelagent.agent.host_tools import HostTools
 from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome
 from kernelagent.agent.model import Conversation, Model
 from kernelagent.agent.prompts import system_prompt
@@ -41,8 +42,10 @@ from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.sandbox.warm_up import DEFAULT_WARM_UP, describe_names
 from kernelagent.session.egress_audit import EgressAttribution
+from kernelagent.session.host_tool_setup import HostToolContext, open_host_tools
 from kernelagent.session.sandbox_start import SessionSandbox, start_session_sandbox
 from kernelagent.session.stream import EventStream
+from kernelagent.telemetry import session_subscriber
 
 
 def describe_input(path: Path) -> dict[str, Any]:
@@ -82,6 +85,23 @@ class SessionConfig(BaseModel):
     the warm-up; ``$KERNELAGENT_POOL=0`` turns the default off)."""
     warm_up: str = DEFAULT_WARM_UP
     """Code a pooled kernel has run before the session gets it (recorded; replay runs it)."""
+    mcp_servers: list[str] = Field(default_factory=list)
+    """``--mcp-server NAME=CMD|URL`` as given: MCP servers whose tools the agent gets (host
+    tools; see session.mcp_tools)."""
+    mcp_config: str | None = None
+    """``--mcp-config FILE`` (``mcpServers`` JSON): its path only, so its secrets stay out of
+    the stored config; resuming reads it again."""
+    driven_by: Literal["agent", "mcp"] = "agent"
+    """Who chooses the actions: kernelagent's own model, or an MCP client of
+    ``kernelagent mcp`` (its approvals are handed to that server; see mcp_server)."""
+    max_reply_tokens: int | None = Field(default=None, ge=16)
+    """The longest reply the model may write (the request's max tokens); None: the server's
+    limit. For a model kernelagent serves itself ``api.served_model`` sets it, so a small
+    model that rambles on cannot hold a decoding slot for minutes."""
+    decoding_slots: int | None = Field(default=None, ge=1)
+    """The model server is llama.cpp's llama-server with this many parallel slots: attempts
+    run on at most that many at once, each pinned to its own slot so its prompt stays cached.
+    Set by ``api.served_model`` for the local model; None for any other server."""
     parallel_attempts: int | None = Field(default=None, ge=1)
     """How many attempts run at once; None: all of them on a remote server. For a model
     kernelagent serves itself, ``api.served_model`` sets it to the server's decoding slots."""
@@ -113,6 +133,7 @@ class Session:
         recorder: NotebookRecorder,
         conversation: Conversation,
         stream: EventStream,
+        host_tools: HostTools | None = None,
     ) -> None:
         self.id = session_id
         self.config = config
@@ -121,6 +142,8 @@ class Session:
         self.recorder = recorder
         self.conversation = conversation
         self.stream = stream
+        self.host_tools = host_tools or HostTools()
+        """Tools that run on the host (memory, MCP servers); closed with the session."""
         self.loop = AgentLoop(
             model,
             sandbox,
@@ -131,6 +154,7 @@ class Session:
             checkpoint=lambda: recorder.set_conversation(self.conversation_state()),
             approval=config.approval,
             recover_kernel=self._recover_kernel,
+            host_tools=self.host_tools,
         )
         self.status = "starting"
         self.restored_cells = 0
@@ -142,6 +166,9 @@ class Session:
         """Turns the sandbox's egress records into ``egress`` events of the cell that made them."""
         stream.subscribe(self.egress)
         sandbox.on_egress(self.egress.record)
+        traced_model = config.model if config.driven_by == "agent" else "mcp-client"
+        if (tracing := session_subscriber(traced_model, config.base_url)) is not None:
+            stream.subscribe(tracing)  # OpenTelemetry spans, when OTEL_EXPORTER_OTLP_* is set
 
     @property
     def workspace(self) -> Path:
@@ -213,7 +240,15 @@ class Session:
                 imported=describe_names(warm_up.names) if warm_up else "",
             )
         )
-        return cls(session_id, config, model, sandbox, recorder, conversation, stream)
+        try:
+            host_tools = await open_host_tools(
+                HostToolContext(session_id, config, sandbox.workspace, notebook_path)
+            )
+        except BaseException:
+            if started is not None:
+                await sandbox.shutdown()
+            raise
+        return cls(session_id, config, model, sandbox, recorder, conversation, stream, host_tools)
 
     async def run(self, instruction: str | None, *, finish: bool = True) -> Outcome:
         """Work on a task or follow-up instruction (None: carry on where the session
@@ -342,12 +377,20 @@ class Session:
         stream.session_id = session_id
         stream.subscribe(recorder.handle, critical=True)
         recorder.update_metadata(workspace=str(sandbox.workspace), model=config.model)
-        session = cls(session_id, config, model, sandbox, recorder, conversation, stream)
+        host_tools = await open_host_tools(
+            HostToolContext(session_id, config, sandbox.workspace, notebook_path)
+        )
+        session = cls(
+            session_id, config, model, sandbox, recorder, conversation, stream, host_tools
+        )
         session.continued = True
         session.restore_loop_state(recorded.get("conversation") or {"steps": steps})
         return session
 
     async def close(self, *, remove_workspace: bool = False) -> None:
-        await self.sandbox.shutdown()
+        try:
+            await self.host_tools.aclose()
+        finally:
+            await self.sandbox.shutdown()
         if remove_workspace:
             shutil.rmtree(self.workspace, ignore_errors=True)

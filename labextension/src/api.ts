@@ -24,7 +24,7 @@ export type { IError as IErrorEvent } from './generated/schema';
 
 export interface IPendingApproval {
   cell_id: string;
-  kind: CellKind;
+  kind: CellKind | 'host_tool';
   code: string;
   code_sha256: string;
   reason: string;

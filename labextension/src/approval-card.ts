@@ -10,6 +10,13 @@ import { IApprovalDecided, IApprovalRequested } from './api';
 import { button, errorText, h } from './dom';
 import { codeBlock } from './render';
 
+/** What an approval is for, as the title names it. */
+const APPROVAL_SUBJECT: Record<IApprovalRequested['kind'], string> = {
+  python: 'Python cell',
+  shell: 'shell command',
+  host_tool: 'tool call'
+};
+
 export interface IApprovalActions {
   /** `code` is the edited code, or undefined to run the code as proposed. */
   approve(code?: string): Promise<void>;
@@ -42,7 +49,7 @@ export class ApprovalCard extends Widget {
       h(
         'div',
         { class: 'jp-KernelAgent-approvalTitle' },
-        `Approve this ${request.kind === 'shell' ? 'shell command' : 'Python cell'}?`
+        `Approve this ${APPROVAL_SUBJECT[request.kind]}?`
       ),
       h('div', { class: 'jp-KernelAgent-muted' }, request.reason),
       this.codeSlot,

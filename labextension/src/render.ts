@@ -33,12 +33,13 @@ function mountHighlightStyle(): void {
 export function codeBlock(
   languages: IEditorLanguageRegistry,
   code: string,
-  kind: CellKind
+  kind: CellKind | 'host_tool'
 ): HTMLPreElement {
   mountHighlightStyle();
   const pre = h('pre', { class: 'jp-KernelAgent-code' });
   let body = code;
-  let language = kind === 'shell' ? 'shell' : 'python';
+  const languageOf = { python: 'python', shell: 'shell', host_tool: 'json' };
+  let language = languageOf[kind];
   const magic = /^%%(bash|sh)[^\n]*\n?/.exec(code);
   if (magic) {
     pre.append(h('span', { class: 'jp-KernelAgent-magic' }, magic[0]));

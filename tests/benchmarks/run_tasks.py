@@ -348,8 +348,11 @@ class Runner:
         proxy: RecordingProxy,
         model: str,
         api: str,
+        decoding_slots: int | None = None,
     ) -> None:
         self.args = args
+        self.decoding_slots = decoding_slots
+        """Slots of the llama-server the model runs on: kernelagent pins each attempt to one."""
         self.scratch = scratch
         self.data_dir = data_dir
         self.proxy = proxy
@@ -428,6 +431,7 @@ class Runner:
             "--check-answers" if self.check_answers else "--no-check-answers",
             "--attempts",
             str(self.args.attempts),
+            *(["--decoding-slots", str(self.decoding_slots)] if self.decoding_slots else []),
         ]
         code, stdout = await _run_process(
             command,
@@ -885,7 +889,8 @@ async def run_all(
         max_tokens=args.max_output_tokens or None,
         api_key=os.environ.get("OPENAI_API_KEY") if args.base_url else None,
     ).start()
-    runner = Runner(args, scratch, data_dir, proxy, model, api)
+    slots = handle.parallel_slots if handle and handle.backend == "llama-server" else None
+    runner = Runner(args, scratch, data_dir, proxy, model, api, decoding_slots=slots)
     selection = (
         f"tasks {args.tasks}"
         if args.tasks

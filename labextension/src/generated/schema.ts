@@ -63,7 +63,7 @@ export interface IApprovalRequested {
   type: 'approval_requested';
   cell_id: string;
   tool_call_id: string;
-  kind: CellKind;
+  kind: 'python' | 'shell' | 'host_tool';
   code: string;
   code_sha256: string;
   reason: string;
@@ -236,6 +236,36 @@ export interface IFollowUpRequest {
   instruction: string;
 }
 
+/** The model called a tool that runs on the host (memory, an MCP server's tool). */
+export interface IHostToolCalled {
+  session_id: string;
+  seq: number;
+  time: number;
+  attempt: number | null;
+  type: 'host_tool_called';
+  cell_id: string;
+  tool_call_id: string;
+  tool: string;
+  source: string;
+  arguments: { [key: string]: unknown };
+}
+
+export interface IHostToolFinished {
+  session_id: string;
+  seq: number;
+  time: number;
+  attempt: number | null;
+  type: 'host_tool_finished';
+  cell_id: string;
+  tool: string;
+  source: string;
+  text: string;
+  is_error: boolean;
+  images: number;
+  duration: number;
+  metadata: { [key: string]: unknown };
+}
+
 /** The kernel died or was replaced; state was restored by replay where possible. */
 export interface IKernelRestarted {
   session_id: string;
@@ -381,4 +411,6 @@ export type AgentEvent =
   | IAttemptFinished
   | IVoteDecided
   | ISessionFinished
-  | IModelRetrying;
+  | IModelRetrying
+  | IHostToolCalled
+  | IHostToolFinished;
