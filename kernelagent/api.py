@@ -53,6 +53,7 @@ def build_config(
     attempts: int = 1,
     approve: ApprovalMode = "never",
     approve_patterns: Sequence[str] = (),
+    agent_memory: bool = True,
 ) -> SessionConfig:
     """A session's config from the Python API's keyword arguments (the CLI's flags)."""
     sandbox_settings = SandboxSettings(kind=sandbox)  # type: ignore[arg-type]
@@ -73,6 +74,7 @@ def build_config(
         ),
         attempts=attempts,
         approval=ApprovalPolicy(mode=approve, patterns=list(approve_patterns)),
+        agent_memory=agent_memory,
     )
 
 

@@ -102,3 +102,10 @@ def no_pool_unless_asked() -> None:
     """Sessions start cold in tests, as they did before the pool: a test of the pool turns
     it on for itself (tests/test_pool*.py), so no other test leaves a pool running."""
     os.environ["KERNELAGENT_POOL"] = "0"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_learn_turn_unless_asked() -> None:
+    """A session's scripted model gets no extra "what I learned" request at its end (the
+    scripts predate it); tests of memory turn it on for themselves (test_memory_*.py)."""
+    os.environ["KERNELAGENT_LEARN"] = "0"

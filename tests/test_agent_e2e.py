@@ -391,6 +391,7 @@ def test_long_sessions_are_compacted_for_the_model(tmp_path: Path) -> None:
             model="m", base_url=server.base_url, sandbox="local", max_steps=40
         )
         config.limits.context_chars = 20_000
+        config.limits.summarize_context = False  # clipping (the summary: test_compaction.py)
         result = api.run(
             "Print a lot.", config=config, workspace=tmp_path / "ws", notebook=tmp_path / "s.ipynb"
         )

@@ -155,7 +155,7 @@ def test_a_host_tool_call_reaches_the_model_and_the_notebook(
     if api_kind == "responses":
         assert '"name": "unit_of"' in first  # offered as a function tool
     else:
-        assert "```tool unit_of" in first  # documented in the system prompt
+        assert "```tool " in first and "- unit_of: The unit" in first  # documented in the prompt
     assert "revenue is in EUR" in second
     assert "no unit known for 'units'" in third  # an error goes back to the model
     assert [(e.tool, e.source, e.is_error) for e in finished] == [

@@ -15,7 +15,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("execution",),
     ("sandbox", "localmodel"),
     ("agent",),
-    ("notebook",),
+    ("notebook", "memory"),
     ("replay",),
     ("session",),
     ("cluster",),

@@ -20,7 +20,9 @@ from jupyter_server.auth.decorator import ws_authenticated
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketHandler, websocket_connect
 
+from kernelagent.memory import MemoryStore
 from kernelagent.server import handlers as server_handlers
+from kernelagent.server.memory_handlers import memory_handlers
 from kernelagent.session.store import SessionStore
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
 from tests.server_fixtures import *  # noqa: F403 - pytest-jupyter's fixtures, for this module only
@@ -461,8 +463,9 @@ def implemented_methods(handler: type[tornado.web.RequestHandler]) -> list[str]:
 def test_every_kernelagent_handler_requires_authentication(jp_serverapp: Any) -> None:
     routes = kernelagent_routes(jp_serverapp.web_app)
     registered = {handler for _, handler in routes}
-    assert registered == {handler for _, handler in server_handlers.default_handlers}
-    assert len(routes) == len(server_handlers.default_handlers) == 8
+    expected = server_handlers.default_handlers + memory_handlers
+    assert registered == {handler for _, handler in expected}
+    assert len(routes) == len(expected) == 10
     unauthenticated = []
     for pattern, handler in routes:
         for name in implemented_methods(handler):
@@ -509,3 +512,37 @@ def test_every_route_refuses_requests_without_a_token(
         assert (await agent_api.call("POST", "replay", body={}))[0] == 400
 
     run(scenario())
+
+
+def test_memories_are_listed_searched_and_deleted(
+    ka_home: Path, agent_api: AgentApi, run: Any
+) -> None:
+    store = MemoryStore(ka_home)
+    kept = store.remember("revenue in sales.csv is in cents", dataset_name="sales.csv")
+    gone = store.remember("weather.csv temperatures are Fahrenheit")
+
+    async def get(*path: str, method: str = "GET", **params: str) -> tuple[int, Any]:
+        response = await agent_api.fetch(
+            "kernelagent",
+            "api",
+            "memories",
+            *path,
+            method=method,
+            params=params,
+            raise_error=False,
+        )
+        return response.code, json.loads(response.body)
+
+    async def scenario() -> None:
+        code, reply = await get()
+        assert code == 200 and {m["id"] for m in reply["memories"]} == {kept.id, gone.id}
+        code, reply = await get(q="revenue")
+        assert code == 200 and [m["id"] for m in reply["memories"]] == [kept.id]
+        code, reply = await get(gone.id, method="DELETE")
+        assert code == 200 and reply["memory"]["id"] == gone.id
+        code, reply = await get(gone.id)
+        assert code == 404 and "kernelagent memory list" in reply["hint"]
+        assert (await get(limit="x"))[0] == 400
+
+    run(scenario())
+    assert [memory.id for memory in store.list()] == [kept.id]

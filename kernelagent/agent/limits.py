@@ -24,6 +24,9 @@ class LoopLimits:
     max_kernel_deaths: int = 3
     context_chars: int = 60_000
     """Older steps are compacted when the conversation grows past this (~15k tokens)."""
+    summarize_context: bool = True
+    """Compact by a running summary the model writes (one turn, no tools) rather than by
+    clipping older steps; clipping remains the fallback when that turn fails."""
     require_evidence: bool = True
     """Refuse a final answer until some code ran successfully, when the workspace has files."""
     check_answers: bool = False

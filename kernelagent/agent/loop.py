@@ -14,6 +14,7 @@ from kernelagent.agent import prompts
 from kernelagent.agent.answers import AnswerReview, RanCell
 from kernelagent.agent.approval_gate import ApprovalGate
 from kernelagent.agent.approvals import ApprovalPolicy, Decision, PendingApproval
+from kernelagent.agent.compaction import Compactor, clip_conversation
 from kernelagent.agent.feedback import build_feedback
 from kernelagent.agent.hints import CellMemory, FailedCell, error_line
 from kernelagent.agent.host_tools import (
@@ -75,6 +76,7 @@ class AgentLoop:
         checkpoint: Callable[[], None] | None = None,
         approval: ApprovalPolicy | None = None,
         host_tools: HostTools | None = None,
+        compact: Compactor | None = None,
     ) -> None:
         self.model = model
         self.sandbox = sandbox
@@ -88,6 +90,8 @@ class AgentLoop:
         self.gate = ApprovalGate(approval, emit, lambda: self.conversation)
         self.host_tools = host_tools or HostTools()
         self.tools = TOOLS + self.host_tools.specs()
+        self.compact = compact or clip_conversation
+        """Makes the conversation fit ``limits.context_chars`` (see agent.compaction)."""
         self.resume_note = ""
         """Told to the model once the pending tool calls have their results."""
         self.memory = CellMemory()
@@ -144,7 +148,7 @@ class AgentLoop:
             if (stop := budget_exhausted(self.limits, self.state.usage)) is not None:
                 return stop
             if self.conversation.size() > self.limits.context_chars:
-                self.conversation.compact(self.limits.context_chars)
+                await self.compact(self.conversation, self.limits.context_chars)
             self.checkpoint()
             temperature = self.repeats.temperature()
             sampling = {} if temperature is None else {"temperature": temperature}

@@ -11,6 +11,7 @@ import typer
 
 from kernelagent.cli import (
     mcp_commands,
+    memory_commands,
     model_commands,
     model_service_commands,
     pool_commands,
@@ -66,6 +67,7 @@ for module in (
     replay_commands,
     session_commands,
     pool_commands,
+    memory_commands,
     mcp_commands,
 ):
     app.add_typer(module.commands)

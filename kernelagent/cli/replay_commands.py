@@ -139,6 +139,13 @@ def continue_(
     ] = None,
     sandbox: Annotated[str, typer.Option(help="docker | local")] = "docker",
     max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
+    agent_memory: Annotated[
+        bool | None,
+        typer.Option(
+            "--agent-memory/--no-agent-memory",
+            help="Recall and write memories (default: as the recorded session did).",
+        ),
+    ] = None,
     mcp_server: Annotated[
         list[str] | None,
         typer.Option(
@@ -171,6 +178,9 @@ def continue_(
         base_url=base_url,
         sandbox=sandbox,
         max_steps=max_steps,
+    )
+    config.agent_memory = (
+        agent_memory if agent_memory is not None else recorded.get("agent_memory", True)
     )
     set_mcp_servers(config, mcp_server or recorded.get("mcp_servers"), mcp_config)
     if mcp_config is None and recorded.get("mcp_config"):

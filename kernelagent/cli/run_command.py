@@ -149,6 +149,14 @@ def run(
             min=16, help="Longest reply the model may write (default: 1024 for the local model)."
         ),
     ] = None,
+    agent_memory: Annotated[
+        bool,
+        typer.Option(
+            "--agent-memory/--no-agent-memory",
+            help="Recall what earlier sessions learned and remember what this one learns "
+            "(default). Not the sandbox's memory limit.",
+        ),
+    ] = True,
     stream: Annotated[
         bool,
         typer.Option(
@@ -217,6 +225,7 @@ def run(
         raise fail(str(error), 2) from None
     config.stream = stream
     config.decoding_slots, config.max_reply_tokens = decoding_slots, max_reply_tokens
+    config.agent_memory = agent_memory
     if pool is not None:
         config.pool = pool
     config.limits.check_answers = check_answers if check_answers is not None else local is not None

@@ -12,6 +12,7 @@ from kernelagent.api import DEFAULT_MODEL
 from kernelagent.literals import API_KINDS, SANDBOX_KINDS
 from kernelagent.server.handlers import default_handlers
 from kernelagent.server.manager import SessionManager
+from kernelagent.server.memory_handlers import memory_handlers
 from kernelagent.server.request_policy import DEFAULT_ALLOWED_BASE_URLS, RequestPolicy
 from kernelagent.server.session_config import Defaults
 from kernelagent.session.store import SessionStore
@@ -181,6 +182,7 @@ class KernelAgentExtension(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
+        self.handlers.extend(memory_handlers)
 
     def current_activity(self) -> Any:
         """Running sessions count as activity (the server is not idle-culled under them)."""

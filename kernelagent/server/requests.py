@@ -92,6 +92,8 @@ class CreateSessionRequest(BaseModel):
     attempts: int | None = None
     model: str | None = None
     base_url: str | None = None
+    agent_memory: bool | None = None
+    """False: this session neither recalls nor writes memories (default: on)."""
 
     @field_validator("task", mode="before")
     @classmethod

@@ -46,6 +46,8 @@ def session_config(
         attempts=request.attempts or defaults.attempts,
     )
     config.approval = ApprovalPolicy(mode=request.approve or "never")
+    if request.agent_memory is not None:
+        config.agent_memory = request.agent_memory
     try:
         config.sandbox = config.sandbox.allowing(network_allow)
     except ValueError as error:

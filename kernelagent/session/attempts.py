@@ -181,6 +181,7 @@ async def _run_branch(
         config, model, workspace=workspace, notebook=notebook, stream=stream
     )
     attempt.session = branch
+    branch.writes_memory = False
     inputs = session.recorder.notebook.metadata.get("kernelagent", {}).get("inputs", [])
     branch.recorder.update_metadata(inputs=list(inputs), **mark_branch(session.id, attempt.number))
     _announce(session, attempt, count, notebook)

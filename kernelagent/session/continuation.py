@@ -97,6 +97,7 @@ async def continue_notebook(
         session = await Session.continue_from(
             target, config, model, sandbox, conversation, stream=stream, steps=steps
         )
+        session.recall_pending = True  # the system prompt was written again, without memories
     except BaseException:
         await sandbox.shutdown()
         raise

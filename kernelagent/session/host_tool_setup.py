@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from kernelagent.agent.host_tools import HostTools
 from kernelagent.session.mcp_tools import mcp_tools
+from kernelagent.session.memory_tools import memory_tools
 
 if TYPE_CHECKING:
     from kernelagent.session.session import SessionConfig
@@ -30,7 +31,7 @@ class HostToolContext:
 
 HostToolProvider = Callable[[HostToolContext, HostTools], Awaitable[None]]
 
-PROVIDERS: list[HostToolProvider] = [mcp_tools]
+PROVIDERS: list[HostToolProvider] = [memory_tools, mcp_tools]
 """The providers every session asks, in order (memory, MCP servers, ...)."""
 
 

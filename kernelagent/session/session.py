@@ -19,9 +19,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from kernelagent.agent.approvals import ApprovalPolicy
+from kernelagent.agent.compaction import ModelSummaryCompactor, RunningSummary
 from kernelagent.agent.host_tools import HostTools
 from kernelagent.agent.loop import AgentLoop, LoopLimits, LoopState, Outcome
-from kernelagent.agent.model import Conversation, Model
+from kernelagent.agent.model import Conversation, Model, ModelTurn
 from kernelagent.agent.prompts import system_prompt
 from kernelagent.agent.transport import reporting_retries
 from kernelagent.agent.workspace import workspace_files
@@ -30,6 +31,7 @@ from kernelagent.events import (
     SessionStarted,
     StatusChanged,
     Usage,
+    UsageUpdated,
     UserMessage,
 )
 from kernelagent.hashing import sha256_file
@@ -43,6 +45,7 @@ from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.sandbox.warm_up import DEFAULT_WARM_UP, describe_names
 from kernelagent.session.egress_audit import EgressAttribution
 from kernelagent.session.host_tool_setup import HostToolContext, open_host_tools
+from kernelagent.session.memory_hooks import SessionMemory, learn_turn_by_default, memory_store
 from kernelagent.session.sandbox_start import SessionSandbox, start_session_sandbox
 from kernelagent.session.stream import EventStream
 from kernelagent.telemetry import session_subscriber
@@ -105,6 +108,14 @@ class SessionConfig(BaseModel):
     parallel_attempts: int | None = Field(default=None, ge=1)
     """How many attempts run at once; None: all of them on a remote server. For a model
     kernelagent serves itself, ``api.served_model`` sets it to the server's decoding slots."""
+    agent_memory: bool = True
+    """Recall memories of earlier sessions into the prompt and write what this one learned
+    (``--no-agent-memory``: neither). Not the sandbox's memory limit (``sandbox.mem_limit``)."""
+    memory_project: str | None = None
+    """A project namespace for memories (None: the user's own space)."""
+    learn_turn: bool = Field(default_factory=learn_turn_by_default)
+    """With agent memory, one more model turn (no tools) after a completed task: the model
+    notes what it learned, kept as a fact for later sessions ($KERNELAGENT_LEARN=0: off)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -154,6 +165,7 @@ class Session:
             checkpoint=lambda: recorder.set_conversation(self.conversation_state()),
             approval=config.approval,
             recover_kernel=self._recover_kernel,
+            compact=self._compactor(model) if config.limits.summarize_context else None,
             host_tools=self.host_tools,
         )
         self.status = "starting"
@@ -169,6 +181,30 @@ class Session:
         traced_model = config.model if config.driven_by == "agent" else "mcp-client"
         if (tracing := session_subscriber(traced_model, config.base_url)) is not None:
             stream.subscribe(tracing)  # OpenTelemetry spans, when OTEL_EXPORTER_OTLP_* is set
+        store = memory_store(config.agent_memory, config.memory_project)
+        self.memory = SessionMemory(store, recorder, session_id) if store is not None else None
+        self.recall_pending = False
+        """Memories go into the system prompt before the next instruction (a new session,
+        or a continued one whose prompt was written again)."""
+        self.writes_memory = True
+        """False for the branches of parallel attempts: the session writes once, at its end."""
+
+    def _compactor(self, model: Model) -> ModelSummaryCompactor:
+        def account(turn: ModelTurn) -> None:
+            self.loop.state.usage = self.loop.state.usage + turn.usage
+            self.stream.emit(UsageUpdated(usage=turn.usage, total=self.loop.state.usage))
+
+        def record(summary: RunningSummary) -> None:
+            self.recorder.update_metadata(
+                running_summary={
+                    "text": summary.text,
+                    "items_summarised": summary.items_summarised,
+                    "summaries": summary.summaries,
+                    "at": time.time(),
+                }
+            )
+
+        return ModelSummaryCompactor(model, on_turn=account, on_summary=record)
 
     @property
     def workspace(self) -> Path:
@@ -248,7 +284,11 @@ class Session:
             if started is not None:
                 await sandbox.shutdown()
             raise
-        return cls(session_id, config, model, sandbox, recorder, conversation, stream, host_tools)
+        session = cls(
+            session_id, config, model, sandbox, recorder, conversation, stream, host_tools
+        )
+        session.recall_pending = True
+        return session
 
     async def run(self, instruction: str | None, *, finish: bool = True) -> Outcome:
         """Work on a task or follow-up instruction (None: carry on where the session
@@ -271,6 +311,9 @@ class Session:
                 )
             )
         if instruction is not None:
+            if self.recall_pending and self.memory is not None:
+                self.memory.recall(self.conversation, instruction, self.workspace)
+            self.recall_pending = False
             self.stream.emit(UserMessage(text=instruction))
         self._set_status("running")
         try:
@@ -286,8 +329,22 @@ class Session:
                 self.finish(Outcome("failed", reason=f"{error.__class__.__name__}: {error}"))
             raise
         if finish:
+            await self._learn(outcome)
             self.finish(outcome)
         return outcome
+
+    async def _learn(self, outcome: Outcome) -> None:
+        if not (
+            self.memory is not None
+            and self.writes_memory
+            and self.config.learn_turn
+            and outcome.status == "completed"
+        ):
+            return
+        turn = await self.memory.learn(self.model, self.conversation)
+        if turn is not None:
+            self.loop.state.usage = self.loop.state.usage + turn.usage
+            self.stream.emit(UsageUpdated(usage=turn.usage, total=self.loop.state.usage))
 
     async def _interrupt_running_cell(self) -> None:
         finished = self.loop.interrupted_cell_event()
@@ -309,6 +366,8 @@ class Session:
             answer=outcome.answer,
             config=self.config.model_dump(mode="json"),
         )
+        if self.memory is not None and self.writes_memory:
+            self.memory.write_after(self.workspace)
         self._set_status(outcome.status, outcome.reason)
         self.stream.emit(
             SessionFinished(

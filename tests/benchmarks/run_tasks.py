@@ -428,6 +428,7 @@ class Runner:
             str(self.args.max_steps),
             "--json",
             "--quiet",
+            "--no-agent-memory",  # one session per task: no answers recalled from other tasks
             "--check-answers" if self.check_answers else "--no-check-answers",
             "--attempts",
             str(self.args.attempts),

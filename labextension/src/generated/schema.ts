@@ -172,6 +172,7 @@ export interface ICreateSessionRequest {
   attempts?: number | null;
   model?: string | null;
   base_url?: string | null;
+  agent_memory?: boolean | null;
 }
 
 /**
