@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).parent.parent / "kernelagent"
 
 LAYERS: list[tuple[str, ...]] = [
     ("literals", "errors", "hashing", "machine_files"),
-    ("events", "manifest"),
+    ("events", "manifest", "database"),
     ("testing", "telemetry"),
     ("execution",),
     ("sandbox", "localmodel"),

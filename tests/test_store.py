@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from kernelagent.agent.approvals import PendingApproval
+from kernelagent.database.backend import migrate
 from kernelagent.events import code_sha256
 from kernelagent.session.store import (
     SessionNotFoundError,
@@ -25,7 +26,6 @@ from kernelagent.session.store import (
     SessionStore,
     StoreUnavailableError,
 )
-from kernelagent.session.store.backend import migrate
 from kernelagent.session.store.index import SCHEMA
 from tests.postgres_fixtures import PostgresServer
 

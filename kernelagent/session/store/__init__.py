@@ -4,12 +4,11 @@
 ``<KERNELAGENT_HOME>/sessions.db``). The parts:
 
 * :mod:`.records` what a session's row holds and which status may follow which;
-* :mod:`.backend` the database seam: a URL, a transaction, schema versions;
-* :mod:`.sqlite`, :mod:`.postgres` the two databases;
-* :mod:`.index` :class:`SessionStore`, the one interface the rest of kernelagent uses.
+* :mod:`.index` :class:`SessionStore`, the one interface the rest of kernelagent uses,
+  on a database of :mod:`kernelagent.database` (a URL, a transaction, schema versions).
 """
 
-from kernelagent.session.store.backend import StoreBackend, StoreUnavailableError, Transaction
+from kernelagent.database.backend import StoreBackend, StoreUnavailableError, Transaction
 from kernelagent.session.store.index import SessionStore
 from kernelagent.session.store.records import (
     DEFAULT_IDLE_SECONDS,

@@ -1,5 +1,5 @@
 """The session store: the index of sessions and the server's event logs in a database
-(:mod:`kernelagent.session.store.backend`), and one directory per session on disk.
+(:mod:`kernelagent.database.backend`), and one directory per session on disk.
 
     <home>/sessions.db                 the index, when it is SQLite (the default)
     <home>/sessions/<id>/workspace/    the sandbox's workspace (survives the container)
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kernelagent.session.store.backend import (
+from kernelagent.database.backend import (
     Dialect,
     StoreBackend,
     Transaction,

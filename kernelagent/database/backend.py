@@ -1,5 +1,5 @@
-"""The database under the session store: SQLite (embedded, the default) or PostgreSQL
-(shared by many hosts), chosen by a URL.
+"""The database under the session store (and any other table set): SQLite (embedded,
+the default) or PostgreSQL (shared by many hosts), chosen by a URL.
 
     sqlite:///ABSOLUTE/PATH/sessions.db      (default: <KERNELAGENT_HOME>/sessions.db)
     postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE
@@ -11,8 +11,10 @@ when the database went away for a moment. SQL is written once, with ``%s`` place
 the whole database is (SQLite's ``BEGIN IMMEDIATE``).
 
 Another table set can live in the same database (the session index does, and so can a
-memory store): call :func:`migrate` once with its own component name and its schema
-steps per dialect, then ``backend.run(work, write=True)`` with ``work(tx)`` doing its SQL.
+memory store): ``open_backend(store_url(home))`` (or a SessionStore's ``backend``), call
+:func:`migrate` once with its own component name and its schema steps per dialect, then
+``backend.run(work, write=True)`` with ``work(tx)`` doing its SQL (``tx.connection`` is
+the driver's connection, for what the protocol does not cover).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def store_url(home: Path, url: str | None = None) -> str:
 def open_backend(url: str) -> StoreBackend:
     scheme = urlsplit(url).scheme.split("+")[0]
     if scheme == "sqlite":
-        from kernelagent.session.store.sqlite import SQLiteBackend
+        from kernelagent.database.sqlite import SQLiteBackend
 
         path = url.split("://", 1)[1] if "://" in url else ""
         if not path.startswith("/") or not path.strip("/"):
@@ -94,7 +96,7 @@ def open_backend(url: str) -> StoreBackend:
             )
         return SQLiteBackend(Path("/" + path.lstrip("/")))
     if scheme in ("postgresql", "postgres"):
-        from kernelagent.session.store.postgres import PostgresBackend
+        from kernelagent.database.postgres import PostgresBackend
 
         return PostgresBackend(url)
     raise StoreUnavailableError(f"unknown store URL {redact(url)!r}", hint=FIX_HINT)

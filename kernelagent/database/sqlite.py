@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from kernelagent.session.store.backend import FIX_HINT, StoreUnavailableError, Transaction
+from kernelagent.database.backend import FIX_HINT, StoreUnavailableError, Transaction
 
 T = TypeVar("T")
 BUSY_TIMEOUT = 30.0

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
-from kernelagent.session.store.backend import (
+from kernelagent.database.backend import (
     FIX_HINT,
     StoreUnavailableError,
     Transaction,
