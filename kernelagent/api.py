@@ -9,55 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import openai
 
 from kernelagent.agent.approvals import ApprovalPolicy
-from kernelagent.agent.loop import Decision, LoopLimits, Outcome
+from kernelagent.agent.loop import Decision, LoopLimits
 from kernelagent.agent.model import Model, ModelAuthError
 from kernelagent.agent.models_factory import make_model, resolve_api_key
 from kernelagent.agent.openai_errors import to_model_error
-from kernelagent.events import Event, SessionStatus, Usage
+from kernelagent.cluster.placement import Placement, cluster_address, node_environment
+from kernelagent.errors import InvalidRequestError
+from kernelagent.events import Event
 from kernelagent.literals import ApprovalMode
 from kernelagent.sandbox.settings import SandboxSettings
-from kernelagent.session.attempts import attempts_allowed, refuse_attempts, run_attempts
 from kernelagent.session.durable import check_resumable, register, resume_session
+from kernelagent.session.runner import SessionResult, run_to_stop
 from kernelagent.session.session import ApiKind, Session, SessionConfig
-from kernelagent.session.store import WAITING, SessionStore
+from kernelagent.session.store import SessionStore
 from kernelagent.session.stream import EventStream
 
 DEFAULT_MODEL = os.environ.get("KERNELAGENT_MODEL", "gpt-4.1-mini")
 PREFLIGHT_TIMEOUT = 15.0
 """Seconds the pre-flight ``GET /models`` waits for an answer (then the server is busy)."""
-
-
-@dataclass
-class SessionResult:
-    session_id: str
-    status: SessionStatus
-    answer: str | None
-    reason: str
-    notebook_path: Path
-    workspace: Path
-    usage: Usage
-    events: list[Event] = field(default_factory=list, repr=False)
-
-    def summary(self) -> dict[str, Any]:
-        """The machine-readable summary ``kernelagent run --json`` prints."""
-        return {
-            "session_id": self.session_id,
-            "status": self.status,
-            "answer": self.answer,
-            "reason": self.reason,
-            "notebook": str(self.notebook_path),
-            "workspace": str(self.workspace),
-            "usage": {**self.usage.model_dump(), "total_tokens": self.usage.total_tokens},
-        }
 
 
 def build_config(
@@ -219,13 +197,38 @@ async def arun(
     keep_sandbox: bool = False,
     store: SessionStore | None = None,
     stream: EventStream | None = None,
+    cluster: str | None = None,
     **config_options: Any,
 ) -> SessionResult:
-    """Run one agent session to its end; the notebook is written as it goes."""
+    """Run one agent session to its end; the notebook is written as it goes.
+
+    ``cluster`` (default ``$KERNELAGENT_CLUSTER``; ``""`` for here) places the session on a
+    node of that Ray cluster; its events still reach ``on_event`` and ``stream``."""
     config = config or build_config(**config_options)
     missing = [str(path) for path in data if not Path(path).is_file()]
     if missing:
         raise FileNotFoundError(f"data file not found: {', '.join(missing)}")
+    store = store or SessionStore()  # an unreachable store fails here, before anything is made
+    address = cluster_address(cluster)
+    if address:
+        _check_placeable(config, model_adapter, on_session, keep_sandbox)
+        if check_server:
+            await check_model_server(config, api_key)
+        placement = Placement(
+            kind="run",
+            session_id=uuid.uuid4().hex[:12],
+            instruction=task,
+            config=config.model_dump(mode="json"),
+            data=[str(Path(path).absolute()) for path in data],
+            workspace=str(Path(workspace).absolute()) if workspace else None,
+            notebook=str(Path(notebook).absolute()) if notebook else None,
+            api_key=api_key,
+            environment=node_environment(str(store.home.absolute()), store.given_url),
+        )
+        stream = stream or EventStream("")
+        if on_event is not None:
+            stream.subscribe(on_event)
+        return await _placed(address, placement, stream)
     model = model_adapter
     if model is None:
         if check_server:
@@ -237,58 +240,10 @@ async def arun(
     session = await Session.start(
         config, model, workspace=workspace, notebook=notebook, data=list(data), stream=stream
     )
-    store = store or SessionStore()
     register(store, session, task)
     if on_session is not None:
         on_session(session)
-    return await _run_to_stop(session, task, store, model, keep_sandbox, new_task=True)
-
-
-async def _run_instruction(
-    session: Session, instruction: str | None, model: Model, new_task: bool
-) -> Outcome:
-    """A new task runs as ``config.attempts`` parallel attempts when it can; the rest run once."""
-    if new_task and instruction is not None and session.config.attempts > 1:
-        why_not = attempts_allowed(session)
-        if why_not is None:
-            return await run_attempts(session, instruction, model)
-        refuse_attempts(session, why_not)
-    return await session.run(instruction)
-
-
-async def _run_to_stop(
-    session: Session,
-    instruction: str | None,
-    store: SessionStore,
-    model: Model,
-    keep_sandbox: bool = False,
-    *,
-    new_task: bool = False,
-) -> SessionResult:
-    """Run, then keep the sandbox for a session that waits for a person, or shut it down."""
-    outcome: Outcome | None = None
-    try:
-        outcome = await _run_instruction(session, instruction, model, new_task)
-    finally:
-        waiting = session.status in WAITING and session.config.sandbox.kind == "docker"
-        if keep_sandbox:
-            pass
-        elif waiting:
-            session.sandbox.client.stop_channels()  # the container stays for `resume`/`approve`
-        else:
-            await session.close()
-            store.update(session.id, sandbox_state=None)
-        await _close_model(model)
-    return SessionResult(
-        session_id=session.id,
-        status=outcome.status,
-        answer=outcome.answer,
-        reason=outcome.reason,
-        notebook_path=session.notebook_path,
-        workspace=session.workspace,
-        usage=session.loop.state.usage,
-        events=list(session.stream.history),
-    )
+    return await run_to_stop(session, task, store, model, keep_sandbox, new_task=True)
 
 
 async def aresume(
@@ -302,9 +257,11 @@ async def aresume(
     store: SessionStore | None = None,
     check_server: bool = True,
     stream: EventStream | None = None,
+    cluster: str | None = None,
     **config_overrides: Any,
 ) -> SessionResult:
-    """Resume a stored session (after approval, a restart or a crash) and run it on."""
+    """Resume a stored session (after approval, a restart or a crash) and run it on
+    (on a node of ``cluster``, as for :func:`arun`)."""
     store = store or SessionStore()
     record = store.get(session_id)
     check_resumable(record, instruction, decision)
@@ -316,6 +273,21 @@ async def aresume(
     stream = stream or EventStream(record.id)
     if on_event is not None:
         stream.subscribe(on_event)
+    address = cluster_address(cluster)
+    if address:
+        _check_placeable(config, model_adapter, None, False)
+        if check_server:
+            await check_model_server(config, api_key)
+        placement = Placement(
+            kind="resume",
+            session_id=record.id,
+            instruction=instruction,
+            config=config.model_dump(mode="json"),
+            api_key=api_key,
+            decision=decision.model_dump(mode="json") if decision else None,
+            environment=node_environment(str(store.home.absolute()), store.given_url),
+        )
+        return await _placed(address, placement, stream)
     serving = served_model(config) if model_adapter is None else nullcontext(config)
     async with serving:
         model = model_adapter
@@ -332,7 +304,39 @@ async def aresume(
             stream=stream,
             config=config,
         )
-        return await _run_to_stop(session, instruction, store, model)
+        return await run_to_stop(session, instruction, store, model)
+
+
+def _check_placeable(
+    config: SessionConfig,
+    model_adapter: Model | None,
+    on_session: Callable[[Session], None] | None,
+    keep_sandbox: bool,
+) -> None:
+    """What only a session in this process can do."""
+    refused = [
+        what
+        for what, asked in (
+            ("a model_adapter object", model_adapter is not None),
+            ("on_session (the Session object)", on_session is not None),
+            ("keep_sandbox", keep_sandbox),
+            ("a local model kernelagent serves itself", config.local_model is not None),
+        )
+        if asked
+    ]
+    if refused:
+        raise InvalidRequestError(
+            f"a session placed on a cluster cannot use {', '.join(refused)}",
+            hint="give the model by --base-url/--model, or run here (cluster='' or unset "
+            "KERNELAGENT_CLUSTER)",
+        )
+
+
+async def _placed(address: str, placement: Placement, stream: EventStream) -> SessionResult:
+    from kernelagent.cluster.submit import run_on_cluster
+
+    stream.session_id = placement.session_id
+    return await run_on_cluster(address, placement, stream)
 
 
 async def astream(task: str, **options: Any) -> AsyncIterator[Event]:
@@ -348,12 +352,6 @@ async def astream(task: str, **options: Any) -> AsyncIterator[Event]:
 def run(task: str, **options: Any) -> SessionResult:
     """Synchronous wrapper around :func:`arun`."""
     return asyncio.run(arun(task, **options))
-
-
-async def _close_model(model: Model) -> None:
-    close = getattr(model, "aclose", None)
-    if close is not None:
-        await close()
 
 
 __all__ = ["ModelAuthError", "SessionResult", "arun", "astream", "build_config", "run"]

@@ -21,6 +21,8 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 if [[ "$extras" == "[test]" ]]; then
   command -v chromium >/dev/null || missing+=(chromium)   # the panel's browser test
   command -v openssl >/dev/null || missing+=(openssl)     # a certificate for the egress HTTPS test
+  # PostgreSQL for the store tests (they start throwaway servers of their own)
+  compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
 fi
 if [[ "$extras" != "" ]]; then   # tests and offline use build llama.cpp's llama-server
   command -v cmake >/dev/null || missing+=(cmake)

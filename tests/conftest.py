@@ -13,6 +13,7 @@ from kernelagent.sandbox.sandbox import Sandbox
 from kernelagent.sandbox.settings import SandboxSettings
 from tests.egress_servers import RecordingHTTPServer
 from tests.model_service_fixtures import models  # noqa: F401  (a fake model service, any test)
+from tests.postgres_fixtures import postgres, store_url  # noqa: F401  (PostgreSQL, both stores)
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

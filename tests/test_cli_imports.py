@@ -26,6 +26,8 @@ HEAVY = (
     "mcp",
     "kernelagent.mcp_server.server",
     "opentelemetry",
+    "psycopg",
+    "ray",
 )
 
 PROBE = """

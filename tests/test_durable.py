@@ -45,7 +45,10 @@ APPROVAL_SCRIPT = [
 ]
 
 
-def test_approval_across_two_processes(docker_available: None, tmp_path: Path) -> None:
+def test_approval_across_two_processes(
+    docker_available: None, store_url: str, tmp_path: Path
+) -> None:
+    """On both stores: the second process finds the session and its pending action."""
     with ScriptedModelServer(APPROVAL_SCRIPT) as server:
         first = cli(
             "run",
@@ -73,6 +76,9 @@ def test_approval_across_two_processes(docker_available: None, tmp_path: Path) -
     assert "@" in decisions[1]["by"]
     record = SessionStore(tmp_path).get(session_id)
     assert record.status == "completed" and record.pending is None
+    listed = json.loads(cli("sessions", "--json", home=tmp_path).stdout)
+    assert [(s["id"], s["status"], s["node"]) for s in listed] == [(session_id, "completed", None)]
+    assert not (tmp_path / "sessions.db").exists()  # every process used the store asked for
 
 
 def test_reject_with_reason_reaches_the_model(docker_available: None, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).parent.parent / "kernelagent"
 
 LAYERS: list[tuple[str, ...]] = [
     ("literals", "errors", "hashing", "machine_files"),
-    ("events", "manifest"),
+    ("events", "manifest", "database"),
     ("testing", "telemetry"),
     ("execution",),
     ("sandbox", "localmodel"),
@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("notebook", "memory"),
     ("replay",),
     ("session",),
+    ("cluster",),
     ("api", "mcp_server"),
     ("cli", "server"),
 ]

@@ -59,8 +59,14 @@ def write_sales(root: Path) -> None:
 
 
 def test_session_streams_events_and_records_notebook(
-    docker_available: None, agent_api: AgentApi, run: Any, jp_root_dir: Path
+    store_url: str,
+    docker_available: None,
+    agent_api: AgentApi,
+    run: Any,
+    jp_root_dir: Path,
+    ka_home: Path,
 ) -> None:
+    """On both stores; the event log the server keeps is the one it served."""
     write_sales(jp_root_dir)
     with ScriptedModelServer(BASIC_SCRIPT + FOLLOW_UP_SCRIPT) as model:
 
@@ -138,6 +144,8 @@ def test_session_streams_events_and_records_notebook(
             assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
             cells = code_cells(notebook)
             assert cells[-1].outputs[0]["data"]["text/plain"] == "50"
+            kept = SessionStore(ka_home).events(session_id)
+            assert kept == [e for e in everything if e["type"] != "assistant_text_delta"]
 
         run(scenario())
 

@@ -4,6 +4,9 @@ start fast and do not load the notebook, model or server stacks."""
 
 from __future__ import annotations
 
+import os
+from typing import Annotated
+
 import typer
 
 from kernelagent.cli import (
@@ -26,6 +29,36 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def where(
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="The session index: sqlite:///PATH or postgresql://USER@HOST/DB "
+            "(sets $KERNELAGENT_STORE_URL; default: SQLite in $KERNELAGENT_HOME).",
+            show_default=False,
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Run sessions (run, resume, approve, reject) on this Ray cluster, HOST:PORT of "
+            "its head (sets $KERNELAGENT_CLUSTER).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Options that apply to every command (give them before the command)."""
+    if store:
+        os.environ["KERNELAGENT_STORE_URL"] = store
+    if cluster:
+        os.environ["KERNELAGENT_CLUSTER"] = cluster
+
+
 model_commands.model_app.add_typer(model_service_commands.commands)
 for module in (
     sandbox_commands,

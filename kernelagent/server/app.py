@@ -122,13 +122,21 @@ class KernelAgentExtension(ExtensionApp):
         None,
         allow_none=True,
         config=True,
-        help="The kernelagent session store (index, event logs) "
+        help="The kernelagent home: session directories and workspaces, and the SQLite index "
+        "unless store_url names another "
         "(default: $KERNELAGENT_HOME or <jupyter data dir>/kernelagent, as for the CLI).",
+    )
+    store_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="The database of the session index and event logs: sqlite:///PATH or "
+        "postgresql://USER@HOST/DB (default: $KERNELAGENT_STORE_URL, else SQLite in store_home).",
     )
     persist_events = Bool(
         True,
         config=True,
-        help="Keep each session's event log in <store_home>/server-events/ so a restarted server "
+        help="Keep each session's event log in the session store so a restarted server "
         "still serves its history and keeps numbering events after it.",
     )
 
@@ -136,7 +144,9 @@ class KernelAgentExtension(ExtensionApp):
 
     def initialize_settings(self) -> None:
         assert self.serverapp is not None
-        store = SessionStore(Path(self.store_home).expanduser() if self.store_home else None)
+        store = SessionStore(
+            Path(self.store_home).expanduser() if self.store_home else None, url=self.store_url
+        )
         self.manager = SessionManager(
             store=store,
             root_dir=self.serverapp.root_dir,

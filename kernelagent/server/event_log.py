@@ -4,8 +4,9 @@ and the run that produces them.
 Each session has one log whose ``seq`` numbers go on across runs (the task, then every
 follow-up or approval): every run gets a new :class:`ServerEventStream` that starts
 numbering after the last logged event, so a client that reconnects with ``since=N``
-catches up. The log is also appended to ``<store home>/server-events/<id>.jsonl`` so a
-restarted server still knows a session's history and keeps numbering after it.
+catches up. The log is also kept in the session store (its ``server_events`` table), so a
+restarted server, or another server on the same store, knows a session's history and
+keeps numbering after it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kernelagent.events import Error, Event, SessionFinished, StatusChanged
 from kernelagent.server.errors import describe_error
 from kernelagent.session.durable import StoreUpdater
 from kernelagent.session.session import Session
+from kernelagent.session.store import SessionStore
 from kernelagent.session.stream import EventStream
 
 EventDict = dict[str, Any]
@@ -115,8 +117,9 @@ class EventLogs:
     appended on the server's event loop, in order.
     """
 
-    def __init__(self, events_dir: Path | None, log: logging.Logger) -> None:
-        self.events_dir = events_dir
+    def __init__(self, store: SessionStore | None, log: logging.Logger) -> None:
+        self.store = store
+        """Where the events are kept (None: in memory only)."""
         self.log = log
         self.entries: dict[str, SessionEntry] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -168,39 +171,39 @@ class EventLogs:
                 self.log.exception("kernelagent: an event listener of session %s failed", entry.id)
                 self.unsubscribe(entry.id, listener)
 
-    def _file(self, session_id: str) -> Path | None:
-        if self.events_dir is None or not re.fullmatch(r"[\w-]+", session_id):
-            return None
-        return self.events_dir / f"{session_id}.jsonl"
-
     def _persist(self, session_id: str, data: EventDict) -> None:
-        path = self._file(session_id)
-        if path is None or data.get("type") in NOT_PERSISTED:
+        if self.store is None or data.get("type") in NOT_PERSISTED:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as file:
-                file.write(json.dumps(data) + "\n")
-        except OSError as error:
+            self.store.append_events(session_id, [data])
+        except Exception as error:  # the live listeners still get the event
             self.log.warning("kernelagent: cannot save the event log of %s: %s", session_id, error)
 
     def _load(self, session_id: str) -> list[EventDict]:
-        path = self._file(session_id)
-        if path is None or not path.is_file():
+        if self.store is None:
             return []
-        events: list[EventDict] = []
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash
-            if (
-                isinstance(data, dict)
-                and isinstance(data.get("seq"), int)
-                and (not events or data["seq"] > events[-1]["seq"])
-            ):
-                events.append(data)
+        events = self.store.events(session_id)
+        legacy = self.store.home / "server-events" / f"{session_id}.jsonl"
+        if not events and re.fullmatch(r"[\w-]+", session_id) and legacy.is_file():
+            events = _read_legacy_log(legacy)  # written by kernelagent before the store had them
+            self.store.append_events(session_id, events)
         return events
+
+
+def _read_legacy_log(path: Path) -> list[EventDict]:
+    events: list[EventDict] = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("seq"), int)
+            and (not events or data["seq"] > events[-1]["seq"])
+        ):
+            events.append(data)
+    return events
 
 
 def unknown_session(session_id: str) -> NotFoundError:

@@ -81,8 +81,7 @@ class SessionManager:
         self.defaults = defaults
         self.workspaces_next_to_notebooks = workspaces_next_to_notebooks
         self.log = logger or log
-        events_dir = store.home / "server-events" if persist_events else None
-        self.logs = EventLogs(events_dir, self.log)
+        self.logs = EventLogs(store if persist_events else None, self.log)
         self.runs = SessionRuns(store, self.log)
         self.notebooks = NotebookSessions(self)
         """Sessions that work in notebooks open in JupyterLab (kept in memory)."""
@@ -178,6 +177,7 @@ class SessionManager:
                     on_session=on_session,
                     store=self.store,
                     stream=stream,
+                    cluster="",  # the server runs its sessions itself (it needs the Session)
                 )
 
         task = self.runs.spawn(stream, run(), f"kernelagent session {slug}")
@@ -289,6 +289,7 @@ class SessionManager:
             api_key=api_key,
             store=self.store,
             stream=stream,
+            cluster="",
         )
         entry.task = self.runs.spawn(stream, run, f"kernelagent session {record.id}")
         return self.record_json(record)

@@ -225,13 +225,15 @@ class Session:
         data: list[str | Path] | None = None,
         stream: EventStream | None = None,
         sandbox: Sandbox | None = None,
+        session_id: str | None = None,
     ) -> Session:
-        """Check inputs, start (or adopt) a sandbox, copy data in, open the notebook."""
+        """Check inputs, start (or adopt) a sandbox, copy data in, open the notebook.
+        ``session_id`` is new unless the caller chose it (a cluster places it first)."""
         data_files = [Path(path) for path in data or []]
         missing = [str(path) for path in data_files if not path.is_file()]
         if missing:
             raise FileNotFoundError(f"data file not found: {', '.join(missing)}")
-        session_id = uuid.uuid4().hex[:12]
+        session_id = session_id or uuid.uuid4().hex[:12]
         session_dir = sessions_home() / session_id
         started: SessionSandbox | None = None
         if sandbox is None:

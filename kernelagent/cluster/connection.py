@@ -1,0 +1,94 @@
+"""Joining a Ray cluster as a driver, with an error that says what to fix."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from kernelagent.cluster.placement import CLUSTER_VARIABLE, SANDBOX_RESOURCE
+from kernelagent.errors import KernelAgentError
+
+CONNECT_TIMEOUT = 5.0
+
+
+class ClusterError(KernelAgentError, RuntimeError):
+    """The cluster cannot be reached or cannot run the session; nothing was placed."""
+
+
+def connect(address: str) -> None:
+    """Join the cluster at ``address`` (once per process) and check that a node can run
+    sessions."""
+    try:
+        import ray
+    except ImportError:
+        raise ClusterError(
+            f"${CLUSTER_VARIABLE} is set but Ray is not installed",
+            hint="pip install 'kernelagent[ray]', or unset KERNELAGENT_CLUSTER to run here",
+        ) from None
+    if not ray.is_initialized():
+        host = _check_reachable(address)
+        _cluster_messages_to_stderr()
+        try:
+            ray.init(
+                address=address,
+                namespace="kernelagent",
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                configure_logging=False,
+                _node_ip_address="127.0.0.1" if host in ("127.0.0.1", "localhost") else None,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise ClusterError(
+                f"cannot join the Ray cluster at {address}: {_one_line(error)}", hint=_hint()
+            ) from None
+    if ray.cluster_resources().get(SANDBOX_RESOURCE, 0) <= 0:
+        raise ClusterError(
+            f"no node of the Ray cluster at {address} offers the resource {SANDBOX_RESOURCE}, "
+            "so no session can be placed",
+            hint=f"start workers that have Docker and the sandbox image with "
+            f"`ray start --address {address} --resources '{{\"{SANDBOX_RESOURCE}\": 4}}'`",
+        )
+
+
+def _cluster_messages_to_stderr() -> None:
+    """Ray's driver prints the cluster's error messages (a node marked dead, a retried
+    call) on stdout, where ``--json`` keeps its summary: send them to stderr."""
+    import ray._private.worker as driver
+
+    original = getattr(driver, "print_to_stdstream", None)
+    if original is None or getattr(original, "to_stderr", False):
+        return
+
+    def to_stderr(data: dict[str, Any], ignore_prefix: bool) -> None:
+        original({**data, "is_err": True}, ignore_prefix)
+
+    to_stderr.to_stderr = True  # type: ignore[attr-defined]
+    driver.print_to_stdstream = to_stderr
+
+
+def _check_reachable(address: str) -> str:
+    """Fail in seconds, not after Ray's own long retries, when nothing listens there."""
+    if address == "auto":
+        return ""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ClusterError(f"the cluster address {address!r} is not HOST:PORT", hint=_hint())
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as error:
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address}: {error.strerror or error}", hint=_hint()
+        ) from None
+    return host
+
+
+def _hint() -> str:
+    return (
+        f"check ${CLUSTER_VARIABLE} (or --cluster): the head node's HOST:PORT "
+        "(`ray start --head` prints it); unset it to run here"
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
