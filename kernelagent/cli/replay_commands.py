@@ -11,15 +11,10 @@ import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
+from kernelagent.cli import options
 from kernelagent.cli.output import EXIT_CODES, EXIT_FAILED, console, fail, fail_with
-from kernelagent.cli.run_command import (
-    NO_LOCAL_MODEL_HINT,
-    local_model_choice,
-    set_mcp_servers,
-    use_local_model,
-)
+from kernelagent.cli.run_command import NO_LOCAL_MODEL_HINT, local_model_choice, use_local_model
 from kernelagent.errors import KernelAgentError
-from kernelagent.literals import SANDBOX_KINDS
 from kernelagent.localmodel.store import LocalModelError
 
 if TYPE_CHECKING:
@@ -59,8 +54,7 @@ def replay(
 
     Exit codes: 0 all matched, 1 some cell diverged or failed, 2 the replay could not run.
     """
-    if sandbox not in SANDBOX_KINDS:
-        raise fail(f"unknown --sandbox {sandbox!r}: use docker or local", REPLAY_FAILED)
+    kind = options.sandbox_kind(sandbox)  # exit 2, as REPLAY_FAILED
     if side_effects not in ("run", "skip"):
         raise fail("--side-effects must be run or skip", REPLAY_FAILED)
     import nbformat
@@ -68,8 +62,8 @@ def replay(
     from kernelagent.replay.replay import ReplayOptions, replay_notebook
     from kernelagent.sandbox.settings import SandboxSettings
 
-    options = ReplayOptions(
-        sandbox=SandboxSettings(kind=sandbox),
+    replay_options = ReplayOptions(
+        sandbox=SandboxSettings(kind=kind),
         until=until,
         workspace=workspace,
         timeout=timeout,
@@ -81,10 +75,10 @@ def replay(
                 from kernelagent.session.agent_replay import replay_agent
 
                 report = asyncio.run(
-                    replay_agent(notebook, sandbox=options.sandbox, workspace=workspace)
+                    replay_agent(notebook, sandbox=replay_options.sandbox, workspace=workspace)
                 )
             else:
-                report = asyncio.run(replay_notebook(notebook, options))
+                report = asyncio.run(replay_notebook(notebook, replay_options))
     except KernelAgentError as error:  # not a notebook, a missing input, no Docker, ...
         raise fail_with(error, REPLAY_FAILED) from None
     if out is not None and report.replayed is not None:
@@ -137,8 +131,8 @@ def continue_(
         str | None,
         typer.Option(help="responses | chat | code-blocks (default: the recorded one)"),
     ] = None,
-    sandbox: Annotated[str, typer.Option(help="docker | local")] = "docker",
-    max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
+    sandbox: options.SandboxOption = "docker",
+    max_steps: options.MaxSteps = 30,
     agent_memory: Annotated[
         bool | None,
         typer.Option(
@@ -146,21 +140,9 @@ def continue_(
             help="Recall and write memories (default: as the recorded session did).",
         ),
     ] = None,
-    mcp_server: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--mcp-server",
-            metavar="[NAME=]CMD|URL",
-            help="An MCP server whose tools the agent gets, run on the host (repeatable).",
-        ),
-    ] = None,
-    mcp_config: Annotated[
-        Path | None,
-        typer.Option(help='MCP servers in the common {"mcpServers": {...}} JSON format.'),
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON summary on stdout.")
-    ] = False,
+    mcp_server: options.McpServers = None,
+    mcp_config: options.McpConfig = None,
+    json_output: options.JsonOutput = False,
 ) -> None:
     """Restore a recorded session's state and conversation, then work on a new instruction."""
     from kernelagent.api import build_config, check_model_server, model_for, served_model
@@ -168,6 +150,7 @@ def continue_(
     from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
     from kernelagent.session.continuation import continue_notebook, restored_note
 
+    options.sandbox_kind(sandbox)
     try:
         recorded = load_notebook(notebook).metadata.get("kernelagent", {}).get("config", {})
     except NotebookFormatError as error:
@@ -182,9 +165,9 @@ def continue_(
     config.agent_memory = (
         agent_memory if agent_memory is not None else recorded.get("agent_memory", True)
     )
-    set_mcp_servers(config, mcp_server or recorded.get("mcp_servers"), mcp_config)
+    options.set_mcp_servers(config, mcp_server or recorded.get("mcp_servers"), mcp_config)
     if mcp_config is None and recorded.get("mcp_config"):
-        set_mcp_servers(config, config.mcp_servers, Path(recorded["mcp_config"]))
+        options.set_mcp_servers(config, config.mcp_servers, Path(recorded["mcp_config"]))
     # a model kernelagent served itself is served again, unless another one is named
     if model:
         local = local_model_choice(model, base_url)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from kernelagent.cli import options
 from kernelagent.cli.output import (
     EXIT_CODES,
     EXIT_FAILED,
@@ -21,7 +22,7 @@ from kernelagent.cli.output import (
     fail_with,
 )
 from kernelagent.errors import KernelAgentError
-from kernelagent.literals import API_KINDS, APPROVAL_MODES, SANDBOX_KINDS
+from kernelagent.literals import API_KINDS
 from kernelagent.localmodel import recommended_api
 from kernelagent.localmodel.store import LocalModelError
 
@@ -36,20 +37,11 @@ NO_LOCAL_MODEL_HINT = "or set OPENAI_API_KEY / pass --base-url for a model serve
 commands = typer.Typer()
 
 
-def _one_of(names: tuple[str, ...]) -> str:
-    return ", ".join(names[:-1]) + f" or {names[-1]}"
-
-
 @commands.command()
 def run(
     task: Annotated[str, typer.Argument(help="What the agent should do.")],
-    data: Annotated[
-        list[Path] | None,
-        typer.Option("--data", "-d", help="File to copy into the workspace (repeatable)."),
-    ] = None,
-    workspace: Annotated[
-        Path | None, typer.Option(help="Workspace directory (default: a new one per session).")
-    ] = None,
+    data: options.DataFiles = None,
+    workspace: options.Workspace = None,
     notebook: Annotated[
         Path | None, typer.Option(help="Where to record the session notebook.")
     ] = None,
@@ -70,21 +62,11 @@ def run(
             "them)"
         ),
     ] = None,
-    sandbox: Annotated[str, typer.Option(help="docker | local (local is NOT isolated)")] = "docker",
-    image: Annotated[str | None, typer.Option(help="Sandbox image.")] = None,
-    allow_net: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--allow-net",
-            metavar="HOST[:PORT]",
-            help="A destination the sandbox may reach through the host's audited egress proxy "
-            "(repeatable; e.g. pypi.org, *.pythonhosted.org:443). Default: no network.",
-        ),
-    ] = None,
-    max_steps: Annotated[int, typer.Option(help="Model calls at most.")] = 30,
-    timeout: Annotated[
-        float, typer.Option(help="Seconds per cell before it is interrupted.")
-    ] = 300.0,
+    sandbox: options.SandboxOption = "docker",
+    image: options.Image = None,
+    allow_net: options.AllowNet = None,
+    max_steps: options.MaxSteps = 30,
+    timeout: options.CellTimeout = 300.0,
     max_tokens: Annotated[int | None, typer.Option(help="Token budget for the session.")] = None,
     max_cost: Annotated[
         float | None, typer.Option(help="Cost budget in USD (needs --price).")
@@ -92,16 +74,9 @@ def run(
     price: Annotated[
         str | None, typer.Option(help="USD per million tokens, 'INPUT,OUTPUT'.")
     ] = None,
-    approve: Annotated[
-        str, typer.Option(help="Which actions need a person's approval: never | shell | always")
-    ] = "never",
-    approve_pattern: Annotated[
-        list[str] | None,
-        typer.Option(help="Regex; matching code or commands need approval (repeatable)."),
-    ] = None,
-    approve_outside_writes: Annotated[
-        bool, typer.Option(help="Writes outside the workspace need approval.")
-    ] = False,
+    approve: options.Approve = "never",
+    approve_pattern: options.ApprovePatterns = None,
+    approve_outside_writes: options.ApproveOutsideWrites = False,
     check_answers: Annotated[
         bool | None,
         typer.Option(
@@ -127,14 +102,7 @@ def run(
             "on for local models or --attempts > 1).",
         ),
     ] = None,
-    pool: Annotated[
-        bool | None,
-        typer.Option(
-            "--pool/--no-pool",
-            help="Take a warmed sandbox from the machine's pool (default; numpy, pandas, "
-            "matplotlib already imported). --no-pool starts one cold, without the warm-up.",
-        ),
-    ] = None,
+    pool: options.Pool = None,
     decoding_slots: Annotated[
         int | None,
         typer.Option(
@@ -165,39 +133,22 @@ def run(
             "--no-stream.",
         ),
     ] = True,
-    mcp_server: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--mcp-server",
-            metavar="[NAME=]CMD|URL",
-            help="An MCP server whose tools the agent gets, run on the host (repeatable).",
-        ),
-    ] = None,
-    mcp_config: Annotated[
-        Path | None,
-        typer.Option(help='MCP servers in the common {"mcpServers": {...}} JSON format.'),
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON summary on stdout.")
-    ] = False,
+    mcp_server: options.McpServers = None,
+    mcp_config: options.McpConfig = None,
+    json_output: options.JsonOutput = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Do not stream cells and outputs.")
     ] = False,
 ) -> None:
     """Run an agent session on TASK; it is recorded as a notebook while it runs."""
     if api is not None and api not in API_KINDS:
-        raise fail(f"unknown --api {api!r}: use {_one_of(API_KINDS)}", 2)
-    if sandbox not in SANDBOX_KINDS:
-        raise fail(f"unknown --sandbox {sandbox!r}: use {_one_of(SANDBOX_KINDS)}", 2)
-    missing = [str(path) for path in data or [] if not path.is_file()]
-    if missing:
-        raise fail(f"data file not found: {', '.join(missing)} (check the --data paths)", 2)
+        raise fail(f"unknown --api {api!r}: use {options.one_of(API_KINDS)}", 2)
+    options.sandbox_kind(sandbox)
+    options.check_data_files(data)
     price_per_million = _parse_price(price)
-    if approve not in APPROVAL_MODES:
-        raise fail(f"unknown --approve {approve!r}: use {_one_of(APPROVAL_MODES)}", 2)
+    options.approval_mode(approve)
     if max_cost is not None and price_per_million is None:
         raise fail("--max-cost needs --price INPUT,OUTPUT (USD per million tokens)", 2)
-    from kernelagent.agent.approvals import ApprovalPolicy
     from kernelagent.api import build_config
     from kernelagent.cli.render import EventRenderer
 
@@ -219,15 +170,10 @@ def run(
         max_cost=max_cost,
         price_per_million=price_per_million,
     )
-    try:
-        config.sandbox = config.sandbox.allowing(allow_net or [])
-    except ValueError as error:
-        raise fail(str(error), 2) from None
+    options.set_sandbox_options(config, allow_net, pool)
     config.stream = stream
     config.decoding_slots, config.max_reply_tokens = decoding_slots, max_reply_tokens
     config.agent_memory = agent_memory
-    if pool is not None:
-        config.pool = pool
     config.limits.check_answers = check_answers if check_answers is not None else local is not None
     config.attempts = (
         attempts if attempts is not None else (LOCAL_ATTEMPTS if local is not None else 1)
@@ -235,12 +181,8 @@ def run(
     config.limits.verify_answers = (
         verify if verify is not None else (config.attempts > 1 or local is not None)
     )
-    config.approval = ApprovalPolicy(
-        mode=approve,
-        patterns=approve_pattern or [],
-        writes_outside_workspace=approve_outside_writes,
-    )
-    set_mcp_servers(config, mcp_server, mcp_config)
+    options.set_approval(config, approve, approve_pattern, approve_outside_writes)
+    options.set_mcp_servers(config, mcp_server, mcp_config)
     renderer = None if quiet else EventRenderer(console)
     try:
         result = asyncio.run(
@@ -268,20 +210,6 @@ def run(
         )
     console.print(f"[dim]notebook: {result.notebook_path}[/]")
     raise typer.Exit(EXIT_CODES.get(result.status, EXIT_FAILED))
-
-
-def set_mcp_servers(
-    config: SessionConfig, servers: list[str] | None, config_file: Path | None
-) -> None:
-    """``--mcp-server`` / ``--mcp-config`` into the session config, checked now (exit 2)."""
-    from kernelagent.session.mcp_servers import McpConfigError, configured_servers
-
-    config.mcp_servers = list(servers or [])
-    config.mcp_config = str(config_file.resolve()) if config_file else None
-    try:
-        configured_servers(config.mcp_servers, config.mcp_config)
-    except McpConfigError as error:
-        raise fail_with(error, 2) from None
 
 
 def local_model_choice(model: str | None, base_url: str | None) -> str | None:
