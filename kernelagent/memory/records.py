@@ -1,6 +1,7 @@
-"""What a memory is, and the protocol every memory backend (SQLite now, PostgreSQL later)
-implements. A memory belongs to one user and one project namespace ("" is the user's
-own space, shared by all their projects)."""
+"""What a memory is, and the protocol a memory backend implements (one does, over the
+session store's SQLite or PostgreSQL database: :mod:`~kernelagent.memory.database_backend`).
+A memory belongs to one user and one project namespace ("" is the user's own space,
+shared by all their projects)."""
 
 from __future__ import annotations
 
