@@ -10,14 +10,14 @@ import getpass
 import os
 import time
 import uuid
-from typing import Literal, Protocol
+from typing import Protocol, get_args
 
 from pydantic import BaseModel, Field
 
 from kernelagent.errors import InvalidRequestError, NotFoundError
+from kernelagent.literals import MemoryKind
 
-MemoryKind = Literal["fact", "finding", "dataset", "preference"]
-MEMORY_KINDS: tuple[MemoryKind, ...] = ("fact", "finding", "dataset", "preference")
+MEMORY_KINDS: tuple[MemoryKind, ...] = get_args(MemoryKind)
 MAX_TEXT_CHARS = 4_000
 """A memory longer than this is refused: memories are notes, not outputs."""
 
