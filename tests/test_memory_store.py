@@ -54,10 +54,11 @@ def test_users_and_projects_are_separate(store_url: str, tmp_path: Path) -> None
 
 def test_a_key_replaces_and_forget_removes(store_url: str, tmp_path: Path) -> None:
     store = opened(tmp_path, store_url, "ann")
-    first = store.remember("card v1 revenue", "dataset", key="dataset:x")
-    second = store.remember("card v2 revenue", "dataset", key="dataset:x")
-    assert second.id == first.id and [m.text for m in store.list()] == ["card v2 revenue"]
-    assert store.get(first.id[:6]).text == "card v2 revenue"
+    first = store.remember("card alpha revenue", "dataset", key="dataset:x")
+    second = store.remember("card omega revenue", "dataset", key="dataset:x")
+    assert second.id == first.id and [m.text for m in store.list()] == ["card omega revenue"]
+    assert store.search("alpha") == [] and store.search("omega") == [second]  # reindexed
+    assert store.get(first.id[:6]).text == "card omega revenue"
     store.forget(first.id)
     assert store.list() == [] and store.search("revenue") == []
     with pytest.raises(MemoryNotFoundError) as error:
