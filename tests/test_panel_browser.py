@@ -294,6 +294,69 @@ def test_panel_runs_a_session_end_to_end(lab: tuple[Lab, ScriptedModelServer]) -
     assert not page_errors, page_errors
 
 
+def test_panel_lists_searches_and_deletes_memories(
+    tmp_path: Path, docker_available: None, chromium_path: Path
+) -> None:
+    """Memories written through the store (as sessions and the CLI write them) show in the
+    panel's Memory section; a search narrows them; delete asks, then removes one."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from kernelagent.memory import open_memory_store
+
+    store = open_memory_store(tmp_path / "kernelagent-home")  # the lab's home and store
+    sha = "5" * 64
+    card = store.remember(
+        "sales.csv: 4 rows x 5 columns; read with pd.read_csv('sales.csv', parse_dates=['date'])",
+        "dataset",
+        key=f"dataset:{sha}",
+        dataset_sha256=sha,
+        dataset_name="sales.csv",
+        session_id="0123456789ab",
+    )
+    fact = store.remember("the revenue figures are in cents", session_id="0123456789ab")
+    weather = store.remember("temperatures in weather.csv are in Fahrenheit", "preference")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with running_lab(tmp_path, []) as (server_lab, _), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.set_default_timeout(60_000)
+        try:
+            panel = open_panel(page, server_lab)
+            panel.get_by_role("button", name="Memory", exact=True).click()
+            items = panel.locator(".jp-KernelAgent-memoryItem")
+            expect(items).to_have_count(3)
+            shown_card = items.and_(panel.locator(f'[data-memory-id="{card.id}"]'))
+            for text in ("dataset card", "sales.csv", "parse_dates", "from session 0123456789ab"):
+                expect(shown_card).to_contain_text(text)
+            page.screenshot(path=str(ARTIFACTS / "panel-memory.png"))
+
+            search = panel.get_by_label("Search memories")
+            search.fill("fahrenheit temperature")  # stemmed: matches "temperatures"
+            search.press("Enter")
+            expect(items).to_have_count(1)
+            expect(items.first).to_contain_text(weather.text)
+            search.fill("")
+            search.press("Enter")
+            expect(items).to_have_count(3)
+
+            panel.get_by_role("button", name=f"Delete memory {fact.id}").click()
+            dialog = page.locator(".jp-Dialog")
+            expect(dialog).to_contain_text("Delete this memory?")
+            expect(dialog).to_contain_text(fact.text)
+            dialog.get_by_role("button", name="Delete", exact=True).click()
+            expect(items).to_have_count(2)
+            expect(panel.locator(f'[data-memory-id="{fact.id}"]')).to_have_count(0)
+            listed = api_get(server_lab, "memories")["memories"]
+            assert {memory["id"] for memory in listed} == {card.id, weather.id}
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure-memory.png"))
+            print(f"jupyter lab log (end):\n{server_lab.log.read_text()[-5000:]}")
+            raise
+        finally:
+            browser.close()
+    assert {memory.id for memory in store.list()} == {card.id, weather.id}
+
+
 # --- the steps ---------------------------------------------------------------------------
 
 

@@ -200,6 +200,7 @@ def run_session(
     if not memory:
         command.append("--no-agent-memory")
     env = {**os.environ, "KERNELAGENT_HOME": str(home), "KERNELAGENT_POOL": "0"}
+    env.pop("KERNELAGENT_STORE_URL", None)  # memory is in the store: each scenario its own
     started = time.monotonic()
     try:
         done = subprocess.run(
