@@ -1,9 +1,11 @@
 """A pytest plugin: the suite leaves no sandbox container behind.
 
 At the start it notes the kernelagent containers that exist; at the end (after every
-fixture's teardown) any new one that is stopped, or whose owner process is this pytest
-or gone, was left by a test: it is listed, removed, and under ``CI=true`` the run fails.
-Containers owned by other live processes (a benchmark beside the tests) are not ours.
+fixture's teardown) it lists and removes each new one that is stopped, or whose owner
+process is this pytest or gone. A running one may be the kept sandbox of a session a test
+left paused (a paused session keeps its kernel to re-attach to); a stopped one is of no
+use to anyone, so under ``CI=true`` a stopped one fails the run. Containers owned by
+other live processes (a benchmark beside the tests) are not ours.
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from kernelagent.sandbox.docker_provisioner import LABEL_WORKSPACE
 
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    lines = [f"{len(left)} sandbox container(s) left behind by the tests (removed now):"]
+    stopped = [c for c in left if c.status != "running"]
+    lines = [
+        f"{len(left)} sandbox container(s) left behind by the tests, {len(stopped)} of them "
+        "stopped (removed now):"
+    ]
     lines += [f"  {c.name} ({c.status}) {c.labels.get(LABEL_WORKSPACE, '')}" for c in left]
     for container in left:
         try:
@@ -71,5 +77,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line("")
         for line in lines:
             reporter.write_line(line, red=True)
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes") and session.exitstatus == 0:
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    if in_ci and stopped and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
