@@ -185,6 +185,15 @@ def test_dataset_card_from_the_recorded_cells(tmp_path: Path) -> None:
     text = card.text()
     assert "3 rows x 2 columns" in text and "date datetime64[ns]" in text and "sha256 aaaa" in text
     assert finding_text(notebook) == "Task: Monthly revenue? (data: sales.csv). Answer: 1234"
+    # the code whose output showed the answer goes with it: how the data had to be read
+    shown = new_code_cell("# total\ndf = df.drop_duplicates()\nprint(df['n'].sum())")
+    shown.metadata.kernelagent = {"status": "ok"}
+    shown.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1234\n")]
+    notebook.cells.append(shown)
+    assert finding_text(notebook) == (
+        "Task: Monthly revenue? (data: sales.csv). Answer: 1234. "
+        "Computed by: `df = df.drop_duplicates(); print(df['n'].sum())`"
+    )
     assert read_of("x = open('sales.csv')", "sales.csv") is None
 
 
