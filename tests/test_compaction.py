@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
+
+import nbformat
 
 from kernelagent.agent.compaction import (
     SUMMARY_HEADING,
@@ -100,3 +103,52 @@ def test_the_span_never_splits_a_call_from_its_result() -> None:
     start, end = older_span(conversation.items, keep_recent=5, recent_chars=10_000)
     assert start == 1 and conversation.items[end].type == "assistant"
     assert older_span(long_conversation(1).items, 12, 100) is None
+
+
+async def test_a_turn_longer_than_the_servers_context_is_compacted_and_sent_again(
+    docker_available: None, tmp_path: Path
+) -> None:
+    """Token-dense outputs (digits) can pass a server's context before the character
+    budget says so: the server's "exceeds the available context size" (llama-server's
+    words) makes the loop compact to what the server said fits, keep that budget, and send
+    the turn again; the session completes and the notebook keeps every output."""
+    from kernelagent import api
+
+    limit = 11_000  # characters of a request the scripted server takes; 2 per "token"
+    code = "print(''.join(str((i * 7) % 10) for i in range({n})))"
+    turns = iter(
+        [ScriptedTurn.python(code.format(n=3000 + n)) for n in range(4)]
+        + [ScriptedTurn.final("done")]
+    )
+    sizes: list[tuple[int, bool]] = []
+
+    def respond(body: dict) -> ScriptedTurn:
+        text = json.dumps(body)
+        if "running notes" in text:
+            return ScriptedTurn.say("- four cells printed digits; nothing else was asked")
+        sizes.append((len(text), len(text) > limit))
+        if len(text) > limit:
+            return ScriptedTurn.error(
+                400,
+                message=f"request ({len(text) // 2} tokens) exceeds the available context "
+                f"size ({limit // 2} tokens), try increasing it",
+            )
+        return next(turns)
+
+    with ScriptedModelServer(respond) as server:
+        config = api.build_config(model="scripted-model", base_url=server.base_url)
+        config.agent_memory = False
+        result = await api.arun(
+            "Print digits four times.",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "session.ipynb",
+            config=config,
+        )
+    assert (result.status, result.answer) == ("completed", "done")
+    rejected = [size for size, refused in sizes if refused]
+    assert len(rejected) == 1, sizes
+    after = sizes[[refused for _, refused in sizes].index(True) + 1 :]
+    assert after and all(size <= limit for size, _ in after), sizes
+    notebook = nbformat.read(result.notebook_path, as_version=4)
+    outputs = [cell.outputs[0].text for cell in notebook.cells if cell.cell_type == "code"]
+    assert [len(text.strip()) for text in outputs] == [3000, 3001, 3002, 3003]

@@ -30,6 +30,7 @@ from kernelagent.agent.model import (
     Conversation,
     ImagePart,
     Model,
+    ModelContextError,
     ModelTurn,
     ToolCall,
 )
@@ -38,7 +39,6 @@ from kernelagent.agent.tools import TOOLS, Action, ToolArgumentError, parse_call
 from kernelagent.agent.workspace import merge_streams, workspace_files
 from kernelagent.errors import KernelAgentError
 from kernelagent.events import (
-    ActionSkipped,
     AnswerReviewed,
     AssistantText,
     AssistantTextDelta,
@@ -52,11 +52,14 @@ from kernelagent.events import (
     HostToolFinished,
     KernelRestarted,
     UsageUpdated,
-    code_sha256,
 )
 from kernelagent.execution.result import ExecutionResult
 from kernelagent.manifest import as_list, parse_expression
 from kernelagent.sandbox.sandbox import shell_cell
+
+CONTEXT_RETRIES = 2
+"""Times a turn the server found too long is compacted further and sent again."""
+MIN_CONTEXT_CHARS = 2_000
 
 Emit = Callable[[Event], Event]
 KernelRecovery = Callable[[], Awaitable[str]]
@@ -148,14 +151,7 @@ class AgentLoop:
             taken += 1
             if (stop := budget_exhausted(self.limits, self.state.usage)) is not None:
                 return stop
-            if self.conversation.size() > self.limits.context_chars:
-                await self.compact(self.conversation, self.limits.context_chars)
-            self.checkpoint()
-            temperature = self.repeats.temperature()
-            sampling = {} if temperature is None else {"temperature": temperature}
-            turn = await self.model.turn(
-                self.conversation, self.tools, on_text_delta=self._delta, **sampling
-            )
+            turn = await self._model_turn()
             self.state.steps += 1
             self._account(turn)
             self.conversation.add_assistant(turn)
@@ -177,6 +173,27 @@ class AgentLoop:
         return Outcome(
             "paused", reason=f"reached the step limit ({self.limits.max_steps}) without an answer"
         )
+
+    async def _model_turn(self) -> ModelTurn:
+        """The next turn, on a conversation within the context budget. A server that says
+        the request is still too long (a token-dense conversation: numbers, logs) gets a
+        smaller budget, kept for the rest of the session, and the turn is sent again."""
+        for attempt in range(CONTEXT_RETRIES + 1):
+            if self.conversation.size() > self.limits.context_chars:
+                await self.compact(self.conversation, self.limits.context_chars)
+            self.checkpoint()
+            temperature = self.repeats.temperature()
+            sampling = {} if temperature is None else {"temperature": temperature}
+            try:
+                return await self.model.turn(
+                    self.conversation, self.tools, on_text_delta=self._delta, **sampling
+                )
+            except ModelContextError as error:
+                if attempt == CONTEXT_RETRIES:
+                    raise
+                fitting = error.fitting_chars(self.conversation.size())
+                self.limits.context_chars = max(MIN_CONTEXT_CHARS, fitting)
+        raise AssertionError("unreachable")
 
     async def _after_calls(self, calls: list[ToolCall], idle_turns: int) -> Outcome | int:
         """Run a turn's calls; an Outcome ends the run, an int is the new idle-turn count."""
@@ -306,18 +323,8 @@ class AgentLoop:
         error: str,
     ) -> None:
         assert action.kind != "final_answer"
-        self.emit(
-            ActionSkipped(
-                tool_call_id=call.id,
-                kind=action.cell_kind,
-                code=source,
-                code_sha256=code_sha256(source),
-                same_as_cell=cell_id,
-                repeats=repeats,
-                error=error,
-                next_temperature=self.repeats.next_temperature(),
-            )
-        )
+        kind = action.cell_kind
+        self.emit(self.repeats.skipped(call.id, kind, source, cell_id, repeats, error))
 
     def _nudge(self) -> str:
         """What to say after a reply with no action: the error, when the last cell failed."""

@@ -180,6 +180,25 @@ class ModelNotFoundError(ModelError):
     """The model name or the endpoint does not exist on the server (404)."""
 
 
+class ModelContextError(ModelError):
+    """The request is longer than the model's context: the conversation must shrink.
+    ``requested`` and ``available`` are token counts when the server said them."""
+
+    def __init__(
+        self, message: str, hint: str = "", *, requested: int | None, available: int | None
+    ) -> None:
+        super().__init__(message, hint)
+        self.requested = requested
+        self.available = available
+
+    def fitting_chars(self, size: int) -> int:
+        """A conversation length (characters) that should fit, from one of ``size`` that
+        did not: scaled by what the server said, else halved; with a margin."""
+        if self.requested and self.available and self.requested > self.available:
+            return int(size * self.available / self.requested * 0.85)
+        return size // 2
+
+
 def images_omitted_note(count: int) -> str:
     """Stands in for images sent to a model that cannot see them."""
     plural = "image" if count == 1 else "images"

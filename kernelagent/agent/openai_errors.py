@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -9,6 +10,7 @@ import openai
 
 from kernelagent.agent.model import (
     ModelAuthError,
+    ModelContextError,
     ModelError,
     ModelNotFoundError,
     ModelRateLimitError,
@@ -66,12 +68,42 @@ def to_model_error(
             f"{base_url} failed with {exc.status_code}: {detail}",
             hint="the model server kept failing after retries: try again later",
         )
+    if isinstance(exc, openai.APIStatusError) and (found := context_overflow(detail)):
+        requested, available = found
+        return ModelContextError(
+            f"the request is longer than the context of {model!r} at {base_url}: {detail}",
+            hint="the conversation is compacted to fit and the turn sent again; if this "
+            "persists, serve the model with a larger context",
+            requested=requested,
+            available=available,
+        )
     if isinstance(exc, openai.APIStatusError):
         return ModelError(
             f"{base_url}{endpoint} rejected the request ({exc.status_code}): {detail}",
             hint="the server does not accept this request: check --model, --api and model options",
         )
     return ModelError(f"model call failed: {_one_line(str(exc))}", hint="see the log for details")
+
+
+_OVERFLOW_PATTERNS = (
+    # llama.cpp's llama-server
+    re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens"),
+    # OpenAI and vLLM: "maximum context length is 8192 tokens ... resulted in 9000 tokens"
+    re.compile(r"maximum context length is (\d+) tokens.*?(\d+) tokens", re.IGNORECASE),
+)
+_OVERFLOW_WORDS = ("context_length_exceeded", "context length", "context size", "context window")
+
+
+def context_overflow(detail: str) -> tuple[int | None, int | None] | None:
+    """(requested, available) tokens when ``detail`` says the request is longer than the
+    model's context (either may be None when not said); None when it says something else."""
+    for number, pattern in enumerate(_OVERFLOW_PATTERNS):
+        if match := pattern.search(detail):
+            first, second = int(match.group(1)), int(match.group(2))
+            return (first, second) if number == 0 else (second, first)
+    if any(word in detail.lower() for word in _OVERFLOW_WORDS) and "exceed" in detail.lower():
+        return None, None
+    return None
 
 
 def _server_message(exc: openai.OpenAIError) -> str:

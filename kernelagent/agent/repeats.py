@@ -17,10 +17,13 @@ Each turn whose only code was refused raises the next turn's temperature one run
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from kernelagent.agent import prompts
 from kernelagent.agent.answers import RanCell
 from kernelagent.agent.hints import CellMemory, FailedCell, code_key
+from kernelagent.events import ActionSkipped, code_sha256
+from kernelagent.literals import CellKind
 
 RERUN_OUTPUT_CHARS = 1_500
 
@@ -60,6 +63,27 @@ class RepeatGuard:
             JustRan(cell_id, cell, code_key(kind, cell.code), self.memory.state)
             if cell.ok and kind == "python"
             else None
+        )
+
+    def skipped(
+        self,
+        call_id: str,
+        kind: CellKind,
+        source: str,
+        cell_id: str,
+        repeats: Literal["failed", "just_ran"],
+        error: str,
+    ) -> ActionSkipped:
+        """The event that records a refused repeat (not a cell) in the notebook."""
+        return ActionSkipped(
+            tool_call_id=call_id,
+            kind=kind,
+            code=source,
+            code_sha256=code_sha256(source),
+            same_as_cell=cell_id,
+            repeats=repeats,
+            error=error,
+            next_temperature=self.next_temperature(),
         )
 
     def end_turn(self, refused: bool, executed: bool) -> None:
