@@ -30,7 +30,7 @@ from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.durable import check_resumable, register, resume_session
 from kernelagent.session.runner import SessionResult, run_to_stop
 from kernelagent.session.session import ApiKind, Session, SessionConfig
-from kernelagent.session.store import SessionStore
+from kernelagent.session.store import SessionRecord, SessionStore
 from kernelagent.session.stream import EventStream
 
 DEFAULT_MODEL = os.environ.get("KERNELAGENT_MODEL", "gpt-4.1-mini")
@@ -264,7 +264,11 @@ async def aresume(
     (on a node of ``cluster``, as for :func:`arun`)."""
     store = store or SessionStore()
     record = store.get(session_id)
-    check_resumable(record, instruction, decision)
+    address = cluster_address(cluster)
+    placed = bool(address) and record.node is not None  # its owner pid: a node host
+    check_resumable(
+        record.model_copy(update={"owner_pid": None}) if placed else record, instruction, decision
+    )
     config = SessionConfig.model_validate(
         {**record.config, **{k: v for k, v in config_overrides.items() if v is not None}}
     )
@@ -273,7 +277,6 @@ async def aresume(
     stream = stream or EventStream(record.id)
     if on_event is not None:
         stream.subscribe(on_event)
-    address = cluster_address(cluster)
     if address:
         _check_placeable(config, model_adapter, None, False)
         if check_server:
@@ -287,7 +290,7 @@ async def aresume(
             decision=decision.model_dump(mode="json") if decision else None,
             environment=node_environment(str(store.home.absolute()), store.given_url),
         )
-        return await _placed(address, placement, stream)
+        return await _placed(address, placement, stream, record)
     serving = served_model(config) if model_adapter is None else nullcontext(config)
     async with serving:
         model = model_adapter
@@ -332,11 +335,16 @@ def _check_placeable(
         )
 
 
-async def _placed(address: str, placement: Placement, stream: EventStream) -> SessionResult:
+async def _placed(
+    address: str,
+    placement: Placement,
+    stream: EventStream,
+    record: SessionRecord | None = None,
+) -> SessionResult:
     from kernelagent.cluster.submit import run_on_cluster
 
     stream.session_id = placement.session_id
-    return await run_on_cluster(address, placement, stream)
+    return await run_on_cluster(address, placement, stream, record)
 
 
 async def astream(task: str, **options: Any) -> AsyncIterator[Event]:
