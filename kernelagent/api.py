@@ -310,6 +310,77 @@ async def aresume(
         return await run_to_stop(session, instruction, store, model)
 
 
+async def acontinue(
+    notebook: str | Path,
+    instruction: str,
+    *,
+    config: SessionConfig,
+    in_place: bool = False,
+    out: str | Path | None = None,
+    workspace: str | Path | None = None,
+    api_key: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    check_server: bool = True,
+    cluster: str | None = None,
+) -> SessionResult:
+    """Restore a recorded notebook's state and conversation in a new sandbox, then work on
+    ``instruction``, recorded in a copy (``out``, default ``NAME-continued.ipynb``) or in
+    the notebook itself (``in_place``); on a node of ``cluster`` as for :func:`arun`."""
+    from kernelagent.session.continuation import continue_notebook, continued_path, restored_note
+
+    path = Path(notebook).absolute()
+    target = path if in_place else Path(out).absolute() if out else continued_path(path)
+    address = cluster_address(cluster)
+    if address:
+        _check_placeable(config, None, None, False)
+        if check_server:
+            await check_model_server(config, api_key)
+        store = SessionStore()
+        placement = Placement(
+            kind="continue",
+            session_id=uuid.uuid4().hex[:12],
+            instruction=instruction,
+            config=config.model_dump(mode="json"),
+            notebook=str(path),
+            out=str(target),
+            workspace=str(Path(workspace).absolute()) if workspace else None,
+            api_key=api_key,
+            environment=node_environment(str(store.home.absolute()), store.given_url),
+        )
+        stream = EventStream("")
+        if on_event is not None:
+            stream.subscribe(on_event)
+        return await _placed(address, placement, stream)
+    async with served_model(config):
+        if check_server:
+            await check_model_server(config, api_key)
+        model = model_for(config, api_key)
+        session, report = await continue_notebook(
+            path,
+            instruction,
+            config,
+            model,
+            in_place=target == path,
+            out=target,
+            workspace=workspace,
+            on_event=on_event,
+        )
+        try:
+            outcome = await session.run(f"{restored_note(report)}\n\n{instruction}")
+        finally:
+            await session.close()
+    return SessionResult(
+        session_id=session.id,
+        status=outcome.status,
+        answer=outcome.answer,
+        reason=outcome.reason,
+        notebook_path=session.notebook_path,
+        workspace=session.workspace,
+        usage=session.loop.state.usage,
+        events=list(session.stream.history),
+    )
+
+
 def _check_placeable(
     config: SessionConfig,
     model_adapter: Model | None,
@@ -362,4 +433,12 @@ def run(task: str, **options: Any) -> SessionResult:
     return asyncio.run(arun(task, **options))
 
 
-__all__ = ["ModelAuthError", "SessionResult", "arun", "astream", "build_config", "run"]
+__all__ = [
+    "ModelAuthError",
+    "SessionResult",
+    "acontinue",
+    "arun",
+    "astream",
+    "build_config",
+    "run",
+]

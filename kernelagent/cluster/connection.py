@@ -16,9 +16,9 @@ class ClusterError(KernelAgentError, RuntimeError):
     """The cluster cannot be reached or cannot run the session; nothing was placed."""
 
 
-def connect(address: str) -> None:
+def connect(address: str, *, sessions: bool = True) -> None:
     """Join the cluster at ``address`` (once per process) and check that a node can run
-    sessions."""
+    sessions (unless ``sessions`` is False: for tools that only look at the cluster)."""
     try:
         import ray
     except ImportError:
@@ -42,7 +42,7 @@ def connect(address: str) -> None:
             raise ClusterError(
                 f"cannot join the Ray cluster at {address}: {_one_line(error)}", hint=_hint()
             ) from None
-    if ray.cluster_resources().get(SANDBOX_RESOURCE, 0) <= 0:
+    if sessions and ray.cluster_resources().get(SANDBOX_RESOURCE, 0) <= 0:
         raise ClusterError(
             f"no node of the Ray cluster at {address} offers the resource {SANDBOX_RESOURCE}, "
             "so no session can be placed",

@@ -3,7 +3,8 @@ emitted so far (the submitter follows them by cursor) and what it came to.
 
 Runs in the node host's process and event loop, next to the node's other sessions; the
 loop, the sandbox (Docker on this node, as in a local run) and the recorder write to the
-shared store and home. No Ray here: :mod:`.host` is the actor around it.
+shared store and home (the notebook's ``metadata.kernelagent.node`` names the Ray node
+that last worked on it). No Ray here: :mod:`.host` is the actor around it.
 
 Taking a session over (``placement.lost_node``): the node it ran on died. The claim is
 one locked update of the session's row (its status still running or starting, its node
@@ -132,6 +133,7 @@ class PlacedSession:
             )
             register(store, session, placement.instruction or "")
             store.update(session.id, node=self.node)
+            session.recorder.update_metadata(node=self.node)
             return await run_to_stop(session, placement.instruction, store, model, new_task=True)
         instruction = placement.instruction
         decision = Decision.model_validate(placement.decision) if placement.decision else None
@@ -154,6 +156,7 @@ class PlacedSession:
             stream=stream,
             config=config,
         )
+        session.recorder.update_metadata(node=self.node)
         return await run_to_stop(session, instruction, store, model)
 
     def _claim(self, store: SessionStore, record: SessionRecord) -> str:
@@ -212,6 +215,7 @@ class PlacedSession:
             workspace=placement.workspace,
             on_event=self._collect,
         )
+        session.recorder.update_metadata(node=self.node)
         try:
             outcome = await session.run(f"{restored_note(report)}\n\n{placement.instruction}")
         finally:
