@@ -15,6 +15,10 @@ container here is removed when
 * or it is an orphan as ``kernelagent cleanup`` always judged: stopped, or its owner
   process on this machine is gone, and no waiting session keeps it.
 
+A node host removes only the containers of its own store's sessions (one Docker engine
+may serve other stores and local sessions, which it cannot judge); ``kernelagent
+cleanup`` removes every orphan it finds, as without a cluster.
+
 A session being placed here claims this node in the store before its sandbox starts, so
 a sweep never takes a new sandbox for a stale one. Removing a session's recorded sandbox
 clears it from the store: a later resume replays into a fresh one.
@@ -50,11 +54,15 @@ class ClusterVerdicts:
     def __init__(self, records: list[SessionRecord], live_here: set[str]) -> None:
         self.live_here = live_here
         self.by_kernel: dict[str, SessionRecord] = {}
+        self.recorded: set[str] = set()
+        """Kernel ids of every sandbox a record names, finished sessions' too."""
         by_workspace: dict[str, list[SessionRecord]] = {}
         for record in records:
             kernel_id = _kernel_id(record)
-            if kernel_id and record.status not in FINISHED:
-                self.by_kernel[kernel_id] = record
+            if kernel_id:
+                self.recorded.add(kernel_id)
+                if record.status not in FINISHED:
+                    self.by_kernel[kernel_id] = record
             by_workspace.setdefault(str(record.workspace), []).append(record)
         self.by_workspace = {
             path: found[0] for path, found in by_workspace.items() if len(found) == 1
@@ -67,6 +75,11 @@ class ClusterVerdicts:
             for kernel_id, record in self.by_kernel.items()
             if record.node is None or record.node in self.live_here
         )
+
+    def ours(self, container: SandboxContainer) -> bool:
+        """Whether the container belongs to a session of this store: its recorded sandbox,
+        or an earlier one in its workspace."""
+        return container.kernel_id in self.recorded or container.workspace in self.by_workspace
 
     def stale(self, labels: Mapping[str, str]) -> str | None:
         record = self.by_kernel.get(labels.get(LABEL_KERNEL_ID, ""))
@@ -83,10 +96,14 @@ class ClusterVerdicts:
         return f"{what} {record.id} is placed on node {record.node[:12]}, not a live node here"
 
 
-def stale_sandboxes(store: SessionStore, live_here: set[str]) -> list[SandboxContainer]:
-    """Every kernelagent container on this machine, judged with the cluster's store."""
+def stale_sandboxes(
+    store: SessionStore, live_here: set[str], *, only_ours: bool = False
+) -> list[SandboxContainer]:
+    """Every kernelagent container on this machine, judged with the cluster's store
+    (``only_ours``: only those of this store's sessions)."""
     verdicts = ClusterVerdicts(store.list(), live_here)
-    return list_sandboxes(keep_kernel_ids=verdicts.keep(), stale=verdicts.stale)
+    found = list_sandboxes(keep_kernel_ids=verdicts.keep(), stale=verdicts.stale)
+    return [container for container in found if verdicts.ours(container)] if only_ours else found
 
 
 def remove_stale(store: SessionStore, targets: list[SandboxContainer]) -> int:
@@ -110,9 +127,11 @@ def _names(kernel_id: str) -> Callable[[SessionRecord], bool]:
 
 
 def sweep_here(store: SessionStore | None = None) -> list[str]:
-    """What a node host does when it starts: remove the stale sandboxes here; returns
-    their container names."""
+    """What a node host does when it starts: remove the stale sandboxes of its store's
+    sessions here (other stores' and local sessions' containers on a shared engine are not
+    its to judge); returns their container names."""
     store = store or SessionStore()
-    targets = [found for found in stale_sandboxes(store, live_nodes_here()) if found.orphan]
+    found = stale_sandboxes(store, live_nodes_here(), only_ours=True)
+    targets = [container for container in found if container.orphan]
     remove_stale(store, targets)
     return [target.name for target in targets]
