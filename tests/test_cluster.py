@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ FAST_FAILURE_DETECTION = {
     "health_check_initial_delay_ms": 1000,
 }
 EXIT_AWAITING_APPROVAL = 4
+EXIT_INTERRUPTED = 130
 
 
 @dataclass
@@ -247,6 +249,41 @@ def test_a_session_left_on_a_lost_node_by_a_gone_submitter_is_resumed(
     assert "interrupted" in json.dumps(requests[2].body)
     moved = ray_cluster.store().get(record.id)
     assert moved.node not in (None, lost.node_id) and moved.status == "completed"
+
+
+def test_ctrl_c_in_the_submitter_stops_its_session_on_the_node(ray_cluster: RayCluster) -> None:
+    """As a local run: the session is interrupted, its sandbox kept; a resume goes back to
+    the node that holds the sandbox and finds the variables intact."""
+    script = [
+        ScriptedTurn.python("x = 41"),
+        ScriptedTurn.python(
+            "import time\nfor i in range(60):\n    print(i, flush=True)\n    time.sleep(0.5)"
+        ),
+        ScriptedTurn.python("x + 1"),
+        ScriptedTurn.final("42"),
+    ]
+    with ScriptedModelServer(script) as server:
+        run = ray_cluster.start("run", "task", "--base-url", server.base_url, "--json")
+        record = _wait_for_running_cell(ray_cluster.store(), count=2)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == EXIT_INTERRUPTED, stderr
+        _wait_until(
+            lambda: ray_cluster.store().get(record.id).status == "interrupted", "interrupted"
+        )
+        stopped = ray_cluster.store().get(record.id)
+        assert stopped.sandbox_state is not None and stopped.node == record.node
+        resumed = ray_cluster.cli("resume", record.id, "--json")
+        requests = server.completion_requests()
+    assert resumed.returncode == 0, resumed.stderr
+    result = summary(resumed)
+    assert result["status"] == "completed" and result["answer"] == "42"
+    cells = code_cells(result["notebook"])
+    assert [c.metadata.kernelagent.status for c in cells] == ["ok", "interrupted", "ok"]
+    assert cells[2].outputs[0]["data"]["text/plain"] == "42"
+    told = json.dumps(requests[2].body)
+    assert "re-attached to its running sandbox" in told  # no replay: the same kernel
+    assert ray_cluster.store().get(record.id).node == record.node  # back to its sandbox
 
 
 def test_continue_runs_on_a_node(ray_cluster: RayCluster) -> None:
