@@ -198,12 +198,14 @@ async def arun(
     store: SessionStore | None = None,
     stream: EventStream | None = None,
     cluster: str | None = None,
+    on_placed: Callable[[str], None] | None = None,
     **config_options: Any,
 ) -> SessionResult:
     """Run one agent session to its end; the notebook is written as it goes.
 
     ``cluster`` (default ``$KERNELAGENT_CLUSTER``; ``""`` for here) places the session on a
-    node of that Ray cluster; its events still reach ``on_event`` and ``stream``."""
+    node of that Ray cluster; its events still reach ``on_event`` and ``stream``, and
+    ``on_placed`` gets its id once a node took it (before its sandbox is up there)."""
     config = config or build_config(**config_options)
     missing = [str(path) for path in data if not Path(path).is_file()]
     if missing:
@@ -228,7 +230,7 @@ async def arun(
         stream = stream or EventStream("")
         if on_event is not None:
             stream.subscribe(on_event)
-        return await _placed(address, placement, stream)
+        return await _placed(address, placement, stream, on_placed=on_placed)
     model = model_adapter
     if model is None:
         if check_server:
@@ -411,11 +413,13 @@ async def _placed(
     placement: Placement,
     stream: EventStream,
     record: SessionRecord | None = None,
+    *,
+    on_placed: Callable[[str], None] | None = None,
 ) -> SessionResult:
     from kernelagent.cluster.submit import run_on_cluster
 
     stream.session_id = placement.session_id
-    return await run_on_cluster(address, placement, stream, record)
+    return await run_on_cluster(address, placement, stream, record, on_placed=on_placed)
 
 
 async def astream(task: str, **options: Any) -> AsyncIterator[Event]:

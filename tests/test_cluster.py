@@ -11,105 +11,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
 import nbformat
-import pytest
 
 from kernelagent.machine_files import pid_alive
 from kernelagent.session.store import SessionRecord, SessionStore
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
-from tests.postgres_fixtures import IN_CI, PostgresServer
+from tests.ray_fixtures import *  # noqa: F403 - the module's Ray cluster (ray_cluster)
+from tests.ray_fixtures import WORKER, RayCluster
 
-LOOPBACK = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
-WORKER = {**LOOPBACK, "resources": {"kernelagent_sandbox": 2}}
-FAST_FAILURE_DETECTION = {
-    "health_check_period_ms": 1000,
-    "health_check_failure_threshold": 3,
-    "health_check_initial_delay_ms": 1000,
-}
 EXIT_AWAITING_APPROVAL = 4
 EXIT_INTERRUPTED = 130
-
-
-@dataclass
-class RayCluster:
-    cluster: Any
-    workers: list[Any]
-    home: Path
-    store_url: str
-
-    @property
-    def address(self) -> str:
-        return str(self.cluster.address)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "KERNELAGENT_HOME": str(self.home),
-            "KERNELAGENT_STORE_URL": self.store_url,
-            "KERNELAGENT_CLUSTER": self.address,
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-            "RAY_USAGE_STATS_ENABLED": "0",
-            **extra,
-        }
-
-    def cli(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "kernelagent.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=self.env(**env),
-        )
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "kernelagent.cli", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env(),
-        )
-
-    def store(self) -> SessionStore:
-        return SessionStore(self.home, url=self.store_url)
-
-    def worker_ids(self) -> set[str]:
-        return {node.node_id for node in self.workers}
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(
-    docker_available: None, postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RayCluster]:
-    try:
-        from ray.cluster_utils import Cluster
-    except ImportError:
-        if IN_CI:
-            pytest.fail("CI=true but Ray is not installed: pip install -e '.[test]'")
-        pytest.skip("Ray is not installed")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # for every Ray process started here
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # nothing reported anywhere
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            **LOOPBACK,
-            "include_dashboard": False,
-            "_system_config": FAST_FAILURE_DETECTION,
-        },
-    )
-    try:
-        workers = [cluster.add_node(**WORKER) for _ in range(2)]
-        cluster.wait_for_nodes()
-        home = tmp_path_factory.mktemp("cluster-home")  # the filesystem every node shares
-        yield RayCluster(cluster, workers, home, postgres.create_database())
-    finally:
-        cluster.shutdown()
 
 
 def summary(done: subprocess.CompletedProcess[str] | tuple[str, str]) -> Any:
@@ -394,13 +309,11 @@ def _wait_until(condition: Any, what: str, timeout: float = 60) -> None:
 
 
 def _remove_sandbox_of(record: SessionRecord) -> None:
-    """The session's container went with its node (only this test's container)."""
-    client = docker.from_env()
-    for container in client.containers.list(filters={"label": "kernelagent.managed=1"}):
-        if container.labels.get("kernelagent.workspace", "") == str(record.workspace):
-            container.remove(force=True)
-            return
-    raise AssertionError(f"no sandbox container for {record.workspace}")
+    """The session's container went with its node (only this test's container: the one
+    the record names, not the new one its next node may have started already)."""
+    container = _container_of(record)
+    assert container is not None, f"no sandbox container for {record.id}"
+    container.remove(force=True)
 
 
 def test_without_a_sandbox_node_a_session_is_refused_at_once(ray_cluster: RayCluster) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +42,13 @@ async def run_on_cluster(
     placement: Placement,
     stream: EventStream,
     record: SessionRecord | None = None,
+    *,
+    on_placed: Callable[[str], None] | None = None,
 ) -> SessionResult:
     """Run ``placement`` on a node of the cluster at ``address``; its events go to ``stream``.
     ``record``: the stored session a ``resume`` placement goes on with (it goes back to
-    the node that holds its sandbox while that node lives)."""
+    the node that holds its sandbox while that node lives). ``on_placed`` gets the
+    session's id once a node host admitted it."""
     from ray.exceptions import ActorUnavailableError, RayActorError
 
     connect(address)
@@ -53,6 +57,8 @@ async def run_on_cluster(
         placement = placement.model_copy(update={"lost_node": await check_not_running(record)})
         prefer = record.node if record.sandbox_state else None
     admitted = await place(placement, prefer=prefer)
+    if on_placed is not None:
+        on_placed(placement.session_id)
     cursor, moves, finished = 0, 0, None
     taken_in = False  # the current attempt got the session running
     try:

@@ -121,7 +121,7 @@ async def node_loss(cluster: Any, workers: list[Any], store: SessionStore, cells
         lost = next(node for node in workers if node.node_id == record.node)
         removed = time.perf_counter()
         cluster.remove_node(lost, allow_graceful=False)
-        discard_container(record.workspace)  # it went with its node
+        discard_container(record)  # it went with its node
         detected = None
         while len(server.completion_requests()) < cells + 2:
             if detected is None and not any(
@@ -142,11 +142,13 @@ async def node_loss(cluster: Any, workers: list[Any], store: SessionStore, cells
     return resumed, detected or resumed, restore
 
 
-def discard_container(workspace: Path) -> None:
+def discard_container(record: Any) -> None:
+    """The container the record names (not one its next node started since)."""
     import docker
 
+    kernel_id = (record.sandbox_state or {}).get("kernel_id")
     for container in docker.from_env().containers.list(filters={"label": "kernelagent.managed=1"}):
-        if container.labels.get("kernelagent.workspace") == str(workspace):
+        if container.labels.get("kernelagent.kernel_id") == kernel_id:
             container.remove(force=True)
 
 
