@@ -33,6 +33,9 @@ CellKind = Literal["python", "shell"]
 ActionKind = Literal["python", "shell", "host_tool"]
 """What an approval is for: a cell, or a call to a tool that runs on the host."""
 
+MemoryKind = Literal["fact", "finding", "dataset", "preference"]
+"""What a memory is: a fact, a session's finding, a dataset card, or a preference."""
+
 API_KINDS: tuple[ApiKind, ...] = get_args(ApiKind)
 APPROVAL_MODES: tuple[ApprovalMode, ...] = get_args(ApprovalMode)
 SANDBOX_KINDS: tuple[SandboxKind, ...] = get_args(SandboxKind)

@@ -15,6 +15,8 @@ from tests.egress_servers import RecordingHTTPServer
 from tests.model_service_fixtures import models  # noqa: F401  (a fake model service, any test)
 from tests.postgres_fixtures import postgres, store_url  # noqa: F401  (PostgreSQL, both stores)
 
+pytest_plugins = ["tests.container_leaks"]
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -336,6 +336,32 @@ async def test_a_guess_sent_back_is_not_accepted_when_it_comes_again(
     assert [r.body.get("temperature") for r in requests] == [0.0, 0.0, 0.7, 1.0]
 
 
+async def test_a_model_that_keeps_returning_one_guess_stops_before_the_step_limit(
+    docker_available: None, tmp_path: Path
+) -> None:
+    """A guess that no output shows, sent back and sent again, is a turn with no usable
+    action: the session ends after three of them instead of spending its steps on it, and
+    says why."""
+    guessed = (
+        "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\n```"
+        "\nFINAL ANSWER: 5"
+    )
+    script = [ScriptedTurn.say(guessed)] + [ScriptedTurn.say("FINAL ANSWER: 5")] * 8
+    with ScriptedModelServer(script) as server:
+        result, notebook = await run(
+            server, tmp_path, api="code-blocks", max_steps=8, check_answers=False
+        )
+        requests = server.completion_requests()
+    assert result.status == "failed" and len(requests) == 4
+    assert "an answer sent back again that no output shows" in (result.reason or "")
+    verdicts = [r["verdict"] for r in notebook.metadata.kernelagent.answer_reviews]
+    assert verdicts == ["before_output", "not_shown", "not_shown", "not_shown"]
+    again = json.loads(last_input(requests[2]))
+    assert "Your answer differs from what your code printed" in again
+    assert "The newest output:\n4\n" in again
+    assert [cell.metadata.kernelagent.status for cell in code_cells(notebook)] == ["ok"]
+
+
 async def test_a_model_that_only_resends_working_code_pauses_at_the_step_limit(
     docker_available: None, tmp_path: Path
 ) -> None:

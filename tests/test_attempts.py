@@ -106,6 +106,8 @@ async def test_the_majority_wins_and_the_session_keeps_that_attempt(
     assert [cell.source for cell in session.cells[-2:]][1] == "**Answer:** 42"
     assert "**Vote:** 2 of 3 attempts agree on '42'" in session.cells[-2].source
     assert "[attempt 1](session.attempts/attempt-1.ipynb)" in session.cells[-2].source
+    roles = [cell.metadata.get("kernelagent", {}).get("role") for cell in session.cells]
+    assert roles.count("answer") == 1, "the answer is recorded once, after the vote"
     # every attempt's notebook is valid, linked from the session and pointing back to it
     assert [entry["number"] for entry in info.attempts] == [1, 2, 3]
     for entry in info.attempts:

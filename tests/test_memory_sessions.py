@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+import psycopg
 import pytest
 
 import kernelagent.api as api
 from kernelagent.agent.approvals import ApprovalPolicy
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
+from tests.postgres_fixtures import PostgresServer
 
 SALES = Path(__file__).parent.parent / "examples" / "sales.csv"
 READ = "import pandas as pd\ndf = pd.read_csv('sales.csv', parse_dates=['date'])\ndf.dtypes"
@@ -164,6 +166,49 @@ def test_what_session_one_learned_is_in_session_two(
         assert recorded["config"]["agent_memory"] is False and "memories_shown" not in recorded
     sources = {memory["session_id"] for memory in memories(home)}
     assert second["session_id"] in sources and off["session_id"] not in sources
+
+
+def test_memory_on_postgres_across_processes(
+    docker_available: None,
+    postgres: PostgresServer,
+    tmp_path: Path,
+    weather: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same scenario with the session store (and so memory) on PostgreSQL: every
+    `kernelagent` process finds it through $KERNELAGENT_STORE_URL."""
+    url = postgres.create_database()
+    monkeypatch.setenv("KERNELAGENT_STORE_URL", url)
+    home = tmp_path / "home"
+    with ScriptedModelServer([]) as server:
+        server.add_turns(
+            [
+                ScriptedTurn.call("remember", {"text": "the revenue figures are in cents"}),
+                *answer("cents"),
+            ]
+        )
+        first, _ = run_session(home, server, "What unit is the revenue in?", SALES)
+        (fact,) = [m for m in memories(home) if m["kind"] == "fact"]
+        assert fact["session_id"] == first["session_id"] and len(fact["dataset_sha256"]) == 64
+
+        server.add_turns(answer("ok"))
+        _, requests = run_session(home, server, "Total revenue per region?", SALES)
+        prompt = json.dumps(requests[0].body)
+        assert f"[{fact['id']}]" in prompt and "the revenue figures are in cents" in prompt
+
+        server.add_turns(answer("62.5"))
+        _, requests = run_session(home, server, "Average temperature?", weather)
+        assert fact["id"] not in json.dumps(requests[0].body)
+
+        assert cli(home, "memory", "forget", fact["id"][:6]).returncode == 0
+        server.add_turns(answer("ok"))
+        _, requests = run_session(home, server, "Total revenue per region?", SALES)
+        assert fact["id"] not in json.dumps(requests[0].body)
+        assert "figures are in cents" not in json.dumps(requests[0].body)
+    with psycopg.connect(url) as connection:
+        kinds = connection.execute("SELECT kind, count(*) FROM memories GROUP BY kind").fetchall()
+    assert dict(kinds) == {"dataset": 2, "finding": 4}  # a card per dataset, four answers
+    assert not (home / "sessions.db").exists()  # nothing went to SQLite
 
 
 def test_the_running_summary_survives_resume(docker_available: None, tmp_path: Path) -> None:

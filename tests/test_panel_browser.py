@@ -237,6 +237,29 @@ def api_get(lab: Lab, path: str) -> Any:
         return json.loads(reply.read())
 
 
+@contextmanager
+def browser_page(lab: Lab, failure: str, width: int = 1500) -> Iterator[tuple[Page, list[str]]]:
+    """A page of Debian's Chromium and the page errors it raises; when the test fails in
+    it, a screenshot ``<failure>.png`` and the end of the lab's log."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page_errors: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": width, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.on("pageerror", lambda error: page_errors.append(str(error)))
+        try:
+            yield page, page_errors
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"{failure}.png"))
+            print(f"jupyter lab log (end):\n{lab.log.read_text()[-5000:]}")
+            raise
+        finally:
+            browser.close()
+
+
 def test_labextension_is_listed_enabled_and_ok(built_extension: Path, tmp_path: Path) -> None:
     """A prebuilt copy on a labextensions path is what `jupyter labextension list` sees."""
     shutil.copytree(built_extension, tmp_path / "labextensions" / "kernelagent-panel")
@@ -254,43 +277,85 @@ def test_labextension_is_listed_enabled_and_ok(built_extension: Path, tmp_path: 
 
 
 def test_panel_runs_a_session_end_to_end(lab: tuple[Lab, ScriptedModelServer]) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     server_lab, model = lab
     expect.set_options(timeout=60_000)  # sandboxes start and sessions resume in seconds
     shutil.copy(SALES, server_lab.root / "sales.csv")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page_errors: list[str] = []
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.on("pageerror", lambda error: page_errors.append(str(error)))
+    with browser_page(server_lab, "failure") as (page, page_errors):
         socket_urls = drop_the_event_socket_once(page)
-        try:
-            panel = open_panel(page, server_lab)
-            start_session(panel, model)
-            watch_cells_run(page, panel)
-            take_screenshots_at_the_approval(page, panel)
-            approve_edit_and_reject(panel, server_lab)
-            read_the_answer_and_follow_up(page, panel, model)
-            # The socket was dropped mid-session; the panel came back with since=<last seq>
-            # and showed every event once.
-            assert len(socket_urls) >= 2 and int(socket_urls[1].split("since=")[1]) > 0
-            expect(panel.locator(".jp-KernelAgent-cell")).to_have_count(6)
-            reload_from_the_list(panel)
-            open_the_notebook(page, panel, server_lab)
-            replay(page, panel)
-            stop_a_running_session(panel)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"))
-            print(f"jupyter lab log (end):\n{server_lab.log.read_text()[-5000:]}")
-            raise
-        finally:
-            browser.close()
+        panel = open_panel(page, server_lab)
+        start_session(panel, model)
+        watch_cells_run(page, panel)
+        take_screenshots_at_the_approval(page, panel)
+        approve_edit_and_reject(panel, server_lab)
+        read_the_answer_and_follow_up(page, panel, model)
+        # The socket was dropped mid-session; the panel came back with since=<last seq>
+        # and showed every event once.
+        assert len(socket_urls) >= 2 and int(socket_urls[1].split("since=")[1]) > 0
+        expect(panel.locator(".jp-KernelAgent-cell")).to_have_count(6)
+        reload_from_the_list(panel)
+        open_the_notebook(page, panel, server_lab)
+        replay(page, panel)
+        stop_a_running_session(panel)
 
     assert model.turns_served == len(SCRIPT)
+    assert not page_errors, page_errors
+
+
+def test_panel_lists_searches_and_deletes_memories(
+    tmp_path: Path, docker_available: None, chromium_path: Path
+) -> None:
+    """Memories written through the store (as sessions and the CLI write them) show in the
+    panel's Memory section; a search narrows them; delete asks, then removes one."""
+    from playwright.sync_api import expect
+
+    from kernelagent.memory import open_memory_store
+
+    store = open_memory_store(tmp_path / "kernelagent-home")  # the lab's home and store
+    sha = "5" * 64
+    card = store.remember(
+        "sales.csv: 4 rows x 5 columns; read with pd.read_csv('sales.csv', parse_dates=['date'])",
+        "dataset",
+        key=f"dataset:{sha}",
+        dataset_sha256=sha,
+        dataset_name="sales.csv",
+        session_id="0123456789ab",
+    )
+    fact = store.remember("the revenue figures are in cents", session_id="0123456789ab")
+    weather = store.remember("temperatures in weather.csv are in Fahrenheit", "preference")
+    with (
+        running_lab(tmp_path, []) as (server_lab, _),
+        browser_page(server_lab, "failure-memory") as (page, page_errors),
+    ):
+        panel = open_panel(page, server_lab)
+        panel.get_by_role("button", name="Memory", exact=True).click()
+        items = panel.locator(".jp-KernelAgent-memoryItem")
+        expect(items).to_have_count(3)
+        shown_card = items.and_(panel.locator(f'[data-memory-id="{card.id}"]'))
+        for text in ("dataset card", "sales.csv", "parse_dates", "from session 0123456789ab"):
+            expect(shown_card).to_contain_text(text)
+        page.screenshot(path=str(ARTIFACTS / "panel-memory.png"))
+
+        search = panel.get_by_label("Search memories")
+        search.fill("fahrenheit temperature")  # stemmed: matches "temperatures"
+        search.press("Enter")
+        expect(items).to_have_count(1)
+        expect(items.first).to_contain_text(weather.text)
+        search.fill("")
+        search.press("Enter")
+        expect(items).to_have_count(3)
+
+        panel.get_by_role("button", name=f"Delete memory {fact.id}").click()
+        dialog = page.locator(".jp-Dialog")
+        expect(dialog).to_contain_text("Delete this memory?")
+        expect(dialog).to_contain_text(fact.text)
+        dialog.get_by_role("button", name="Delete", exact=True).click()
+        expect(items).to_have_count(2)
+        expect(panel.locator(f'[data-memory-id="{fact.id}"]')).to_have_count(0)
+        listed = api_get(server_lab, "memories")["memories"]
+        assert {memory["id"] for memory in listed} == {card.id, weather.id}
+    assert {memory.id for memory in store.list()} == {card.id, weather.id}
     assert not page_errors, page_errors
 
 

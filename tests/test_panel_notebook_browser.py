@@ -32,10 +32,9 @@ import pytest
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
 from tests.test_panel_browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PANEL,
     Lab,
+    browser_page,
     built_extension,
     change_theme,
     chromium_path,
@@ -108,33 +107,20 @@ def notebook_lab(
 def test_the_agent_works_in_the_open_notebook(
     notebook_lab: tuple[Lab, ScriptedModelServer],
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     lab, model = notebook_lab
     expect.set_options(timeout=60_000)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page_errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.on("pageerror", lambda error: page_errors.append(str(error)))
-        try:
-            notebook = open_and_run_the_notebook(page, lab)
-            the_command_is_in_the_toolbar_and_the_context_menu(page, notebook)
-            panel = ask_about_df(page, lab, model, notebook)
-            see_the_agents_cell_with_output_from_df(page, notebook)
-            approve_the_pending_cell_inline(page, notebook)
-            read_the_answer(page, panel, notebook)
-            save_and_check_the_file(page, lab)
-            open_the_finished_session_in_the_main_area(page, panel)
-            a_notebook_on_another_kernel_is_offered_the_sandbox(page)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "notebook-failure.png"))
-            print(f"jupyter lab log (end):\n{lab.log.read_text()[-5000:]}")
-            raise
-        finally:
-            browser.close()
+    with browser_page(lab, "notebook-failure", width=1600) as (page, page_errors):
+        notebook = open_and_run_the_notebook(page, lab)
+        the_command_is_in_the_toolbar_and_the_context_menu(page, notebook)
+        panel = ask_about_df(page, lab, model, notebook)
+        see_the_agents_cell_with_output_from_df(page, notebook)
+        approve_the_pending_cell_inline(page, notebook)
+        read_the_answer(page, panel, notebook)
+        save_and_check_the_file(page, lab)
+        open_the_finished_session_in_the_main_area(page, panel)
+        a_notebook_on_another_kernel_is_offered_the_sandbox(page)
     assert model.turns_served == len(SCRIPT)
     told = json.dumps(model.completion_requests()[0].body)
     assert "analysis.ipynb" in told and "df: DataFrame; shape 4 x 2" in told, told[:3000]

@@ -20,7 +20,7 @@ from jupyter_server.auth.decorator import ws_authenticated
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketHandler, websocket_connect
 
-from kernelagent.memory import MemoryStore
+from kernelagent.memory import open_memory_store
 from kernelagent.server import handlers as server_handlers
 from kernelagent.server.memory_handlers import memory_handlers
 from kernelagent.session.store import SessionStore
@@ -515,9 +515,10 @@ def test_every_route_refuses_requests_without_a_token(
 
 
 def test_memories_are_listed_searched_and_deleted(
-    ka_home: Path, agent_api: AgentApi, run: Any
+    store_url: str, ka_home: Path, agent_api: AgentApi, run: Any
 ) -> None:
-    store = MemoryStore(ka_home)
+    """On both stores: the server's memories are those of its session store."""
+    store = open_memory_store(ka_home)
     kept = store.remember("revenue in sales.csv is in cents", dataset_name="sales.csv")
     gone = store.remember("weather.csv temperatures are Fahrenheit")
 

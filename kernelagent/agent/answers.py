@@ -43,7 +43,8 @@ class Review:
     detail: str = ""
     """For the notebook and the person reading it."""
     repeated: bool = False
-    """The same unsupported answer as before: the loop samples hotter next turn."""
+    """The same unsupported answer as before: the loop samples hotter next turn, and the
+    turn counts as one with no usable action (a model that only repeats it stops early)."""
 
 
 @dataclass
@@ -157,11 +158,7 @@ class AnswerReview:
     def sent_back_again_message(self, answer: str) -> str:
         newest = next((cell for cell in reversed(self.cells) if cell.ok), None)
         output = _clip(newest.output.strip(), VERIFY_OUTPUT_CHARS) if newest else ""
-        act = (
-            prompts.BEFORE_OUTPUT_ACT_BLOCKS
-            if self.code_blocks
-            else prompts.BEFORE_OUTPUT_ACT_TOOLS
-        )
+        act = prompts.GUESS_AGAIN_ACT_BLOCKS if self.code_blocks else prompts.GUESS_AGAIN_ACT_TOOLS
         return prompts.ANSWER_SENT_BACK_AGAIN.format(
             answer=repr(answer.strip()),
             printed=f"The newest output:\n{output or '(nothing)'}\n" if newest else "",

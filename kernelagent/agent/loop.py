@@ -190,7 +190,8 @@ class AgentLoop:
             return Outcome(
                 "failed",
                 reason=f"{idle_turns} turns in a row had no usable action (code repeating a failed "
-                "cell, malformed or unknown tool calls, or answers given before any code ran)",
+                "cell, malformed or unknown tool calls, answers given before any code ran, or an "
+                "answer sent back again that no output shows)",
             )
         if self.state.kernel_deaths > self.limits.max_kernel_deaths:
             return Outcome(
@@ -225,7 +226,7 @@ class AgentLoop:
                 if review.verdict == "no_evidence":
                     self.conversation.add_tool_result(call.id, review.message)
                     continue  # not usable: repeated guesses end the session as failed
-                usable = True
+                usable = usable or not review.repeated
                 repeated = repeated or review.repeated
                 if review.verdict != "accepted":
                     self.conversation.add_tool_result(call.id, review.message)

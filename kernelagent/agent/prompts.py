@@ -66,6 +66,19 @@ BEFORE_OUTPUT_ACT_TOOLS = (
     "otherwise run corrected code."
 )
 
+GUESS_AGAIN_ACT_BLOCKS = (
+    "Your answer differs from what your code printed, so one of them is wrong. If the code is "
+    "right, reply with only the line `FINAL ANSWER: <the answer, taken from the output>`. If "
+    "your answer is right, the code is not: reply with one corrected ```python block that "
+    "computes the answer from the data and prints it."
+)
+
+GUESS_AGAIN_ACT_TOOLS = (
+    "Your answer differs from what your code printed, so one of them is wrong. If the code is "
+    "right, call final_answer with the answer taken from its output. If your answer is right, "
+    "the code is not: run corrected code that computes the answer from the data and prints it."
+)
+
 VERIFY_ANSWER = """\
 [check before the answer is accepted] Question: {question}
 

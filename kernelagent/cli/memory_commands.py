@@ -30,10 +30,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout."
 
 
 def _store(project: str | None) -> MemoryStore:
-    from kernelagent.memory import MemoryStore
+    from kernelagent.memory import open_memory_store
     from kernelagent.session.store import default_home
 
-    return MemoryStore(default_home(), project=project)
+    return open_memory_store(default_home(), project=project)
 
 
 def _print(memories: list[Memory], json_output: bool) -> None:

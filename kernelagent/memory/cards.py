@@ -13,6 +13,8 @@ from typing import Any
 
 READERS = ("read_csv", "read_table", "read_excel", "read_parquet", "read_json", "read_feather")
 MAX_COLUMNS = 40
+MAX_CODE_CHARS = 600
+"""The code behind a finding is clipped to this many characters."""
 
 
 @dataclass
@@ -119,7 +121,8 @@ def header_columns(path: Path) -> list[str]:
 
 
 def finding_text(notebook: Any) -> str | None:
-    """The session's task and answer, or None when it has no answer."""
+    """The session's task and answer, and the code whose output showed the answer (how the
+    data had to be read or cleaned for it), or None when it has no answer."""
     session = notebook.get("metadata", {}).get("kernelagent", {})
     answer = session.get("answer")
     if not answer:
@@ -127,4 +130,32 @@ def finding_text(notebook: Any) -> str | None:
     task = " ".join(str(session.get("task") or "").split())
     inputs = ", ".join(entry.get("name", "") for entry in session.get("inputs") or [])
     on = f" (data: {inputs})" if inputs else ""
-    return f"Task: {task[:600]}{on}. Answer: {str(answer)[:1500]}"
+    text = f"Task: {task[:600]}{on}. Answer: {str(answer)[:1500]}"
+    code = answer_code(notebook.get("cells", []), str(answer))
+    return f"{text}. Computed by: `{code}`" if code else text
+
+
+def answer_code(cells: list[Any], answer: str, max_chars: int = MAX_CODE_CHARS) -> str | None:
+    """The newest successful code cell whose text output shows ``answer``, as one line
+    (its statements joined by "; ", comments dropped)."""
+    wanted = " ".join(answer.split()).casefold()
+    for cell in reversed(cells):
+        info = cell.get("metadata", {}).get("kernelagent", {})
+        if cell.get("cell_type") != "code" or info.get("status") != "ok":
+            continue
+        if wanted not in " ".join(_text_output(cell).split()).casefold():
+            continue
+        lines = [line.strip() for line in str(cell.get("source", "")).splitlines()]
+        code = "; ".join(line for line in lines if line and not line.startswith("#"))
+        return code if len(code) <= max_chars else code[: max_chars - 3] + "..."
+    return None
+
+
+def _text_output(cell: Any) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            parts.append(str(output.get("text", "")))
+        elif "text/plain" in output.get("data", {}):
+            parts.append(str(output["data"]["text/plain"]))
+    return "\n".join(parts)

@@ -1,6 +1,7 @@
-"""What a memory is, and the protocol every memory backend (SQLite now, PostgreSQL later)
-implements. A memory belongs to one user and one project namespace ("" is the user's
-own space, shared by all their projects)."""
+"""What a memory is, and the protocol a memory backend implements (one does, over the
+session store's SQLite or PostgreSQL database: :mod:`~kernelagent.memory.database_backend`).
+A memory belongs to one user and one project namespace ("" is the user's own space,
+shared by all their projects)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ import getpass
 import os
 import time
 import uuid
-from typing import Literal, Protocol
+from typing import Protocol, get_args
 
 from pydantic import BaseModel, Field
 
 from kernelagent.errors import InvalidRequestError, NotFoundError
+from kernelagent.literals import MemoryKind
 
-MemoryKind = Literal["fact", "finding", "dataset", "preference"]
-MEMORY_KINDS: tuple[MemoryKind, ...] = ("fact", "finding", "dataset", "preference")
+MEMORY_KINDS: tuple[MemoryKind, ...] = get_args(MemoryKind)
 MAX_TEXT_CHARS = 4_000
 """A memory longer than this is refused: memories are notes, not outputs."""
 

@@ -1,17 +1,22 @@
 """The memory store the session layer, the CLI and the server use: one user's memories
 (optionally in a project namespace) over a :class:`MemoryBackend`.
 
-The backend is SQLite with FTS5 (``<home>/memory.db``). A PostgreSQL full-text backend
-(``tsvector``) fits the same protocol once the session store has its PostgreSQL backend.
+:func:`open_memory_store` is the one place that opens it: the memories live in the
+session store's database (``$KERNELAGENT_STORE_URL`` or ``--store``; by default SQLite
+``<home>/sessions.db``), SQLite FTS5 or PostgreSQL full-text search.
 """
 
 from __future__ import annotations
 
 import builtins
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from kernelagent.database.backend import open_backend, store_url
+from kernelagent.memory.database_backend import DatabaseMemoryBackend
+from kernelagent.memory.legacy import import_legacy_file
 from kernelagent.memory.records import (
     Memory,
     MemoryBackend,
@@ -20,24 +25,51 @@ from kernelagent.memory.records import (
     checked_text,
     current_user,
 )
-from kernelagent.memory.sqlite_backend import SQLiteMemoryBackend
 
-MEMORY_FILE = "memory.db"
+_shared: dict[str, DatabaseMemoryBackend] = {}
+_shared_lock = threading.Lock()
+
+
+def open_memory_store(
+    home: str | Path,
+    url: str | None = None,
+    *,
+    user: str | None = None,
+    project: str | None = None,
+) -> MemoryStore:
+    """The memories of ``user`` (default :func:`~kernelagent.memory.records.current_user`)
+    in the session store's database: ``url``, else ``$KERNELAGENT_STORE_URL``, else SQLite
+    ``<home>/sessions.db``. A ``<home>/memory.db`` of older versions is imported first.
+    Raises :class:`~kernelagent.database.backend.StoreUnavailableError` (with a hint) when
+    the database cannot be reached."""
+    home = Path(home)
+    return MemoryStore(memory_backend(home, store_url(home, url)), user=user, project=project)
+
+
+def memory_backend(home: Path, url: str) -> DatabaseMemoryBackend:
+    """The backend for ``url``: a PostgreSQL one is kept per process (its connection is
+    reused); SQLite opens the file per unit of work anyway."""
+    with _shared_lock:
+        backend = _shared.get(url)
+        if backend is None:
+            backend = DatabaseMemoryBackend(open_backend(url))
+            if backend.database.dialect == "postgresql":
+                _shared[url] = backend
+    import_legacy_file(home, backend)
+    return backend
 
 
 class MemoryStore:
     def __init__(
         self,
-        home: str | Path,
+        backend: MemoryBackend,
         *,
         user: str | None = None,
         project: str | None = None,
-        backend: MemoryBackend | None = None,
     ) -> None:
-        self.home = Path(home)
+        self.backend = backend
         self.user = user or current_user()
         self.project = project or None
-        self.backend: MemoryBackend = backend or SQLiteMemoryBackend(self.home / MEMORY_FILE)
 
     def remember(self, text: str, kind: MemoryKind = "fact", **fields: Any) -> Memory:
         """Save a memory; one with the same ``key`` is replaced (same id)."""

@@ -43,11 +43,18 @@ def adopt_branch(
     conversation = info.get("conversation")
     if isinstance(conversation, dict):
         conversation["adopted_from_attempt"] = number
+    # the branch's answer is the session's only after the vote, which records it again
+    while notebook.cells and _role(notebook.cells[-1]) == "answer":
+        notebook.cells.pop()
     own = load_notebook(own_record)
     own_info = own.metadata.setdefault("kernelagent", {})
     own_info.update(mark_branch(session_id, 1))
     _write(own, own_record)
     _write(notebook, session_notebook)
+
+
+def _role(cell: nbformat.NotebookNode) -> str | None:
+    return cell.get("metadata", {}).get("kernelagent", {}).get("role")
 
 
 def _write(notebook: nbformat.NotebookNode, path: Path) -> None:

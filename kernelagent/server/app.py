@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union
 
 from kernelagent.api import DEFAULT_MODEL
 from kernelagent.cluster.placement import cluster_address
+from kernelagent.database.backend import STORE_URL_VARIABLE
 from kernelagent.literals import API_KINDS, SANDBOX_KINDS
 from kernelagent.server.handlers import default_handlers
 from kernelagent.server.manager import SessionManager
@@ -157,6 +159,12 @@ class KernelAgentExtension(ExtensionApp):
         store = SessionStore(
             Path(self.store_home).expanduser() if self.store_home else None, url=self.store_url
         )
+        # The sessions this server runs (and the processes they start) keep their memory
+        # in the same store, as the CLI's --store does.
+        if self.store_url:
+            os.environ[STORE_URL_VARIABLE] = store.given_url
+        if self.store_home:
+            os.environ["KERNELAGENT_HOME"] = str(store.home)
         self.manager = SessionManager(
             store=store,
             root_dir=self.serverapp.root_dir,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from tornado import web
 
 from kernelagent.agent.model import ModelAuthError, ModelError, ModelNotFoundError
+from kernelagent.database.backend import StoreUnavailableError
 from kernelagent.errors import (
     ConflictError,
     InvalidRequestError,
@@ -30,6 +31,7 @@ HTTP_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (SessionStateError, 409),
     (ModelError, 502),
     (UnavailableError, 503),
+    (StoreUnavailableError, 503),
     (DockerUnavailableError, 503),
     (SandboxError, 503),
     (LocalModelError, 503),

@@ -10,8 +10,9 @@
 A memory is ``{id, text, kind, user, project, session_id, cell_id, notebook,
 dataset_sha256, dataset_name, score, key, created_at, updated_at}`` (``kind``: fact,
 finding, dataset or preference), the shape ``kernelagent memory export`` prints. The
-memories are those of the user the server runs as, in ``$KERNELAGENT_HOME/memory.db``
-(where its sessions and the CLI read and write them).
+memories are those of the user the server runs as, in the server's session store
+(``store_url``/``store_home``, by default ``$KERNELAGENT_STORE_URL`` or
+``$KERNELAGENT_HOME/sessions.db``), where its sessions and the CLI read and write them.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from kernelagent.memory import MemoryStore
+from kernelagent.memory import MemoryStore, open_memory_store
 from kernelagent.server.errors import ApiError
 from kernelagent.server.handlers import PREFIX, KernelAgentHandler
-from kernelagent.session.store import default_home
 
 MEMORY = r"(?P<memory_id>[A-Za-z0-9]+)"
 MAX_LIMIT = 200
@@ -31,7 +31,8 @@ MAX_LIMIT = 200
 class MemoryHandlerBase(KernelAgentHandler):
     def memory_store(self) -> MemoryStore:
         project = self.get_argument("project", None) or None
-        return MemoryStore(default_home(), project=project)
+        store = self.manager.store
+        return open_memory_store(store.home, store.given_url, project=project)
 
 
 class MemoriesHandler(MemoryHandlerBase):

@@ -19,7 +19,7 @@ from kernelagent.hashing import sha256_file
 from kernelagent.memory.cards import dataset_cards, finding_text
 from kernelagent.memory.prompt import recall_section
 from kernelagent.memory.records import Memory
-from kernelagent.memory.store import MemoryStore
+from kernelagent.memory.store import MemoryStore, open_memory_store
 from kernelagent.notebook.recorder import NotebookRecorder
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,15 @@ def learn_turn_by_default() -> bool:
 
 
 def memory_store(enabled: bool, project: str | None = None) -> MemoryStore | None:
-    """The user's memory store next to the session store, or None when memory is off."""
+    """The user's memory store in the session store's database, or None when memory is
+    off (or the database cannot be used: the session goes on without memory)."""
     if not enabled:
         return None
     from kernelagent.session.store import default_home
 
     try:
-        return MemoryStore(default_home(), project=project)
-    except Exception as error:  # an unreadable memory.db must not stop the session
+        return open_memory_store(default_home(), project=project)
+    except Exception as error:  # an unusable store must not stop the session
         log.warning("kernelagent: memory is off for this session: %s", error)
         return None
 

@@ -17,6 +17,7 @@ import type {
   CellKind,
   ICellResultRequest,
   ICreateSessionRequest,
+  IMemory,
   INotebookSessionRequest,
   SessionStatus
 } from './generated/schema';
@@ -182,6 +183,26 @@ export function stop(id: string): Promise<void> {
 
 export function replay(path: string): Promise<IReplayReport> {
   return post('replay', { path });
+}
+
+/** The user's memories, newest first; or those matching `query`, best first. */
+export async function listMemories(query = '', limit = 100): Promise<IMemory[]> {
+  const params: Record<string, string | number> = { limit };
+  if (query) {
+    params.q = query;
+  }
+  const body = await request<{ memories: IMemory[] }>(
+    'memories' + URLExt.objectToQueryString(params)
+  );
+  return body.memories;
+}
+
+/** Delete a memory: later sessions no longer see it. Returns the memory deleted. */
+export async function forgetMemory(id: string): Promise<IMemory> {
+  const body = await request<{ memory: IMemory }>(URLExt.join('memories', encodeURIComponent(id)), {
+    method: 'DELETE'
+  });
+  return body.memory;
 }
 
 // --- events WebSocket ----------------------------------------------------------------

@@ -1,5 +1,6 @@
 /**
- * The right-side panel: a task form, the list of sessions, and the selected session.
+ * The right-side panel: a task form, the list of sessions, what the agent remembers
+ * across sessions, and the selected session.
  *
  * Bound to a notebook ("Ask kernelagent in this notebook"), the form asks the agent to
  * work in that notebook: its cells go into the notebook and run on its kernel.
@@ -25,6 +26,7 @@ import { Panel, Widget } from '@lumino/widgets';
 import * as api from './api';
 import { errorText, h } from './dom';
 import { kernelAgentIcon } from './icons';
+import { MemoryList } from './memory-list';
 import { NotebookAgent } from './notebook-agent';
 import { inspectKernel, summariseCells } from './notebook-context';
 import { PromptForm } from './prompt-form';
@@ -55,6 +57,7 @@ export interface IPanelOptions {
 export class KernelAgentPanel extends Panel {
   readonly form: PromptForm;
   readonly list: SessionList;
+  readonly memories: MemoryList;
   readonly view: SessionView;
   private readonly formSection: Section;
   private readonly bindingWidget = new Panel();
@@ -74,6 +77,7 @@ export class KernelAgentPanel extends Panel {
 
     this.form = new PromptForm({ settings: options.settings, trans });
     this.list = new SessionList(trans);
+    this.memories = new MemoryList({ trans, openSession: id => this.showSession(id) });
     this.view = new SessionView({
       ...options,
       scrollHost: () => this.node,
@@ -113,11 +117,25 @@ export class KernelAgentPanel extends Panel {
     this.addWidget(this.bindingWidget);
     this.addWidget(this.formSection);
     this.addWidget(new Section(trans.__('Sessions'), this.list, [refresh, openInMain]));
+    const refreshMemories = new ToolbarButton({
+      icon: refreshIcon,
+      tooltip: trans.__('Refresh the memories'),
+      onClick: () => void this.memories.refresh()
+    });
+    const memorySection = new Section(trans.__('Memory'), this.memories, [refreshMemories]);
+    memorySection.addClass('jp-KernelAgent-memorySection');
+    memorySection.setOpen(false); // opened when wanted: it lists every memory
+    this.addWidget(memorySection);
     this.addWidget(this.view);
 
     this.form.submitted.connect((_, request) => void this.start(request));
     this.list.selected.connect((_, id) => this.showSession(id));
-    this.view.statusChanged.connect(() => void this.list.refresh());
+    this.view.statusChanged.connect(() => {
+      void this.list.refresh();
+      if (this.memories.isVisible) {
+        void this.memories.refresh(); // a session that ends writes memories
+      }
+    });
     this.view.loaded.connect((_, session) => void this.takeUp(session));
 
     this.poll = new Poll({

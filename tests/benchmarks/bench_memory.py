@@ -197,9 +197,12 @@ def run_session(
     command += ["--model", args.model, "--max-steps", str(args.max_steps), "--json", "--quiet"]
     if args.base_url:
         command += ["--base-url", args.base_url, "--api", args.api]
+    if args.attempts is not None:
+        command += ["--attempts", str(args.attempts)]
     if not memory:
         command.append("--no-agent-memory")
     env = {**os.environ, "KERNELAGENT_HOME": str(home), "KERNELAGENT_POOL": "0"}
+    env.pop("KERNELAGENT_STORE_URL", None)  # memory is in the store: each scenario its own
     started = time.monotonic()
     try:
         done = subprocess.run(
@@ -276,6 +279,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--api", default="chat")
     parser.add_argument("--scenarios", default="", help="comma-separated ids (default: all)")
     parser.add_argument("--max-steps", type=int, default=12)
+    parser.add_argument(
+        "--attempts", type=int, default=None, help="kernelagent --attempts (default: its own)"
+    )
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -292,21 +298,22 @@ def main(argv: list[str] | None = None) -> Path:
     if args.model == "scripted":
         server = ScriptedModelServer(scripted_responder(data)).start()
         args.base_url, args.api = server.base_url, "responses"
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    print(f"scratch: {scratch}", flush=True)
     try:
-        results = {
-            s.id: {
-                mode: run_pair(s, data[s.id], scratch, args, memory=mode == "on")
-                for mode in ("on", "off")
-            }
-            for s in chosen
-        }
+        for s in chosen:
+            results[s.id] = {}
+            for mode in ("on", "off"):
+                pair = run_pair(s, data[s.id], scratch, args, memory=mode == "on")
+                results[s.id][mode] = pair
+                print(f"{s.id} memory {mode}: {_cell(pair)} {pair['seconds']:.0f}s", flush=True)
+                (scratch / "results.json").write_text(json.dumps(results, indent=1))
     finally:
         if server is not None:
             server.stop()
     name = "memory-scripted.md" if args.model == "scripted" else "memory.md"
     out = args.out or RESULTS_DIR / name
     out.write_text(render(results, args))
-    (scratch / "results.json").write_text(json.dumps(results, indent=1))
     print(out.read_text())
     return out
 

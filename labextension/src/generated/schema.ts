@@ -298,6 +298,24 @@ export interface IKernelVariable {
   summary?: string;
 }
 
+/** One thing the agent (or the user) wants a later session to know. */
+export interface IMemory {
+  id: string;
+  text: string;
+  kind: MemoryKind;
+  user: string;
+  project: string;
+  session_id: string | null;
+  cell_id: string | null;
+  notebook: string | null;
+  dataset_sha256: string | null;
+  dataset_name: string | null;
+  score: number;
+  key: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
 /**
  * A model request failed in transport (an empty or broken-off stream, a reset
  * connection, 502/503/504, a timeout) and is tried again: not a model turn.
@@ -434,6 +452,8 @@ export interface IVoteDecided {
   summary: string;
   notebooks: string[];
 }
+
+export type MemoryKind = 'fact' | 'finding' | 'dataset' | 'preference';
 
 export type SandboxKind = 'docker' | 'local';
 
