@@ -30,7 +30,7 @@ from kernelagent.sandbox.settings import SandboxSettings
 from kernelagent.session.durable import check_resumable, register, resume_session
 from kernelagent.session.runner import SessionResult, run_to_stop
 from kernelagent.session.session import ApiKind, Session, SessionConfig
-from kernelagent.session.store import SessionStore
+from kernelagent.session.store import SessionRecord, SessionStore
 from kernelagent.session.stream import EventStream
 
 DEFAULT_MODEL = os.environ.get("KERNELAGENT_MODEL", "gpt-4.1-mini")
@@ -198,12 +198,14 @@ async def arun(
     store: SessionStore | None = None,
     stream: EventStream | None = None,
     cluster: str | None = None,
+    on_placed: Callable[[str], None] | None = None,
     **config_options: Any,
 ) -> SessionResult:
     """Run one agent session to its end; the notebook is written as it goes.
 
     ``cluster`` (default ``$KERNELAGENT_CLUSTER``; ``""`` for here) places the session on a
-    node of that Ray cluster; its events still reach ``on_event`` and ``stream``."""
+    node of that Ray cluster; its events still reach ``on_event`` and ``stream``, and
+    ``on_placed`` gets its id once a node took it (before its sandbox is up there)."""
     config = config or build_config(**config_options)
     missing = [str(path) for path in data if not Path(path).is_file()]
     if missing:
@@ -228,7 +230,7 @@ async def arun(
         stream = stream or EventStream("")
         if on_event is not None:
             stream.subscribe(on_event)
-        return await _placed(address, placement, stream)
+        return await _placed(address, placement, stream, on_placed=on_placed)
     model = model_adapter
     if model is None:
         if check_server:
@@ -264,7 +266,11 @@ async def aresume(
     (on a node of ``cluster``, as for :func:`arun`)."""
     store = store or SessionStore()
     record = store.get(session_id)
-    check_resumable(record, instruction, decision)
+    address = cluster_address(cluster)
+    placed = bool(address) and record.node is not None  # its owner pid: a node host
+    check_resumable(
+        record.model_copy(update={"owner_pid": None}) if placed else record, instruction, decision
+    )
     config = SessionConfig.model_validate(
         {**record.config, **{k: v for k, v in config_overrides.items() if v is not None}}
     )
@@ -273,7 +279,6 @@ async def aresume(
     stream = stream or EventStream(record.id)
     if on_event is not None:
         stream.subscribe(on_event)
-    address = cluster_address(cluster)
     if address:
         _check_placeable(config, model_adapter, None, False)
         if check_server:
@@ -287,7 +292,7 @@ async def aresume(
             decision=decision.model_dump(mode="json") if decision else None,
             environment=node_environment(str(store.home.absolute()), store.given_url),
         )
-        return await _placed(address, placement, stream)
+        return await _placed(address, placement, stream, record)
     serving = served_model(config) if model_adapter is None else nullcontext(config)
     async with serving:
         model = model_adapter
@@ -305,6 +310,77 @@ async def aresume(
             config=config,
         )
         return await run_to_stop(session, instruction, store, model)
+
+
+async def acontinue(
+    notebook: str | Path,
+    instruction: str,
+    *,
+    config: SessionConfig,
+    in_place: bool = False,
+    out: str | Path | None = None,
+    workspace: str | Path | None = None,
+    api_key: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    check_server: bool = True,
+    cluster: str | None = None,
+) -> SessionResult:
+    """Restore a recorded notebook's state and conversation in a new sandbox, then work on
+    ``instruction``, recorded in a copy (``out``, default ``NAME-continued.ipynb``) or in
+    the notebook itself (``in_place``); on a node of ``cluster`` as for :func:`arun`."""
+    from kernelagent.session.continuation import continue_notebook, continued_path, restored_note
+
+    path = Path(notebook).absolute()
+    target = path if in_place else Path(out).absolute() if out else continued_path(path)
+    address = cluster_address(cluster)
+    if address:
+        _check_placeable(config, None, None, False)
+        if check_server:
+            await check_model_server(config, api_key)
+        store = SessionStore()
+        placement = Placement(
+            kind="continue",
+            session_id=uuid.uuid4().hex[:12],
+            instruction=instruction,
+            config=config.model_dump(mode="json"),
+            notebook=str(path),
+            out=str(target),
+            workspace=str(Path(workspace).absolute()) if workspace else None,
+            api_key=api_key,
+            environment=node_environment(str(store.home.absolute()), store.given_url),
+        )
+        stream = EventStream("")
+        if on_event is not None:
+            stream.subscribe(on_event)
+        return await _placed(address, placement, stream)
+    async with served_model(config):
+        if check_server:
+            await check_model_server(config, api_key)
+        model = model_for(config, api_key)
+        session, report = await continue_notebook(
+            path,
+            instruction,
+            config,
+            model,
+            in_place=target == path,
+            out=target,
+            workspace=workspace,
+            on_event=on_event,
+        )
+        try:
+            outcome = await session.run(f"{restored_note(report)}\n\n{instruction}")
+        finally:
+            await session.close()
+    return SessionResult(
+        session_id=session.id,
+        status=outcome.status,
+        answer=outcome.answer,
+        reason=outcome.reason,
+        notebook_path=session.notebook_path,
+        workspace=session.workspace,
+        usage=session.loop.state.usage,
+        events=list(session.stream.history),
+    )
 
 
 def _check_placeable(
@@ -332,11 +408,18 @@ def _check_placeable(
         )
 
 
-async def _placed(address: str, placement: Placement, stream: EventStream) -> SessionResult:
+async def _placed(
+    address: str,
+    placement: Placement,
+    stream: EventStream,
+    record: SessionRecord | None = None,
+    *,
+    on_placed: Callable[[str], None] | None = None,
+) -> SessionResult:
     from kernelagent.cluster.submit import run_on_cluster
 
     stream.session_id = placement.session_id
-    return await run_on_cluster(address, placement, stream)
+    return await run_on_cluster(address, placement, stream, record, on_placed=on_placed)
 
 
 async def astream(task: str, **options: Any) -> AsyncIterator[Event]:
@@ -354,4 +437,12 @@ def run(task: str, **options: Any) -> SessionResult:
     return asyncio.run(arun(task, **options))
 
 
-__all__ = ["ModelAuthError", "SessionResult", "arun", "astream", "build_config", "run"]
+__all__ = [
+    "ModelAuthError",
+    "SessionResult",
+    "acontinue",
+    "arun",
+    "astream",
+    "build_config",
+    "run",
+]

@@ -7,107 +7,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
 import nbformat
-import pytest
 
 from kernelagent.machine_files import pid_alive
 from kernelagent.session.store import SessionRecord, SessionStore
 from kernelagent.testing import ScriptedModelServer, ScriptedTurn
-from tests.postgres_fixtures import IN_CI, PostgresServer
+from tests.ray_fixtures import *  # noqa: F403 - the module's Ray cluster (ray_cluster)
+from tests.ray_fixtures import WORKER, RayCluster
 
-LOOPBACK = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
-WORKER = {**LOOPBACK, "resources": {"kernelagent_sandbox": 2}}
-FAST_FAILURE_DETECTION = {
-    "health_check_period_ms": 1000,
-    "health_check_failure_threshold": 3,
-    "health_check_initial_delay_ms": 1000,
-}
 EXIT_AWAITING_APPROVAL = 4
-
-
-@dataclass
-class RayCluster:
-    cluster: Any
-    workers: list[Any]
-    home: Path
-    store_url: str
-
-    @property
-    def address(self) -> str:
-        return str(self.cluster.address)
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            **os.environ,
-            "KERNELAGENT_HOME": str(self.home),
-            "KERNELAGENT_STORE_URL": self.store_url,
-            "KERNELAGENT_CLUSTER": self.address,
-            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-            "RAY_USAGE_STATS_ENABLED": "0",
-            **extra,
-        }
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "kernelagent.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env=self.env(),
-        )
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "kernelagent.cli", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env(),
-        )
-
-    def store(self) -> SessionStore:
-        return SessionStore(self.home, url=self.store_url)
-
-    def worker_ids(self) -> set[str]:
-        return {node.node_id for node in self.workers}
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(
-    docker_available: None, postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RayCluster]:
-    try:
-        from ray.cluster_utils import Cluster
-    except ImportError:
-        if IN_CI:
-            pytest.fail("CI=true but Ray is not installed: pip install -e '.[test]'")
-        pytest.skip("Ray is not installed")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # for every Ray process started here
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # nothing reported anywhere
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            **LOOPBACK,
-            "include_dashboard": False,
-            "_system_config": FAST_FAILURE_DETECTION,
-        },
-    )
-    try:
-        workers = [cluster.add_node(**WORKER) for _ in range(2)]
-        cluster.wait_for_nodes()
-        home = tmp_path_factory.mktemp("cluster-home")  # the filesystem every node shares
-        yield RayCluster(cluster, workers, home, postgres.create_database())
-    finally:
-        cluster.shutdown()
+EXIT_INTERRUPTED = 130
 
 
 def summary(done: subprocess.CompletedProcess[str] | tuple[str, str]) -> Any:
@@ -207,6 +124,169 @@ def test_a_lost_node_costs_nothing_recorded(ray_cluster: RayCluster) -> None:
     assert (Path(result["workspace"]) / "first.txt").read_text() == "kept"
 
 
+def test_a_session_left_on_a_lost_node_by_a_gone_submitter_is_resumed(
+    ray_cluster: RayCluster,
+) -> None:
+    """The submitting process is killed, then the node running its session dies: nobody
+    follows the session, so it stays running on a dead node in the store, until
+    ``kernelagent resume`` from another process takes it over on a live node."""
+    script = [
+        ScriptedTurn.python("x = 41"),
+        ScriptedTurn.python(
+            "import time\nfor i in range(60):\n    print(i, flush=True)\n    time.sleep(0.5)"
+        ),
+        ScriptedTurn.python("x + 1"),
+        ScriptedTurn.final("42"),
+    ]
+    with ScriptedModelServer(script) as server:
+        run = ray_cluster.start("run", "task", "--base-url", server.base_url, "--json")
+        record = _wait_for_running_cell(ray_cluster.store(), count=2)
+        run.kill()  # the submitter is gone; its session runs on in its node host
+        run.communicate(timeout=60)
+        time.sleep(1.0)
+        assert ray_cluster.store().get(record.id).status == "running"
+        lost = next(node for node in ray_cluster.workers if node.node_id == record.node)
+        ray_cluster.cluster.remove_node(lost, allow_graceful=False)
+        _wait_until(lambda: not pid_alive(record.owner_pid or 0), "the node's host exited")
+        _remove_sandbox_of(record)
+        ray_cluster.workers.remove(lost)
+        stranded = ray_cluster.store().get(record.id)
+        assert (stranded.status, stranded.node) == ("running", lost.node_id)
+        resumed = ray_cluster.cli("resume", record.id, "--json")
+        requests = server.completion_requests()
+    ray_cluster.workers.append(ray_cluster.cluster.add_node(**WORKER))  # for later tests
+    assert resumed.returncode == 0, resumed.stderr
+    result = summary(resumed)
+    assert result["status"] == "completed" and result["answer"] == "42"
+    cells = code_cells(result["notebook"])
+    assert [c.metadata.kernelagent.status for c in cells] == ["ok", "interrupted", "ok"]
+    assert cells[2].outputs[0]["data"]["text/plain"] == "42"  # x was restored by replay
+    assert "interrupted" in json.dumps(requests[2].body)
+    moved = ray_cluster.store().get(record.id)
+    assert moved.node not in (None, lost.node_id) and moved.status == "completed"
+
+
+def test_ctrl_c_in_the_submitter_stops_its_session_on_the_node(ray_cluster: RayCluster) -> None:
+    """As a local run: the session is interrupted, its sandbox kept; a resume goes back to
+    the node that holds the sandbox and finds the variables intact."""
+    script = [
+        ScriptedTurn.python("x = 41"),
+        ScriptedTurn.python(
+            "import time\nfor i in range(60):\n    print(i, flush=True)\n    time.sleep(0.5)"
+        ),
+        ScriptedTurn.python("x + 1"),
+        ScriptedTurn.final("42"),
+    ]
+    with ScriptedModelServer(script) as server:
+        run = ray_cluster.start("run", "task", "--base-url", server.base_url, "--json")
+        record = _wait_for_running_cell(ray_cluster.store(), count=2)
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=120)
+        assert run.returncode == EXIT_INTERRUPTED, stderr
+        _wait_until(
+            lambda: ray_cluster.store().get(record.id).status == "interrupted", "interrupted"
+        )
+        stopped = ray_cluster.store().get(record.id)
+        assert stopped.sandbox_state is not None and stopped.node == record.node
+        resumed = ray_cluster.cli("resume", record.id, "--json")
+        requests = server.completion_requests()
+    assert resumed.returncode == 0, resumed.stderr
+    result = summary(resumed)
+    assert result["status"] == "completed" and result["answer"] == "42"
+    cells = code_cells(result["notebook"])
+    assert [c.metadata.kernelagent.status for c in cells] == ["ok", "interrupted", "ok"]
+    assert cells[2].outputs[0]["data"]["text/plain"] == "42"
+    told = json.dumps(requests[2].body)
+    assert "re-attached to its running sandbox" in told  # no replay: the same kernel
+    assert ray_cluster.store().get(record.id).node == record.node  # back to its sandbox
+
+
+def test_continue_runs_on_a_node(ray_cluster: RayCluster) -> None:
+    with ScriptedModelServer([ScriptedTurn.python("x = 41"), ScriptedTurn.final("set")]) as one:
+        first = ray_cluster.cli("run", "task", "--base-url", one.base_url, "--json")
+    assert first.returncode == 0, first.stderr
+    notebook = Path(summary(first)["notebook"])
+    script = [ScriptedTurn.python("x + 1"), ScriptedTurn.final("42")]
+    with ScriptedModelServer(script) as two:
+        done = ray_cluster.cli(
+            "continue", str(notebook), "add one", "--base-url", two.base_url, "--json"
+        )
+        requests = two.completion_requests()
+    assert done.returncode == 0, done.stderr
+    result = summary(done)
+    assert result["status"] == "completed" and result["answer"] == "42"
+    continued = Path(result["notebook"])
+    assert continued == notebook.with_name(f"{notebook.stem}-continued.ipynb")
+    cells = code_cells(continued)
+    assert [c.source for c in cells] == ["x = 41", "x + 1"]
+    assert cells[1].outputs[0]["data"]["text/plain"] == "42"  # x restored on the node
+    metadata = nbformat.read(continued, as_version=4).metadata.kernelagent
+    assert metadata.node in ray_cluster.worker_ids()  # placed, not run in this process
+    assert "add one" in json.dumps(requests[0].body)
+    assert "x + 1" in done.stderr  # the node's events reached this process
+
+
+def test_a_returning_node_removes_the_sandboxes_its_sessions_left(
+    ray_cluster: RayCluster,
+) -> None:
+    """A session waits for approval on a node that dies; its container stays on this
+    machine (one Docker engine plays every node's). When a node host starts on the
+    machine again it removes that container, and `kernelagent cleanup` says so too; the
+    container of a session waiting on a live node is untouched, and the first session
+    still resumes (by replay) when approved."""
+    script = [
+        ScriptedTurn.python("x = 41"),
+        ScriptedTurn.shell("echo approved"),
+        ScriptedTurn.python("x + 1"),
+        ScriptedTurn.final("42"),
+    ]
+    with ScriptedModelServer(script) as left, ScriptedModelServer(script) as live:
+        first = ray_cluster.cli("run", "a", "--approve", "shell", "--base-url", left.base_url)
+        assert first.returncode == EXIT_AWAITING_APPROVAL, first.stderr
+        stranded = next(r for r in ray_cluster.store().list() if r.task == "a")
+        lost = next(node for node in ray_cluster.workers if node.node_id == stranded.node)
+        ray_cluster.cluster.remove_node(lost, allow_graceful=False)
+        ray_cluster.workers.remove(lost)
+        second = ray_cluster.cli("run", "b", "--approve", "shell", "--base-url", live.base_url)
+        assert second.returncode == EXIT_AWAITING_APPROVAL, second.stderr
+        waiting = next(r for r in ray_cluster.store().list() if r.task == "b")
+        assert waiting.node in ray_cluster.worker_ids()
+        left_behind, kept = _container_of(stranded), _container_of(waiting)
+        assert left_behind is not None and kept is not None
+
+        listed = ray_cluster.cli("cleanup", "--dry-run", COLUMNS="300")
+        assert listed.returncode == 0, listed.stderr
+        rows = listed.stderr.splitlines()
+        assert "would remove" in next(row for row in rows if left_behind.name in row), rows
+        assert " kept " in next(row for row in rows if kept.name in row), rows
+        assert _container_of(stranded) is not None  # nothing removed it yet
+
+        ray_cluster.workers.append(ray_cluster.cluster.add_node(**WORKER))
+        with ScriptedModelServer([ScriptedTurn.final("done")]) as third:
+            trigger = ray_cluster.cli("run", "c", "--base-url", third.base_url)  # starts hosts
+        assert trigger.returncode == 0, trigger.stderr
+        _wait_until(lambda: _container_of(stranded) is None, "the left container is removed")
+        assert ray_cluster.store().get(stranded.id).sandbox_state is None
+        assert _container_of(waiting) is not None  # still running
+
+        approvals = [ray_cluster.start("approve", r.id, "--json") for r in (stranded, waiting)]
+        outputs = [approval.communicate(timeout=300) for approval in approvals]
+    assert [a.returncode for a in approvals] == [0, 0], [err for _, err in outputs]
+    for output in outputs:
+        result = summary(output)
+        assert result["status"] == "completed" and result["answer"] == "42"
+        assert code_cells(result["notebook"])[2].outputs[0]["data"]["text/plain"] == "42"
+
+
+def _container_of(record: SessionRecord) -> Any:
+    """The running container of a session's recorded sandbox, if there is one."""
+    kernel_id = (record.sandbox_state or {}).get("kernel_id")
+    for container in docker.from_env().containers.list(filters={"label": "kernelagent.managed=1"}):
+        if container.labels.get("kernelagent.kernel_id") == kernel_id:
+            return container
+    return None
+
+
 def _wait_for_running_cell(store: SessionStore, count: int) -> SessionRecord:
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -229,13 +309,11 @@ def _wait_until(condition: Any, what: str, timeout: float = 60) -> None:
 
 
 def _remove_sandbox_of(record: SessionRecord) -> None:
-    """The session's container went with its node (only this test's container)."""
-    client = docker.from_env()
-    for container in client.containers.list(filters={"label": "kernelagent.managed=1"}):
-        if container.labels.get("kernelagent.workspace", "") == str(record.workspace):
-            container.remove(force=True)
-            return
-    raise AssertionError(f"no sandbox container for {record.workspace}")
+    """The session's container went with its node (only this test's container: the one
+    the record names, not the new one its next node may have started already)."""
+    container = _container_of(record)
+    assert container is not None, f"no sandbox container for {record.id}"
+    container.remove(force=True)
 
 
 def test_without_a_sandbox_node_a_session_is_refused_at_once(ray_cluster: RayCluster) -> None:

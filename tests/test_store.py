@@ -4,15 +4,18 @@ unreachable or restarted PostgreSQL does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import queue
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,6 +159,40 @@ def test_writers_in_many_processes_lose_nothing(store_url: str, tmp_path: Path) 
         assert (done.status, done.steps, done.cells) == ("completed", count, count)
     assert len(store.events("shared000000")) == workers * count
     assert store.get("shared000000").status in ("running", "awaiting_approval")
+
+
+def _claimer(url: str, home: str, node: str, won: Any) -> None:
+    store = SessionStore(home, url=url)
+    lost = lambda current: current.status == "running" and current.node == "lost-node"  # noqa: E731
+    if store.update_if("claimed00000", lost, status="interrupted", node=node):
+        won.put(node)
+
+
+def test_a_session_is_taken_over_by_one_claimer_only(store_url: str, tmp_path: Path) -> None:
+    """Node hosts on many machines claim a session whose node died at the same moment:
+    one locked update each, and exactly one of them gets it."""
+    store = SessionStore(tmp_path)
+    store.create(record("claimed00000", tmp_path, status="running"))
+    store.update("claimed00000", node="lost-node")
+    context = multiprocessing.get_context("spawn")
+    won = context.Queue()
+    processes = [
+        context.Process(target=_claimer, args=(store_url, str(tmp_path), f"node-{n}", won))
+        for n in range(4)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0] * 4
+    winners = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            winners.append(won.get(timeout=2))
+    assert len(winners) == 1, winners
+    claimed = store.get("claimed00000")
+    assert (claimed.status, claimed.node) == ("interrupted", winners[0])
+    assert not store.update_if("claimed00000", lambda current: current.status == "running")
 
 
 def test_a_status_check_waits_for_the_row_lock(postgres: PostgresServer, tmp_path: Path) -> None:

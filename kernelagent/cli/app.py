@@ -46,8 +46,8 @@ def where(
         str | None,
         typer.Option(
             "--cluster",
-            help="Run sessions (run, resume, approve, reject) on this Ray cluster, HOST:PORT of "
-            "its head (sets $KERNELAGENT_CLUSTER).",
+            help="Run sessions (run, resume, approve, reject, continue) on this Ray cluster, "
+            "HOST:PORT of its head (sets $KERNELAGENT_CLUSTER).",
             show_default=False,
         ),
     ] = None,

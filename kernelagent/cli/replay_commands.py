@@ -179,6 +179,11 @@ def continue_(
             True  # as `run` does for local models
         )
 
+    from kernelagent.cluster.placement import cluster_address
+
+    if cluster_address():
+        _continue_on_cluster(notebook, instruction, config, in_place, out, workspace, json_output)
+
     async def main():
         async with served_model(config, on_notice=lambda line: console.print(f"[dim]{line}[/]")):
             await check_model_server(config)
@@ -220,3 +225,31 @@ def continue_(
         )
     console.print(f"[dim]notebook: {session.notebook_path}[/]")
     raise typer.Exit(EXIT_CODES.get(outcome.status, EXIT_FAILED))
+
+
+def _continue_on_cluster(notebook, instruction, config, in_place, out, workspace, json_output):
+    """``continue`` placed on a node of ``$KERNELAGENT_CLUSTER`` (its events come back here)."""
+    from kernelagent.api import acontinue
+    from kernelagent.cli.render import EventRenderer
+
+    try:
+        result = asyncio.run(
+            acontinue(
+                notebook,
+                instruction,
+                config=config,
+                in_place=in_place,
+                out=out,
+                workspace=workspace,
+                on_event=EventRenderer(console),
+            )
+        )
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: the notebook was saved")
+        raise typer.Exit(EXIT_CODES["interrupted"]) from None
+    except KernelAgentError as error:  # the cluster, the model, the notebook, Docker, ...
+        raise fail_with(error) from None
+    if json_output:
+        print(json.dumps(result.summary()))
+    console.print(f"[dim]notebook: {result.notebook_path}[/]")
+    raise typer.Exit(EXIT_CODES.get(result.status, EXIT_FAILED))

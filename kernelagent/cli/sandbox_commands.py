@@ -112,12 +112,19 @@ def cleanup(
     ] = False,
     dry_run: Annotated[bool, typer.Option(help="Only list what would be removed.")] = False,
 ) -> None:
-    """Remove orphaned sandbox containers (their owner process is gone, or they stopped)."""
-    from kernelagent.sandbox.maintenance import list_sandboxes, remove_sandboxes
+    """Remove orphaned sandbox containers (their owner process is gone, or they stopped;
+    with $KERNELAGENT_CLUSTER also those whose session is placed on no live node here)."""
+    from kernelagent.cluster.placement import cluster_address
 
+    address = cluster_address()
     try:
-        found = list_sandboxes(keep_kernel_ids=_kept_kernel_ids())
-    except KernelAgentError as error:  # no Docker engine
+        if address:
+            found, remove = _on_cluster(address)
+        else:
+            from kernelagent.sandbox.maintenance import list_sandboxes, remove_sandboxes
+
+            found, remove = list_sandboxes(keep_kernel_ids=_kept_kernel_ids()), remove_sandboxes
+    except KernelAgentError as error:  # no Docker engine, an unreachable cluster or store
         raise fail_with(error) from None
     targets = [s for s in found if all_ or s.orphan]
     table = Table("container", "status", "owner pid", "action", "why")
@@ -129,8 +136,20 @@ def cleanup(
     if found:
         console.print(table)
     if not dry_run:
-        removed = remove_sandboxes(targets)
+        removed = remove(targets)
         console.print(f"removed {removed} sandbox(es)")
+
+
+def _on_cluster(address: str):
+    """The sandboxes here judged with the cluster's store: a session's sandbox whose node is
+    gone is stale even while the session waits (kernelagent.cluster.sweep)."""
+    from kernelagent.cluster.connection import connect
+    from kernelagent.cluster.sweep import live_nodes_here, remove_stale, stale_sandboxes
+    from kernelagent.session.store import SessionStore
+
+    store = SessionStore()
+    connect(address, sessions=False)
+    return stale_sandboxes(store, live_nodes_here()), lambda targets: remove_stale(store, targets)
 
 
 def _kept_kernel_ids() -> frozenset[str]:

@@ -7,6 +7,7 @@ import logging
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from kernelagent.sandbox.docker_provisioner import (
     LABEL_MANAGED,
     LABEL_OWNER_HOST,
     LABEL_OWNER_PID,
+    LABEL_WORKSPACE,
     docker_client,
     kernel_runtime_dir,
 )
@@ -41,13 +43,21 @@ class SandboxContainer:
     owner_pid: int | None
     orphan: bool
     why: str
+    workspace: str = ""
 
 
-def list_sandboxes(keep_kernel_ids: frozenset[str] = frozenset()) -> list[SandboxContainer]:
+StaleJudge = Callable[[Mapping[str, str]], str | None]
+"""Given a container's labels, why it is stale (None: no verdict)."""
+
+
+def list_sandboxes(
+    keep_kernel_ids: frozenset[str] = frozenset(), stale: StaleJudge | None = None
+) -> list[SandboxContainer]:
     """Every kernelagent container, and whether it is an orphan.
 
     An orphan is stopped, or was started on this host by a process that is gone and
-    is not kept (``keep_kernel_ids``: sandboxes that paused sessions will re-attach to).
+    is not kept (``keep_kernel_ids``: sandboxes that paused sessions will re-attach to),
+    or what ``stale`` says is stale (a cluster's store: its session's node is gone).
     """
     client = docker_client()
     found = []
@@ -57,8 +67,11 @@ def list_sandboxes(keep_kernel_ids: frozenset[str] = frozenset()) -> list[Sandbo
         pid_text = labels.get(LABEL_OWNER_PID, "")
         owner_pid = int(pid_text) if pid_text.isdigit() else None
         same_host = labels.get(LABEL_OWNER_HOST) == socket.gethostname()
+        verdict = stale(labels) if stale is not None else None
         if container.status != "running":
             orphan, why = True, f"container is {container.status}"
+        elif verdict is not None:
+            orphan, why = True, verdict
         elif kernel_id in keep_kernel_ids:
             orphan, why = False, "kept by a session"
         elif same_host and owner_pid is not None and not pid_alive(owner_pid):
@@ -70,7 +83,15 @@ def list_sandboxes(keep_kernel_ids: frozenset[str] = frozenset()) -> list[Sandbo
         else:
             orphan, why = False, f"owned by live process {owner_pid}"
         found.append(
-            SandboxContainer(container.name, kernel_id, container.status, owner_pid, orphan, why)
+            SandboxContainer(
+                container.name,
+                kernel_id,
+                container.status,
+                owner_pid,
+                orphan,
+                why,
+                labels.get(LABEL_WORKSPACE, ""),
+            )
         )
     return found
 

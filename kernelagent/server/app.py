@@ -10,6 +10,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, Union
 
 from kernelagent.api import DEFAULT_MODEL
+from kernelagent.cluster.placement import cluster_address
 from kernelagent.database.backend import STORE_URL_VARIABLE
 from kernelagent.literals import API_KINDS, SANDBOX_KINDS
 from kernelagent.server.handlers import default_handlers
@@ -135,6 +136,15 @@ class KernelAgentExtension(ExtensionApp):
         help="The database of the session index and event logs: sqlite:///PATH or "
         "postgresql://USER@HOST/DB (default: $KERNELAGENT_STORE_URL, else SQLite in store_home).",
     )
+    cluster = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Run the sessions started from JupyterLab on this Ray cluster, HOST:PORT of its "
+        "head (default: $KERNELAGENT_CLUSTER; empty: in this server). Give store_url a "
+        "database every node reaches and store_home a filesystem every node shares. Sessions "
+        "that work in a notebook open in JupyterLab run on that notebook's kernel.",
+    )
     persist_events = Bool(
         True,
         config=True,
@@ -171,6 +181,7 @@ class KernelAgentExtension(ExtensionApp):
             workspaces_next_to_notebooks=self.workspaces_next_to_notebooks,
             persist_events=self.persist_events,
             logger=self.log,
+            cluster=cluster_address(self.cluster),
             policy=RequestPolicy.from_settings(
                 base_url=self.default_base_url,
                 api_key=self.api_key,

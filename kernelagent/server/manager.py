@@ -72,8 +72,11 @@ class SessionManager:
         persist_events: bool = True,
         logger: logging.Logger | None = None,
         policy: RequestPolicy | None = None,
+        cluster: str = "",
     ) -> None:
         self.store = store
+        self.cluster = cluster
+        """The Ray cluster the sessions started here run on ("": in this server)."""
         self.policy = policy or RequestPolicy(default_sandbox=defaults.sandbox)
         """What requests may choose: endpoints and keys, sandbox kind, egress."""
         self.root_dir = Path(root_dir).expanduser().resolve()
@@ -165,6 +168,15 @@ class SessionManager:
             if not started.done():
                 started.set_result(session.id)
 
+        def on_placed(session_id: str) -> None:
+            """On a cluster: a node took the session; its events are logged from now on."""
+            entry = self.logs.entry(session_id)
+            entry.task = task
+            self.logs.attach(entry, stream)
+            entry.ran_here = False  # its sandbox is the node's to shut down
+            if not started.done():
+                started.set_result(session_id)
+
         async def run() -> SessionResult:
             async with served_model(config):  # a lease on the machine's model server, if local
                 return await arun(
@@ -174,21 +186,42 @@ class SessionManager:
                     notebook=notebook,
                     config=config,
                     api_key=self._api_key(config.base_url),
-                    on_session=on_session,
+                    on_session=None if self.cluster else on_session,
+                    on_placed=on_placed,
                     store=self.store,
                     stream=stream,
-                    cluster="",  # the server runs its sessions itself (it needs the Session)
+                    cluster=self.cluster,
                 )
 
         task = self.runs.spawn(stream, run(), f"kernelagent session {slug}")
         await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
         if started.done():
-            return self.session_json(started.result())
+            return self.session_json(await self._stored(started.result(), task))
         if task.cancelled():
             raise UnavailableError(
                 "the session was cancelled before it started", hint="the server is shutting down"
             )
         raise self._start_error(task.exception())
+
+    async def _stored(self, session_id: str, task: asyncio.Task[Any]) -> str:
+        """The session once its record exists: at once here; on a cluster when the node
+        has started its sandbox (or the error that stopped it first)."""
+        while self.cluster and not self._exists(session_id):
+            if task.done():
+                events = self.logs.entry(session_id).events
+                error = next((e for e in reversed(events) if e["type"] == "error"), None)
+                if error is not None:
+                    raise KernelAgentError(error.get("message", ""), error.get("hint", ""))
+                raise self._start_error(None if task.cancelled() else task.exception())
+            await asyncio.sleep(0.1)
+        return session_id
+
+    def _exists(self, session_id: str) -> bool:
+        try:
+            self.store.get(session_id)
+        except SessionNotFoundError:
+            return False
+        return True
 
     def _config(self, request: CreateSessionRequest) -> SessionConfig:
         return session_config(request, self.defaults, self.policy)
@@ -282,6 +315,7 @@ class SessionManager:
         entry = self.logs.entry(record.id)
         stream = ServerEventStream(record.id, first_seq=entry.last_seq + 1)
         self.logs.attach(entry, stream)
+        entry.ran_here = not self.cluster
         run = aresume(
             record.id,
             instruction,
@@ -289,7 +323,7 @@ class SessionManager:
             api_key=api_key,
             store=self.store,
             stream=stream,
-            cluster="",
+            cluster=self.cluster,
         )
         entry.task = self.runs.spawn(stream, run, f"kernelagent session {record.id}")
         return self.record_json(record)

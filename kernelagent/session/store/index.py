@@ -15,7 +15,7 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,35 @@ class SessionStore:
             )
 
         self.backend.run(work, write=True)
+
+    def update_if(
+        self, session_id: str, condition: Callable[[SessionRecord], bool], **fields: Any
+    ) -> bool:
+        """Set columns only if ``condition(record)`` holds while the row is locked; returns
+        whether it did. Two processes that claim one session cannot both succeed."""
+        fields["updated_at"] = time.time()
+        unknown = sorted(set(fields) - set(COLUMNS))
+        if unknown:
+            raise ValueError(f"not columns of the session index: {unknown}")
+        encoded = {key: encode(key, value) for key, value in fields.items()}
+        assignments = ", ".join(f"{key} = %s" for key in encoded)
+
+        def work(tx: Transaction) -> bool:
+            rows = tx.query(f"SELECT * FROM sessions WHERE id = %s{tx.row_lock}", (session_id,))
+            if not rows:
+                raise SessionNotFoundError(f"no session {session_id!r}")
+            record = decode(rows[0])
+            if not condition(record):
+                return False
+            if "status" in fields:
+                check_transition(session_id, record.status, fields["status"])
+            tx.execute(
+                f"UPDATE sessions SET {assignments} WHERE id = %s",
+                (*encoded.values(), session_id),
+            )
+            return True
+
+        return self.backend.run(work, write=True)
 
     def sessions_with_live_sandboxes(self) -> builtins.list[SessionRecord]:
         return [
