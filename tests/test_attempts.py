@@ -163,6 +163,34 @@ async def test_disagreement_with_no_majority_is_reported(
     assert not read(result.notebook_path).metadata.kernelagent.vote.majority
 
 
+class StuckGuesser(Voters):
+    """Attempt 1 computes 40; attempts 2 and 3 compute 42, but the one that begins second
+    then answers 7, never what its code printed (without --check-answers, accepted
+    ungrounded)."""
+
+    def __init__(self) -> None:
+        code = "# attempt at {value}\nprint(42 if '{value}' != '40' else 40)"
+        super().__init__(lambda temperature, begun: 40 if temperature is None else 42 + begun, code)
+
+    def __call__(self, body: dict[str, Any]) -> ScriptedTurn:
+        if len(body["messages"]) > 2 and "# attempt at 43" in json.dumps(body["messages"]):
+            return ScriptedTurn.final("7")
+        return super().__call__(body)
+
+
+async def test_what_a_stuck_attempts_code_printed_counts_for_the_answer_it_agrees_with(
+    docker_available: None, tmp_path: Path
+) -> None:
+    with ScriptedModelServer(StuckGuesser()) as server:
+        result = await run(server, tmp_path)
+    assert (result.status, result.answer) == ("completed", "42")
+    assert result.reason.startswith("2 of 3 attempts agree on '42' (attempt ")
+    assert "by what its code printed, not by a stated answer)." in result.reason
+    attempts = read(result.notebook_path).metadata.kernelagent.attempts
+    stuck = [entry for entry in attempts if entry["answer"] == "7"]
+    assert len(stuck) == 1 and not stuck[0]["grounded"], attempts
+
+
 async def test_attempts_that_all_fail_report_each_last_error(
     docker_available: None, tmp_path: Path
 ) -> None:

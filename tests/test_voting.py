@@ -151,3 +151,27 @@ def test_a_tie_goes_to_the_attempt_with_fewer_failed_cells() -> None:
     assert "the attempt with the fewest failed cells" in result.summary
     even = [Ballot(1, "completed", "1", True, failed_cells=1), Ballot(2, "completed", "2", True)]
     assert tally([*even, Ballot(3, "completed", "1", True, failed_cells=5)], 3).chosen == 1
+
+
+def test_what_a_silent_attempt_printed_supports_an_answer_but_never_leads_one() -> None:
+    """An attempt whose code printed one value but that never stated an accepted answer
+    (a small model stuck on a guess) counts for the answer its output agrees with."""
+    stuck = Ballot(3, "failed", detail="kept answering '464.3'", printed="65691.88")
+    result = tally([ballot(1, "157891.43"), ballot(2, "65691.88"), stuck], 3)
+    assert (result.chosen, result.answer, result.agreeing, result.majority) == (
+        2,
+        "65691.88",
+        [2, 3],
+        True,
+    )
+    assert result.summary == (
+        "2 of 3 attempts agree on '65691.88' (attempt 3 by what its code printed, not by a "
+        "stated answer). attempt 1 answered '157891.43'."
+    )
+    assert majority_reached([ballot(2, "65691.88"), stuck], 3)
+    # alone, a printed value is no answer: nobody stated it
+    alone = tally([ballot(1, None), Ballot(2, "failed", printed="12")], 2)
+    assert alone.chosen is None and alone.answer is None
+    # and one that agrees with nothing changes nothing
+    other = Ballot(3, "failed", printed="7")
+    assert tally([ballot(1, "1"), ballot(2, "2"), other], 3).agreeing == [1]

@@ -23,6 +23,8 @@ from kernelagent.events import AnswerVerdict
 
 CELLS_KEPT = 50
 VERIFY_OUTPUT_CHARS = 1_500
+PRINTED_VALUE_CHARS = 60
+"""A printed value longer than this is a table or a sentence, not one answer."""
 VERIFY_CODE_CHARS = 3_000
 
 
@@ -82,6 +84,17 @@ class AnswerReview:
 
     def printed(self) -> str:
         return "\n".join(cell.output for cell in self.cells if cell.ok)
+
+    def printed_value(self, max_chars: int = PRINTED_VALUE_CHARS) -> str | None:
+        """What the newest cell printed when it succeeded and printed one short line (a
+        number, a name): the value a model that never stated its answer computed."""
+        newest = self.cells[-1] if self.cells else None
+        if newest is None or not newest.ok:
+            return None
+        lines = [line.strip() for line in newest.output.strip().splitlines() if line.strip()]
+        if len(lines) != 1 or len(lines[0]) > max_chars or lines[0].startswith("["):
+            return None
+        return lines[0]
 
     def grounded(self, answer: str) -> bool:
         """Some cell ran successfully and every checkable part of the answer is in its outputs."""

@@ -95,6 +95,10 @@ class Ballot:
     """Why there is no answer: the status reason or the attempt's last error."""
     failed_cells: int = 0
     """Cells of the attempt that raised: breaks a tie between equally large groups."""
+    printed: str | None = None
+    """For an attempt with no answer, or one its outputs do not show: the one short value
+    its newest successful cell printed. It supports an answer it agrees with; it never
+    leads one."""
 
 
 @dataclass
@@ -165,6 +169,13 @@ def tally(ballots: list[Ballot], attempts: int, question: str = "") -> Tally:
             if _tied(ballots, group, question) is None
             else "the session keeps it: the attempt with the fewest failed cells."
         )
+    supported = [b.number for b in group if not (b.answer is not None and b.grounded)]
+    if supported:
+        listed = ", ".join(str(number) for number in supported)
+        attempt_word = "attempt" if len(supported) == 1 else "attempts"
+        head = head.removesuffix(".") + (
+            f" ({attempt_word} {listed} by what its code printed, not by a stated answer)."
+        )
     summary = f"{head} {_others(ballots, agreeing)}".strip()
     not_run = attempts - len(ballots)
     if not_run > 0:
@@ -178,6 +189,7 @@ def _groups(ballots: list[Ballot], question: str) -> list[list[Ballot]]:
     voters = sorted(
         (b for b in ballots if b.answer is not None and b.grounded), key=lambda b: b.number
     )
+    supporters = [b for b in ballots if not (b.answer is not None and b.grounded) and b.printed]
     groups = []
     for candidate in voters:
         assert candidate.answer is not None
@@ -188,7 +200,12 @@ def _groups(ballots: list[Ballot], question: str) -> list[list[Ballot]]:
             and b.answer is not None
             and answers_agree(candidate.answer, b.answer, question)
         ]
-        groups.append([candidate, *agreeing])
+        agreeing += [
+            b
+            for b in supporters
+            if b.printed is not None and answers_agree(candidate.answer, b.printed, question)
+        ]
+        groups.append([candidate, *sorted(agreeing, key=lambda b: b.number)])
     return groups
 
 

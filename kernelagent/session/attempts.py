@@ -63,13 +63,15 @@ class Attempt:
             return Ballot(self.number, "failed", detail=str(self.error or "did not finish"))
         loop = self.session.loop if self.session is not None else None
         last_error = loop.memory.recent_errors[-1][1] if loop and loop.memory.recent_errors else ""
+        answer = outcome.answer if outcome.status == "completed" else None
         return Ballot(
             self.number,
             outcome.status,
-            answer=outcome.answer if outcome.status == "completed" else None,
+            answer=answer,
             grounded=bool(loop and loop.answer_grounded),
             detail=outcome.reason + (f"; last error: {last_error}" if last_error else ""),
             failed_cells=len(loop.memory.failed) if loop else 0,
+            printed=loop.answers.printed_value() if loop else None,
         )
 
 
