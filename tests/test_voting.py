@@ -175,3 +175,29 @@ def test_what_a_silent_attempt_printed_supports_an_answer_but_never_leads_one() 
     # and one that agrees with nothing changes nothing
     other = Ballot(3, "failed", printed="7")
     assert tally([ballot(1, "1"), ballot(2, "2"), other], 3).agreeing == [1]
+
+
+def test_when_no_attempt_states_an_answer_a_majority_of_printed_values_is_taken() -> None:
+    """Attempts that computed the same value and then kept guessing something else: the
+    value their code printed, agreed by a strict majority, is the answer, and said so."""
+    names = "['Bruno Eriksen', 'Chen Lopez']"
+    stuck = [
+        Ballot(1, "failed", detail="kept answering 'Tariq Costa'", printed=names),
+        Ballot(
+            2, "failed", detail="kept answering 'Tariq Costa'", printed="Chen Lopez, Bruno Eriksen"
+        ),
+        Ballot(3, "paused", detail="reached the step limit"),
+    ]
+    result = tally(stuck, 3)
+    assert (result.chosen, result.answer, result.agreeing, result.majority) == (
+        1,
+        names,
+        [1, 2],
+        True,
+    )
+    assert result.summary.startswith(
+        "No attempt stated an answer its outputs show; 2 of 3 attempts' code printed"
+    )
+    assert "attempt 3 paused (reached the step limit)" in result.summary
+    # one printed value of three is not enough
+    assert tally([stuck[0], stuck[2], ballot(4, None)], 3).answer is None

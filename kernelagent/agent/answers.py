@@ -23,8 +23,8 @@ from kernelagent.events import AnswerVerdict
 
 CELLS_KEPT = 50
 VERIFY_OUTPUT_CHARS = 1_500
-PRINTED_VALUE_CHARS = 60
-"""A printed value longer than this is a table or a sentence, not one answer."""
+PRINTED_VALUE_CHARS = 400
+"""A printed line longer than this is a table or a log, not one answer."""
 VERIFY_CODE_CHARS = 3_000
 
 
@@ -65,6 +65,8 @@ class AnswerReview:
     verified: bool = False
     sent_back: set[str] = field(default_factory=set)
     """Answers (normalised) sent back for being in no output, in this instruction."""
+    answered_since_cell: bool = False
+    """The model gave an answer after the newest cell: it took that cell's output as final."""
     review_turns: int = 0
     """Turns the reviews asked for in this instruction (a check or a verification): they
     do not count against the loop's step limit."""
@@ -79,6 +81,7 @@ class AnswerReview:
 
     def cell_ran(self, number: int, code: str, output: str, ok: bool) -> None:
         self.cells = [*self.cells, RanCell(number, code, output, ok)][-CELLS_KEPT:]
+        self.answered_since_cell = False
         if ok:
             self.evidence_pending = False
 
@@ -87,9 +90,10 @@ class AnswerReview:
 
     def printed_value(self, max_chars: int = PRINTED_VALUE_CHARS) -> str | None:
         """What the newest cell printed when it succeeded and printed one short line (a
-        number, a name): the value a model that never stated its answer computed."""
+        number, a name, a list) and the model then tried to answer: the value a model that
+        never stated an answer its outputs show had computed."""
         newest = self.cells[-1] if self.cells else None
-        if newest is None or not newest.ok:
+        if newest is None or not newest.ok or not self.answered_since_cell:
             return None
         lines = [line.strip() for line in newest.output.strip().splitlines() if line.strip()]
         if len(lines) != 1 or len(lines[0]) > max_chars or lines[0].startswith("["):
@@ -102,6 +106,7 @@ class AnswerReview:
 
     def review(self, answer: str, *, data_present: bool, same_turn: list[RanCell]) -> Review:
         """Decide on ``answer``; ``same_turn`` are the cells run earlier in the same reply."""
+        self.answered_since_cell = True
         if self.require_evidence and self.evidence_pending and data_present:
             return Review(
                 "no_evidence", prompts.ANSWER_WITHOUT_EVIDENCE, "no code had run successfully"

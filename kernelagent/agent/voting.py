@@ -141,6 +141,15 @@ def majority_reached(ballots: list[Ballot], attempts: int, question: str = "") -
 def tally(ballots: list[Ballot], attempts: int, question: str = "") -> Tally:
     """The answer the attempts agree on, with a sentence that says how they voted."""
     group, size = _best_group(ballots, question)
+    if not group and (printed := _printed_majority(ballots, attempts, question)):
+        first = printed[0]
+        numbers = [ballot.number for ballot in printed]
+        summary = (
+            f"No attempt stated an answer its outputs show; {len(printed)} of {attempts} "
+            f"attempts' code printed {_shown(first.printed)} before they answered otherwise, "
+            "and the session takes it. " + _others(ballots, numbers)
+        )
+        return Tally(first.number, first.printed, numbers, attempts, True, summary.strip())
     if not group:
         answered = [ballot for ballot in ballots if ballot.answer is not None]
         if answered:
@@ -182,6 +191,22 @@ def tally(ballots: list[Ballot], attempts: int, question: str = "") -> Tally:
         were = "s were" if not_run > 1 else " was"
         summary += f" {not_run} attempt{were} not needed: a majority had agreed."
     return Tally(chosen.number, chosen.answer, agreeing, attempts, majority, summary)
+
+
+def _printed_majority(ballots: list[Ballot], attempts: int, question: str) -> list[Ballot]:
+    """Ballots whose printed values agree, when they are a strict majority of ``attempts``
+    (else [])."""
+    printed = sorted((b for b in ballots if b.printed), key=lambda b: b.number)
+    for candidate in printed:
+        assert candidate.printed is not None
+        agreeing = [
+            b
+            for b in printed
+            if b.printed and answers_agree(candidate.printed, b.printed, question)
+        ]
+        if len(agreeing) * 2 > attempts:
+            return agreeing
+    return []
 
 
 def _groups(ballots: list[Ballot], question: str) -> list[list[Ballot]]:
