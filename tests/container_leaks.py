@@ -4,8 +4,9 @@ At the start it notes the kernelagent containers that exist; at the end (after e
 fixture's teardown) it lists and removes each new one that is stopped, or whose owner
 process is this pytest or gone. A running one may be the kept sandbox of a session a test
 left paused (a paused session keeps its kernel to re-attach to); a stopped one is of no
-use to anyone, so under ``CI=true`` a stopped one fails the run. Containers owned by
-other live processes (a benchmark beside the tests) are not ours.
+use to anyone, so with ``KERNELAGENT_FAIL_ON_LEAKS=1`` a stopped one fails the run (CI
+turns it on once a CI run has shown none). Containers owned by other live processes (a
+benchmark beside the tests) are not ours.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from kernelagent.machine_files import pid_alive
 
+FAIL_ON_LEAKS = "KERNELAGENT_FAIL_ON_LEAKS"
 _before: set[str] | None = None
 
 
@@ -77,6 +79,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter.write_line("")
         for line in lines:
             reporter.write_line(line, red=True)
-    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    if in_ci and stopped and session.exitstatus == 0:
+    if os.environ.get(FAIL_ON_LEAKS) == "1" and stopped and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
