@@ -225,6 +225,7 @@ def test_the_running_summary_survives_resume(docker_available: None, tmp_path: P
     with ScriptedModelServer(script) as server:
         config = api.build_config(model="m", base_url=server.base_url)
         config.limits.context_chars = 8_000
+        config.agent_memory = False  # no recalled memories of earlier tests in the prompt
         config.approval = ApprovalPolicy(mode="shell")
         first = api.run("Print three letters.", config=config, workspace=tmp_path / "ws")
         assert first.status == "awaiting_approval"

@@ -96,10 +96,10 @@ SCHEMA: dict[Dialect, list[list[str]]] = {
 _STOPWORD_TEXT = (
     "the and for with from that this what which when where how are was were has have had "
     "not but all any can its into per than then them they you your csv tsv json txt file "
-    "files data dataset show tell give find compute"
+    "files data dataset show tell give find compute print import pandas python code"
 )
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-"""Words too common in tasks to tell memories apart."""
+"""Words too common in tasks (and in the code findings carry) to tell memories apart."""
 
 
 def search_words(text: str, max_terms: int = 24) -> list[str]:
