@@ -99,6 +99,20 @@ def isolated_session_home(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["KERNELAGENT_HOME"] = str(tmp_path_factory.mktemp("kernelagent-home"))
 
 
+@pytest.fixture(autouse=True)
+def restored_store_environment() -> Iterator[None]:
+    """A Jupyter server started in this process exports its store settings to the
+    environment (for the sessions it runs); later tests get the suite's own back."""
+    names = ("KERNELAGENT_STORE_URL", "KERNELAGENT_HOME")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(autouse=True, scope="session")
 def no_pool_unless_asked() -> None:
     """Sessions start cold in tests, as they did before the pool: a test of the pool turns

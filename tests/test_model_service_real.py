@@ -109,6 +109,8 @@ def run_local(tmp_path: Path, name: str) -> subprocess.Popen[str]:
         f"local:{MODEL}",
         "--max-steps",
         "5",
+        "--attempts",
+        "1",  # the shared service is under test, not the vote: one session per run
         "--json",
         "--notebook",
         str(tmp_path / f"{name}.ipynb"),
