@@ -371,16 +371,7 @@ async def acontinue(
             outcome = await session.run(f"{restored_note(report)}\n\n{instruction}")
         finally:
             await session.close()
-    return SessionResult(
-        session_id=session.id,
-        status=outcome.status,
-        answer=outcome.answer,
-        reason=outcome.reason,
-        notebook_path=session.notebook_path,
-        workspace=session.workspace,
-        usage=session.loop.state.usage,
-        events=list(session.stream.history),
-    )
+    return SessionResult.of(session, outcome)
 
 
 def _check_placeable(

@@ -221,15 +221,7 @@ class PlacedSession:
         finally:
             await session.close()
             await close_model(model)
-        return SessionResult(
-            session_id=session.id,
-            status=outcome.status,
-            answer=outcome.answer,
-            reason=outcome.reason,
-            notebook_path=session.notebook_path,
-            workspace=session.workspace,
-            usage=session.loop.state.usage,
-        )
+        return SessionResult.of(session, outcome)
 
 
 def result_fields(result: SessionResult) -> dict[str, Any]:

@@ -30,6 +30,20 @@ class SessionResult:
     usage: Usage
     events: list[Event] = field(default_factory=list, repr=False)
 
+    @classmethod
+    def of(cls, session: Session, outcome: Outcome) -> SessionResult:
+        """What ``session`` came to, with the events it emitted."""
+        return cls(
+            session_id=session.id,
+            status=outcome.status,
+            answer=outcome.answer,
+            reason=outcome.reason,
+            notebook_path=session.notebook_path,
+            workspace=session.workspace,
+            usage=session.loop.state.usage,
+            events=list(session.stream.history),
+        )
+
     def summary(self) -> dict[str, Any]:
         """The machine-readable summary ``kernelagent run --json`` prints."""
         return {
@@ -78,16 +92,7 @@ async def run_to_stop(
             await session.close()
             store.update(session.id, sandbox_state=None)
         await close_model(model)
-    return SessionResult(
-        session_id=session.id,
-        status=outcome.status,
-        answer=outcome.answer,
-        reason=outcome.reason,
-        notebook_path=session.notebook_path,
-        workspace=session.workspace,
-        usage=session.loop.state.usage,
-        events=list(session.stream.history),
-    )
+    return SessionResult.of(session, outcome)
 
 
 async def close_model(model: Model) -> None:
