@@ -324,10 +324,13 @@ async def acontinue(
     on_event: Callable[[Event], None] | None = None,
     check_server: bool = True,
     cluster: str | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> SessionResult:
     """Restore a recorded notebook's state and conversation in a new sandbox, then work on
     ``instruction``, recorded in a copy (``out``, default ``NAME-continued.ipynb``) or in
-    the notebook itself (``in_place``); on a node of ``cluster`` as for :func:`arun`."""
+    the notebook itself (``in_place``); on a node of ``cluster`` as for :func:`arun`.
+    ``on_notice`` gets one-line notes for a person: the local model starting, what was
+    restored."""
     from kernelagent.session.continuation import continue_notebook, continued_path, restored_note
 
     path = Path(notebook).absolute()
@@ -353,7 +356,7 @@ async def acontinue(
         if on_event is not None:
             stream.subscribe(on_event)
         return await _placed(address, placement, stream)
-    async with served_model(config):
+    async with served_model(config, on_notice=on_notice):
         if check_server:
             await check_model_server(config, api_key)
         model = model_for(config, api_key)
@@ -367,6 +370,8 @@ async def acontinue(
             workspace=workspace,
             on_event=on_event,
         )
+        if on_notice is not None:
+            on_notice(f"restored: {report.summary()}")
         try:
             outcome = await session.run(f"{restored_note(report)}\n\n{instruction}")
         finally:

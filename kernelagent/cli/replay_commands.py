@@ -145,10 +145,8 @@ def continue_(
     json_output: options.JsonOutput = False,
 ) -> None:
     """Restore a recorded session's state and conversation, then work on a new instruction."""
-    from kernelagent.api import build_config, check_model_server, model_for, served_model
-    from kernelagent.cli.render import EventRenderer
+    from kernelagent.api import build_config
     from kernelagent.notebook.recorder import NotebookFormatError, load_notebook
-    from kernelagent.session.continuation import continue_notebook, restored_note
 
     options.sandbox_kind(sandbox)
     try:
@@ -178,57 +176,11 @@ def continue_(
         config.limits.check_answers = config.limits.verify_answers = (
             True  # as `run` does for local models
         )
-
-    from kernelagent.cluster.placement import cluster_address
-
-    if cluster_address():
-        _continue_on_cluster(notebook, instruction, config, in_place, out, workspace, json_output)
-
-    async def main():
-        async with served_model(config, on_notice=lambda line: console.print(f"[dim]{line}[/]")):
-            await check_model_server(config)
-            model_adapter = model_for(config)
-            session, report = await continue_notebook(
-                notebook,
-                instruction,
-                config,
-                model_adapter,
-                in_place=in_place,
-                out=out,
-                workspace=workspace,
-                on_event=EventRenderer(console),
-            )
-            console.print(f"[dim]restored: {report.summary()}[/]")
-            try:
-                outcome = await session.run(f"{restored_note(report)}\n\n{instruction}")
-            finally:
-                await session.close()
-            return session, outcome
-
-    try:
-        session, outcome = asyncio.run(main())
-    except LocalModelError as error:
-        raise fail_with(error, hint=NO_LOCAL_MODEL_HINT) from None
-    except KernelAgentError as error:  # the model, the notebook, its inputs, Docker, ...
-        raise fail_with(error) from None
-    if json_output:
-        print(
-            json.dumps(
-                {
-                    "session_id": session.id,
-                    "status": outcome.status,
-                    "answer": outcome.answer,
-                    "reason": outcome.reason,
-                    "notebook": str(session.notebook_path),
-                }
-            )
-        )
-    console.print(f"[dim]notebook: {session.notebook_path}[/]")
-    raise typer.Exit(EXIT_CODES.get(outcome.status, EXIT_FAILED))
+    _continue(notebook, instruction, config, in_place, out, workspace, json_output)
 
 
-def _continue_on_cluster(notebook, instruction, config, in_place, out, workspace, json_output):
-    """``continue`` placed on a node of ``$KERNELAGENT_CLUSTER`` (its events come back here)."""
+def _continue(notebook, instruction, config, in_place, out, workspace, json_output):
+    """``continue`` here, or on a node of ``$KERNELAGENT_CLUSTER`` (its events come back here)."""
     from kernelagent.api import acontinue
     from kernelagent.cli.render import EventRenderer
 
@@ -242,8 +194,11 @@ def _continue_on_cluster(notebook, instruction, config, in_place, out, workspace
                 out=out,
                 workspace=workspace,
                 on_event=EventRenderer(console),
+                on_notice=lambda line: console.print(f"[dim]{line}[/]"),
             )
         )
+    except LocalModelError as error:
+        raise fail_with(error, hint=NO_LOCAL_MODEL_HINT) from None
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: the notebook was saved")
         raise typer.Exit(EXIT_CODES["interrupted"]) from None
