@@ -213,7 +213,9 @@ class ActionSkipped(_Event):
     """The sampling temperature of the model's next try."""
 
 
-AnswerVerdict = Literal["accepted", "no_evidence", "not_shown", "before_output", "verify"]
+AnswerVerdict = Literal[
+    "accepted", "no_evidence", "not_shown", "before_output", "verify", "from_output"
+]
 
 
 class AnswerReviewed(_Event):

@@ -25,7 +25,7 @@ WORKS = "print(df['region'].nunique())"
 def config(server: ScriptedModelServer, **options: Any) -> Any:
     limits = {
         name: options.pop(name)
-        for name in ("verify_answers", "temperature", "check_answers")
+        for name in ("verify_answers", "temperature", "check_answers", "answer_from_output")
         if name in options
     }
     built = api.build_config(model="scripted-model", base_url=server.base_url, **options)
@@ -336,30 +336,71 @@ async def test_a_guess_sent_back_is_not_accepted_when_it_comes_again(
     assert [r.body.get("temperature") for r in requests] == [0.0, 0.0, 0.7, 1.0]
 
 
-async def test_a_model_that_keeps_returning_one_guess_stops_before_the_step_limit(
+GUESSED_WITH_CODE = "```python\n{code}\n```\nFINAL ANSWER: 5"
+
+
+async def test_a_model_stuck_on_a_guess_ends_with_the_value_its_code_printed(
     docker_available: None, tmp_path: Path
 ) -> None:
     """A guess that no output shows, sent back and sent again, is a turn with no usable
-    action: the session ends after three of them instead of spending its steps on it, and
-    says why."""
-    guessed = (
-        "```python\nimport pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())\n```"
-        "\nFINAL ANSWER: 5"
-    )
-    script = [ScriptedTurn.say(guessed)] + [ScriptedTurn.say("FINAL ANSWER: 5")] * 8
+    action; after three of them the session ends, before the step limit, with the one value
+    its code printed, and says where the answer came from."""
+    code = "import pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())"
+    script = [ScriptedTurn.say(GUESSED_WITH_CODE.format(code=code))]
+    script += [ScriptedTurn.say("FINAL ANSWER: 5")] * 8
     with ScriptedModelServer(script) as server:
         result, notebook = await run(
             server, tmp_path, api="code-blocks", max_steps=8, check_answers=False
         )
         requests = server.completion_requests()
-    assert result.status == "failed" and len(requests) == 4
-    assert "an answer sent back again that no output shows" in (result.reason or "")
-    verdicts = [r["verdict"] for r in notebook.metadata.kernelagent.answer_reviews]
-    assert verdicts == ["before_output", "not_shown", "not_shown", "not_shown"]
+    assert (result.status, result.answer, len(requests)) == ("completed", "4", 4)
+    assert "taken from what cell 1 printed; the model's answer '5' is in no output" in (
+        result.reason or ""
+    )
+    reviews = notebook.metadata.kernelagent.answer_reviews
+    assert [(r["verdict"], r["answer"]) for r in reviews] == [
+        ("before_output", "5"),
+        ("not_shown", "5"),
+        ("not_shown", "5"),
+        ("not_shown", "5"),
+        ("from_output", "4"),
+    ]
     again = json.loads(last_input(requests[2]))
     assert "Your answer differs from what your code printed" in again
     assert "The newest output:\n4\n" in again
     assert [cell.metadata.kernelagent.status for cell in code_cells(notebook)] == ["ok"]
+
+
+@pytest.mark.parametrize(
+    ("code", "answer_from_output"),
+    [
+        # a table, not one value: nothing to take the answer from
+        ("import pandas as pd\nprint(pd.read_csv('sales.csv').head())", True),
+        ("import pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())", False),
+    ],
+    ids=["output-is-a-table", "turned-off"],
+)
+async def test_a_model_stuck_on_a_guess_fails_when_no_printed_value_can_answer(
+    docker_available: None, tmp_path: Path, code: str, answer_from_output: bool
+) -> None:
+    guess = "FINAL ANSWER: 987654"  # in no output
+    script = [
+        ScriptedTurn.say(GUESSED_WITH_CODE.format(code=code).replace("FINAL ANSWER: 5", guess))
+    ]
+    script += [ScriptedTurn.say(guess)] * 8
+    with ScriptedModelServer(script) as server:
+        result, notebook = await run(
+            server,
+            tmp_path,
+            api="code-blocks",
+            max_steps=8,
+            check_answers=False,
+            answer_from_output=answer_from_output,
+        )
+    assert (result.status, result.answer) == ("failed", None)
+    assert "an answer sent back again that no output shows" in (result.reason or "")
+    verdicts = [r["verdict"] for r in notebook.metadata.kernelagent.answer_reviews]
+    assert verdicts == ["before_output", "not_shown", "not_shown", "not_shown"]
 
 
 async def test_a_model_that_only_resends_working_code_pauses_at_the_step_limit(

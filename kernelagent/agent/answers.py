@@ -11,6 +11,10 @@ The loop asks :class:`AnswerReview` about every ``final_answer`` call. In order:
 4. a verification turn (``verify_answers``, once per instruction): the model sees the
    question, the code that produced the answer and its output, and confirms or fixes it;
 5. otherwise "accepted".
+
+A model that only resends a guess sent back in (3) ends the loop; when its newest cell
+printed one value, the loop ends with that value instead (``taken_from_output``:
+"from_output"), since the code computed it and the guess is in no output.
 """
 
 from __future__ import annotations
@@ -99,6 +103,18 @@ class AnswerReview:
         if len(lines) != 1 or len(lines[0]) > max_chars or lines[0].startswith("["):
             return None
         return lines[0]
+
+    def taken_from_output(self, guess: str) -> Review | None:
+        """The answer for a model stuck on ``guess``, which no output shows, after code that
+        printed one value: that value, with a note saying where it came from."""
+        value = self.printed_value()
+        if value is None:
+            return None
+        detail = (
+            f"taken from what cell {self.cells[-1].number} printed; the model's answer "
+            f"{guess.strip()!r} is in no output"
+        )
+        return Review("from_output", value, detail)
 
     def grounded(self, answer: str) -> bool:
         """Some cell ran successfully and every checkable part of the answer is in its outputs."""

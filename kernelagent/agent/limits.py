@@ -34,6 +34,10 @@ class LoopLimits:
     verify_answers: bool = False
     """Before accepting an answer, show the model the question, the code that produced the
     answer and its output, and let it confirm or fix it (one turn per instruction)."""
+    answer_from_output: bool = True
+    """When the model keeps resending an answer that no output shows, end with the value
+    its newest cell printed (the computation it ran) instead of failing with no answer;
+    the outcome and the notebook say the answer was taken from the output."""
     temperature: float | None = None
     """Sampling temperature of the model's turns; None leaves the server's default."""
     retry_temperatures: tuple[float, ...] = (0.7, 1.0)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal
 
 from kernelagent.agent import prompts
 from kernelagent.agent.answers import AnswerReview, RanCell
@@ -112,6 +111,8 @@ class AgentLoop:
         """The newest failed cell, for the nudge after a reply with no action."""
         self.answer_grounded = False
         """Whether the accepted answer appears in the outputs of this loop's cells."""
+        self.resent_guess: str | None = None
+        """The answer of the newest turn when it resent a guess no output shows."""
         self.current_cell: str | None = None
         self.current_outputs: list[dict] = []
         self.current_started = 0.0
@@ -204,6 +205,8 @@ class AgentLoop:
             return Outcome("completed", answer=answer)
         idle_turns = 0 if usable else idle_turns + 1
         if idle_turns >= self.limits.max_idle_turns:
+            if (taken := self._answer_from_output()) is not None:
+                return taken
             return Outcome(
                 "failed",
                 reason=f"{idle_turns} turns in a row had no usable action (code repeating a failed "
@@ -224,6 +227,7 @@ class AgentLoop:
         answer: str | None = None
         usable = False
         repeated = executed = False
+        guess: str | None = None
         ran: list[RanCell] = []
         """Cells run earlier in this turn: an answer in the same reply must agree with them."""
         for call in calls:
@@ -245,6 +249,7 @@ class AgentLoop:
                     continue  # not usable: repeated guesses end the session as failed
                 usable = usable or not review.repeated
                 repeated = repeated or review.repeated
+                guess = action.text if review.repeated else guess
                 if review.verdict != "accepted":
                     self.conversation.add_tool_result(call.id, review.message)
                     continue
@@ -281,7 +286,18 @@ class AgentLoop:
                 executed = True
             self.checkpoint()
         self.repeats.end_turn(repeated, executed)
+        self.resent_guess = guess
         return answer, usable
+
+    def _answer_from_output(self) -> Outcome | None:
+        """A model stuck resending a guess: the value its code printed, when there is one."""
+        if not self.limits.answer_from_output or self.resent_guess is None:
+            return None
+        if (taken := self.answers.taken_from_output(self.resent_guess)) is None:
+            return None
+        self.emit(AnswerReviewed(answer=taken.message, verdict=taken.verdict, detail=taken.detail))
+        self.answer_grounded = True
+        return Outcome("completed", answer=taken.message, reason=taken.detail)
 
     async def run_tool_call(self, call: ToolCall) -> ExecutionResult | None:
         """Run one python or shell call chosen outside the loop (an MCP client acting as the
@@ -304,27 +320,17 @@ class AgentLoop:
         self, call: ToolCall, action: Action, source: str, earlier: FailedCell
     ) -> None:
         """Code identical to a failed cell, on an unchanged kernel: recorded, not run."""
-        self._skipped(call, action, source, earlier.cell_id, "failed", earlier.error)
+        kind, error = action.cell_kind, earlier.error
+        self.emit(self.repeats.skipped(call.id, kind, source, earlier.cell_id, "failed", error))
         self.conversation.add_tool_result(call.id, self.repeats.failure_message(earlier))
 
     def _refuse_rerun(self, call: ToolCall, action: Action, source: str, last: JustRan) -> None:
         """Code identical to the cell that just ran, nothing changed since: not run again."""
-        self._skipped(call, action, source, last.cell_id, "just_ran", "")
+        self.emit(
+            self.repeats.skipped(call.id, action.cell_kind, source, last.cell_id, "just_ran", "")
+        )
         message = self.repeats.rerun_message(last, self.answers.code_blocks)
         self.conversation.add_tool_result(call.id, message)
-
-    def _skipped(
-        self,
-        call: ToolCall,
-        action: Action,
-        source: str,
-        cell_id: str,
-        repeats: Literal["failed", "just_ran"],
-        error: str,
-    ) -> None:
-        assert action.kind != "final_answer"
-        kind = action.cell_kind
-        self.emit(self.repeats.skipped(call.id, kind, source, cell_id, repeats, error))
 
     def _nudge(self) -> str:
         """What to say after a reply with no action: the error, when the last cell failed."""
@@ -334,15 +340,8 @@ class AgentLoop:
             return plain
         files = ", ".join(workspace_files(self.sandbox.workspace, limit=10)) or "none"
         notes = " ".join(self.memory.error_notes(failure.error))
-        return "\n".join(
-            filter(
-                None,
-                [
-                    prompts.AFTER_ERROR_NUDGE.format(error=failure.error, files=files, act=plain),
-                    notes,
-                ],
-            )
-        )
+        nudge = prompts.AFTER_ERROR_NUDGE.format(error=failure.error, files=files, act=plain)
+        return "\n".join(filter(None, [nudge, notes]))
 
     def _data_present(self) -> bool:
         return bool(workspace_files(self.sandbox.workspace, limit=1))

@@ -100,7 +100,11 @@ class EventRenderer:
         self.console.print(f"[yellow]not run:[/] {why}{heat}", highlight=False)
 
     def _on_answer_reviewed(self, event: AnswerReviewed) -> None:
-        if event.verdict != "accepted":
+        if event.verdict == "from_output":
+            self.console.print(
+                f"[yellow]answer {event.answer!r}[/] {event.detail}", highlight=False
+            )
+        elif event.verdict != "accepted":
             self.console.print(
                 f"[dim]answer {event.answer!r} sent back: {event.verdict} ({event.detail})[/]",
                 highlight=False,
