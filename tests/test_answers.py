@@ -336,7 +336,10 @@ async def test_a_guess_sent_back_is_not_accepted_when_it_comes_again(
     assert [r.body.get("temperature") for r in requests] == [0.0, 0.0, 0.7, 1.0]
 
 
-GUESSED_WITH_CODE = "```python\n{code}\n```\nFINAL ANSWER: 5"
+def stuck_on_guess(code: str, guess: str) -> list[ScriptedTurn]:
+    """Code, with a guess written before its output, then only that guess, again and again."""
+    first = ScriptedTurn.say(f"```python\n{code}\n```\nFINAL ANSWER: {guess}")
+    return [first] + [ScriptedTurn.say(f"FINAL ANSWER: {guess}")] * 8
 
 
 async def test_a_model_stuck_on_a_guess_ends_with_the_value_its_code_printed(
@@ -346,9 +349,7 @@ async def test_a_model_stuck_on_a_guess_ends_with_the_value_its_code_printed(
     action; after three of them the session ends, before the step limit, with the one value
     its code printed, and says where the answer came from."""
     code = "import pandas as pd\nprint(pd.read_csv('sales.csv')['region'].nunique())"
-    script = [ScriptedTurn.say(GUESSED_WITH_CODE.format(code=code))]
-    script += [ScriptedTurn.say("FINAL ANSWER: 5")] * 8
-    with ScriptedModelServer(script) as server:
+    with ScriptedModelServer(stuck_on_guess(code, "5")) as server:
         result, notebook = await run(
             server, tmp_path, api="code-blocks", max_steps=8, check_answers=False
         )
@@ -383,12 +384,7 @@ async def test_a_model_stuck_on_a_guess_ends_with_the_value_its_code_printed(
 async def test_a_model_stuck_on_a_guess_fails_when_no_printed_value_can_answer(
     docker_available: None, tmp_path: Path, code: str, answer_from_output: bool
 ) -> None:
-    guess = "FINAL ANSWER: 987654"  # in no output
-    script = [
-        ScriptedTurn.say(GUESSED_WITH_CODE.format(code=code).replace("FINAL ANSWER: 5", guess))
-    ]
-    script += [ScriptedTurn.say(guess)] * 8
-    with ScriptedModelServer(script) as server:
+    with ScriptedModelServer(stuck_on_guess(code, "987654")) as server:  # in no output
         result, notebook = await run(
             server,
             tmp_path,

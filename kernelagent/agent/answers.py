@@ -104,9 +104,9 @@ class AnswerReview:
             return None
         return lines[0]
 
-    def taken_from_output(self, guess: str) -> Review | None:
+    def taken_from_output(self, guess: str) -> tuple[str, str] | None:
         """The answer for a model stuck on ``guess``, which no output shows, after code that
-        printed one value: that value, with a note saying where it came from."""
+        printed one value: that value, and a note saying where it came from."""
         value = self.printed_value()
         if value is None:
             return None
@@ -114,7 +114,7 @@ class AnswerReview:
             f"taken from what cell {self.cells[-1].number} printed; the model's answer "
             f"{guess.strip()!r} is in no output"
         )
-        return Review("from_output", value, detail)
+        return value, detail
 
     def grounded(self, answer: str) -> bool:
         """Some cell ran successfully and every checkable part of the answer is in its outputs."""

@@ -295,9 +295,10 @@ class AgentLoop:
             return None
         if (taken := self.answers.taken_from_output(self.resent_guess)) is None:
             return None
-        self.emit(AnswerReviewed(answer=taken.message, verdict=taken.verdict, detail=taken.detail))
+        value, detail = taken
+        self.emit(AnswerReviewed(answer=value, verdict="from_output", detail=detail))
         self.answer_grounded = True
-        return Outcome("completed", answer=taken.message, reason=taken.detail)
+        return Outcome("completed", answer=value, reason=detail)
 
     async def run_tool_call(self, call: ToolCall) -> ExecutionResult | None:
         """Run one python or shell call chosen outside the loop (an MCP client acting as the
