@@ -214,7 +214,13 @@ class ActionSkipped(_Event):
 
 
 AnswerVerdict = Literal[
-    "accepted", "no_evidence", "not_shown", "before_output", "verify", "from_output"
+    "accepted",
+    "no_evidence",
+    "not_shown",
+    "before_output",
+    "not_what_was_asked",
+    "verify",
+    "from_output",
 ]
 
 

@@ -8,9 +8,12 @@ The loop asks :class:`AnswerReview` about every ``final_answer`` call. In order:
 3. a short answer that no successful cell printed (``check_answers``, asked once) -> "not_shown";
    an answer already sent back for being in no output, and still in none, is sent back
    again however often it comes (a small model repeats a guess it made before any output);
-4. a verification turn (``verify_answers``, once per instruction): the model sees the
+4. an answer that is not the kind of thing asked for (``check_answers``, asked once): none
+   of the options a "which of a, b and c" question lists, or a number for a "which
+   <thing>" question where the output labels that number (``answer_kind``);
+5. a verification turn (``verify_answers``, once per instruction): the model sees the
    question, the code that produced the answer and its output, and confirms or fixes it;
-5. otherwise "accepted".
+6. otherwise "accepted".
 
 A model that only resends a guess sent back in (3) ends the loop; when its newest cell
 printed one value, the loop ends with that value instead (``taken_from_output``:
@@ -22,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kernelagent.agent import prompts
+from kernelagent.agent.answer_kind import mismatch
 from kernelagent.agent.grounding import ungrounded_parts
 from kernelagent.events import AnswerVerdict
 
@@ -66,6 +70,7 @@ class AnswerReview:
     evidence_pending: bool = False
     """The current instruction has had no successful cell yet."""
     checked: bool = False
+    kind_checked: bool = False
     verified: bool = False
     sent_back: set[str] = field(default_factory=set)
     """Answers (normalised) sent back for being in no output, in this instruction."""
@@ -79,6 +84,7 @@ class AnswerReview:
         self.question = instruction
         self.evidence_pending = True
         self.checked = False
+        self.kind_checked = False
         self.verified = False
         self.sent_back = set()
         self.review_turns = 0
@@ -159,6 +165,15 @@ class AnswerReview:
                 prompts.ANSWER_NOT_SHOWN.format(parts=listed),
                 f"not in any output: {listed}",
             )
+        if (
+            self.check_answers
+            and not self.kind_checked
+            and (source := self.source_of(answer)) is not None
+            and (wrong := mismatch(self.question, answer, source.output)) is not None
+        ):
+            self.kind_checked = True
+            self.review_turns += 1
+            return Review("not_what_was_asked", f"[not accepted yet] {wrong.message}", wrong.detail)
         if (
             self.verify_answers
             and not self.verified

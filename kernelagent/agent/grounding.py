@@ -27,7 +27,7 @@ def ungrounded_parts(answer: str, evidence: str) -> list[str]:
     text = evidence.lower()
     missing: list[str] = []
     for number in _NUMBER.findall(answer):
-        if not any(_same_number(number, value) for value in printed):
+        if not any(number_matches(number, value) for value in printed):
             missing.append(number)
     for item in _ITEM_SEPARATORS.split(answer):
         word = item.strip(_EDGE_PUNCTUATION)
@@ -43,7 +43,7 @@ def _as_float(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def _same_number(answer_text: str, printed: float) -> bool:
+def number_matches(answer_text: str, printed: float) -> bool:
     """Equal at the answer's precision, also read as a fraction shown as a percentage."""
     value = _as_float(answer_text)
     mantissa = answer_text.split("e")[0].split("E")[0]

@@ -670,8 +670,8 @@ def load_results(paths: list[Path]) -> tuple[list[RunResult], list[dict[str, Any
     metas = []
     for path in paths:
         data = json.loads(Path(path).read_text())
-        if isinstance(data, dict):
-            metas.append(data.get("meta", {}))
+        if isinstance(data, dict):  # a run's results.json, or a merged table's raw results
+            metas.extend(data["metas"] if "metas" in data else [data.get("meta", {})])
             data = data["results"]
         for row in data:
             result = RunResult(**row)

@@ -1,0 +1,130 @@
+"""Does an answer name the kind of thing its question asks for?
+
+Two slips of small models that grounding cannot catch, because the wrong answer *is* in
+the output:
+
+- a question that lists its candidates ("which of the columns a, b and c ...") answered
+  with none of them, often with the thing they were compared with;
+- a "which <thing>" question answered with a bare number that the output shows as the
+  value of a labelled row ("April    21356.29"): the row's value where its label was asked.
+
+``mismatch`` says what is wrong and what the output offers instead; the review sends such
+an answer back once (``answers.AnswerReview``), and the model decides.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from kernelagent.agent.grounding import number_matches
+
+_ITEM = r"[`'\"]?[\w.-]+[`'\"]?"
+_CHOICES = re.compile(
+    r"\bwhich\s+(?:one\s+)?of\s+(?:(?:the|these|those|following)\b\s*)?(?:[^\W\d_]+\s+){0,2}?"
+    rf"[:,]?\s*(?P<items>{_ITEM}(?:\s*,\s*{_ITEM})*,?\s+(?:and|or)\s+{_ITEM})",
+    re.IGNORECASE,
+)
+_SEPARATOR = re.compile(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+", re.IGNORECASE)
+_WHICH_THING = re.compile(r"\bwhich\s+([^\W\d_]+)", re.IGNORECASE)
+_NOT_A_THING = frozenset(
+    [
+        "of",
+        "one",
+        "is",
+        "are",
+        "was",
+        "were",
+        "has",
+        "had",
+        "have",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "will",
+        "would",
+        "should",
+    ]
+)
+_BARE_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?%?")
+_ROW = re.compile(r"^\s*(?P<label>\S.*?)\s{2,}(?P<value>-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
+
+
+class Mismatch(NamedTuple):
+    detail: str
+    """For the notebook: what is wrong, in a few words."""
+    message: str
+    """For the model: what is wrong and what the output offers instead."""
+
+
+def listed_options(question: str) -> list[str]:
+    """The candidates a "which of a, b and c" question names, in its own spelling."""
+    found = _CHOICES.search(question)
+    if found is None:
+        return []
+    items = [item.strip("`'\"") for item in _SEPARATOR.split(found["items"].strip())]
+    return [item for item in items if item]
+
+
+def asked_thing(question: str) -> str | None:
+    """The noun of a "which <thing>" question ("which month had ..." -> "month")."""
+    for found in _WHICH_THING.finditer(question):
+        if found[1].casefold() not in _NOT_A_THING:
+            return found[1]
+    return None
+
+
+def row_label(number: str, output: str) -> tuple[str, str] | None:
+    """The label of the one kind of row in ``output`` whose value is ``number``, and that row:
+    the first field with a letter of a line laid out as "<label>   <value>"."""
+    found: dict[str, str] = {}
+    for line in output.splitlines():
+        row = _ROW.match(line)
+        if row is None or not number_matches(number, float(row["value"].replace(",", ""))):
+            continue
+        label = next((field for field in row["label"].split() if re.search(r"[^\W\d_]", field)), "")
+        if label and not row["label"].endswith(":"):  # "Total:   7" is a caption
+            found.setdefault(label, line.strip())
+    if len(found) != 1:
+        return None
+    return next(iter(found.items()))
+
+
+def mismatch(question: str, answer: str, output: str) -> Mismatch | None:
+    """Why ``answer`` is not the kind of thing ``question`` asks for, with what ``output``
+    (the cell the answer came from) offers instead; None when nothing is wrong."""
+    answer = answer.strip().strip("`*\"'. ")
+    if not answer:
+        return None
+    options = listed_options(question)
+    if options:
+        folded = answer.casefold()
+        named = [
+            option
+            for option in options
+            if re.search(rf"(?<![\w]){re.escape(option.casefold())}(?![\w])", folded)
+        ]
+        if named:
+            return None
+        return Mismatch(
+            f"none of the options the question lists ({', '.join(options)})",
+            f"The question asks which of {', '.join(options)}; your answer {answer!r} is none "
+            f"of them. Compare only those (leave out anything that is not one of them) and "
+            f"answer with one of them.",
+        )
+    thing = asked_thing(question)
+    if thing is None or not _BARE_NUMBER.fullmatch(answer):
+        return None
+    labelled = row_label(answer.rstrip("%"), output)
+    if labelled is None:
+        return None
+    label, line = labelled
+    return Mismatch(
+        f"a number where the question asks which {thing}; the output labels it {label!r}",
+        f"The question asks which {thing}; your answer {answer} is a number, and the output "
+        f"shows it as the value of the row labelled {label!r}:\n{line}\nIf the question asks "
+        f"for that row's label, answer with the label; if it asks for this number, give the "
+        f"same answer again.",
+    )

@@ -1,0 +1,68 @@
+"""Whether an answer is the kind of thing its question asks for (``agent.answer_kind``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kernelagent.agent.answer_kind import asked_thing, listed_options, mismatch, row_label
+
+SERIES = "month\nJanuary      1200.50\nApril       21356.29\nName: increase, dtype: float64"
+FRAME = "  department  avg_salary\n0  Engineering    91234.5\n1       Sales    70000.0"
+
+
+@pytest.mark.parametrize(
+    ("question", "options"),
+    [
+        (
+            "which of the columns tv_spend, online_spend and radio_spend has the strongest "
+            "correlation with sales?",
+            ["tv_spend", "online_spend", "radio_spend"],
+        ),
+        ("Which of East and West sold more?", ["East", "West"]),
+        ("Which of these: `a`, `b`, or `c` is largest?", ["a", "b", "c"]),
+        ("Which one of north or south grew?", ["north", "south"]),
+        ("Which region has the highest revenue?", []),
+        ("Which of the regions grew the most?", []),
+    ],
+)
+def test_the_options_a_question_lists(question: str, options: list[str]) -> None:
+    assert listed_options(question) == options
+
+
+def test_an_answer_outside_the_listed_options_is_named_as_such() -> None:
+    question = "Which of the columns tv, radio and online correlates most with sales?"
+    wrong = mismatch(question, "sales", "")
+    assert wrong is not None
+    assert wrong.detail == "none of the options the question lists (tv, radio, online)"
+    assert "your answer 'sales' is none of them" in wrong.message
+
+
+@pytest.mark.parametrize("answer", ["tv", "TV", "`radio`", "The answer is online (r=0.8)."])
+def test_an_answer_naming_an_option_passes(answer: str) -> None:
+    question = "Which of the columns tv, radio and online correlates most with sales?"
+    assert mismatch(question, answer, "") is None
+
+
+def test_the_thing_a_which_question_asks_for() -> None:
+    assert asked_thing("Compute monthly revenue. Which month had the largest increase?") == "month"
+    assert asked_thing("Which is larger?") is None
+    assert asked_thing("What is the total revenue?") is None
+
+
+def test_the_label_of_the_row_whose_value_is_the_answer() -> None:
+    assert row_label("21356.29", SERIES) == ("April", "April       21356.29")
+    assert row_label("91234.5", FRAME) == ("Engineering", "0  Engineering    91234.5")
+    assert row_label("999", SERIES) is None  # no row shows it
+    assert row_label("180", "hour\n14    120\n15    180") is None  # the rows' labels are numbers
+    assert row_label("5", "East    5\nWest    5") is None  # two rows, two labels: which one?
+    assert row_label("7", "Total revenue:    7") is None  # a caption, not a row label
+
+
+def test_a_number_answering_a_which_question_is_sent_back_with_the_label() -> None:
+    question = "Which month had the largest increase in revenue?"
+    wrong = mismatch(question, "21356.29", SERIES)
+    assert wrong is not None
+    assert "the row labelled 'April'" in wrong.message and "April       21356.29" in wrong.message
+    assert mismatch(question, "April", SERIES) is None
+    assert mismatch(question, "21356.29", "21356.29") is None  # printed alone: nothing to offer
+    assert mismatch("What is the largest increase?", "21356.29", SERIES) is None
