@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from kernelagent.agent.answer_kind import asked_thing, listed_options, mismatch, row_label
+from kernelagent.agent.answer_kind import (
+    asked_thing,
+    listed_options,
+    mismatch,
+    numbers_not_in_code,
+    row_label,
+)
 
 SERIES = "month\nJanuary      1200.50\nApril       21356.29\nName: increase, dtype: float64"
 FRAME = "  department  avg_salary\n0  Engineering    91234.5\n1       Sales    70000.0"
@@ -66,3 +72,14 @@ def test_a_number_answering_a_which_question_is_sent_back_with_the_label() -> No
     assert mismatch(question, "April", SERIES) is None
     assert mismatch(question, "21356.29", "21356.29") is None  # printed alone: nothing to offer
     assert mismatch("What is the largest increase?", "21356.29", SERIES) is None
+
+
+def test_the_numbers_of_a_question_that_no_code_uses() -> None:
+    question = "What is the total amount of the completed orders whose amount is greater than 200?"
+    assert numbers_not_in_code(question, "df[df.status == 'completed'].amount.sum()") == ["200"]
+    assert numbers_not_in_code(question, "df[df.amount > 200.0].amount.sum()") == []
+    question = "Which cities have more than 40 customers in 2023? List the top 3, and 1.5."
+    assert numbers_not_in_code(question, "c[c > 40]\nd[d.year == 2_023].head(3)") == ["1.5"]
+    # percentages and numbers inside names are not conditions the code must spell out
+    assert numbers_not_in_code("In sales_2020.csv, what is 10% of S1's Q4 total?", "") == []
+    assert numbers_not_in_code("Orders on 2023-01-15?", "pd.Timestamp('2023-01-15')") == []

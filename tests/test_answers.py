@@ -227,6 +227,31 @@ async def test_the_verification_turn_shows_the_code_and_output(
     assert verdicts == ["verify", "accepted"]
 
 
+async def test_the_verification_turn_names_numbers_of_the_question_no_code_used(
+    docker_available: None, tmp_path: Path
+) -> None:
+    with SALES.open() as rows:
+        units = [int(row["units"]) for row in csv.DictReader(rows)]
+    everything, big = str(len(units)), str(sum(count > 30 for count in units))
+    assert everything != big
+    script = [
+        ScriptedTurn.python(  # counts every row: leaves out the question's condition
+            "import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint(len(df))"
+        ),
+        ScriptedTurn.final(everything),
+        ScriptedTurn.python("print((df['units'] > 30).sum())"),
+        ScriptedTurn.final(big),
+    ]
+    question = "How many sales had more than 30 units?"
+    with ScriptedModelServer(script) as server:
+        result, _notebook = await run(server, tmp_path, question, verify_answers=True)
+        requests = server.completion_requests()
+    assert (result.status, result.answer) == ("completed", big)
+    check = last_input(requests[2])
+    assert "The question mentions 30, and no code of this task uses it" in check
+    assert "print(len(df))" in check
+
+
 async def test_verification_can_fix_the_answer(docker_available: None, tmp_path: Path) -> None:
     script = [
         ScriptedTurn.python(

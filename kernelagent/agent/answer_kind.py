@@ -10,10 +10,16 @@ the output:
 
 ``mismatch`` says what is wrong and what the output offers instead; the review sends such
 an answer back once (``answers.AnswerReview``), and the model decides.
+
+A third slip leaves the answer's kind right and its value wrong: a condition of the question
+left out of the code ("orders whose amount is greater than 200" summed over all orders).
+``numbers_not_in_code`` finds the question's numbers that no code of the task uses; the
+verification turn names them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import NamedTuple
 
@@ -49,6 +55,8 @@ _NOT_A_THING = frozenset(
     ]
 )
 _BARE_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?%?")
+_QUESTION_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w%]|\.\d)")
+_CODE_NUMBER = re.compile(r"(?<![\w.])\d[\d_]*(?:\.\d*)?(?:[eE][-+]?\d+)?")
 _ROW = re.compile(r"^\s*(?P<label>\S.*?)\s{2,}(?P<value>-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 
 
@@ -128,3 +136,17 @@ def mismatch(question: str, answer: str, output: str) -> Mismatch | None:
         f"for that row's label, answer with the label; if it asks for this number, give the "
         f"same answer again.",
     )
+
+
+def numbers_not_in_code(question: str, code: str) -> list[str]:
+    """The numbers of ``question`` (thresholds, years, counts; not percentages or parts of
+    names) that no number literal in ``code`` equals."""
+    used = set()
+    for literal in _CODE_NUMBER.findall(code):
+        with contextlib.suppress(ValueError):
+            used.add(float(literal.replace("_", "")))
+    missing: list[str] = []
+    for number in _QUESTION_NUMBER.findall(question):
+        if float(number) not in used and number not in missing:
+            missing.append(number)
+    return missing

@@ -12,7 +12,8 @@ The loop asks :class:`AnswerReview` about every ``final_answer`` call. In order:
    of the options a "which of a, b and c" question lists, or a number for a "which
    <thing>" question where the output labels that number (``answer_kind``);
 5. a verification turn (``verify_answers``, once per instruction): the model sees the
-   question, the code that produced the answer and its output, and confirms or fixes it;
+   question, the code that produced the answer and its output (and the question's numbers
+   no code used), and confirms or fixes it;
 6. otherwise "accepted".
 
 A model that only resends a guess sent back in (3) ends the loop; when its newest cell
@@ -25,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kernelagent.agent import prompts
-from kernelagent.agent.answer_kind import mismatch
+from kernelagent.agent.answer_kind import mismatch, numbers_not_in_code
 from kernelagent.agent.grounding import ungrounded_parts
 from kernelagent.events import AnswerVerdict
 
@@ -230,11 +231,19 @@ class AnswerReview:
             if self.code_blocks
             else "call final_answer with it again"
         )
+        unused = numbers_not_in_code(self.question, "\n".join(ran.code for ran in self.cells))
         return prompts.VERIFY_ANSWER.format(
             question=self.question.strip(),
             code=code,
             output=output,
             answer=answer,
+            unused=prompts.UNUSED_NUMBERS.format(
+                numbers=" and ".join(unused),
+                them="it" if len(unused) == 1 else "them",
+                it_is="it is" if len(unused) == 1 else "they are",
+            )
+            if unused
+            else "",
             how=how,
             fix="a corrected ```python block"
             if self.code_blocks

@@ -90,9 +90,14 @@ Its output:
 {output}
 
 Your answer: {answer}
-
+{unused}
 Does this code compute exactly what the question asks (the right columns, filters, grouping,
 time period and format)? If it does, {how}. If it does not, reply with {fix} instead."""
+
+UNUSED_NUMBERS = (
+    "\nThe question mentions {numbers}, and no code of this task uses {them}: if {it_is} a "
+    "condition of the question (a threshold, a year, a count), the code must apply {them}.\n"
+)
 
 REPEATED_FAILURE = (
     "[not run] This code is the same as cell {number}, which failed with: {error}. Running it "
