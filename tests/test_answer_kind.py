@@ -1,6 +1,11 @@
-"""Whether an answer is the kind of thing its question asks for (``agent.answer_kind``)."""
+"""Whether an answer is the kind of thing its question asks for (``agent.answer_kind``), and
+the question's numbers that no code used: the functions, then sessions on the scripted model
+with kernels in the Docker sandbox."""
 
 from __future__ import annotations
+
+import csv
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +16,8 @@ from kernelagent.agent.answer_kind import (
     numbers_not_in_code,
     row_label,
 )
+from kernelagent.testing import ScriptedTurn
+from tests.test_answers import SALES, last_input, run_script
 
 SERIES = "month\nJanuary      1200.50\nApril       21356.29\nName: increase, dtype: float64"
 FRAME = "  department  avg_salary\n0  Engineering    91234.5\n1       Sales    70000.0"
@@ -83,3 +90,81 @@ def test_the_numbers_of_a_question_that_no_code_uses() -> None:
     # percentages and numbers inside names are not conditions the code must spell out
     assert numbers_not_in_code("In sales_2020.csv, what is 10% of S1's Q4 total?", "") == []
     assert numbers_not_in_code("Orders on 2023-01-15?", "pd.Timestamp('2023-01-15')") == []
+
+
+def region_totals(column: str) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    with SALES.open() as rows:
+        for row in csv.DictReader(rows):
+            totals[row["region"]] = totals.get(row["region"], 0.0) + float(row[column])
+    return totals
+
+
+async def test_an_answer_that_is_none_of_the_listed_options_is_sent_back_once(
+    docker_available: None, tmp_path: Path
+) -> None:
+    units = region_totals("units")
+    better = max(("East", "North"), key=units.__getitem__)
+    everywhere = max(units, key=units.__getitem__)
+    assert everywhere not in ("East", "North")  # what a careless model answers instead
+    by_region = (
+        "import pandas as pd\ndf = pd.read_csv('sales.csv')\n"
+        "print(df.groupby('region')['units'].sum())"
+    )
+    script = [
+        ScriptedTurn.python(by_region),
+        ScriptedTurn.final(everywhere),  # printed, but not one of the two asked about
+        ScriptedTurn.final(better),
+    ]
+    question = "Which of the regions East and North sold more units?"
+    result, notebook, requests = await run_script(script, tmp_path, question, check_answers=True)
+    assert (result.status, result.answer) == ("completed", better)
+    sent_back = last_input(requests[2])
+    assert f"which of East, North; your answer {everywhere!r} is none of them" in sent_back
+    reviews = notebook.metadata.kernelagent.answer_reviews
+    assert [review["verdict"] for review in reviews] == ["not_what_was_asked", "accepted"]
+    assert reviews[0]["detail"] == "none of the options the question lists (East, North)"
+
+
+async def test_a_number_for_a_which_question_is_sent_back_with_the_rows_label(
+    docker_available: None, tmp_path: Path
+) -> None:
+    totals = region_totals("revenue")
+    top = max(totals, key=totals.__getitem__)
+    value = f"{totals[top]:.2f}"
+    by_region = (
+        "import pandas as pd\ndf = pd.read_csv('sales.csv')\n"
+        "print(df.groupby('region')['revenue'].sum().round(2))"
+    )
+    script = [ScriptedTurn.python(by_region), ScriptedTurn.final(value), ScriptedTurn.final(top)]
+    question = "Which region has the highest total revenue?"
+    result, notebook, requests = await run_script(script, tmp_path, question, check_answers=True)
+    assert (result.status, result.answer) == ("completed", top)
+    sent_back = last_input(requests[2])
+    assert f"your answer {value} is a number" in sent_back
+    assert f"the value of the row labelled {top!r}" in sent_back
+    reviews = notebook.metadata.kernelagent.answer_reviews
+    assert [review["verdict"] for review in reviews] == ["not_what_was_asked", "accepted"]
+
+
+async def test_the_verification_turn_names_numbers_of_the_question_no_code_used(
+    docker_available: None, tmp_path: Path
+) -> None:
+    with SALES.open() as rows:
+        units = [int(row["units"]) for row in csv.DictReader(rows)]
+    everything, big = str(len(units)), str(sum(count > 30 for count in units))
+    assert everything != big
+    script = [
+        ScriptedTurn.python(  # counts every row: leaves out the question's condition
+            "import pandas as pd\ndf = pd.read_csv('sales.csv')\nprint(len(df))"
+        ),
+        ScriptedTurn.final(everything),
+        ScriptedTurn.python("print((df['units'] > 30).sum())"),
+        ScriptedTurn.final(big),
+    ]
+    question = "How many sales had more than 30 units?"
+    result, _notebook, requests = await run_script(script, tmp_path, question, verify_answers=True)
+    assert (result.status, result.answer) == ("completed", big)
+    check = last_input(requests[2])
+    assert "The question mentions 30, and no code of this task uses it" in check
+    assert "print(len(df))" in check
