@@ -83,13 +83,16 @@ def test_a_number_answering_a_which_question_is_sent_back_with_the_label() -> No
 
 def test_the_numbers_of_a_question_that_no_code_uses() -> None:
     question = "What is the total amount of the completed orders whose amount is greater than 200?"
-    assert numbers_not_in_code(question, "df[df.status == 'completed'].amount.sum()") == ["200"]
-    assert numbers_not_in_code(question, "df[df.amount > 200.0].amount.sum()") == []
+    completed = "done = df[df.status == 'completed']  # completed orders with amount > 200"
+    assert numbers_not_in_code(question, [completed, "print(done.amount.sum())"]) == ["200"]
+    assert numbers_not_in_code(question, ["df[df.amount > 200.0].amount.sum()"]) == []
+    assert numbers_not_in_code(question, ["%matplotlib inline\ndf.query('amount > 200')"]) == []
     question = "Which cities have more than 40 customers in 2023? List the top 3, and 1.5."
-    assert numbers_not_in_code(question, "c[c > 40]\nd[d.year == 2_023].head(3)") == ["1.5"]
-    # percentages and numbers inside names are not conditions the code must spell out
-    assert numbers_not_in_code("In sales_2020.csv, what is 10% of S1's Q4 total?", "") == []
-    assert numbers_not_in_code("Orders on 2023-01-15?", "pd.Timestamp('2023-01-15')") == []
+    assert numbers_not_in_code(question, ["c[c > 40]", "d[d.year == 2_023].head(3)"]) == ["1.5"]
+    # percentages, precisions and numbers inside names are not conditions of the data
+    assert numbers_not_in_code("In sales_2020.csv, what is 10% of S1's Q4 total?", []) == []
+    assert numbers_not_in_code("Round to 2 decimals (3 significant digits, 4 digits).", []) == []
+    assert numbers_not_in_code("Orders on 2023-01-15?", ["pd.Timestamp('2023-01-15')"]) == []
 
 
 def region_totals(column: str) -> dict[str, float]:

@@ -19,8 +19,10 @@ verification turn names them.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import re
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from kernelagent.agent.grounding import number_matches
@@ -55,7 +57,9 @@ _NOT_A_THING = frozenset(
     ]
 )
 _BARE_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?%?")
-_QUESTION_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w%]|\.\d)")
+_QUESTION_NUMBER = re.compile(
+    r"(?<![\w.])\d+(?:\.\d+)?(?![\w%]|\.\d|\s*(?:decimal|digit|significant))", re.IGNORECASE
+)
 _CODE_NUMBER = re.compile(r"(?<![\w.])\d[\d_]*(?:\.\d*)?(?:[eE][-+]?\d+)?")
 _ROW = re.compile(r"^\s*(?P<label>\S.*?)\s{2,}(?P<value>-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 
@@ -138,15 +142,37 @@ def mismatch(question: str, answer: str, output: str) -> Mismatch | None:
     )
 
 
-def numbers_not_in_code(question: str, code: str) -> list[str]:
-    """The numbers of ``question`` (thresholds, years, counts; not percentages or parts of
-    names) that no number literal in ``code`` equals."""
-    used = set()
-    for literal in _CODE_NUMBER.findall(code):
-        with contextlib.suppress(ValueError):
-            used.add(float(literal.replace("_", "")))
+def numbers_not_in_code(question: str, cells: Iterable[str]) -> list[str]:
+    """The numbers of ``question`` (thresholds, years, counts; not percentages, precisions
+    or parts of names) that the code of no cell uses, as a number or inside a string (a
+    date, a query); comments do not count ("# amount greater than 200" filters nothing)."""
+    used = set().union(*(_numbers_used(code) for code in cells))
     missing: list[str] = []
     for number in _QUESTION_NUMBER.findall(question):
         if float(number) not in used and number not in missing:
             missing.append(number)
     return missing
+
+
+def _numbers_used(code: str) -> set[float]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # IPython magics, say: read it as text without its comments
+        return _numbers_in("\n".join(line.split("#", 1)[0] for line in code.splitlines()))
+    used: set[float] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Constant) or isinstance(node.value, bool):
+            continue
+        if isinstance(node.value, int | float):
+            used.add(float(node.value))
+        elif isinstance(node.value, str):
+            used |= _numbers_in(node.value)
+    return used
+
+
+def _numbers_in(text: str) -> set[float]:
+    used = set()
+    for literal in _CODE_NUMBER.findall(text):
+        with contextlib.suppress(ValueError):
+            used.add(float(literal.replace("_", "")))
+    return used

@@ -231,7 +231,7 @@ class AnswerReview:
             if self.code_blocks
             else "call final_answer with it again"
         )
-        unused = numbers_not_in_code(self.question, "\n".join(ran.code for ran in self.cells))
+        unused = numbers_not_in_code(self.question, (ran.code for ran in self.cells))
         return prompts.VERIFY_ANSWER.format(
             question=self.question.strip(),
             code=code,
