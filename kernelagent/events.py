@@ -216,6 +216,7 @@ class ActionSkipped(_Event):
 AnswerVerdict = Literal[
     "accepted",
     "no_evidence",
+    "reports_failure",
     "not_shown",
     "before_output",
     "not_what_was_asked",

@@ -14,6 +14,7 @@ from kernelagent.agent.answer_kind import (
     listed_options,
     mismatch,
     numbers_not_in_code,
+    reports_failure,
     row_label,
 )
 from kernelagent.testing import ScriptedTurn
@@ -54,6 +55,25 @@ def test_an_answer_outside_the_listed_options_is_named_as_such() -> None:
 def test_an_answer_naming_an_option_passes(answer: str) -> None:
     question = "Which of the columns tv, radio and online correlates most with sales?"
     assert mismatch(question, answer, "") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "failure"),
+    [
+        ("Error: 'segment' is not a column in orders DataFrame.", True),
+        ("KeyError: 'segment'", True),
+        ("Traceback (most recent call last):", True),
+        ("The region column was not found", True),
+        ("Cannot compute this from the data", True),
+        ("West", False),
+        ("43", False),
+        ("Errors: 5", False),  # a count of errors is a result
+        ("error rate 0.3", False),
+        ("3 orders could not be matched", False),  # a number: a result about failures
+    ],
+)
+def test_a_failure_reported_instead_of_an_answer(text: str, failure: bool) -> None:
+    assert reports_failure(text) is failure
 
 
 def test_the_thing_a_which_question_asks_for() -> None:
@@ -171,3 +191,41 @@ async def test_the_verification_turn_names_numbers_of_the_question_no_code_used(
     check = last_input(requests[2])
     assert "The question mentions 30, and no code of this task uses it" in check
     assert "print(len(df))" in check
+
+
+MISSING_COLUMN = (
+    "import pandas as pd\ndf = pd.read_csv('sales.csv')\n"
+    "if 'city' not in df.columns:\n    print(\"Error: 'city' is not a column\")"
+)
+
+
+async def test_an_error_given_as_the_answer_is_sent_back(
+    docker_available: None, tmp_path: Path
+) -> None:
+    script = [
+        ScriptedTurn.python(MISSING_COLUMN),
+        ScriptedTurn.final("Error: 'city' is not a column"),
+        ScriptedTurn.python("print(df['region'].nunique())"),
+        ScriptedTurn.final("4"),
+    ]
+    question = "How many regions are there?"
+    result, notebook, requests = await run_script(script, tmp_path, question, check_answers=True)
+    assert (result.status, result.answer) == ("completed", "4")
+    assert "reports a problem, not an answer to the question" in last_input(requests[2])
+    reviews = notebook.metadata.kernelagent.answer_reviews
+    assert [review["verdict"] for review in reviews] == ["reports_failure", "accepted"]
+
+
+async def test_a_model_that_only_reports_the_error_ends_failed_not_completed(
+    docker_available: None, tmp_path: Path
+) -> None:
+    # the error line its cell printed is not taken as the answer either
+    script = [ScriptedTurn.python(MISSING_COLUMN)] + [
+        ScriptedTurn.final("Error: 'city' is not a column")
+    ] * 6
+    question = "How many cities are there?"
+    result, notebook, _requests = await run_script(script, tmp_path, question, check_answers=True)
+    assert (result.status, result.answer) == ("failed", None)
+    assert "no usable action" in result.reason
+    verdicts = {review["verdict"] for review in notebook.metadata.kernelagent.answer_reviews}
+    assert verdicts == {"reports_failure"}

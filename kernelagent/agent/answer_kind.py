@@ -8,10 +8,13 @@ the output:
 - a "which <thing>" question answered with a bare number that the output shows as the
   value of a labelled row ("April    21356.29"): the row's value where its label was asked.
 
+A third is no answer at all: the model "answers" with the error its code printed ("Error:
+'segment' is not a column"); ``reports_failure`` recognises such a text.
+
 ``mismatch`` says what is wrong and what the output offers instead; the review sends such
 an answer back once (``answers.AnswerReview``), and the model decides.
 
-A third slip leaves the answer's kind right and its value wrong: a condition of the question
+A last slip leaves the answer's kind right and its value wrong: a condition of the question
 left out of the code ("orders whose amount is greater than 200" summed over all orders).
 ``numbers_not_in_code`` finds the question's numbers that no code of the task uses; the
 verification turn names them.
@@ -61,6 +64,14 @@ _QUESTION_NUMBER = re.compile(
     r"(?<![\w.])\d+(?:\.\d+)?(?![\w%]|\.\d|\s*(?:decimal|digit|significant))", re.IGNORECASE
 )
 _CODE_NUMBER = re.compile(r"(?<![\w.])\d[\d_]*(?:\.\d*)?(?:[eE][-+]?\d+)?")
+_FAILURE_START = re.compile(
+    r"^\W*(?:(?:error|exception|\w+error)\s*(?::|$)|traceback\b)", re.IGNORECASE
+)
+_FAILURE_PHRASE = re.compile(
+    r"\b(?:is not a column|not found|does not exist|doesn't exist|no such|could not|couldn't|"
+    r"cannot|can't|unable to|not available|not present|not possible)\b",
+    re.IGNORECASE,
+)
 _ROW = re.compile(r"^\s*(?P<label>\S.*?)\s{2,}(?P<value>-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 
 
@@ -69,6 +80,15 @@ class Mismatch(NamedTuple):
     """For the notebook: what is wrong, in a few words."""
     message: str
     """For the model: what is wrong and what the output offers instead."""
+
+
+def reports_failure(text: str) -> bool:
+    """Whether ``text`` reports an error or that nothing could be computed, instead of
+    giving a result: it starts like an error, or says something failed and has no number."""
+    text = text.strip()
+    if _FAILURE_START.match(text):
+        return True
+    return bool(_FAILURE_PHRASE.search(text)) and not re.search(r"\d", text)
 
 
 def listed_options(question: str) -> list[str]:

@@ -3,20 +3,24 @@
 The loop asks :class:`AnswerReview` about every ``final_answer`` call. In order:
 
 1. no code has run successfully yet while there is data to look at -> "no_evidence";
-2. the answer came in the same reply as code, before that code's output existed, and the
+2. the answer reports an error or that nothing could be computed ("Error: 'x' is not a
+   column"; ``check_answers``) -> "reports_failure": sent back, and each time it comes
+   again it counts as a turn with no usable action (a model that only reports failures
+   ends the loop failed);
+3. the answer came in the same reply as code, before that code's output existed, and the
    output does not show it (or the code failed) -> "before_output";
-3. a short answer that no successful cell printed (``check_answers``, asked once) -> "not_shown";
+4. a short answer that no successful cell printed (``check_answers``, asked once) -> "not_shown";
    an answer already sent back for being in no output, and still in none, is sent back
    again however often it comes (a small model repeats a guess it made before any output);
-4. an answer that is not the kind of thing asked for (``check_answers``, asked once): none
+5. an answer that is not the kind of thing asked for (``check_answers``, asked once): none
    of the options a "which of a, b and c" question lists, or a number for a "which
    <thing>" question where the output labels that number (``answer_kind``);
-5. a verification turn (``verify_answers``, once per instruction): the model sees the
+6. a verification turn (``verify_answers``, once per instruction): the model sees the
    question, the code that produced the answer and its output (and the question's numbers
    no code used), and confirms or fixes it;
-6. otherwise "accepted".
+7. otherwise "accepted".
 
-A model that only resends a guess sent back in (3) ends the loop; when its newest cell
+A model that only resends a guess sent back in (4) ends the loop; when its newest cell
 printed one value, the loop ends with that value instead (``taken_from_output``:
 "from_output"), since the code computed it and the guess is in no output.
 """
@@ -26,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kernelagent.agent import prompts
-from kernelagent.agent.answer_kind import mismatch, numbers_not_in_code
+from kernelagent.agent.answer_kind import mismatch, numbers_not_in_code, reports_failure
 from kernelagent.agent.grounding import ungrounded_parts
 from kernelagent.events import AnswerVerdict
 
@@ -72,6 +76,7 @@ class AnswerReview:
     """The current instruction has had no successful cell yet."""
     checked: bool = False
     kind_checked: bool = False
+    failure_sent_back: bool = False
     verified: bool = False
     sent_back: set[str] = field(default_factory=set)
     """Answers (normalised) sent back for being in no output, in this instruction."""
@@ -86,6 +91,7 @@ class AnswerReview:
         self.evidence_pending = True
         self.checked = False
         self.kind_checked = False
+        self.failure_sent_back = False
         self.verified = False
         self.sent_back = set()
         self.review_turns = 0
@@ -108,6 +114,8 @@ class AnswerReview:
             return None
         lines = [line.strip() for line in newest.output.strip().splitlines() if line.strip()]
         if len(lines) != 1 or len(lines[0]) > max_chars or lines[0].startswith("["):
+            return None
+        if reports_failure(lines[0]):
             return None
         return lines[0]
 
@@ -134,6 +142,13 @@ class AnswerReview:
             return Review(
                 "no_evidence", prompts.ANSWER_WITHOUT_EVIDENCE, "no code had run successfully"
             )
+        if self.check_answers and reports_failure(answer):
+            again = self.failure_sent_back
+            self.failure_sent_back = True
+            if not again:
+                self.review_turns += 1
+            message = prompts.ANSWER_REPORTS_FAILURE.format(answer=repr(answer.strip()))
+            return Review("reports_failure", message, "reports a failure", repeated=again)
         if same_turn:
             shown = "\n".join(cell.output for cell in same_turn if cell.ok)
             failed = [cell.number for cell in same_turn if not cell.ok]

@@ -210,8 +210,8 @@ class AgentLoop:
             return Outcome(
                 "failed",
                 reason=f"{idle_turns} turns in a row had no usable action (code repeating a failed "
-                "cell, malformed or unknown tool calls, answers given before any code ran, or an "
-                "answer sent back again that no output shows)",
+                "cell, malformed or unknown tool calls, answers given before any code ran, an "
+                "answer sent back again that no output shows, or an error given as the answer)",
             )
         if self.state.kernel_deaths > self.limits.max_kernel_deaths:
             return Outcome(

@@ -44,6 +44,12 @@ ANSWER_NOT_SHOWN = (
     "computed it, print it; if not, compute it. Then give the final answer again."
 )
 
+ANSWER_REPORTS_FAILURE = (
+    "[not accepted yet] {answer} reports a problem, not an answer to the question. Find out "
+    "what the data has (print each file's columns: a column missing from one file may be in "
+    "another, joined on a key they share), fix the code, and answer with the result it prints."
+)
+
 ANSWER_BEFORE_OUTPUT = (
     "Answer {answer} not accepted: it was written in the same reply as the code, before the "
     "code's output existed, and {why}. {printed}{act}"

@@ -38,7 +38,7 @@ export interface IAnswerReviewed {
   attempt: number | null;
   type: 'answer_reviewed';
   answer: string;
-  verdict: 'accepted' | 'no_evidence' | 'not_shown' | 'before_output' | 'not_what_was_asked' | 'verify' | 'from_output';
+  verdict: 'accepted' | 'no_evidence' | 'reports_failure' | 'not_shown' | 'before_output' | 'not_what_was_asked' | 'verify' | 'from_output';
   detail: string;
 }
 
