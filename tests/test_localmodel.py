@@ -398,3 +398,15 @@ async def test_start_local_model_pulls_then_serves(
     finally:
         service.stop(root=cache)
     assert len(downloader.requested) == 2 and "pulling fake-model" in notices[0]
+
+
+def test_llama_server_slots_share_no_prompt_cache(tmp_path: Path) -> None:
+    # llama.cpp #27148: the RAM prompt cache shared by slots can hand one session's
+    # conversation to another's request; each slot keeps only its own cache
+    from kernelagent.localmodel.backends import BackendChoice, ServeOptions, server_command
+
+    choice = BackendChoice("llama-server", tmp_path / "llama-server")
+    command = server_command(choice, tmp_path / "m.gguf", "m", 8080, ServeOptions(parallel_slots=4))
+    assert command[command.index("--cache-ram") + 1] == "0"
+    assert "--no-cache-idle-slots" in command and "--no-kv-unified" in command
+    assert command[command.index("--parallel") + 1] == "4"

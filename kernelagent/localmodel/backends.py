@@ -35,8 +35,13 @@ CTX_ENV = "KERNELAGENT_MODEL_CTX"
 MAX_REPLY_ENV = "KERNELAGENT_MODEL_MAX_REPLY"
 DEFAULT_SLOTS = 4
 """At least the default number of parallel attempts, and what 2 cores still batch well."""
-PROMPT_CACHE_MIB = 512
-"""llama-server keeps evicted prompts in RAM up to this (its default, 8 GiB, is a lot)."""
+ISOLATED_SLOTS = ("--cache-ram", "0", "--no-cache-idle-slots", "--no-kv-unified")
+"""Each slot keeps only its own conversation's cache. llama-server's RAM prompt cache, shared
+by all slots, can restore an unrelated, finished conversation into a slot serving a new
+request under concurrent load, which then continues *that* conversation (llama.cpp issue
+#27148; seen here: a session on sales.csv read marketing.csv, another session's file, while
+benchmark sessions ran beside it). Sessions on one machine-wide server must never see each
+other's data, so the cross-slot cache and the unified KV buffer are off."""
 INSTALL_SERVER_HINT = (
     "run `kernelagent model install-server` (builds llama.cpp's server from the "
     "llama-cpp-python sources: ~5-8 minutes on 2 cores, needs cmake and a C++ compiler)"
@@ -179,8 +184,7 @@ def server_command(
             str(threads),
             "--jinja",
             "--no-webui",
-            "--cache-ram",
-            str(PROMPT_CACHE_MIB),
+            *ISOLATED_SLOTS,
         ]
     command = [
         sys.executable,
