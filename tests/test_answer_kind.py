@@ -5,6 +5,7 @@ with kernels in the Docker sandbox."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,10 @@ from kernelagent.agent.answer_kind import (
     numbers_not_in_code,
     reports_failure,
     row_label,
+    shows_an_object,
 )
 from kernelagent.testing import ScriptedTurn
-from tests.test_answers import SALES, last_input, run_script
+from tests.test_answers import SALES, code_cells, last_input, run_script
 
 SERIES = "month\nJanuary      1200.50\nApril       21356.29\nName: increase, dtype: float64"
 FRAME = "  department  avg_salary\n0  Engineering    91234.5\n1       Sales    70000.0"
@@ -74,6 +76,23 @@ def test_an_answer_naming_an_option_passes(answer: str) -> None:
 )
 def test_a_failure_reported_instead_of_an_answer(text: str, failure: bool) -> None:
     assert reports_failure(text) is failure
+
+
+@pytest.mark.parametrize(
+    ("text", "an_object"),
+    [
+        ("<Figure size 1000x600 with 1 Axes>", True),
+        ("<Axes: title={'center': 'Revenue by month'}, xlabel='month'>", True),
+        ("`<matplotlib.axes._subplots.AxesSubplot at 0x7f3a2c1b5d30>`", True),
+        ("<pandas.core.groupby.generic.DataFrameGroupBy object at 0x7f00>", True),
+        ("West", False),
+        ("<5", False),
+        ("West (<Figure size 640x480 with 1 Axes>)", False),  # an answer with a repr beside it
+        ("1 < 2 and 3 > 2", False),
+    ],
+)
+def test_how_python_shows_an_object_is_not_a_value(text: str, an_object: bool) -> None:
+    assert shows_an_object(text) is an_object
 
 
 def test_the_thing_a_which_question_asks_for() -> None:
@@ -229,3 +248,31 @@ async def test_a_model_that_only_reports_the_error_ends_failed_not_completed(
     assert "no usable action" in result.reason
     verdicts = {review["verdict"] for review in notebook.metadata.kernelagent.answer_reviews}
     assert verdicts == {"reports_failure"}
+
+
+PLOT = (
+    "import pandas as pd\ndf = pd.read_csv('sales.csv')\n"
+    "df.groupby('region')['revenue'].sum().plot(kind='bar')"
+)
+
+
+async def test_a_plot_shown_as_the_answer_is_sent_back_and_never_taken_from_the_output(
+    docker_available: None, tmp_path: Path
+) -> None:
+    # the plotting cell's last line displays "<AxesSubplot: xlabel='region'>" (matplotlib
+    # 3.6; "<Axes: ...>" in newer ones) beside the image
+    script = [
+        ScriptedTurn.python(PLOT),
+        ScriptedTurn.final("<AxesSubplot: xlabel='region'>"),
+        ScriptedTurn.python("print(df.groupby('region')['revenue'].sum().idxmax())"),
+        ScriptedTurn.final("West"),
+    ]
+    question = "Which region has the highest total revenue? Plot it."
+    result, notebook, requests = await run_script(script, tmp_path, question, check_answers=True)
+    shown = code_cells(notebook)[0].outputs[0]["data"]["text/plain"]
+    assert re.fullmatch(r"<Axes(Subplot)?: xlabel='region'>", shown)
+    assert (result.status, result.answer) == ("completed", "West")
+    assert "is how Python shows an object (a plot, a figure)" in last_input(requests[2])
+    reviews = notebook.metadata.kernelagent.answer_reviews
+    assert [review["verdict"] for review in reviews] == ["not_what_was_asked", "accepted"]
+    assert reviews[0]["detail"] == "how Python shows an object, not a value"

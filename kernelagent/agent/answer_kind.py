@@ -9,7 +9,10 @@ the output:
   value of a labelled row ("April    21356.29"): the row's value where its label was asked.
 
 A third is no answer at all: the model "answers" with the error its code printed ("Error:
-'segment' is not a column"); ``reports_failure`` recognises such a text.
+'segment' is not a column"); ``reports_failure`` recognises such a text. So is the way
+Python shows an object that has no printed value ("<Figure size 1000x600 with 1 Axes>",
+"<Axes: title={'center': 'Revenue'}>"), the last line of a plotting cell;
+``shows_an_object`` recognises it.
 
 ``mismatch`` says what is wrong and what the output offers instead; the review sends such
 an answer back once (``answers.AnswerReview``), and the model decides.
@@ -72,6 +75,7 @@ _FAILURE_PHRASE = re.compile(
     r"cannot|can't|unable to|not available|not present|not possible)\b",
     re.IGNORECASE,
 )
+_OBJECT_REPR = re.compile(r"<\s*[^\W\d][\w.]*(?:[\s:][^<>\n]*)?>")
 _ROW = re.compile(r"^\s*(?P<label>\S.*?)\s{2,}(?P<value>-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 
 
@@ -89,6 +93,12 @@ def reports_failure(text: str) -> bool:
     if _FAILURE_START.match(text):
         return True
     return bool(_FAILURE_PHRASE.search(text)) and not re.search(r"\d", text)
+
+
+def shows_an_object(text: str) -> bool:
+    """Whether ``text`` is only how Python displays an object with no printed value (a
+    figure, a plot's axes, "<... object at 0x7f...>"), not a value."""
+    return bool(_OBJECT_REPR.fullmatch(text.strip().strip("`")))
 
 
 def listed_options(question: str) -> list[str]:

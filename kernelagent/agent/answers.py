@@ -4,9 +4,10 @@ The loop asks :class:`AnswerReview` about every ``final_answer`` call. In order:
 
 1. no code has run successfully yet while there is data to look at -> "no_evidence";
 2. the answer reports an error or that nothing could be computed ("Error: 'x' is not a
-   column"; ``check_answers``) -> "reports_failure": sent back, and each time it comes
-   again it counts as a turn with no usable action (a model that only reports failures
-   ends the loop failed);
+   column"; ``check_answers``) -> "reports_failure", or is how Python shows an object
+   ("<Figure size 640x480 with 1 Axes>") -> "not_what_was_asked": sent back, and each
+   time such a non-answer comes again it counts as a turn with no usable action (a model
+   that only gives them ends the loop failed);
 3. the answer came in the same reply as code, before that code's output existed, and the
    output does not show it (or the code failed) -> "before_output";
 4. a short answer that no successful cell printed (``check_answers``, asked once) -> "not_shown";
@@ -30,7 +31,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kernelagent.agent import prompts
-from kernelagent.agent.answer_kind import mismatch, numbers_not_in_code, reports_failure
+from kernelagent.agent.answer_kind import (
+    mismatch,
+    numbers_not_in_code,
+    reports_failure,
+    shows_an_object,
+)
 from kernelagent.agent.grounding import ungrounded_parts
 from kernelagent.events import AnswerVerdict
 
@@ -76,7 +82,7 @@ class AnswerReview:
     """The current instruction has had no successful cell yet."""
     checked: bool = False
     kind_checked: bool = False
-    failure_sent_back: bool = False
+    non_answer_sent_back: bool = False
     verified: bool = False
     sent_back: set[str] = field(default_factory=set)
     """Answers (normalised) sent back for being in no output, in this instruction."""
@@ -91,7 +97,7 @@ class AnswerReview:
         self.evidence_pending = True
         self.checked = False
         self.kind_checked = False
-        self.failure_sent_back = False
+        self.non_answer_sent_back = False
         self.verified = False
         self.sent_back = set()
         self.review_turns = 0
@@ -115,7 +121,7 @@ class AnswerReview:
         lines = [line.strip() for line in newest.output.strip().splitlines() if line.strip()]
         if len(lines) != 1 or len(lines[0]) > max_chars or lines[0].startswith("["):
             return None
-        if reports_failure(lines[0]):
+        if reports_failure(lines[0]) or shows_an_object(lines[0]):
             return None
         return lines[0]
 
@@ -142,13 +148,17 @@ class AnswerReview:
             return Review(
                 "no_evidence", prompts.ANSWER_WITHOUT_EVIDENCE, "no code had run successfully"
             )
-        if self.check_answers and reports_failure(answer):
-            again = self.failure_sent_back
-            self.failure_sent_back = True
+        if self.check_answers and (reports_failure(answer) or shows_an_object(answer)):
+            again = self.non_answer_sent_back
+            self.non_answer_sent_back = True
             if not again:
                 self.review_turns += 1
-            message = prompts.ANSWER_REPORTS_FAILURE.format(answer=repr(answer.strip()))
-            return Review("reports_failure", message, "reports a failure", repeated=again)
+            if reports_failure(answer):
+                message = prompts.ANSWER_REPORTS_FAILURE.format(answer=repr(answer.strip()))
+                return Review("reports_failure", message, "reports a failure", repeated=again)
+            message = prompts.ANSWER_SHOWS_AN_OBJECT.format(answer=repr(answer.strip()))
+            detail = "how Python shows an object, not a value"
+            return Review("not_what_was_asked", message, detail, repeated=again)
         if same_turn:
             shown = "\n".join(cell.output for cell in same_turn if cell.ok)
             failed = [cell.number for cell in same_turn if not cell.ok]

@@ -50,6 +50,12 @@ ANSWER_REPORTS_FAILURE = (
     "another, joined on a key they share), fix the code, and answer with the result it prints."
 )
 
+ANSWER_SHOWS_AN_OBJECT = (
+    "[not accepted yet] {answer} is how Python shows an object (a plot, a figure), not an "
+    "answer to the question. Print the value your code computed (the name, the number) and "
+    "answer with it."
+)
+
 ANSWER_BEFORE_OUTPUT = (
     "Answer {answer} not accepted: it was written in the same reply as the code, before the "
     "code's output existed, and {why}. {printed}{act}"
