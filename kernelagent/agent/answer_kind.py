@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from kernelagent.agent.grounding import number_matches
+from kernelagent.agent.grounding import number_matches, read_number
 
 _ITEM = r"[`'\"]?[\w.-]+[`'\"]?"
 _CHOICES = re.compile(
@@ -124,7 +124,7 @@ def row_label(number: str, output: str) -> tuple[str, str] | None:
     found: dict[str, str] = {}
     for line in output.splitlines():
         row = _ROW.match(line)
-        if row is None or not number_matches(number, float(row["value"].replace(",", ""))):
+        if row is None or not number_matches(number, read_number(row["value"])):
             continue
         label = next((field for field in row["label"].split() if re.search(r"[^\W\d_]", field)), "")
         if label and not row["label"].endswith(":"):  # "Total:   7" is a caption

@@ -191,20 +191,17 @@ class AnswerReview:
                 prompts.ANSWER_NOT_SHOWN.format(parts=listed),
                 f"not in any output: {listed}",
             )
+        source = self.source_of(answer)
         if (
             self.check_answers
             and not self.kind_checked
-            and (source := self.source_of(answer)) is not None
+            and source is not None
             and (wrong := mismatch(self.question, answer, source.output)) is not None
         ):
             self.kind_checked = True
             self.review_turns += 1
             return Review("not_what_was_asked", f"[not accepted yet] {wrong.message}", wrong.detail)
-        if (
-            self.verify_answers
-            and not self.verified
-            and (source := self.source_of(answer)) is not None
-        ):
+        if self.verify_answers and not self.verified and source is not None:
             self.verified = True
             self.review_turns += 1
             return Review(

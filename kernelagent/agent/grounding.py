@@ -23,7 +23,7 @@ def ungrounded_parts(answer: str, evidence: str) -> list[str]:
     answer = answer.strip()
     if not answer or len(answer) > MAX_CHECKED_CHARS:
         return []
-    printed = [_as_float(text) for text in _NUMBER.findall(evidence)]
+    printed = [read_number(text) for text in _NUMBER.findall(evidence)]
     text = evidence.lower()
     missing: list[str] = []
     for number in _NUMBER.findall(answer):
@@ -39,13 +39,14 @@ def ungrounded_parts(answer: str, evidence: str) -> list[str]:
     return missing
 
 
-def _as_float(text: str) -> float:
+def read_number(text: str) -> float:
+    """A number as printed ("1,007,910.55", "-3e-4") as a float."""
     return float(text.replace(",", ""))
 
 
 def number_matches(answer_text: str, printed: float) -> bool:
     """Equal at the answer's precision, also read as a fraction shown as a percentage."""
-    value = _as_float(answer_text)
+    value = read_number(answer_text)
     mantissa = answer_text.split("e")[0].split("E")[0]
     decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
     tolerance = 0.5 * 10**-decimals * 1.001 + 1e-12

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from kernelagent.agent.grounding import read_number
+
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _WORD = re.compile(r"[^\W_]+")
 _ITEMS = re.compile(r"\s*(?:[,;\n]|\band\b)\s*")
@@ -323,7 +325,7 @@ def _scalars_agree(first: str, second: str) -> bool:
 
 
 def _numbers_agree(first: str, second: str) -> bool:
-    a, b = float(first.replace(",", "")), float(second.replace(",", ""))
+    a, b = read_number(first), read_number(second)
     if a == b:
         return True
     decimals = min(_decimals(first), _decimals(second))
