@@ -163,6 +163,33 @@ async def test_disagreement_with_no_majority_is_reported(
     assert not read(result.notebook_path).metadata.kernelagent.vote.majority
 
 
+async def test_a_tie_goes_to_the_attempt_whose_code_used_the_questions_number(
+    docker_available: None, tmp_path: Path
+) -> None:
+    # attempt 1 and one other leave "greater than 5" in a comment; one attempt filters by it
+    programs = {
+        (None, 0): "values = [3, 6, 9]\nprint(len(values))  # greater than 5",
+        (0.7, 0): "print(sum(1 for value in [3, 6, 9] if value > 5))",
+        (0.7, 1): "values = [3, 6, 9]  # greater than 5\nprint(max(values) - 1)",
+    }
+    voters = Voters(lambda temperature, begun: programs[(temperature, begun)], code="{value}")
+    with ScriptedModelServer(voters) as server:
+        result = await api.arun(
+            "How many of the values 3, 6 and 9 are greater than 5?",
+            workspace=tmp_path / "ws",
+            notebook=tmp_path / "session.ipynb",
+            config=config(server, 3),
+        )
+    assert (result.status, result.answer) == ("completed", "2")
+    assert "its code uses every number of the question, and attempt 1's does not use 5" in (
+        result.reason
+    )
+    recorded = read(result.notebook_path).metadata.kernelagent
+    assert recorded.vote["chosen"] != 1
+    weighed = {entry["answer"]: entry["ignored_numbers"] for entry in recorded.attempts}
+    assert weighed == {"3": ["5"], "2": [], "8": ["5"]}
+
+
 class StuckGuesser(Voters):
     """Attempt 1 computes 40; attempts 2 and 3 compute 42, but the one that begins second
     then answers 7, never what its code printed (without --check-answers, accepted

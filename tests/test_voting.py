@@ -153,6 +153,26 @@ def test_a_tie_goes_to_the_attempt_with_fewer_failed_cells() -> None:
     assert tally([*even, Ballot(3, "completed", "1", True, failed_cells=5)], 3).chosen == 1
 
 
+def test_a_tie_goes_to_the_attempt_whose_code_used_every_number_of_the_question() -> None:
+    """Attempt 1 filtered "greater than 200" only in a comment; attempt 2's code used it;
+    attempt 3 used it too, but a cell of it failed."""
+    ballots = [
+        Ballot(1, "completed", "157891.43", True, ignored_numbers=("200",)),
+        Ballot(2, "completed", "65691.88", True),
+        Ballot(3, "completed", "0.0", True, failed_cells=1),
+    ]
+    result = tally(ballots, 3, "What is the total amount of the orders greater than 200?")
+    assert (result.chosen, result.answer, result.majority) == (2, "65691.88", False)
+    assert result.summary.startswith(
+        "No majority: 1 of 3 attempts agree on '65691.88'; the session keeps it: its code uses "
+        "every number of the question, and attempt 1's does not use 200."
+    )
+    assert "attempt 1 answered '157891.43'; attempt 3 answered '0.0'" in result.summary
+    # a majority is not overruled: two attempts that agree win over one that used 200
+    agreeing = [ballots[0], Ballot(2, "completed", "157891.43", True, ignored_numbers=("200",))]
+    assert tally([*agreeing, ballots[1]], 3).answer == "157891.43"
+
+
 def test_what_a_silent_attempt_printed_supports_an_answer_but_never_leads_one() -> None:
     """An attempt whose code printed one value but that never stated an accepted answer
     (a small model stuck on a guess) counts for the answer its output agrees with."""

@@ -245,6 +245,10 @@ class AnswerReview:
         )
         return showing or (successful[0] if successful else None)
 
+    def numbers_ignored(self) -> list[str]:
+        """The question's numbers that no code of this loop used."""
+        return numbers_not_in_code(self.question, (ran.code for ran in self.cells))
+
     def verification_request(self, answer: str, cell: RanCell) -> str:
         code = _clip(cell.code, VERIFY_CODE_CHARS)
         output = _clip(cell.output.strip() or "(no output)", VERIFY_OUTPUT_CHARS)
@@ -253,7 +257,7 @@ class AnswerReview:
             if self.code_blocks
             else "call final_answer with it again"
         )
-        unused = numbers_not_in_code(self.question, (ran.code for ran in self.cells))
+        unused = self.numbers_ignored()
         return prompts.VERIFY_ANSWER.format(
             question=self.question.strip(),
             code=code,

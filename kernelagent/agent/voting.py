@@ -6,9 +6,10 @@ case-folded, lists as sets. A sentence is compared by what it adds to the questi
 region with the highest revenue is likely West." and "West" agree for "Which region has
 the highest revenue?" (words and numbers of the question, articles and hedges do not count,
 unless nothing else is left). The answer is the one most grounded attempts agree on; a tie
-goes to the attempt that had fewer failed cells, then to the earlier one (attempt 1 samples
-at the session's own temperature). With no strict majority the answer is still given, and
-the summary says that it is contested.
+goes to the attempt whose code uses every number of the question (one that left "greater
+than 200" out of its filter answered another question), then to the one that had fewer
+failed cells, then to the earlier one (attempt 1 samples at the session's own temperature).
+With no strict majority the answer is still given, and the summary says that it is contested.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ class Ballot:
     """Why there is no answer: the status reason or the attempt's last error."""
     failed_cells: int = 0
     """Cells of the attempt that raised: breaks a tie between equally large groups."""
+    ignored_numbers: tuple[str, ...] = ()
+    """Numbers of the question that no code of the attempt used (``answer_kind.
+    numbers_not_in_code``): an attempt with none wins a tie against one with some."""
     printed: str | None = None
     """For an attempt with no answer, or one its outputs do not show: the one short value
     its newest successful cell printed. It supports an answer it agrees with; it never
@@ -175,10 +179,8 @@ def tally(ballots: list[Ballot], attempts: int, question: str = "") -> Tally:
     if majority:
         head = f"{size} of {attempts} attempts agree on {shown}."
     else:
-        head = f"No majority: {size} of {attempts} attempts agree on {shown}; " + (
-            "the session keeps it as the earliest."
-            if _tied(ballots, group, question) is None
-            else "the session keeps it: the attempt with the fewest failed cells."
+        head = f"No majority: {size} of {attempts} attempts agree on {shown}; " + _why_kept(
+            _tied(ballots, group, question), chosen
         )
     supported = [b.number for b in group if not (b.answer is not None and b.grounded)]
     if supported:
@@ -238,17 +240,34 @@ def _groups(ballots: list[Ballot], question: str) -> list[list[Ballot]]:
 
 def _best_group(ballots: list[Ballot], question: str = "") -> tuple[list[Ballot], int]:
     """The largest set of grounded ballots that agree; among equally large sets the one
-    whose first ballot had the fewest failed cells, then the earliest."""
+    whose first ballot's code used every number of the question, then the one whose first
+    ballot had the fewest failed cells, then the earliest."""
     groups = _groups(ballots, question)
     if not groups:
         return [], 0
-    best = min(groups, key=lambda g: (-len(g), g[0].failed_cells, g[0].number))
+    best = min(
+        groups,
+        key=lambda g: (-len(g), bool(g[0].ignored_numbers), g[0].failed_cells, g[0].number),
+    )
     return best, len(best)
+
+
+def _why_kept(earlier: Ballot | None, chosen: Ballot) -> str:
+    """Why a contested answer is the one kept, given the earlier ballot it won a tie against."""
+    if earlier is None:
+        return "the session keeps it as the earliest."
+    if earlier.ignored_numbers and not chosen.ignored_numbers:
+        numbers = " and ".join(earlier.ignored_numbers)
+        return (
+            f"the session keeps it: its code uses every number of the question, and attempt "
+            f"{earlier.number}'s does not use {numbers}."
+        )
+    return "the session keeps it: the attempt with the fewest failed cells."
 
 
 def _tied(ballots: list[Ballot], chosen: list[Ballot], question: str) -> Ballot | None:
     """An earlier ballot heading a group as large as the chosen one (the tie was broken
-    by failed cells), else None."""
+    by the numbers their code used or by failed cells), else None."""
     return next(
         (
             group[0]

@@ -71,6 +71,7 @@ class Attempt:
             grounded=bool(loop and loop.answer_grounded),
             detail=outcome.reason + (f"; last error: {last_error}" if last_error else ""),
             failed_cells=len(loop.memory.failed) if loop else 0,
+            ignored_numbers=tuple(loop.answers.numbers_ignored()) if loop else (),
             printed=loop.answers.printed_value() if loop else None,
         )
 
@@ -355,6 +356,8 @@ def _attempt_metadata(session: Session, attempt: Attempt) -> dict[str, Any]:
         "answer": ballot.answer,
         "grounded": ballot.grounded,
         "detail": ballot.detail,
+        "failed_cells": ballot.failed_cells,
+        "ignored_numbers": list(ballot.ignored_numbers),
         "notebook": _relative(notebook, session.notebook_path.parent),
     }
 
