@@ -28,6 +28,7 @@ printed one value, the loop ends with that value instead (``taken_from_output``:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from kernelagent.agent import prompts
@@ -37,7 +38,7 @@ from kernelagent.agent.answer_kind import (
     reports_failure,
     shows_an_object,
 )
-from kernelagent.agent.grounding import ungrounded_parts
+from kernelagent.agent.grounding import prints_only_literals, ungrounded_parts
 from kernelagent.events import AnswerVerdict
 
 CELLS_KEPT = 50
@@ -54,6 +55,12 @@ class RanCell:
     output: str
     """The text the cell printed or displayed."""
     ok: bool
+
+    @functools.cached_property
+    def evidence(self) -> bool:
+        """Its output can support an answer: it succeeded and computed something (not
+        ``print("West")``, which shows what the model wrote)."""
+        return self.ok and not prints_only_literals(self.code)
 
 
 @dataclass(frozen=True)
@@ -109,14 +116,14 @@ class AnswerReview:
             self.evidence_pending = False
 
     def printed(self) -> str:
-        return "\n".join(cell.output for cell in self.cells if cell.ok)
+        return "\n".join(cell.output for cell in self.cells if cell.evidence)
 
     def printed_value(self, max_chars: int = PRINTED_VALUE_CHARS) -> str | None:
         """What the newest cell printed when it succeeded and printed one short line (a
         number, a name, a list) and the model then tried to answer: the value a model that
         never stated an answer its outputs show had computed."""
         newest = self.cells[-1] if self.cells else None
-        if newest is None or not newest.ok or not self.answered_since_cell:
+        if newest is None or not newest.evidence or not self.answered_since_cell:
             return None
         lines = [line.strip() for line in newest.output.strip().splitlines() if line.strip()]
         if len(lines) != 1 or len(lines[0]) > max_chars or lines[0].startswith("["):
@@ -139,7 +146,8 @@ class AnswerReview:
 
     def grounded(self, answer: str) -> bool:
         """Some cell ran successfully and every checkable part of the answer is in its outputs."""
-        return any(cell.ok for cell in self.cells) and not ungrounded_parts(answer, self.printed())
+        evidence = any(cell.evidence for cell in self.cells)
+        return evidence and not ungrounded_parts(answer, self.printed())
 
     def review(self, answer: str, *, data_present: bool, same_turn: list[RanCell]) -> Review:
         """Decide on ``answer``; ``same_turn`` are the cells run earlier in the same reply."""
@@ -160,11 +168,17 @@ class AnswerReview:
             detail = "how Python shows an object, not a value"
             return Review("not_what_was_asked", message, detail, repeated=again)
         if same_turn:
-            shown = "\n".join(cell.output for cell in same_turn if cell.ok)
+            shown = "\n".join(cell.output for cell in same_turn if cell.evidence)
             failed = [cell.number for cell in same_turn if not cell.ok]
             missing = ungrounded_parts(answer, shown)
             if failed or missing or not shown.strip():
-                why = f"cell {failed[0]} failed" if failed else "its output does not show it"
+                why = (
+                    f"cell {failed[0]} failed"
+                    if failed
+                    else prompts.WRITTEN_NOT_COMPUTED
+                    if _only_written(answer, same_turn)
+                    else "its output does not show it"
+                )
                 if not failed:
                     self.sent_back.add(_key(answer))
                 return Review(
@@ -186,11 +200,10 @@ class AnswerReview:
             self.sent_back.add(_key(answer))
             self.review_turns += 1
             listed = ", ".join(repr(part) for part in missing)
-            return Review(
-                "not_shown",
-                prompts.ANSWER_NOT_SHOWN.format(parts=listed),
-                f"not in any output: {listed}",
-            )
+            message = prompts.ANSWER_NOT_SHOWN.format(parts=listed)
+            if _only_written(answer, self.cells):
+                message += f" ({prompts.WRITTEN_NOT_COMPUTED}.)"
+            return Review("not_shown", message, f"not in any output: {listed}")
         source = self.source_of(answer)
         if (
             self.check_answers
@@ -231,15 +244,18 @@ class AnswerReview:
         newest = next((cell for cell in reversed(self.cells) if cell.ok), None)
         output = _clip(newest.output.strip(), VERIFY_OUTPUT_CHARS) if newest else ""
         act = prompts.GUESS_AGAIN_ACT_BLOCKS if self.code_blocks else prompts.GUESS_AGAIN_ACT_TOOLS
-        return prompts.ANSWER_SENT_BACK_AGAIN.format(
+        message = prompts.ANSWER_SENT_BACK_AGAIN.format(
             answer=repr(answer.strip()),
             printed=f"The newest output:\n{output or '(nothing)'}\n" if newest else "",
             act=act,
         )
+        if _only_written(answer, self.cells):
+            message += f" ({prompts.WRITTEN_NOT_COMPUTED}.)"
+        return message
 
     def source_of(self, answer: str) -> RanCell | None:
         """The newest successful cell whose output shows the answer, else the newest one."""
-        successful = [cell for cell in reversed(self.cells) if cell.ok]
+        successful = [cell for cell in reversed(self.cells) if cell.evidence]
         showing = next(
             (cell for cell in successful if not ungrounded_parts(answer, cell.output)), None
         )
@@ -275,6 +291,14 @@ class AnswerReview:
             if self.code_blocks
             else "corrected code (python tool)",
         )
+
+
+def _only_written(answer: str, cells: list[RanCell]) -> bool:
+    """Some cell shows ``answer``, and it only printed literals (no evidence)."""
+    return any(
+        cell.ok and not cell.evidence and not ungrounded_parts(answer, cell.output)
+        for cell in cells
+    )
 
 
 def _key(answer: str) -> str:

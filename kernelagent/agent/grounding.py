@@ -5,10 +5,15 @@ Before a short answer is accepted, each of its numbers must match a number some
 successful cell printed (to the answer's own precision, or as a percentage), and each
 of its words-only items (or all of an item's longer words) must appear in the output.
 Long prose answers are not checked. The loop asks once; a second answer is accepted as given.
+
+Only the output of a cell that computed something counts: a cell that only prints text
+written into its own code (``print("West")``) shows what the model wrote, not what the data
+says (``prints_only_literals``).
 """
 
 from __future__ import annotations
 
+import ast
 import re
 
 MAX_CHECKED_CHARS = 120
@@ -55,3 +60,36 @@ def number_matches(answer_text: str, printed: float) -> bool:
     return any(
         abs(value - candidate) <= tolerance for candidate in (printed, printed * 100, printed / 100)
     )
+
+
+def prints_only_literals(code: str) -> bool:
+    """Whether every statement of ``code`` only prints or displays literal values
+    (``print("Boston, Oakdale")``, ``"West"``, ``print(42)``): nothing is computed."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # a magic or a shell cell: not judged
+        return False
+    return bool(tree.body) and all(_shows_a_literal(statement) for statement in tree.body)
+
+
+def _shows_a_literal(statement: ast.stmt) -> bool:
+    if not isinstance(statement, ast.Expr):
+        return False
+    value = statement.value
+    if (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Name)
+        and value.func.id == "print"
+    ):
+        return all(_is_literal(arg) for arg in value.args) and all(
+            _is_literal(keyword.value) for keyword in value.keywords
+        )
+    return _is_literal(value)
+
+
+def _is_literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True

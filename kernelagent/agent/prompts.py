@@ -44,6 +44,11 @@ ANSWER_NOT_SHOWN = (
     "computed it, print it; if not, compute it. Then give the final answer again."
 )
 
+WRITTEN_NOT_COMPUTED = (
+    "the cell that shows it only prints text written into its own code, which computes "
+    "nothing from the data"
+)
+
 ANSWER_REPORTS_FAILURE = (
     "[not accepted yet] {answer} reports a problem, not an answer to the question. Find out "
     "what the data has (print each file's columns: a column missing from one file may be in "
