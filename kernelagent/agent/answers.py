@@ -156,12 +156,13 @@ class AnswerReview:
             return Review(
                 "no_evidence", prompts.ANSWER_WITHOUT_EVIDENCE, "no code had run successfully"
             )
-        if self.check_answers and (reports_failure(answer) or shows_an_object(answer)):
+        failure = self.check_answers and reports_failure(answer)
+        if failure or (self.check_answers and shows_an_object(answer)):
             again = self.non_answer_sent_back
             self.non_answer_sent_back = True
             if not again:
                 self.review_turns += 1
-            if reports_failure(answer):
+            if failure:
                 message = prompts.ANSWER_REPORTS_FAILURE.format(answer=repr(answer.strip()))
                 return Review("reports_failure", message, "reports a failure", repeated=again)
             message = prompts.ANSWER_SHOWS_AN_OBJECT.format(answer=repr(answer.strip()))
@@ -200,9 +201,7 @@ class AnswerReview:
             self.sent_back.add(_key(answer))
             self.review_turns += 1
             listed = ", ".join(repr(part) for part in missing)
-            message = prompts.ANSWER_NOT_SHOWN.format(parts=listed)
-            if _only_written(answer, self.cells):
-                message += f" ({prompts.WRITTEN_NOT_COMPUTED}.)"
+            message = prompts.ANSWER_NOT_SHOWN.format(parts=listed) + self._why_written(answer)
             return Review("not_shown", message, f"not in any output: {listed}")
         source = self.source_of(answer)
         if (
@@ -249,9 +248,11 @@ class AnswerReview:
             printed=f"The newest output:\n{output or '(nothing)'}\n" if newest else "",
             act=act,
         )
-        if _only_written(answer, self.cells):
-            message += f" ({prompts.WRITTEN_NOT_COMPUTED}.)"
-        return message
+        return message + self._why_written(answer)
+
+    def _why_written(self, answer: str) -> str:
+        """A note for a message about an answer that only a print-only cell shows."""
+        return f" ({prompts.WRITTEN_NOT_COMPUTED}.)" if _only_written(answer, self.cells) else ""
 
     def source_of(self, answer: str) -> RanCell | None:
         """The newest successful cell whose output shows the answer, else the newest one."""
